@@ -1,0 +1,44 @@
+//! Echoes the request back as JSON: method, path, query, headers and body
+//! (the body as a list of bytes and, when it is UTF-8, as text).
+//!
+//! Query parameters make it misbehave on request, for tests and benchmarks:
+//! `sleep_ms=N` sleeps first (through WASI's clock, so the host is awaited),
+//! `status=N` answers with that status, `print=1` writes to stdout and stderr.
+
+use droplet_sdk::{Request, Response, droplet};
+use serde_json::json;
+
+fn handle(req: Request) -> Response {
+    droplet_sdk::log::log(
+        droplet_sdk::log::Level::Info,
+        "echoing",
+        &[("method", req.method()), ("path", req.path())],
+    );
+    if let Some(ms) = req.query_param("sleep_ms").and_then(|ms| ms.parse().ok()) {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+    if req.query_param("print").is_some() {
+        println!("echo printed to stdout");
+        eprintln!("echo printed to stderr");
+    }
+    let headers: Vec<_> = req
+        .headers()
+        .iter()
+        .map(|(name, value)| json!([name, value]))
+        .collect();
+    let status = req
+        .query_param("status")
+        .and_then(|status| status.parse().ok())
+        .unwrap_or(200);
+    Response::json(&json!({
+        "method": req.method(),
+        "path": req.path(),
+        "query": req.query(),
+        "headers": headers,
+        "body": req.body(),
+        "text": req.text().ok(),
+    }))
+    .with_status(status)
+}
+
+droplet!(handle);

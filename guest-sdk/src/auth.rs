@@ -1,0 +1,29 @@
+//! The verified caller of this request.
+//!
+//! ```no_run
+//! match droplet_sdk::auth::caller() {
+//!     Some(claims) => println!("called by {:?}", claims.subject),
+//!     None => println!("anonymous"),
+//! }
+//! ```
+
+use crate::bindings::fp::droplet::auth as wit;
+
+pub use wit::{Claims, Error};
+
+/// The verified claims of this request's bearer token, if it had a valid one.
+pub fn caller() -> Option<Claims> {
+    wit::caller()
+}
+
+/// Verifies another token under the host's keys and rules.
+pub fn verify(token: &str) -> Result<Claims, Error> {
+    wit::verify(token)
+}
+
+impl Claims {
+    /// Whether the claims grant `scope`.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
+    }
+}

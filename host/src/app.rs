@@ -1,0 +1,107 @@
+//! The state of a running host, shared by every connection: the runtime,
+//! the droplet table and the settings requests need.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::sync::Semaphore;
+
+use crate::cache::CodeCache;
+use crate::droplets::Droplets;
+use crate::runtime::{Runtime, RuntimeSettings};
+
+/// What `droplet serve` was asked to do.
+#[derive(Debug, Clone)]
+pub struct ServeSettings {
+    /// Address to listen on; port 0 picks a free one.
+    pub listen: std::net::SocketAddr,
+    /// Directory of `{name}.wasm` (+ `{name}.toml`) droplets.
+    pub droplets_dir: PathBuf,
+    /// Directory for the host's own data.
+    pub data_dir: PathBuf,
+    /// Directory for compiled code; defaults to `{data_dir}/cache`.
+    pub cache_dir: Option<PathBuf>,
+    /// With a domain, `Host: {name}.{domain}` routes to droplet `name`.
+    pub domain: Option<String>,
+    /// How long in-flight requests may take to finish on shutdown.
+    pub shutdown_grace: Duration,
+    /// Instances that may run at once across all droplets.
+    pub max_instances: u32,
+    /// The largest `memory_mb` a droplet may ask for.
+    pub max_memory_mb: u64,
+}
+
+/// The host's shared state.
+pub struct App {
+    /// Engine, linker, ticker.
+    pub runtime: Runtime,
+    /// The droplets, by name.
+    pub droplets: Droplets,
+    /// Routing domain for `Host`-based routing.
+    pub domain: Option<String>,
+    /// Instance slots across all droplets: a call takes one before it
+    /// instantiates, so the pooling allocator is never asked for more than it
+    /// has and a full pool is a clean 503, not an error.
+    pub instance_slots: Semaphore,
+    /// When the host started.
+    pub started: Instant,
+    shutting_down: AtomicBool,
+}
+
+impl App {
+    /// Builds the runtime and loads every droplet in the droplets directory.
+    pub async fn start(settings: &ServeSettings) -> anyhow::Result<Arc<Self>> {
+        let settings = settings.clone();
+        tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+                format!(
+                    "cannot create the data directory {}",
+                    settings.data_dir.display()
+                )
+            })?;
+            let runtime = Runtime::new(&RuntimeSettings {
+                max_instances: settings.max_instances,
+                max_memory_mb: settings.max_memory_mb,
+            })?;
+            let cache_dir = settings
+                .cache_dir
+                .clone()
+                .unwrap_or_else(|| settings.data_dir.join("cache"));
+            let cache = CodeCache::new(Some(cache_dir), runtime.engine());
+            let droplets = Droplets::load_dir(
+                &settings.droplets_dir,
+                &runtime,
+                &cache,
+                settings.max_memory_mb,
+            )
+            .with_context(|| {
+                format!(
+                    "cannot read the droplets directory {}",
+                    settings.droplets_dir.display()
+                )
+            })?;
+            Ok(Arc::new(Self {
+                runtime,
+                droplets,
+                domain: settings.domain.clone(),
+                instance_slots: Semaphore::new(settings.max_instances as usize),
+                started: Instant::now(),
+                shutting_down: AtomicBool::new(false),
+            }))
+        })
+        .await?
+    }
+
+    /// Marks the host as shutting down: `/health` answers 503 from now on.
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Relaxed)
+    }
+}

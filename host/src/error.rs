@@ -1,0 +1,182 @@
+//! Every failure a client can see, mapped in one place to one status code and
+//! one JSON body: `{"error": {"code", "message", "trace_id"}}`.
+//!
+//! Messages are written for the droplet's author or caller: they name the
+//! droplet, the limit or the trap, never host internals such as file paths or
+//! backtraces.
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::Full;
+
+/// A request that could not be answered by its droplet.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    /// The request itself is malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// No droplet has that name (or the path names none).
+    #[error("{0}")]
+    DropletNotFound(String),
+    /// The body is over the droplet's `max_body_kb`.
+    #[error("request body is larger than this droplet's limit of {limit_kb} KiB")]
+    BodyTooLarge {
+        /// The droplet's limit.
+        limit_kb: u64,
+    },
+    /// The guest trapped or panicked.
+    #[error("{0}")]
+    DropletTrap(String),
+    /// The guest returned a response the host will not forward.
+    #[error("droplet returned an invalid response: {0}")]
+    InvalidResponse(String),
+    /// The droplet's current version failed to load.
+    #[error("droplet `{name}` is unavailable: {reason}")]
+    DropletUnavailable {
+        /// The droplet.
+        name: String,
+        /// Why it failed to load.
+        reason: String,
+    },
+    /// No instance slot freed up in time.
+    #[error("droplet `{0}` is over its concurrency limit; retry shortly")]
+    DropletOverloaded(String),
+    /// The call overran the droplet's budget.
+    #[error("droplet `{name}` did not answer within its budget of {budget_ms} ms")]
+    BudgetExceeded {
+        /// The droplet.
+        name: String,
+        /// Its budget.
+        budget_ms: u64,
+    },
+    /// The host is shutting down and takes no new work.
+    #[error("the host is shutting down")]
+    ShuttingDown,
+}
+
+impl HostError {
+    /// The HTTP status for this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            HostError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            HostError::DropletNotFound(_) => StatusCode::NOT_FOUND,
+            HostError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            HostError::DropletTrap(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            HostError::InvalidResponse(_) => StatusCode::BAD_GATEWAY,
+            HostError::DropletUnavailable { .. }
+            | HostError::DropletOverloaded(_)
+            | HostError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            HostError::BudgetExceeded { .. } => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// The stable, documented error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            HostError::BadRequest(_) => "bad_request",
+            HostError::DropletNotFound(_) => "droplet_not_found",
+            HostError::BodyTooLarge { .. } => "body_too_large",
+            HostError::DropletTrap(_) => "droplet_trap",
+            HostError::InvalidResponse(_) => "invalid_response",
+            HostError::DropletUnavailable { .. } | HostError::ShuttingDown => "droplet_unavailable",
+            HostError::DropletOverloaded(_) => "droplet_overloaded",
+            HostError::BudgetExceeded { .. } => "budget_exceeded",
+        }
+    }
+
+    /// The response a client sees for this error.
+    pub fn into_response(self, trace_id: &str) -> Response<Full<Bytes>> {
+        let status = self.status();
+        let retry_after = matches!(
+            self,
+            HostError::DropletOverloaded(_) | HostError::ShuttingDown
+        );
+        let mut response = json_response(
+            status,
+            &error_body(self.code(), &self.to_string(), trace_id),
+        );
+        if retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+/// The JSON error body of the host's one error shape.
+pub fn error_body(code: &str, message: &str, trace_id: &str) -> serde_json::Value {
+    serde_json::json!({
+        "error": { "code": code, "message": message, "trace_id": trace_id }
+    })
+}
+
+/// A response with a JSON body, as the host answers for itself.
+pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_has_its_documented_status_and_code() {
+        let cases = [
+            (HostError::BadRequest("x".into()), 400, "bad_request"),
+            (
+                HostError::DropletNotFound("x".into()),
+                404,
+                "droplet_not_found",
+            ),
+            (
+                HostError::BodyTooLarge { limit_kb: 1 },
+                413,
+                "body_too_large",
+            ),
+            (HostError::DropletTrap("x".into()), 500, "droplet_trap"),
+            (
+                HostError::InvalidResponse("x".into()),
+                502,
+                "invalid_response",
+            ),
+            (
+                HostError::DropletUnavailable {
+                    name: "x".into(),
+                    reason: "y".into(),
+                },
+                503,
+                "droplet_unavailable",
+            ),
+            (
+                HostError::DropletOverloaded("x".into()),
+                503,
+                "droplet_overloaded",
+            ),
+            (
+                HostError::BudgetExceeded {
+                    name: "x".into(),
+                    budget_ms: 5,
+                },
+                504,
+                "budget_exceeded",
+            ),
+        ];
+        for (error, status, code) in cases {
+            assert_eq!(error.status().as_u16(), status, "{error:?}");
+            assert_eq!(error.code(), code, "{error:?}");
+        }
+    }
+
+    #[test]
+    fn overloaded_carries_retry_after() {
+        let response = HostError::DropletOverloaded("x".into()).into_response("t");
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+    }
+}

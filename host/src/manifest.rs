@@ -1,0 +1,257 @@
+//! The droplet manifest: `{name}.toml` beside `{name}.wasm`.
+//!
+//! Every field is optional and has a default; an unknown field is an error,
+//! never silently ignored, so a typo cannot quietly weaken a limit.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// Default latency budget: the droplet contract's "other endpoints < 1000 ms".
+pub const DEFAULT_BUDGET_MS: u64 = 1000;
+/// Default linear-memory cap.
+pub const DEFAULT_MEMORY_MB: u64 = 64;
+/// Default request-body limit.
+pub const DEFAULT_MAX_BODY_KB: u64 = 1024;
+/// Default number of requests one droplet may run at once.
+pub const DEFAULT_MAX_CONCURRENCY: u32 = 100;
+/// The longest budget a manifest may ask for.
+pub const MAX_BUDGET_MS: u64 = 300_000;
+/// The largest body limit a manifest may ask for (64 MiB).
+pub const MAX_BODY_KB: u64 = 64 * 1024;
+
+/// Whether a droplet needs a verified bearer token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthPolicy {
+    /// A token is optional; when present and valid its claims are available.
+    #[default]
+    Public,
+    /// A valid bearer token is required.
+    Jwt,
+}
+
+/// A parsed, validated manifest.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Wall-clock budget for one call, in milliseconds.
+    #[serde(default = "default_budget_ms")]
+    pub budget_ms: u64,
+    /// Cap on the droplet's linear memory, in MiB.
+    #[serde(default = "default_memory_mb")]
+    pub memory_mb: u64,
+    /// Largest request body accepted, in KiB.
+    #[serde(default = "default_max_body_kb")]
+    pub max_body_kb: u64,
+    /// Requests this droplet may run at once.
+    #[serde(default = "default_max_concurrency")]
+    pub max_concurrency: u32,
+    /// Whether callers must present a valid JWT.
+    #[serde(default)]
+    pub auth: AuthPolicy,
+    /// Scopes a caller's token must all carry.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// What the droplet says it can do (reported by `/capabilities`).
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    /// The droplet's id as the registry knows it (defaults to its name).
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Cap on the droplet's key-value data, in MiB.
+    #[serde(default)]
+    pub kv_quota_mb: Option<u64>,
+    /// Values the droplet reads with `config::get`; `${VAR}` names a host
+    /// environment variable.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+}
+
+fn default_budget_ms() -> u64 {
+    DEFAULT_BUDGET_MS
+}
+fn default_memory_mb() -> u64 {
+    DEFAULT_MEMORY_MB
+}
+fn default_max_body_kb() -> u64 {
+    DEFAULT_MAX_BODY_KB
+}
+fn default_max_concurrency() -> u32 {
+    DEFAULT_MAX_CONCURRENCY
+}
+
+impl Default for Manifest {
+    fn default() -> Self {
+        Self {
+            budget_ms: DEFAULT_BUDGET_MS,
+            memory_mb: DEFAULT_MEMORY_MB,
+            max_body_kb: DEFAULT_MAX_BODY_KB,
+            max_concurrency: DEFAULT_MAX_CONCURRENCY,
+            auth: AuthPolicy::Public,
+            scopes: Vec::new(),
+            capabilities: Vec::new(),
+            id: None,
+            kv_quota_mb: None,
+            config: BTreeMap::new(),
+        }
+    }
+}
+
+/// Why a manifest was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// Not valid TOML, or a field of the wrong type, or an unknown field.
+    #[error("{0}")]
+    Parse(String),
+    /// A field's value is out of range.
+    #[error("`{field}` {problem}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// A `${VAR}` in `[config]` names an unset environment variable.
+    #[error("config `{key}` names ${{{var}}}, which is not set in the host's environment")]
+    MissingEnv {
+        /// The config key.
+        key: String,
+        /// The variable.
+        var: String,
+    },
+}
+
+impl Manifest {
+    /// Parses and validates manifest text. `max_memory_mb` is the host's
+    /// ceiling for `memory_mb`.
+    pub fn parse(text: &str, max_memory_mb: u64) -> Result<Self, ManifestError> {
+        let manifest: Manifest = toml::from_str(text).map_err(|err| {
+            // toml's message spans lines and quotes the source; keep it, on one line.
+            ManifestError::Parse(err.message().trim().replace('\n', " "))
+        })?;
+        manifest.validate(max_memory_mb)?;
+        Ok(manifest)
+    }
+
+    fn validate(&self, max_memory_mb: u64) -> Result<(), ManifestError> {
+        let invalid = |field, problem: String| Err(ManifestError::Invalid { field, problem });
+        if self.budget_ms == 0 || self.budget_ms > MAX_BUDGET_MS {
+            return invalid(
+                "budget_ms",
+                format!("must be between 1 and {MAX_BUDGET_MS}"),
+            );
+        }
+        if self.memory_mb == 0 || self.memory_mb > max_memory_mb {
+            return invalid(
+                "memory_mb",
+                format!("must be between 1 and this host's maximum of {max_memory_mb}"),
+            );
+        }
+        if self.max_body_kb > MAX_BODY_KB {
+            return invalid("max_body_kb", format!("must be at most {MAX_BODY_KB}"));
+        }
+        if self.max_concurrency == 0 {
+            return invalid("max_concurrency", "must be at least 1".to_string());
+        }
+        if self.auth == AuthPolicy::Public && !self.scopes.is_empty() {
+            return invalid(
+                "scopes",
+                "needs `auth = \"jwt\"`: a public droplet cannot require scopes".to_string(),
+            );
+        }
+        Ok(())
+    }
+
+    /// The `[config]` table with every `${VAR}` replaced by the host
+    /// environment's value, looked up with `env`.
+    pub fn resolve_config(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<BTreeMap<String, String>, ManifestError> {
+        self.config
+            .iter()
+            .map(|(key, value)| Ok((key.clone(), expand_env(key, value, &env)?)))
+            .collect()
+    }
+}
+
+/// Replaces each `${NAME}` in `value`; `$$` stands for a literal `$`.
+fn expand_env(
+    key: &str,
+    value: &str,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<String, ManifestError> {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some(inner) = after.strip_prefix('{')
+            && let Some(end) = inner.find('}')
+        {
+            let var = &inner[..end];
+            let resolved = env(var).ok_or_else(|| ManifestError::MissingEnv {
+                key: key.to_string(),
+                var: var.to_string(),
+            })?;
+            out.push_str(&resolved);
+            rest = &inner[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_manifest_gives_defaults() {
+        assert_eq!(Manifest::parse("", 256).unwrap(), Manifest::default());
+    }
+
+    #[test]
+    fn unknown_field_is_named() {
+        let err = Manifest::parse("budget_ms = 50\nbudgett = 3\n", 256).unwrap_err();
+        assert!(err.to_string().contains("unknown field `budgett`"), "{err}");
+    }
+
+    #[test]
+    fn out_of_range_values_are_refused() {
+        assert!(Manifest::parse("budget_ms = 0", 256).is_err());
+        assert!(Manifest::parse("memory_mb = 512", 256).is_err());
+        assert!(Manifest::parse("max_concurrency = 0", 256).is_err());
+        assert!(Manifest::parse("scopes = [\"a\"]", 256).is_err());
+        assert!(Manifest::parse("auth = \"jwt\"\nscopes = [\"a\"]", 256).is_ok());
+        assert!(Manifest::parse("auth = \"maybe\"", 256).is_err());
+    }
+
+    #[test]
+    fn config_expands_environment_variables() {
+        let manifest = Manifest::parse(
+            "[config]\nkey = \"${API_KEY}\"\nmixed = \"a-${API_KEY}-$$-b\"\nplain = \"$5\"\n",
+            256,
+        )
+        .unwrap();
+        let env = |name: &str| (name == "API_KEY").then(|| "secret".to_string());
+        let config = manifest.resolve_config(env).unwrap();
+        assert_eq!(config["key"], "secret");
+        assert_eq!(config["mixed"], "a-secret-$-b");
+        assert_eq!(config["plain"], "$5");
+    }
+
+    #[test]
+    fn missing_environment_variable_is_an_error() {
+        let manifest = Manifest::parse("[config]\nkey = \"${NOPE}\"\n", 256).unwrap();
+        let err = manifest.resolve_config(|_| None).unwrap_err();
+        assert!(err.to_string().contains("${NOPE}"), "{err}");
+    }
+}

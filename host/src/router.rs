@@ -1,0 +1,159 @@
+//! Request → droplet + inner path, or one of the host's own endpoints.
+//!
+//! `/{name}/{rest}` routes to droplet `name` with path `/{rest}`; with a
+//! domain configured, `Host: {name}.{domain}` routes to droplet `name` with
+//! the path unchanged. Paths whose first segment starts with `_`, and the
+//! host's `/health` and `/metrics`, belong to the host.
+
+/// Where a request goes.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Route<'a> {
+    /// `GET /health`: the host's own status.
+    HostHealth,
+    /// A droplet, with the path it sees.
+    Droplet {
+        /// The droplet's name.
+        name: &'a str,
+        /// The path inside the droplet, starting with `/`.
+        path: &'a str,
+    },
+    /// Nothing is there; the message says why.
+    NotFound(String),
+}
+
+/// Whether `name` is a valid droplet name: `[a-z0-9][a-z0-9-]{0,62}`.
+pub fn is_valid_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && (bytes[0].is_ascii_lowercase() || bytes[0].is_ascii_digit())
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+}
+
+/// Names that the host's own top-level endpoints take.
+pub const RESERVED_NAMES: [&str; 2] = ["health", "metrics"];
+
+/// Routes a request by its `Host` header (when `domain` is set) and path.
+pub fn route<'a>(host: Option<&'a str>, path: &'a str, domain: Option<&str>) -> Route<'a> {
+    if let (Some(host), Some(domain)) = (host, domain)
+        && let Some(name) = droplet_from_host(host, domain)
+    {
+        return if is_valid_name(name) {
+            Route::Droplet { name, path }
+        } else {
+            Route::NotFound(format!("`{name}` is not a valid droplet name"))
+        };
+    }
+    let trimmed = path.strip_prefix('/').unwrap_or(path);
+    let (first, rest) = match trimmed.find('/') {
+        Some(at) => (&trimmed[..at], &trimmed[at..]),
+        None => (trimmed, "/"),
+    };
+    match first {
+        "" => Route::NotFound("no droplet named in the path: use /{name}/...".to_string()),
+        "health" if rest == "/" => Route::HostHealth,
+        _ if first.starts_with('_') => Route::NotFound(format!("no host endpoint at {path}")),
+        _ if is_valid_name(first) => Route::Droplet {
+            name: first,
+            path: rest,
+        },
+        _ => Route::NotFound(format!("`{first}` is not a valid droplet name")),
+    }
+}
+
+/// The droplet named by `Host: {name}.{domain}[:port]`, if the host header is
+/// under `domain`.
+fn droplet_from_host<'a>(host: &'a str, domain: &str) -> Option<&'a str> {
+    let host = match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    };
+    let name = host.strip_suffix(domain)?.strip_suffix('.')?;
+    (!name.is_empty() && !name.contains('.')).then_some(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_routes_to_droplet_and_inner_path() {
+        assert_eq!(
+            route(None, "/hello/a/b", None),
+            Route::Droplet {
+                name: "hello",
+                path: "/a/b"
+            }
+        );
+        assert_eq!(
+            route(None, "/hello", None),
+            Route::Droplet {
+                name: "hello",
+                path: "/"
+            }
+        );
+        assert_eq!(
+            route(None, "/hello/", None),
+            Route::Droplet {
+                name: "hello",
+                path: "/"
+            }
+        );
+    }
+
+    #[test]
+    fn host_paths_and_bad_names_are_not_droplets() {
+        assert_eq!(route(None, "/health", None), Route::HostHealth);
+        assert!(matches!(route(None, "/_admin/x", None), Route::NotFound(_)));
+        assert!(matches!(route(None, "/", None), Route::NotFound(_)));
+        assert!(matches!(route(None, "/Hello/", None), Route::NotFound(_)));
+        assert!(matches!(route(None, "/-x/", None), Route::NotFound(_)));
+    }
+
+    #[test]
+    fn host_header_routes_under_the_domain() {
+        let domain = Some("droplets.test");
+        assert_eq!(
+            route(Some("hello.droplets.test:8080"), "/a", domain),
+            Route::Droplet {
+                name: "hello",
+                path: "/a"
+            }
+        );
+        assert_eq!(
+            route(Some("hello.droplets.test"), "/health", domain),
+            Route::Droplet {
+                name: "hello",
+                path: "/health"
+            }
+        );
+        // Not under the domain: path routing applies.
+        assert_eq!(
+            route(Some("localhost:8080"), "/echo/x", domain),
+            Route::Droplet {
+                name: "echo",
+                path: "/x"
+            }
+        );
+        assert_eq!(
+            route(Some("a.b.droplets.test"), "/echo/x", domain),
+            Route::Droplet {
+                name: "echo",
+                path: "/x"
+            }
+        );
+    }
+
+    #[test]
+    fn names_follow_the_rules() {
+        assert!(is_valid_name("a"));
+        assert!(is_valid_name("hello-2"));
+        assert!(is_valid_name(&"a".repeat(63)));
+        assert!(!is_valid_name(&"a".repeat(64)));
+        assert!(!is_valid_name("_x"));
+        assert!(!is_valid_name("a_b"));
+        assert!(!is_valid_name(""));
+    }
+}

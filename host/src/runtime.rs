@@ -1,0 +1,286 @@
+//! The WebAssembly runtime: one `Engine` for the process, one `Linker`, an
+//! `InstancePre` per loaded droplet, and a fresh `Store` per request.
+//!
+//! Isolation is per request: every call instantiates the droplet anew from the
+//! pooling allocator, runs `handle`, and drops the instance. Nothing a guest
+//! does survives the call except what it writes through host imports.
+//!
+//! Budgets: each call has one wall-clock deadline covering instantiation,
+//! guest code and host imports. A ticker thread bumps the engine's epoch every
+//! millisecond; at each tick a running guest yields to the async executor (so
+//! a busy guest cannot starve others on its worker) and, past its deadline,
+//! traps. Awaits in host imports are cut off by the same deadline.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolConcurrencyLimitError, PoolingAllocationConfig,
+    Store, StoreLimits, StoreLimitsBuilder, Trap, UpdateDeadline,
+};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use crate::imports::Imports;
+
+/// Bindings generated from `wit/droplet.wit`.
+pub mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "droplet",
+        imports: { default: async },
+        exports: { default: async },
+    });
+}
+
+pub use bindings::DropletPre;
+pub use bindings::fp::droplet::types::{Request as GuestRequest, Response as GuestResponse};
+
+/// How often the epoch ticker ticks: the granularity of budgets and yields.
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// Sizes of the runtime, from the host's settings.
+#[derive(Debug, Clone)]
+pub struct RuntimeSettings {
+    /// Instances that may exist at once, across all droplets: the size of the
+    /// pooling allocator.
+    pub max_instances: u32,
+    /// The largest `memory_mb` any droplet may ask for.
+    pub max_memory_mb: u64,
+}
+
+/// The engine, linker and epoch ticker shared by every droplet.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<CallState>,
+    ticker: EpochTicker,
+}
+
+/// What a `Store` holds for one call.
+pub struct CallState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+    imports: Imports,
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// One call into a droplet.
+pub struct Call<'a> {
+    /// The droplet, linked and ready to instantiate.
+    pub droplet: &'a DropletPre<CallState>,
+    /// The droplet's linear-memory cap in bytes.
+    pub memory_bytes: usize,
+    /// When the call must be over.
+    pub deadline: Instant,
+    /// The imports' state for this call.
+    pub imports: Imports,
+    /// The request to hand to `handle`.
+    pub request: GuestRequest,
+}
+
+/// Why a call produced no response.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The deadline passed.
+    #[error("budget exceeded")]
+    BudgetExceeded,
+    /// The guest trapped; the message names the trap (and the panic, if any).
+    #[error("{0}")]
+    Trap(String),
+    /// The pooling allocator had no free slot.
+    #[error("no free instance slot")]
+    PoolExhausted,
+}
+
+impl Runtime {
+    /// Builds the engine (pooling allocator, epoch interruption,
+    /// copy-on-write memory images), links WASI 0.2 and the droplet world, and
+    /// starts the epoch ticker.
+    pub fn new(settings: &RuntimeSettings) -> anyhow::Result<Self> {
+        let mut pool = PoolingAllocationConfig::default();
+        let instances = settings.max_instances;
+        pool.total_component_instances(instances)
+            // A Rust std component has a handful of core instances (the
+            // program, the WASI adapter and their shims) and one or two
+            // memories and tables.
+            .total_core_instances(instances.saturating_mul(8))
+            .max_core_instances_per_component(32)
+            .total_memories(instances.saturating_mul(2))
+            .max_memories_per_component(4)
+            .total_tables(instances.saturating_mul(4))
+            .max_tables_per_component(8)
+            .total_stacks(instances)
+            .max_memory_size(usize::try_from(settings.max_memory_mb << 20)?)
+            // Reset small memories and tables with memset instead of madvise:
+            // the syscall and its TLB shootdowns cost more than the copy.
+            .linear_memory_keep_resident(1 << 20)
+            .table_keep_resident(64 << 10);
+
+        let mut config = Config::new();
+        config
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+            .epoch_interruption(true)
+            .memory_init_cow(true);
+        let engine = Engine::new(&config).map_err(|err| anyhow::anyhow!("{err:#}"))?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|err| anyhow::anyhow!("{err:#}"))?;
+        bindings::Droplet::add_to_linker::<CallState, HasSelf<Imports>>(&mut linker, |state| {
+            &mut state.imports
+        })
+        .map_err(|err| anyhow::anyhow!("{err:#}"))?;
+
+        let ticker = EpochTicker::start(engine.clone())?;
+        Ok(Self {
+            engine,
+            linker,
+            ticker,
+        })
+    }
+
+    /// The process's engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Checks a compiled component against the world and pre-links it.
+    /// Blocking work: call it off the async workers.
+    pub fn link(&self, component: &Component) -> Result<DropletPre<CallState>, String> {
+        let instance_pre = self
+            .linker
+            .instantiate_pre(component)
+            .map_err(|err| format!("it imports something this host does not provide: {err:#}"))?;
+        DropletPre::new(instance_pre)
+            .map_err(|err| format!("it does not export the droplet world's handler: {err:#}"))
+    }
+
+    /// Runs one request in a fresh instance and drops the instance.
+    pub async fn call(&self, call: Call<'_>) -> Result<GuestResponse, CallError> {
+        let log = Arc::clone(&call.imports.log);
+        let wasi = WasiCtxBuilder::new()
+            .stdout(log.stdout())
+            .stderr(log.stderr())
+            .build();
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(call.memory_bytes)
+            .build();
+        let mut store = Store::new(
+            &self.engine,
+            CallState {
+                wasi,
+                table: ResourceTable::new(),
+                limits,
+                imports: call.imports,
+            },
+        );
+        store.limiter(|state| &mut state.limits);
+        let deadline = call.deadline.into_std();
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if std::time::Instant::now() >= deadline {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+
+        let run = async {
+            let instance = call.droplet.instantiate_async(&mut store).await?;
+            instance
+                .fp_droplet_handler()
+                .call_handle(&mut store, &call.request)
+                .await
+        };
+        let outcome = tokio::time::timeout_at(call.deadline, run).await;
+        // Drop the instance before logging: its stdio streams flush on drop.
+        drop(store);
+        let result = match outcome {
+            Err(_elapsed) => Err(CallError::BudgetExceeded),
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(err)) => Err(classify(&err, log.failure_hint())),
+        };
+        log.finish();
+        result
+    }
+}
+
+/// Turns a wasmtime error into what the client may know about it.
+fn classify(err: &wasmtime::Error, hint: Option<String>) -> CallError {
+    if let Some(trap) = err.downcast_ref::<Trap>() {
+        if *trap == Trap::Interrupt {
+            return CallError::BudgetExceeded;
+        }
+        // `Trap`'s message starts "wasm trap: "; the client knows it is one.
+        let trap = trap.to_string();
+        let trap = trap.strip_prefix("wasm trap: ").unwrap_or(&trap);
+        return CallError::Trap(match hint {
+            Some(hint) if hint.starts_with("panicked at ") => hint,
+            Some(hint) => format!("trapped: {trap} ({hint})"),
+            None => format!("trapped: {trap}"),
+        });
+    }
+    if err.downcast_ref::<PoolConcurrencyLimitError>().is_some() {
+        return CallError::PoolExhausted;
+    }
+    // Not a trap: instantiation refused (for example an initial memory over
+    // the droplet's cap) or a host import failed fatally. The root cause is
+    // about the droplet, never a host path.
+    CallError::Trap(format!("failed: {}", err.root_cause()))
+}
+
+/// The thread that advances the engine's epoch every [`EPOCH_TICK`]; stopped
+/// and joined when the runtime is dropped.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine) -> std::io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = std::thread::Builder::new()
+            .name("epoch-ticker".into())
+            .spawn({
+                let stop = Arc::clone(&stop);
+                move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(EPOCH_TICK);
+                        engine.increment_epoch();
+                    }
+                }
+            })?;
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        // The ticker holds an engine clone; stop it before the engine goes.
+        self.ticker.stop.store(true, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,158 @@
+//! Misbehaving droplets and oversized requests get their documented answer,
+//! and the host keeps serving everyone else.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::future::join_all;
+use http::Request;
+
+use crate::support::HostBuilder;
+
+#[tokio::test]
+async fn runaway_loop_is_stopped_at_its_budget_while_others_keep_answering() {
+    let host = HostBuilder::new()
+        .droplet_with("spin", "spin", "budget_ms = 50\n")
+        .droplet("hello", "hello")
+        .start()
+        .await;
+    let host = &host;
+    // Four runaway requests at once on a two-core machine, and hello beside them.
+    let spins: Vec<_> = (0..4)
+        .map(|_| async move {
+            let started = Instant::now();
+            let reply = host.get("/spin/").await;
+            (reply, started.elapsed())
+        })
+        .collect();
+    let hellos = async move {
+        let mut statuses = Vec::new();
+        for _ in 0..10 {
+            statuses.push(host.get("/hello/").await.status);
+        }
+        statuses
+    };
+    let (spins, hellos) = tokio::join!(join_all(spins), hellos);
+    for (reply, elapsed) in spins {
+        let message = reply.assert_error(504, "budget_exceeded");
+        assert!(message.contains("50 ms"), "{message}");
+        assert!(
+            elapsed < Duration::from_millis(1000),
+            "504 took {elapsed:?}"
+        );
+    }
+    assert!(hellos.iter().all(|status| *status == 200), "{hellos:?}");
+}
+
+#[tokio::test]
+async fn memory_hog_is_refused_more_memory_and_gets_500() {
+    let host = HostBuilder::new()
+        .droplet_with("hog", "hog", "memory_mb = 16\n")
+        .droplet("hello", "hello")
+        .start()
+        .await;
+    let message = host.get("/hog/").await.assert_error(500, "droplet_trap");
+    assert!(message.contains("memory allocation"), "{message}");
+    assert_eq!(host.get("/hello/").await.status, 200);
+    // The cap holds on every call, not just the first.
+    host.get("/hog/").await.assert_error(500, "droplet_trap");
+}
+
+#[tokio::test]
+async fn panic_is_500_naming_the_panic() {
+    let host = HostBuilder::new()
+        .droplet("panic", "panic")
+        .droplet("hello", "hello")
+        .start()
+        .await;
+    let message = host
+        .get("/panic/boom")
+        .await
+        .assert_error(500, "droplet_trap");
+    assert!(message.contains("panicked at"), "{message}");
+    assert!(
+        message.contains("droplet panicked on purpose at /boom"),
+        "{message}"
+    );
+    assert_eq!(host.get("/hello/").await.status, 200);
+}
+
+#[tokio::test]
+async fn body_over_the_limit_is_413_whether_declared_or_streamed() {
+    let host = HostBuilder::new()
+        .droplet_with("echo", "echo", "max_body_kb = 1\n")
+        .start()
+        .await;
+    let at_limit = host
+        .send(
+            Request::post("/echo/")
+                .body(Bytes::from(vec![b'a'; 1024]))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(at_limit.status, 200);
+    let message = host
+        .send(
+            Request::post("/echo/")
+                .body(Bytes::from(vec![b'a'; 1025]))
+                .unwrap(),
+        )
+        .await
+        .assert_error(413, "body_too_large");
+    assert!(message.contains("1 KiB"), "{message}");
+    // Chunked, with no content-length: refused while reading.
+    let chunk = "a".repeat(700);
+    let raw = format!(
+        "POST /echo/ HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n\
+         2bc\r\n{chunk}\r\n2bc\r\n{chunk}\r\n0\r\n\r\n"
+    );
+    let response = host.raw(raw.as_bytes()).await;
+    assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+    assert!(response.contains("body_too_large"), "{response}");
+}
+
+#[tokio::test]
+async fn invalid_guest_response_is_502() {
+    let host = HostBuilder::new().droplet("echo", "echo").start().await;
+    let message = host
+        .get("/echo/?status=700")
+        .await
+        .assert_error(502, "invalid_response");
+    assert!(message.contains("700"), "{message}");
+    assert_eq!(host.get("/echo/?status=201").await.status, 201);
+}
+
+#[tokio::test]
+async fn concurrency_limit_answers_503_with_retry_after() {
+    let host = HostBuilder::new()
+        .droplet_with("echo", "echo", "max_concurrency = 1\nbudget_ms = 5000\n")
+        .start()
+        .await;
+    let host = &host;
+    let slow = async move {
+        host.send(
+            Request::get("/echo/?sleep_ms=1500")
+                .header("x-request-id", "slow-1")
+                .body(Bytes::new())
+                .unwrap(),
+        )
+        .await
+    };
+    let second = async move {
+        // The slow request logs "echoing" once it holds the only slot.
+        host.wait_for_log(
+            |line| line["trace_id"] == "slow-1" && line["message"] == "echoing",
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("slow request started");
+        host.get("/echo/").await
+    };
+    let (slow, second) = tokio::join!(slow, second);
+    assert_eq!(slow.status, 200);
+    let message = second.assert_error(503, "droplet_overloaded");
+    assert!(message.contains("echo"), "{message}");
+    assert_eq!(second.header("retry-after"), Some("1"));
+    // With the slot free again, requests are served.
+    assert_eq!(host.get("/echo/").await.status, 200);
+}

@@ -1,0 +1,111 @@
+//! Loading droplets from the directory: bad modules and bad manifests are
+//! reported by name and reason and never stop the others from serving.
+
+use std::time::Duration;
+
+use crate::support::{HostBuilder, example};
+
+#[tokio::test]
+async fn corrupt_module_is_503_and_the_others_serve() {
+    let mut truncated = example("hello");
+    truncated.truncate(truncated.len() / 2);
+    let host = HostBuilder::new()
+        .droplet("hello", "hello")
+        .file("garbage.wasm", b"this is not webassembly".to_vec())
+        .file("truncated.wasm", truncated)
+        // A core module, not a component.
+        .file("core.wasm", b"\0asm\x01\0\0\0".to_vec())
+        .start()
+        .await;
+    for name in ["garbage", "truncated", "core"] {
+        let message = host
+            .get(&format!("/{name}/"))
+            .await
+            .assert_error(503, "droplet_unavailable");
+        assert!(message.contains(&format!("{name}.wasm")), "{message}");
+        assert!(
+            !message.contains("/tmp"),
+            "no host paths in messages: {message}"
+        );
+    }
+    assert_eq!(host.get("/hello/").await.status, 200);
+    let logged = host
+        .wait_for_log(
+            |line| line["level"] == "ERROR" && line["droplet"] == "garbage",
+            Duration::from_secs(5),
+        )
+        .await
+        .expect("load failure logged");
+    assert!(
+        logged["reason"].as_str().unwrap().contains("garbage.wasm"),
+        "{logged}"
+    );
+}
+
+#[tokio::test]
+async fn manifest_with_an_unknown_field_is_a_clear_error() {
+    let host = HostBuilder::new()
+        .droplet_with("echo", "echo", "budget_ms = 50\nbudgett = 100\n")
+        .droplet("hello", "hello")
+        .start()
+        .await;
+    let message = host
+        .get("/echo/")
+        .await
+        .assert_error(503, "droplet_unavailable");
+    assert!(message.contains("echo.toml"), "{message}");
+    assert!(message.contains("unknown field `budgett`"), "{message}");
+    assert_eq!(host.get("/hello/").await.status, 200);
+}
+
+#[tokio::test]
+async fn manifest_values_out_of_range_are_refused() {
+    let host = HostBuilder::new()
+        .droplet_with("echo", "echo", "budget_ms = 0\n")
+        .start()
+        .await;
+    let message = host
+        .get("/echo/")
+        .await
+        .assert_error(503, "droplet_unavailable");
+    assert!(message.contains("budget_ms"), "{message}");
+}
+
+#[tokio::test]
+async fn config_values_expand_host_environment_variables() {
+    let host = HostBuilder::new()
+        .droplet_with(
+            "hello",
+            "hello",
+            "[config]\ngreeting = \"${E2E_GREETING}\"\n",
+        )
+        .droplet_with(
+            "unset",
+            "hello",
+            "[config]\ngreeting = \"${E2E_NOT_SET_ANYWHERE}\"\n",
+        )
+        .env("E2E_GREETING", "Howdy")
+        .start()
+        .await;
+    assert_eq!(
+        host.get("/hello/").await.text(),
+        "Howdy from droplet hello! You asked for /\n"
+    );
+    let message = host
+        .get("/unset/")
+        .await
+        .assert_error(503, "droplet_unavailable");
+    assert!(message.contains("${E2E_NOT_SET_ANYWHERE}"), "{message}");
+}
+
+#[tokio::test]
+async fn files_that_are_not_droplet_names_are_skipped() {
+    let host = HostBuilder::new()
+        .droplet("hello", "hello")
+        .droplet("Bad_Name", "hello")
+        .droplet("health", "hello")
+        .start()
+        .await;
+    let health = host.get("/health").await.json();
+    assert_eq!(health["droplets"], 1);
+}

@@ -1,0 +1,11 @@
+//! End-to-end tests: the real `droplet` binary on a loopback port, real
+//! components built from `examples/`, real HTTP.
+//!
+//! Run them with `cargo xtask test`, which builds the example droplets first.
+
+mod support;
+
+mod limits;
+mod loading;
+mod serving;
+mod shutdown;

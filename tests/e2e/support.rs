@@ -1,0 +1,318 @@
+//! Test support: start the real `droplet` binary on a free loopback port with
+//! real example droplets, and talk to it over real HTTP.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, Request};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// How long a host may take to start (it may compile every droplet).
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Where `cargo xtask test` put the example droplets.
+fn examples_dir() -> PathBuf {
+    std::env::var_os("DROPLET_EXAMPLES_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip2/release")
+        })
+}
+
+/// The bytes of example droplet `name`.
+pub fn example(name: &str) -> Vec<u8> {
+    let path = examples_dir().join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|err| {
+        panic!(
+            "example droplet {} is missing ({err}): run the tests with `cargo xtask test`, \
+             or build the examples first with `cargo xtask examples`",
+            path.display()
+        )
+    })
+}
+
+/// A host to start.
+#[derive(Default)]
+pub struct HostBuilder {
+    files: Vec<(String, Vec<u8>)>,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+impl HostBuilder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Serves example `example` as droplet `name`.
+    pub fn droplet(self, name: &str, example_name: &str) -> Self {
+        self.file(&format!("{name}.wasm"), example(example_name))
+    }
+
+    /// Serves example `example` as droplet `name` with a manifest.
+    pub fn droplet_with(self, name: &str, example_name: &str, manifest: &str) -> Self {
+        self.droplet(name, example_name)
+            .file(&format!("{name}.toml"), manifest.as_bytes().to_vec())
+    }
+
+    /// Puts a file in the droplets directory.
+    pub fn file(mut self, name: &str, bytes: Vec<u8>) -> Self {
+        self.files.push((name.to_string(), bytes));
+        self
+    }
+
+    /// Passes a flag to `droplet serve`.
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.args.push(arg.to_string());
+        self
+    }
+
+    /// Sets an environment variable for the host.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// Starts the host and waits until it listens.
+    pub async fn start(self) -> Host {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let droplets = dir.path().join("droplets");
+        std::fs::create_dir_all(&droplets).expect("droplets dir");
+        for (name, bytes) in &self.files {
+            std::fs::write(droplets.join(name), bytes).expect("write droplet file");
+        }
+        // One compiled-code cache for the whole test run: each example is
+        // compiled once, whichever test starts first.
+        let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("droplet-e2e-cache");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_droplet"));
+        command
+            .arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--droplets")
+            .arg(&droplets)
+            .arg("--data")
+            .arg(dir.path().join("data"))
+            .arg("--cache")
+            .arg(&cache)
+            .args(&self.args)
+            .current_dir(dir.path())
+            .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = command.spawn().expect("start the droplet binary");
+        let stdout = child.stdout.take().expect("stdout");
+        let logs = Arc::new(Mutex::new(Vec::<String>::new()));
+        std::thread::spawn({
+            let logs = Arc::clone(&logs);
+            move || {
+                for line in BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    logs.lock().unwrap().push(line);
+                }
+            }
+        });
+        let mut host = Host {
+            child,
+            addr: None,
+            logs,
+            _dir: dir,
+        };
+        let listening = host
+            .wait_for_log(
+                |line| {
+                    line["message"]
+                        .as_str()
+                        .is_some_and(|m| m.starts_with("listening on"))
+                },
+                START_TIMEOUT,
+            )
+            .await;
+        let Some(listening) = listening else {
+            let status = host.child.try_wait().ok().flatten();
+            panic!(
+                "host did not start (exit: {status:?}); its log:\n{}",
+                host.logs.lock().unwrap().join("\n")
+            );
+        };
+        host.addr = Some(
+            listening["addr"]
+                .as_str()
+                .and_then(|addr| addr.parse().ok())
+                .expect("listening line names the address"),
+        );
+        host
+    }
+}
+
+/// A running `droplet serve`; killed when dropped.
+pub struct Host {
+    child: Child,
+    addr: Option<SocketAddr>,
+    logs: Arc<Mutex<Vec<String>>>,
+    _dir: tempfile::TempDir,
+}
+
+/// A response as a client sees it.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|err| panic!("body is not JSON ({err}): {}", self.text()))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|value| value.to_str().ok())
+    }
+
+    /// Asserts this is the host's JSON error with `status` and `code`, and
+    /// returns its message.
+    pub fn assert_error(&self, status: u16, code: &str) -> String {
+        assert_eq!(self.status, status, "body: {}", self.text());
+        let body = self.json();
+        assert_eq!(body["error"]["code"], code, "body: {body}");
+        assert_eq!(
+            body["error"]["trace_id"].as_str(),
+            self.header("x-trace-id"),
+            "the error names the response's trace id"
+        );
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+impl Host {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr.expect("host started")
+    }
+
+    /// `GET path`.
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send(Request::get(path).body(Bytes::new()).unwrap())
+            .await
+    }
+
+    /// Sends one request on a new connection.
+    pub async fn send(&self, req: Request<Bytes>) -> Reply {
+        self.try_send(req).await.expect("request failed")
+    }
+
+    /// Sends one request on a new connection, reporting transport errors.
+    pub async fn try_send(&self, req: Request<Bytes>) -> Result<Reply, String> {
+        let (mut parts, body) = req.into_parts();
+        if !parts.headers.contains_key(http::header::HOST) {
+            parts
+                .headers
+                .insert(http::header::HOST, self.addr().to_string().parse().unwrap());
+        }
+        let stream = TcpStream::connect(self.addr())
+            .await
+            .map_err(|e| e.to_string())?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(connection);
+        let response = sender
+            .send_request(Request::from_parts(parts, Full::new(body)))
+            .await
+            .map_err(|e| e.to_string())?;
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+        Ok(Reply {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body,
+        })
+    }
+
+    /// Writes raw bytes on a new connection and returns the raw response.
+    pub async fn raw(&self, request: &[u8]) -> String {
+        let mut stream = TcpStream::connect(self.addr()).await.expect("connect");
+        stream.write_all(request).await.expect("write");
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response).await;
+        String::from_utf8_lossy(&response).into_owned()
+    }
+
+    /// Log lines so far, parsed as JSON (lines that are not JSON skipped).
+    pub fn log_lines(&self) -> Vec<Value> {
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
+    }
+
+    /// Polls the log until a line matches, or `timeout` passes.
+    pub async fn wait_for_log(
+        &self,
+        matches: impl Fn(&Value) -> bool,
+        timeout: Duration,
+    ) -> Option<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(line) = self.log_lines().into_iter().find(&matches) {
+                return Some(line);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Sends a signal (`TERM`, `INT`, `KILL`) to the host process.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// Waits for the host to exit, at most `timeout`.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,162 @@
+//! Project tasks, so that a fresh clone needs nothing but rustup's toolchain:
+//!
+//! - `cargo xtask serve [ARGS...]`: add the `wasm32-wasip2` target if it is
+//!   missing, build the example droplets into `./droplets`, and start
+//!   `droplet serve` on 127.0.0.1:8080 with its embedded defaults; extra
+//!   arguments go to `droplet serve`.
+//! - `cargo xtask test [ARGS...]`: build the example droplets, then run every
+//!   test of the workspace; extra arguments go to `cargo test`.
+//! - `cargo xtask examples [--out DIR]`: only build the example droplets.
+//!
+//! The examples are built before `cargo test` starts, never from inside a
+//! test: a nested cargo on the same target directory would wait forever on
+//! the lock the outer one holds.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail, ensure};
+
+const TARGET: &str = "wasm32-wasip2";
+/// The example droplets, as crates under `examples/`.
+const EXAMPLES: &[&str] = &["hello", "echo", "spin", "hog", "panic"];
+
+fn main() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let task = args.next().unwrap_or_default();
+    // Tolerate `cargo xtask serve -- --flag`: the flags are meant either way.
+    let rest: Vec<String> = args.skip_while(|arg| arg == "--").collect();
+    let root = workspace_root();
+    match task.as_str() {
+        "examples" => {
+            let out = match rest.as_slice() {
+                [] => root.join("droplets"),
+                [flag, dir] if flag == "--out" => PathBuf::from(dir),
+                _ => bail!("usage: cargo xtask examples [--out DIR]"),
+            };
+            build_examples(&root, &out)
+        }
+        "serve" => {
+            build_examples(&root, &root.join("droplets"))?;
+            let mut serve = cargo(&root);
+            serve.args([
+                "run",
+                "--release",
+                "--package",
+                "droplet-host",
+                "--bin",
+                "droplet",
+                "--",
+                "serve",
+            ]);
+            serve.args(&rest);
+            run(&mut serve)
+        }
+        "test" => {
+            build_examples(&root, &root.join("droplets"))?;
+            let mut test = cargo(&root);
+            test.args(["test", "--workspace", "--exclude", "xtask"]);
+            for example in EXAMPLES {
+                test.args(["--exclude", example]);
+            }
+            test.args(&rest);
+            test.env("DROPLET_EXAMPLES_DIR", examples_out(&root));
+            run(&mut test)
+        }
+        _ => bail!(
+            "usage: cargo xtask <task>\n\n\
+             tasks:\n  \
+             serve [ARGS...]     build the examples and serve them on 127.0.0.1:8080\n  \
+             test [ARGS...]      build the examples and run every test\n  \
+             examples [--out DIR] build the example droplets into DIR (default ./droplets)"
+        ),
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn cargo(root: &Path) -> Command {
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string()));
+    command.current_dir(root);
+    command
+}
+
+fn run(command: &mut Command) -> Result<()> {
+    let status = command
+        .status()
+        .with_context(|| format!("cannot run {command:?}"))?;
+    ensure!(status.success(), "{command:?} failed: {status}");
+    Ok(())
+}
+
+/// Where cargo puts the release builds of the examples.
+fn examples_out(root: &Path) -> PathBuf {
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let target_dir = if target_dir.is_absolute() {
+        target_dir
+    } else {
+        root.join(target_dir)
+    };
+    target_dir.join(TARGET).join("release")
+}
+
+/// Adds the wasm target when rustup is there and the target is not.
+fn ensure_target() -> Result<()> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output();
+    match installed {
+        Ok(output) if output.status.success() => {
+            if String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .any(|line| line.trim() == TARGET)
+            {
+                return Ok(());
+            }
+            eprintln!("xtask: adding the {TARGET} target with rustup");
+            run(Command::new("rustup").args(["target", "add", TARGET]))
+        }
+        // No rustup: assume the toolchain was installed with the target.
+        _ => Ok(()),
+    }
+}
+
+/// Builds every example for wasm32-wasip2 in release mode and copies each
+/// `{name}.wasm`, with its `{name}.toml` manifest when it has one, into `out`.
+fn build_examples(root: &Path, out: &Path) -> Result<()> {
+    ensure_target()?;
+    let mut build = cargo(root);
+    build.args(["build", "--release", "--target", TARGET]);
+    for example in EXAMPLES {
+        build.args(["--package", example]);
+    }
+    run(&mut build)?;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let built = examples_out(root);
+    for example in EXAMPLES {
+        let wasm = built.join(format!("{example}.wasm"));
+        std::fs::copy(&wasm, out.join(format!("{example}.wasm")))
+            .with_context(|| format!("cannot copy {}", wasm.display()))?;
+        let manifest = root
+            .join("examples")
+            .join(example)
+            .join(format!("{example}.toml"));
+        if manifest.exists() {
+            std::fs::copy(&manifest, out.join(format!("{example}.toml")))
+                .with_context(|| format!("cannot copy {}", manifest.display()))?;
+        }
+    }
+    eprintln!(
+        "xtask: {} example droplets in {}",
+        EXAMPLES.len(),
+        out.display()
+    );
+    Ok(())
+}
