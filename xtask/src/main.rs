@@ -7,6 +7,9 @@
 //! - `cargo xtask test [ARGS...]`: build the example droplets, then run every
 //!   test of the workspace; extra arguments go to `cargo test`.
 //! - `cargo xtask examples [--out DIR]`: only build the example droplets.
+//! - `cargo xtask bench [--short] [ARGS...]`: build the host, the native
+//!   baseline and the examples in release mode, install `wrk` if it is
+//!   missing, and run the load scenarios (see `bench/README.md`).
 //!
 //! The examples are built before `cargo test` starts, never from inside a
 //! test: a nested cargo on the same target directory would wait forever on
@@ -32,7 +35,18 @@ fn main() -> Result<()> {
             let out = match rest.as_slice() {
                 [] => root.join("droplets"),
                 [flag, dir] if flag == "--out" => PathBuf::from(dir),
-                _ => bail!("usage: cargo xtask examples [--out DIR]"),
+                "bench" => {
+            build_examples(&root, &root.join("droplets"))?;
+            let mut build = cargo(&root);
+            build.args(["build", "--release", "--package", "droplet-host", "--package", "droplet-bench", "--bins"]);
+            run(&mut build)?;
+            ensure_wrk()?;
+            let harness = target_dir(&root).join("release").join("droplet-bench");
+            let mut bench = Command::new(harness);
+            bench.args(&rest).env("DROPLET_EXAMPLES_DIR", examples_out(&root));
+            run(&mut bench)
+        }
+        _ => bail!("usage: cargo xtask examples [--out DIR]"),
             };
             build_examples(&root, &out)
         }
@@ -63,12 +77,24 @@ fn main() -> Result<()> {
             test.env("DROPLET_EXAMPLES_DIR", examples_out(&root));
             run(&mut test)
         }
+        "bench" => {
+            build_examples(&root, &root.join("droplets"))?;
+            let mut build = cargo(&root);
+            build.args(["build", "--release", "--package", "droplet-host", "--package", "droplet-bench", "--bins"]);
+            run(&mut build)?;
+            ensure_wrk()?;
+            let harness = target_dir(&root).join("release").join("droplet-bench");
+            let mut bench = Command::new(harness);
+            bench.args(&rest).env("DROPLET_EXAMPLES_DIR", examples_out(&root));
+            run(&mut bench)
+        }
         _ => bail!(
             "usage: cargo xtask <task>\n\n\
              tasks:\n  \
              serve [ARGS...]     build the examples and serve them on 127.0.0.1:8080\n  \
              test [ARGS...]      build the examples and run every test\n  \
-             examples [--out DIR] build the example droplets into DIR (default ./droplets)"
+             examples [--out DIR] build the example droplets into DIR (default ./droplets)\n  \
+             bench [--short]     run the load benchmarks (see bench/README.md)"
         ),
     }
 }
@@ -94,17 +120,48 @@ fn run(command: &mut Command) -> Result<()> {
     Ok(())
 }
 
-/// Where cargo puts the release builds of the examples.
-fn examples_out(root: &Path) -> PathBuf {
+/// Cargo's target directory.
+fn target_dir(root: &Path) -> PathBuf {
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
-    let target_dir = if target_dir.is_absolute() {
+    if target_dir.is_absolute() {
         target_dir
     } else {
         root.join(target_dir)
-    };
-    target_dir.join(TARGET).join("release")
+    }
+}
+
+/// Where cargo puts the release builds of the examples.
+fn examples_out(root: &Path) -> PathBuf {
+    target_dir(root).join(TARGET).join("release")
+}
+
+/// Makes sure the `wrk` load generator is installed: from Debian's packages
+/// when it is missing and apt-get is available.
+fn ensure_wrk() -> Result<()> {
+    let present = || Command::new("wrk").arg("--version").output().is_ok();
+    if present() {
+        return Ok(());
+    }
+    eprintln!("xtask: installing wrk with apt-get");
+    let installed = Command::new("apt-get")
+        .args(["install", "-y", "-qq", "wrk"])
+        .status()
+        .is_ok_and(|status| status.success())
+        || (Command::new("apt-get")
+            .args(["update", "-qq"])
+            .status()
+            .is_ok_and(|status| status.success())
+            && Command::new("apt-get")
+                .args(["install", "-y", "-qq", "wrk"])
+                .status()
+                .is_ok_and(|status| status.success()));
+    ensure!(
+        installed && present(),
+        "the benchmarks need wrk: install it (Debian/Ubuntu: `apt-get install wrk`)"
+    );
+    Ok(())
 }
 
 /// Adds the wasm target when rustup is there and the target is not.

@@ -1,0 +1,569 @@
+//! `droplet-bench`: load scenarios against the real `droplet` binary, each
+//! measured against a baseline in the same run.
+//!
+//! The machines are shared and noisy, so every figure is a ratio against a
+//! baseline measured in the same run, in alternating A/B rounds; the median
+//! is reported with the min–max. Beside req/s and latency we report the
+//! server's CPU per request (utime+stime from `/proc/PID/stat` across the
+//! run): the load generator shares the cores, so that is the stable figure.
+//!
+//! Run it with `cargo xtask bench` (full) or `cargo xtask bench --short`
+//! (seconds; checks that every scenario runs and its numbers are sane, and
+//! asserts nothing about speed).
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use serde::Serialize;
+use serde_json::Value;
+
+fn main() -> Result<()> {
+    let opts = Opts::parse()?;
+    std::fs::create_dir_all(&opts.out)?;
+    let machine = Machine::read();
+    eprintln!(
+        "droplet-bench: {} mode, {} round(s) of {} s, {} cores ({})",
+        if opts.short { "short" } else { "full" },
+        opts.rounds,
+        opts.duration.as_secs(),
+        machine.nproc,
+        machine.cpu
+    );
+
+    let droplets = opts.out.join("droplets");
+    std::fs::create_dir_all(&droplets)?;
+    for name in ["hello", "spin"] {
+        let from = opts.examples.join(format!("{name}.wasm"));
+        std::fs::copy(&from, droplets.join(format!("{name}.wasm")))
+            .with_context(|| format!("copy {} (build the examples first)", from.display()))?;
+    }
+    std::fs::write(droplets.join("spin.toml"), "budget_ms = 50\n")?;
+
+    let host = Server::start_host(&opts, &droplets)?;
+    let native = Server::start_native(&opts)?;
+    let mut report = Report::new(machine, &opts);
+
+    throughput(&opts, &host, &native, &mut report)?;
+    noisy_neighbour(&opts, &host, &mut report)?;
+    budget_precision(&opts, &host, &mut report)?;
+
+    report.write(&opts.out)?;
+    println!("{}", report.markdown());
+    ensure!(report.failures.is_empty(), "sanity checks failed:\n{}", report.failures.join("\n"));
+    Ok(())
+}
+
+/// Command-line options.
+struct Opts {
+    short: bool,
+    rounds: usize,
+    duration: Duration,
+    out: PathBuf,
+    bin_dir: PathBuf,
+    examples: PathBuf,
+    wrk_script: PathBuf,
+}
+
+impl Opts {
+    fn parse() -> Result<Self> {
+        let mut short = false;
+        let mut rounds = None;
+        let mut duration = None;
+        let mut out = None;
+        let mut args = std::env::args().skip(1);
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--short" => short = true,
+                "--rounds" => rounds = Some(args.next().context("--rounds N")?.parse()?),
+                "--duration" => duration = Some(args.next().context("--duration SECONDS")?.parse()?),
+                "--out" => out = Some(PathBuf::from(args.next().context("--out DIR")?)),
+                other => bail!("unknown argument {other}; usage: droplet-bench [--short] [--rounds N] [--duration S] [--out DIR]"),
+            }
+        }
+        let bin_dir = std::env::current_exe()?
+            .parent()
+            .context("the binary's directory")?
+            .to_path_buf();
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let examples = std::env::var_os("DROPLET_EXAMPLES_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("../target/wasm32-wasip2/release"));
+        Ok(Self {
+            short,
+            rounds: rounds.unwrap_or(if short { 1 } else { 3 }),
+            duration: Duration::from_secs(duration.unwrap_or(if short { 1 } else { 5 })),
+            out: out.unwrap_or_else(|| bin_dir.join("../bench")),
+            bin_dir,
+            examples,
+            wrk_script: root.join("wrk/report.lua"),
+        })
+    }
+}
+
+/// A server under test, killed when dropped.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Server {
+    fn start_host(opts: &Opts, droplets: &Path) -> Result<Self> {
+        let addr = free_addr()?;
+        let log = std::fs::File::create(opts.out.join("host.log"))?;
+        let child = Command::new(opts.bin_dir.join("droplet"))
+            .arg("serve")
+            .arg("--listen")
+            .arg(addr.to_string())
+            .arg("--droplets")
+            .arg(droplets)
+            .arg("--data")
+            .arg(opts.out.join("data"))
+            .stdout(log)
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("start target/release/droplet")?;
+        Self::ready(child, addr, "/health")
+    }
+
+    fn start_native(opts: &Opts) -> Result<Self> {
+        let addr = free_addr()?;
+        let child = Command::new(opts.bin_dir.join("native-hello"))
+            .arg(addr.to_string())
+            .stdout(Stdio::null())
+            .spawn()
+            .context("start target/release/native-hello")?;
+        Self::ready(child, addr, "/")
+    }
+
+    /// Waits until `path` answers 200.
+    fn ready(child: Child, addr: SocketAddr, path: &str) -> Result<Self> {
+        let server = Self { child, addr };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < deadline {
+            if http_get_status(addr, path).is_ok_and(|status| status == 200) {
+                return Ok(server);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!("server on {addr} did not become ready")
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_addr() -> Result<SocketAddr> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+/// A minimal GET for readiness checks.
+fn http_get_status(addr: SocketAddr, path: &str) -> Result<u16> {
+    use std::io::{Read, Write};
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    write!(stream, "GET {path} HTTP/1.1\r\nhost: bench\r\nconnection: close\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response.split_whitespace().nth(1).context("status line")?;
+    Ok(status.parse()?)
+}
+
+/// What one wrk run reported.
+#[derive(Debug, Clone, Serialize)]
+struct WrkRun {
+    requests: u64,
+    duration_us: u64,
+    non_2xx: u64,
+    socket_errors: u64,
+    p50_us: u64,
+    p99_us: u64,
+    p999_us: u64,
+}
+
+impl WrkRun {
+    fn rps(&self) -> f64 {
+        self.requests as f64 / (self.duration_us as f64 / 1e6)
+    }
+}
+
+/// A wrk process running against `url`.
+fn spawn_wrk(opts: &Opts, url: &str, connections: u32) -> Result<Child> {
+    let threads = connections.clamp(1, 2);
+    Command::new("wrk")
+        .arg(format!("-t{threads}"))
+        .arg(format!("-c{connections}"))
+        .arg(format!("-d{}s", opts.duration.as_secs()))
+        .arg("--timeout")
+        .arg("5s")
+        .arg("-s")
+        .arg(&opts.wrk_script)
+        .arg(url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("run wrk (cargo xtask bench installs it)")
+}
+
+fn finish_wrk(child: Child) -> Result<WrkRun> {
+    let output = child.wait_with_output()?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("WRK_JSON "))
+        .with_context(|| format!("wrk printed no summary: {stdout} {}", String::from_utf8_lossy(&output.stderr)))?;
+    let json: Value = serde_json::from_str(line)?;
+    let num = |value: &Value| value.as_u64().unwrap_or(0);
+    let errors = &json["errors"];
+    Ok(WrkRun {
+        requests: num(&json["requests"]),
+        duration_us: num(&json["duration_us"]).max(1),
+        non_2xx: num(&errors["status"]),
+        socket_errors: num(&errors["connect"]) + num(&errors["read"]) + num(&errors["write"]) + num(&errors["timeout"]),
+        p50_us: num(&json["latency_us"]["p50"]),
+        p99_us: num(&json["latency_us"]["p99"]),
+        p999_us: num(&json["latency_us"]["p999"]),
+    })
+}
+
+/// One measured run: wrk's figures plus the server's CPU and peak RSS.
+#[derive(Debug, Clone, Serialize)]
+struct Measurement {
+    #[serde(flatten)]
+    wrk: WrkRun,
+    rps: f64,
+    cpu_us_per_request: f64,
+    peak_rss_mib: f64,
+}
+
+/// Runs wrk against `url` (plus any `background` load) and measures `server`.
+fn measure(opts: &Opts, server: &Server, url: &str, connections: u32, background: Option<(&str, u32)>) -> Result<Measurement> {
+    let pid = server.pid();
+    let peak_rss = Arc::new(AtomicU64::new(rss_kib(pid)));
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = std::thread::spawn({
+        let (peak_rss, stop) = (Arc::clone(&peak_rss), Arc::clone(&stop));
+        move || {
+            while !stop.load(Ordering::Relaxed) {
+                peak_rss.fetch_max(rss_kib(pid), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    });
+    let cpu_before = cpu_ticks(pid)?;
+    let noise = background.map(|(url, connections)| spawn_wrk(opts, url, connections)).transpose()?;
+    let run = finish_wrk(spawn_wrk(opts, url, connections)?)?;
+    let cpu_after = cpu_ticks(pid)?;
+    if let Some(noise) = noise {
+        finish_wrk(noise)?;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let _ = sampler.join();
+    let cpu_us = (cpu_after - cpu_before) as f64 * 1e6 / clock_ticks_per_second() as f64;
+    // With background load, CPU covers both loads: divide by all requests.
+    let served = run.requests.max(1) as f64;
+    Ok(Measurement {
+        rps: run.rps(),
+        cpu_us_per_request: cpu_us / served,
+        peak_rss_mib: peak_rss.load(Ordering::Relaxed) as f64 / 1024.0,
+        wrk: run,
+    })
+}
+
+/// utime + stime of `pid`, in clock ticks.
+fn cpu_ticks(pid: u32) -> Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after_comm = stat.rsplit_once(')').context("stat format")?.1;
+    let fields: Vec<&str> = after_comm.split_whitespace().collect();
+    // Fields 14 and 15 of stat(5); `after_comm` starts at field 3.
+    Ok(fields[11].parse::<u64>()? + fields[12].parse::<u64>()?)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmRSS:"))
+                .and_then(|value| value.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn clock_ticks_per_second() -> u64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|output| String::from_utf8_lossy(&output.stdout).trim().parse().ok())
+        .unwrap_or(100)
+}
+
+/// The machine the figures come from.
+#[derive(Debug, Clone, Serialize)]
+struct Machine {
+    nproc: usize,
+    cpu: String,
+    commit: String,
+    date: String,
+}
+
+impl Machine {
+    fn read() -> Self {
+        let cpu = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|info| {
+                info.lines()
+                    .find_map(|line| line.strip_prefix("model name"))
+                    .map(|rest| rest.trim_start_matches([' ', '\t', ':']).to_string())
+            })
+            .unwrap_or_else(|| "unknown".into());
+        let run = |program: &str, args: &[&str]| {
+            Command::new(program)
+                .args(args)
+                .output()
+                .ok()
+                .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_string())
+                .unwrap_or_default()
+        };
+        Self {
+            nproc: std::thread::available_parallelism().map(usize::from).unwrap_or(1),
+            cpu,
+            commit: run("git", &["rev-parse", "--short", "HEAD"]),
+            date: run("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+        }
+    }
+}
+
+/// One row of the results table: a subject against its baseline.
+#[derive(Debug, Clone, Serialize)]
+struct Row {
+    scenario: String,
+    subject: String,
+    baseline: String,
+    connections: u32,
+    subject_runs: Vec<Measurement>,
+    baseline_runs: Vec<Measurement>,
+    /// subject / baseline req/s, one per round.
+    ratios: Vec<f64>,
+    note: String,
+}
+
+#[derive(Serialize)]
+struct Report {
+    machine: Machine,
+    mode: &'static str,
+    rounds: usize,
+    duration_s: u64,
+    rows: Vec<Row>,
+    failures: Vec<String>,
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
+fn min_max(values: &[f64]) -> (f64, f64) {
+    values
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(*v), hi.max(*v)))
+}
+
+impl Report {
+    fn new(machine: Machine, opts: &Opts) -> Self {
+        Self {
+            machine,
+            mode: if opts.short { "short" } else { "full" },
+            rounds: opts.rounds,
+            duration_s: opts.duration.as_secs(),
+            rows: Vec::new(),
+            failures: Vec::new(),
+        }
+    }
+
+    /// Records a sanity failure (no throughput, unexpected errors).
+    fn check(&mut self, ok: bool, what: String) {
+        if !ok {
+            eprintln!("droplet-bench: FAILED {what}");
+            self.failures.push(what);
+        }
+    }
+
+    fn write(&self, out: &Path) -> Result<()> {
+        std::fs::write(out.join("results.json"), serde_json::to_string_pretty(self)?)?;
+        std::fs::write(out.join("results.md"), self.markdown())?;
+        eprintln!("droplet-bench: wrote {}/results.{{md,json}}", out.display());
+        Ok(())
+    }
+
+    fn markdown(&self) -> String {
+        let mut md = format!(
+            "Run {} ({} mode, {} round(s) × {} s, alternating A/B), commit `{}`, {} cores, {}.\n\n\
+             | scenario | conns | subject vs baseline | req/s ratio: median (min–max) | subject req/s | baseline req/s | subject p50 / p99 / p99.9 (ms) | baseline p50 / p99 / p99.9 (ms) | subject CPU µs/req | baseline CPU µs/req | subject peak RSS MiB | note |\n\
+             | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+            self.machine.date,
+            self.mode,
+            self.rounds,
+            self.duration_s,
+            self.machine.commit,
+            self.machine.nproc,
+            self.machine.cpu
+        );
+        for row in &self.rows {
+            let (lo, hi) = min_max(&row.ratios);
+            let med = |runs: &[Measurement], f: fn(&Measurement) -> f64| median(&runs.iter().map(f).collect::<Vec<_>>());
+            let lat = |runs: &[Measurement]| {
+                format!(
+                    "{:.2} / {:.2} / {:.2}",
+                    med(runs, |m| m.wrk.p50_us as f64) / 1e3,
+                    med(runs, |m| m.wrk.p99_us as f64) / 1e3,
+                    med(runs, |m| m.wrk.p999_us as f64) / 1e3
+                )
+            };
+            md.push_str(&format!(
+                "| {} | {} | {} vs {} | {:.2} ({:.2}–{:.2}) | {:.0} | {:.0} | {} | {} | {:.1} | {:.1} | {:.1} | {} |\n",
+                row.scenario,
+                row.connections,
+                row.subject,
+                row.baseline,
+                median(&row.ratios),
+                lo,
+                hi,
+                med(&row.subject_runs, |m| m.rps),
+                med(&row.baseline_runs, |m| m.rps),
+                lat(&row.subject_runs),
+                lat(&row.baseline_runs),
+                med(&row.subject_runs, |m| m.cpu_us_per_request),
+                med(&row.baseline_runs, |m| m.cpu_us_per_request),
+                med(&row.subject_runs, |m| m.peak_rss_mib),
+                row.note,
+            ));
+        }
+        md
+    }
+}
+
+/// hello droplet (fresh instance per request) vs native hyper.
+fn throughput(opts: &Opts, host: &Server, native: &Server, report: &mut Report) -> Result<()> {
+    for connections in [1, 16, 64] {
+        let mut row = Row {
+            scenario: "hello, fresh instance per request".into(),
+            subject: "droplet hello".into(),
+            baseline: "native hyper".into(),
+            connections,
+            subject_runs: Vec::new(),
+            baseline_runs: Vec::new(),
+            ratios: Vec::new(),
+            note: String::new(),
+        };
+        for round in 0..opts.rounds {
+            let run_host = || measure(opts, host, &host.url("/hello/"), connections, None);
+            let run_native = || measure(opts, native, &native.url("/hello/"), connections, None);
+            let (subject, baseline) = if round % 2 == 0 {
+                let b = run_native()?;
+                (run_host()?, b)
+            } else {
+                let s = run_host()?;
+                (s, run_native()?)
+            };
+            row.ratios.push(subject.rps / baseline.rps.max(1.0));
+            row.subject_runs.push(subject);
+            row.baseline_runs.push(baseline);
+        }
+        for m in row.subject_runs.iter().chain(&row.baseline_runs) {
+            report.check(
+                m.wrk.requests > 0 && m.wrk.non_2xx == 0 && m.wrk.socket_errors == 0,
+                format!("throughput @{connections}: {} requests, {} non-2xx, {} socket errors", m.wrk.requests, m.wrk.non_2xx, m.wrk.socket_errors),
+            );
+        }
+        report.rows.push(row);
+    }
+    Ok(())
+}
+
+/// hello's throughput alone vs while `spin` (budget 50 ms) is hammered.
+fn noisy_neighbour(opts: &Opts, host: &Server, report: &mut Report) -> Result<()> {
+    let connections = 16;
+    let mut row = Row {
+        scenario: "noisy neighbour: hello while spin (budget 50 ms) is hammered at 16 conns".into(),
+        subject: "hello with spin load".into(),
+        baseline: "hello alone".into(),
+        connections,
+        subject_runs: Vec::new(),
+        baseline_runs: Vec::new(),
+        ratios: Vec::new(),
+        note: "CPU µs/req counts both loads' CPU over hello's requests".into(),
+    };
+    let spin_url = host.url("/spin/");
+    for round in 0..opts.rounds {
+        let alone = || measure(opts, host, &host.url("/hello/"), connections, None);
+        let noisy = || measure(opts, host, &host.url("/hello/"), connections, Some((&spin_url, 16)));
+        let (subject, baseline) = if round % 2 == 0 {
+            let b = alone()?;
+            (noisy()?, b)
+        } else {
+            let s = noisy()?;
+            (s, alone()?)
+        };
+        row.ratios.push(subject.rps / baseline.rps.max(1.0));
+        row.subject_runs.push(subject);
+        row.baseline_runs.push(baseline);
+    }
+    for m in row.subject_runs.iter().chain(&row.baseline_runs) {
+        report.check(
+            m.wrk.requests > 0 && m.wrk.non_2xx == 0 && m.wrk.socket_errors == 0,
+            format!("noisy neighbour: hello had {} requests, {} non-2xx, {} socket errors", m.wrk.requests, m.wrk.non_2xx, m.wrk.socket_errors),
+        );
+    }
+    report.rows.push(row);
+    Ok(())
+}
+
+/// Time to the 504 for `spin` with a 50 ms budget; the baseline is the budget.
+fn budget_precision(opts: &Opts, host: &Server, report: &mut Report) -> Result<()> {
+    let connections = 4;
+    let mut runs = Vec::new();
+    for _ in 0..opts.rounds {
+        let m = measure(opts, host, &host.url("/spin/"), connections, None)?;
+        report.check(
+            m.wrk.requests > 0 && m.wrk.non_2xx == m.wrk.requests && m.wrk.socket_errors == 0,
+            format!("budget: {} requests, {} were 504s, {} socket errors", m.wrk.requests, m.wrk.non_2xx, m.wrk.socket_errors),
+        );
+        runs.push(m);
+    }
+    let ratios = runs.iter().map(|m| m.wrk.p99_us as f64 / 50_000.0).collect();
+    report.rows.push(Row {
+        scenario: "budget precision: spin, budget_ms = 50, every answer a 504".into(),
+        subject: "time to 504".into(),
+        baseline: "the 50 ms budget".into(),
+        connections,
+        subject_runs: runs,
+        baseline_runs: Vec::new(),
+        ratios,
+        note: "ratio = p99 time to 504 / 50 ms".into(),
+    });
+    Ok(())
+}
