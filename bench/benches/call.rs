@@ -17,12 +17,18 @@ use wasmtime::component::Component;
 fn example(name: &str) -> Vec<u8> {
     let dir = std::env::var_os("DROPLET_EXAMPLES_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip2/release"));
-    std::fs::read(dir.join(format!("{name}.wasm"))).expect("example droplet (run `cargo xtask examples`)")
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip2/release")
+        });
+    std::fs::read(dir.join(format!("{name}.wasm")))
+        .expect("example droplet (run `cargo xtask examples`)")
 }
 
 fn call(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio");
     let runtime = Runtime::new(&RuntimeSettings {
         max_instances: 100,
         max_memory_mb: 256,
@@ -31,7 +37,8 @@ fn call(c: &mut Criterion) {
     let component = Component::new(runtime.engine(), example("hello")).expect("compile hello");
     let pre = runtime.link(&component).expect("link hello");
     let config = Arc::new(BTreeMap::new());
-    let (name, version, trace): (Arc<str>, Arc<str>, Arc<str>) = ("hello".into(), "bench".into(), "trace".into());
+    let (name, version, trace): (Arc<str>, Arc<str>, Arc<str>) =
+        ("hello".into(), "bench".into(), "trace".into());
 
     c.bench_function("hello: instantiate + handle + drop", |b| {
         b.to_async(&rt).iter(|| async {

@@ -54,7 +54,11 @@ fn main() -> Result<()> {
 
     report.write(&opts.out)?;
     println!("{}", report.markdown());
-    ensure!(report.failures.is_empty(), "sanity checks failed:\n{}", report.failures.join("\n"));
+    ensure!(
+        report.failures.is_empty(),
+        "sanity checks failed:\n{}",
+        report.failures.join("\n")
+    );
     Ok(())
 }
 
@@ -80,9 +84,13 @@ impl Opts {
             match arg.as_str() {
                 "--short" => short = true,
                 "--rounds" => rounds = Some(args.next().context("--rounds N")?.parse()?),
-                "--duration" => duration = Some(args.next().context("--duration SECONDS")?.parse()?),
+                "--duration" => {
+                    duration = Some(args.next().context("--duration SECONDS")?.parse()?)
+                }
                 "--out" => out = Some(PathBuf::from(args.next().context("--out DIR")?)),
-                other => bail!("unknown argument {other}; usage: droplet-bench [--short] [--rounds N] [--duration S] [--out DIR]"),
+                other => bail!(
+                    "unknown argument {other}; usage: droplet-bench [--short] [--rounds N] [--duration S] [--out DIR]"
+                ),
             }
         }
         let bin_dir = std::env::current_exe()?
@@ -178,7 +186,10 @@ fn http_get_status(addr: SocketAddr, path: &str) -> Result<u16> {
     use std::io::{Read, Write};
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-    write!(stream, "GET {path} HTTP/1.1\r\nhost: bench\r\nconnection: close\r\n\r\n")?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nhost: bench\r\nconnection: close\r\n\r\n"
+    )?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
     let status = response.split_whitespace().nth(1).context("status line")?;
@@ -227,7 +238,12 @@ fn finish_wrk(child: Child) -> Result<WrkRun> {
     let line = stdout
         .lines()
         .find_map(|line| line.strip_prefix("WRK_JSON "))
-        .with_context(|| format!("wrk printed no summary: {stdout} {}", String::from_utf8_lossy(&output.stderr)))?;
+        .with_context(|| {
+            format!(
+                "wrk printed no summary: {stdout} {}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })?;
     let json: Value = serde_json::from_str(line)?;
     let num = |value: &Value| value.as_u64().unwrap_or(0);
     let errors = &json["errors"];
@@ -235,7 +251,10 @@ fn finish_wrk(child: Child) -> Result<WrkRun> {
         requests: num(&json["requests"]),
         duration_us: num(&json["duration_us"]).max(1),
         non_2xx: num(&errors["status"]),
-        socket_errors: num(&errors["connect"]) + num(&errors["read"]) + num(&errors["write"]) + num(&errors["timeout"]),
+        socket_errors: num(&errors["connect"])
+            + num(&errors["read"])
+            + num(&errors["write"])
+            + num(&errors["timeout"]),
         p50_us: num(&json["latency_us"]["p50"]),
         p99_us: num(&json["latency_us"]["p99"]),
         p999_us: num(&json["latency_us"]["p999"]),
@@ -253,7 +272,13 @@ struct Measurement {
 }
 
 /// Runs wrk against `url` (plus any `background` load) and measures `server`.
-fn measure(opts: &Opts, server: &Server, url: &str, connections: u32, background: Option<(&str, u32)>) -> Result<Measurement> {
+fn measure(
+    opts: &Opts,
+    server: &Server,
+    url: &str,
+    connections: u32,
+    background: Option<(&str, u32)>,
+) -> Result<Measurement> {
     let pid = server.pid();
     let peak_rss = Arc::new(AtomicU64::new(rss_kib(pid)));
     let stop = Arc::new(AtomicBool::new(false));
@@ -267,7 +292,9 @@ fn measure(opts: &Opts, server: &Server, url: &str, connections: u32, background
         }
     });
     let cpu_before = cpu_ticks(pid)?;
-    let noise = background.map(|(url, connections)| spawn_wrk(opts, url, connections)).transpose()?;
+    let noise = background
+        .map(|(url, connections)| spawn_wrk(opts, url, connections))
+        .transpose()?;
     let run = finish_wrk(spawn_wrk(opts, url, connections)?)?;
     let cpu_after = cpu_ticks(pid)?;
     if let Some(noise) = noise {
@@ -344,7 +371,9 @@ impl Machine {
                 .unwrap_or_default()
         };
         Self {
-            nproc: std::thread::available_parallelism().map(usize::from).unwrap_or(1),
+            nproc: std::thread::available_parallelism()
+                .map(usize::from)
+                .unwrap_or(1),
             cpu,
             commit: run("git", &["rev-parse", "--short", "HEAD"]),
             date: run("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
@@ -389,7 +418,9 @@ fn median(values: &[f64]) -> f64 {
 fn min_max(values: &[f64]) -> (f64, f64) {
     values
         .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(*v), hi.max(*v)))
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(*v), hi.max(*v))
+        })
 }
 
 impl Report {
@@ -413,7 +444,10 @@ impl Report {
     }
 
     fn write(&self, out: &Path) -> Result<()> {
-        std::fs::write(out.join("results.json"), serde_json::to_string_pretty(self)?)?;
+        std::fs::write(
+            out.join("results.json"),
+            serde_json::to_string_pretty(self)?,
+        )?;
         std::fs::write(out.join("results.md"), self.markdown())?;
         eprintln!("droplet-bench: wrote {}/results.{{md,json}}", out.display());
         Ok(())
@@ -434,7 +468,9 @@ impl Report {
         );
         for row in &self.rows {
             let (lo, hi) = min_max(&row.ratios);
-            let med = |runs: &[Measurement], f: fn(&Measurement) -> f64| median(&runs.iter().map(f).collect::<Vec<_>>());
+            let med = |runs: &[Measurement], f: fn(&Measurement) -> f64| {
+                median(&runs.iter().map(f).collect::<Vec<_>>())
+            };
             let lat = |runs: &[Measurement]| {
                 format!(
                     "{:.2} / {:.2} / {:.2}",
@@ -496,7 +532,10 @@ fn throughput(opts: &Opts, host: &Server, native: &Server, report: &mut Report) 
         for m in row.subject_runs.iter().chain(&row.baseline_runs) {
             report.check(
                 m.wrk.requests > 0 && m.wrk.non_2xx == 0 && m.wrk.socket_errors == 0,
-                format!("throughput @{connections}: {} requests, {} non-2xx, {} socket errors", m.wrk.requests, m.wrk.non_2xx, m.wrk.socket_errors),
+                format!(
+                    "throughput @{connections}: {} requests, {} non-2xx, {} socket errors",
+                    m.wrk.requests, m.wrk.non_2xx, m.wrk.socket_errors
+                ),
             );
         }
         report.rows.push(row);
@@ -520,7 +559,15 @@ fn noisy_neighbour(opts: &Opts, host: &Server, report: &mut Report) -> Result<()
     let spin_url = host.url("/spin/");
     for round in 0..opts.rounds {
         let alone = || measure(opts, host, &host.url("/hello/"), connections, None);
-        let noisy = || measure(opts, host, &host.url("/hello/"), connections, Some((&spin_url, 16)));
+        let noisy = || {
+            measure(
+                opts,
+                host,
+                &host.url("/hello/"),
+                connections,
+                Some((&spin_url, 16)),
+            )
+        };
         let (subject, baseline) = if round % 2 == 0 {
             let b = alone()?;
             (noisy()?, b)
@@ -535,7 +582,10 @@ fn noisy_neighbour(opts: &Opts, host: &Server, report: &mut Report) -> Result<()
     for m in row.subject_runs.iter().chain(&row.baseline_runs) {
         report.check(
             m.wrk.requests > 0 && m.wrk.non_2xx == 0 && m.wrk.socket_errors == 0,
-            format!("noisy neighbour: hello had {} requests, {} non-2xx, {} socket errors", m.wrk.requests, m.wrk.non_2xx, m.wrk.socket_errors),
+            format!(
+                "noisy neighbour: hello had {} requests, {} non-2xx, {} socket errors",
+                m.wrk.requests, m.wrk.non_2xx, m.wrk.socket_errors
+            ),
         );
     }
     report.rows.push(row);
@@ -550,11 +600,17 @@ fn budget_precision(opts: &Opts, host: &Server, report: &mut Report) -> Result<(
         let m = measure(opts, host, &host.url("/spin/"), connections, None)?;
         report.check(
             m.wrk.requests > 0 && m.wrk.non_2xx == m.wrk.requests && m.wrk.socket_errors == 0,
-            format!("budget: {} requests, {} were 504s, {} socket errors", m.wrk.requests, m.wrk.non_2xx, m.wrk.socket_errors),
+            format!(
+                "budget: {} requests, {} were 504s, {} socket errors",
+                m.wrk.requests, m.wrk.non_2xx, m.wrk.socket_errors
+            ),
         );
         runs.push(m);
     }
-    let ratios = runs.iter().map(|m| m.wrk.p99_us as f64 / 50_000.0).collect();
+    let ratios = runs
+        .iter()
+        .map(|m| m.wrk.p99_us as f64 / 50_000.0)
+        .collect();
     report.rows.push(Row {
         scenario: "budget precision: spin, budget_ms = 50, every answer a 504".into(),
         subject: "time to 504".into(),

@@ -69,7 +69,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    telemetry::init(args.log_format);
+    let _log_guard = telemetry::init(args.log_format);
     anyhow::ensure!(args.max_instances > 0, "--max-instances must be at least 1");
     anyhow::ensure!(
         args.max_memory_mb >= manifest::DEFAULT_MEMORY_MB,

@@ -16,11 +16,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, PoolConcurrencyLimitError, PoolingAllocationConfig,
-    Store, StoreLimits, StoreLimitsBuilder, Trap, UpdateDeadline,
+    Config, Enabled, Engine, InstanceAllocationStrategy, PoolConcurrencyLimitError,
+    PoolingAllocationConfig, Store, StoreLimits, StoreLimitsBuilder, Trap, UpdateDeadline,
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
@@ -42,6 +43,10 @@ pub use bindings::fp::droplet::types::{Request as GuestRequest, Response as Gues
 /// How often the epoch ticker ticks: the granularity of budgets and yields.
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 
+/// How much of each memory and table is reset in place (not with madvise)
+/// when an instance is dropped.
+const KEEP_RESIDENT_BYTES: usize = 8 << 20;
+
 /// Sizes of the runtime, from the host's settings.
 #[derive(Debug, Clone)]
 pub struct RuntimeSettings {
@@ -57,6 +62,7 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<CallState>,
     ticker: EpochTicker,
+    long_running: LongRunningGate,
 }
 
 /// What a `Store` holds for one call.
@@ -123,10 +129,14 @@ impl Runtime {
             .max_tables_per_component(8)
             .total_stacks(instances)
             .max_memory_size(usize::try_from(settings.max_memory_mb << 20)?)
-            // Reset small memories and tables with memset instead of madvise:
-            // the syscall and its TLB shootdowns cost more than the copy.
-            .linear_memory_keep_resident(1 << 20)
-            .table_keep_resident(64 << 10);
+            // Reset memories and tables in place instead of with madvise: the
+            // syscall and the TLB shootdowns it causes between CPUs cost far
+            // more than rewriting the few pages a call dirtied. With
+            // PAGEMAP_SCAN (Linux 6.7+) only the pages actually touched are
+            // reset, so a large keep-resident window costs nothing extra.
+            .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
+            .table_keep_resident(KEEP_RESIDENT_BYTES)
+            .pagemap_scan(Enabled::Auto);
 
         let mut config = Config::new();
         config
@@ -148,6 +158,7 @@ impl Runtime {
             engine,
             linker,
             ticker,
+            long_running: LongRunningGate::new(),
         })
     }
 
@@ -187,15 +198,9 @@ impl Runtime {
             },
         );
         store.limiter(|state| &mut state.limits);
-        let deadline = call.deadline.into_std();
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            if std::time::Instant::now() >= deadline {
-                Ok(UpdateDeadline::Interrupt)
-            } else {
-                Ok(UpdateDeadline::Yield(1))
-            }
-        });
+        let mut scheduler = self.long_running.scheduler(call.deadline);
+        store.epoch_deadline_callback(move |_| Ok(scheduler.on_tick()));
 
         let run = async {
             let instance = call.droplet.instantiate_async(&mut store).await?;
@@ -214,6 +219,87 @@ impl Runtime {
         };
         log.finish();
         result
+    }
+}
+
+/// A call still running this long after it started is long-running: past
+/// the first epoch tick, which a typical request never reaches.
+const LONG_RUNNING_AFTER: Duration = EPOCH_TICK;
+
+/// Keeps long-running calls from crowding out short ones.
+///
+/// Short calls (most requests) run to completion, yielding at each epoch
+/// tick. A call that is still running [`LONG_RUNNING_AFTER`] its start must
+/// hold a permit of this gate to run guest code; there are half as many
+/// permits as cores (at least one), handed out in FIFO order one tick at a
+/// time. So runaway or CPU-heavy droplets share at most half the machine
+/// among themselves, and every other droplet keeps the rest.
+struct LongRunningGate {
+    permits: Arc<Semaphore>,
+}
+
+impl LongRunningGate {
+    fn new() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        Self {
+            permits: Arc::new(Semaphore::new((cores / 2).max(1))),
+        }
+    }
+
+    fn scheduler(&self, deadline: Instant) -> TickScheduler {
+        TickScheduler {
+            deadline: deadline.into_std(),
+            long_running_at: std::time::Instant::now() + LONG_RUNNING_AFTER,
+            permits: Arc::clone(&self.permits),
+            held: Arc::new(std::sync::Mutex::new(None)),
+        }
+    }
+}
+
+/// Decides, at each epoch tick of one call, whether its guest traps, yields,
+/// or queues for the long-running gate.
+struct TickScheduler {
+    deadline: std::time::Instant,
+    long_running_at: std::time::Instant,
+    permits: Arc<Semaphore>,
+    /// The gate permit this call holds while it runs, if any. Shared with the
+    /// yield future that acquires it; dropped with the store.
+    held: Arc<std::sync::Mutex<Option<OwnedSemaphorePermit>>>,
+}
+
+impl TickScheduler {
+    fn on_tick(&mut self) -> UpdateDeadline {
+        let now = std::time::Instant::now();
+        if now >= self.deadline {
+            return UpdateDeadline::Interrupt;
+        }
+        if now < self.long_running_at {
+            // tokio's `yield_now` puts the task at the back of the run queue;
+            // a plain self-wake would land in the worker's LIFO slot and let
+            // a spinning guest run again at once.
+            return UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()));
+        }
+        // Give the permit back and queue for it again, behind the other
+        // long-running calls; waiting ends at the deadline at the latest (the
+        // next tick then traps).
+        if let Ok(mut held) = self.held.lock() {
+            held.take();
+        }
+        let permits = Arc::clone(&self.permits);
+        let held = Arc::clone(&self.held);
+        let deadline = Instant::from_std(self.deadline);
+        UpdateDeadline::YieldCustom(
+            1,
+            Box::pin(async move {
+                tokio::task::yield_now().await;
+                if let Ok(Ok(permit)) =
+                    tokio::time::timeout_at(deadline, permits.acquire_owned()).await
+                    && let Ok(mut held) = held.lock()
+                {
+                    *held = Some(permit);
+                }
+            }),
+        )
     }
 }
 

@@ -1,6 +1,13 @@
 //! The host's log: JSON lines for machines (the default) or pretty lines for
 //! humans, filtered by `RUST_LOG` (default `info`).
+//!
+//! Lines are handed to a dedicated writer thread and written to stdout in
+//! batches, so a request never waits on a `write` syscall for its access-log
+//! line. The channel applies backpressure rather than dropping lines.
 
+use std::io::BufWriter;
+
+use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
 /// How log lines are written.
@@ -12,12 +19,17 @@ pub enum LogFormat {
     Pretty,
 }
 
-/// Installs the global subscriber, writing to stdout.
-pub fn init(format: LogFormat) {
+/// Installs the global subscriber, writing to stdout. Keep the returned guard
+/// alive until exit: dropping it flushes the lines still queued.
+pub fn init(format: LogFormat) -> WorkerGuard {
+    let (writer, guard) = NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("log-writer")
+        .finish(BufWriter::new(std::io::stdout()));
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stdout);
+        .with_writer(writer);
     match format {
         LogFormat::Json => builder
             .json()
@@ -25,6 +37,7 @@ pub fn init(format: LogFormat) {
             .with_current_span(false)
             .with_span_list(false)
             .init(),
-        LogFormat::Pretty => builder.init(),
+        LogFormat::Pretty => builder.with_ansi(false).init(),
     }
+    guard
 }

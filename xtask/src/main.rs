@@ -35,18 +35,7 @@ fn main() -> Result<()> {
             let out = match rest.as_slice() {
                 [] => root.join("droplets"),
                 [flag, dir] if flag == "--out" => PathBuf::from(dir),
-                "bench" => {
-            build_examples(&root, &root.join("droplets"))?;
-            let mut build = cargo(&root);
-            build.args(["build", "--release", "--package", "droplet-host", "--package", "droplet-bench", "--bins"]);
-            run(&mut build)?;
-            ensure_wrk()?;
-            let harness = target_dir(&root).join("release").join("droplet-bench");
-            let mut bench = Command::new(harness);
-            bench.args(&rest).env("DROPLET_EXAMPLES_DIR", examples_out(&root));
-            run(&mut bench)
-        }
-        _ => bail!("usage: cargo xtask examples [--out DIR]"),
+                _ => bail!("usage: cargo xtask examples [--out DIR]"),
             };
             build_examples(&root, &out)
         }
@@ -80,12 +69,22 @@ fn main() -> Result<()> {
         "bench" => {
             build_examples(&root, &root.join("droplets"))?;
             let mut build = cargo(&root);
-            build.args(["build", "--release", "--package", "droplet-host", "--package", "droplet-bench", "--bins"]);
+            build.args([
+                "build",
+                "--release",
+                "--package",
+                "droplet-host",
+                "--package",
+                "droplet-bench",
+                "--bins",
+            ]);
             run(&mut build)?;
             ensure_wrk()?;
             let harness = target_dir(&root).join("release").join("droplet-bench");
             let mut bench = Command::new(harness);
-            bench.args(&rest).env("DROPLET_EXAMPLES_DIR", examples_out(&root));
+            bench
+                .args(&rest)
+                .env("DROPLET_EXAMPLES_DIR", examples_out(&root));
             run(&mut bench)
         }
         _ => bail!(

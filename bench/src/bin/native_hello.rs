@@ -16,7 +16,9 @@ use hyper_util::server::conn::auto;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:0".to_string());
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:0".to_string());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!("listening on {}", listener.local_addr()?);
     let builder = auto::Builder::new(TokioExecutor::new());
@@ -26,14 +28,20 @@ async fn main() -> anyhow::Result<()> {
         let builder = builder.clone();
         tokio::spawn(async move {
             let service = service_fn(|req: Request<hyper::body::Incoming>| async move {
-                let body = format!("Hello from native hyper! You asked for {}\n", req.uri().path());
+                let body = format!(
+                    "Hello from native hyper! You asked for {}\n",
+                    req.uri().path()
+                );
                 let mut response = Response::new(Full::new(Bytes::from(body)));
-                response
-                    .headers_mut()
-                    .insert("content-type", "text/plain; charset=utf-8".parse().expect("static header"));
+                response.headers_mut().insert(
+                    "content-type",
+                    "text/plain; charset=utf-8".parse().expect("static header"),
+                );
                 Ok::<_, Infallible>(response)
             });
-            let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+            let _ = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
         });
     }
 }
