@@ -1,5 +1,9 @@
 //! The verified caller of this request.
 //!
+//! The host verifies the request's bearer token before the droplet runs
+//! (a manifest with `auth = "jwt"` and `scopes = [...]` makes it required);
+//! the droplet reads the result.
+//!
 //! ```no_run
 //! match droplet_sdk::auth::caller() {
 //!     Some(claims) => println!("called by {:?}", claims.subject),

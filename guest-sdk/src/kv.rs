@@ -1,8 +1,16 @@
 //! Key-value storage in the droplet's own namespace.
 //!
+//! The host picks the namespace from the droplet's name: no key can reach
+//! another droplet's data. Keys are UTF-8, at most 512 bytes; values at most
+//! 1 MiB by default. A write returns once it is durable on disk.
+//!
 //! ```no_run
-//! let visits = droplet_sdk::kv::increment("visits", 1)?;
-//! droplet_sdk::kv::set("last-path", b"/hello", None)?;
+//! use droplet_sdk::kv;
+//!
+//! let visits = kv::increment("visits", 1)?;
+//! kv::set("last-path", b"/hello", None)?;
+//! kv::set("session", b"token", Some(60_000))?; // expires in a minute
+//! let page = kv::list_keys("user:", None, 100)?;
 //! # Ok::<(), droplet_sdk::kv::Error>(())
 //! ```
 
@@ -48,3 +56,57 @@ pub fn compare_and_swap(
 pub fn increment(key: &str, delta: i64) -> Result<i64, Error> {
     wit::increment(key, delta)
 }
+
+/// Stores `value` serialized as JSON.
+///
+/// ```no_run
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// struct Todo { title: String, done: bool }
+///
+/// droplet_sdk::kv::set_json("todo:1", &Todo { title: "write docs".into(), done: false }, None)?;
+/// let todo: Option<Todo> = droplet_sdk::kv::get_json("todo:1")?;
+/// # Ok::<(), droplet_sdk::kv::JsonError>(())
+/// ```
+#[cfg(feature = "json")]
+pub fn set_json<T: serde::Serialize + ?Sized>(
+    key: &str,
+    value: &T,
+    ttl_ms: Option<u64>,
+) -> Result<(), JsonError> {
+    let bytes = serde_json::to_vec(value).map_err(JsonError::Json)?;
+    set(key, &bytes, ttl_ms).map_err(JsonError::Kv)
+}
+
+/// The value at `key` parsed from JSON, or `None`.
+#[cfg(feature = "json")]
+pub fn get_json<T: serde::de::DeserializeOwned>(key: &str) -> Result<Option<T>, JsonError> {
+    match get(key).map_err(JsonError::Kv)? {
+        Some(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(JsonError::Json),
+        None => Ok(None),
+    }
+}
+
+/// Why [`get_json`] or [`set_json`] failed.
+#[cfg(feature = "json")]
+#[derive(Debug)]
+pub enum JsonError {
+    /// The store refused.
+    Kv(Error),
+    /// The value is not (or would not be) valid JSON for the type.
+    Json(serde_json::Error),
+}
+
+#[cfg(feature = "json")]
+impl std::fmt::Display for JsonError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JsonError::Kv(err) => write!(f, "{err}"),
+            JsonError::Json(err) => write!(f, "invalid JSON value: {err}"),
+        }
+    }
+}
+
+#[cfg(feature = "json")]
+impl std::error::Error for JsonError {}

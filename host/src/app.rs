@@ -11,6 +11,9 @@ use tokio::sync::Semaphore;
 
 use crate::cache::CodeCache;
 use crate::droplets::Droplets;
+use crate::jwt::{JwtSettings, Verifier};
+use crate::kv::KvBackend;
+use crate::kv::sled::{Durability, Sled, SledBackend};
 use crate::runtime::{Runtime, RuntimeSettings};
 
 /// What `droplet serve` was asked to do.
@@ -32,6 +35,12 @@ pub struct ServeSettings {
     pub max_instances: u32,
     /// The largest `memory_mb` a droplet may ask for.
     pub max_memory_mb: u64,
+    /// Whether kv writes wait for the disk.
+    pub kv_durability: Durability,
+    /// The largest kv value, in bytes.
+    pub kv_max_value_bytes: usize,
+    /// JWT keys and rules.
+    pub jwt: JwtSettings,
 }
 
 /// The host's shared state.
@@ -42,6 +51,12 @@ pub struct App {
     pub droplets: Droplets,
     /// Routing domain for `Host`-based routing.
     pub domain: Option<String>,
+    /// Key-value storage shared by every droplet (one namespace each).
+    pub kv: Arc<dyn KvBackend>,
+    /// The largest kv value, in bytes.
+    pub kv_max_value_bytes: usize,
+    /// Verifies bearer tokens; `None` when no keys are configured.
+    pub verifier: Option<Arc<Verifier>>,
     /// Instance slots across all droplets: a call takes one before it
     /// instantiates, so the pooling allocator is never asked for more than it
     /// has and a full pool is a clean 503, not an error.
@@ -54,6 +69,22 @@ pub struct App {
 impl App {
     /// Builds the runtime and loads every droplet in the droplets directory.
     pub async fn start(settings: &ServeSettings) -> anyhow::Result<Arc<Self>> {
+        let verifier = Verifier::from_settings(&settings.jwt)
+            .map_err(|err| anyhow::anyhow!("invalid JWT configuration: {err}"))?
+            .map(Arc::new);
+        std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+            format!(
+                "cannot create the data directory {}",
+                settings.data_dir.display()
+            )
+        })?;
+        let kv_dir = settings.data_dir.join("kv");
+        let durability = settings.kv_durability;
+        let sled = tokio::task::spawn_blocking(move || SledBackend::open(&kv_dir, durability))
+            .await?
+            .map_err(|err| anyhow::anyhow!(err))?;
+        sled.spawn_purger();
+        let kv: Arc<dyn KvBackend> = Arc::new(Sled(sled));
         let settings = settings.clone();
         tokio::task::spawn_blocking(move || {
             std::fs::create_dir_all(&settings.data_dir).with_context(|| {
@@ -87,6 +118,9 @@ impl App {
                 runtime,
                 droplets,
                 domain: settings.domain.clone(),
+                kv,
+                kv_max_value_bytes: settings.kv_max_value_bytes,
+                verifier,
                 instance_slots: Semaphore::new(settings.max_instances as usize),
                 started: Instant::now(),
                 shutting_down: AtomicBool::new(false),

@@ -20,8 +20,11 @@ use tokio::time::Instant;
 use crate::app::App;
 use crate::droplets::{Droplet, DropletState};
 use crate::error::{HostError, json_response};
-use crate::imports::Imports;
 use crate::imports::log::GuestLog;
+use crate::imports::{AuthAccess, Imports, KvAccess};
+use crate::jwt::{self, VerifiedClaims};
+use crate::kv::Limits;
+use crate::manifest::{AuthPolicy, Manifest};
 use crate::router::{self, Route};
 use crate::runtime::{Call, CallError, GuestRequest, GuestResponse};
 
@@ -154,6 +157,7 @@ async fn call_droplet(
     };
     let manifest = &droplet.manifest;
     let (parts, body) = req.into_parts();
+    let caller = authorize(app, manifest, &parts.headers)?;
     let body = read_body(&parts.headers, body, manifest.max_body_kb).await?;
 
     let deadline = Instant::now() + Duration::from_millis(manifest.budget_ms);
@@ -182,6 +186,19 @@ async fn call_droplet(
             Arc::clone(trace_id),
         )),
         config: Arc::clone(&ready.config),
+        kv: KvAccess {
+            backend: Arc::clone(&app.kv),
+            namespace: Arc::clone(&droplet.name),
+            limits: Limits {
+                quota_bytes: manifest.kv_quota_mb.map(|mb| mb.saturating_mul(1 << 20)),
+                max_value_bytes: app.kv_max_value_bytes,
+            },
+            deadline,
+        },
+        auth: AuthAccess {
+            caller,
+            verifier: app.verifier.clone(),
+        },
     };
     let call_started = Instant::now();
     let result = app
@@ -207,6 +224,53 @@ async fn call_droplet(
         ))),
         Err(CallError::PoolExhausted) => {
             Err(HostError::DropletOverloaded(droplet.name.to_string()))
+        }
+    }
+}
+
+/// Applies the droplet's auth policy before any instance is made: the
+/// verified claims of the request's bearer token, if it had a valid one.
+///
+/// `auth = "jwt"` needs a valid token carrying every scope in `scopes` (401
+/// without one, 403 without a scope). `auth = "public"` never refuses: an
+/// invalid token just leaves the request without a caller.
+fn authorize(
+    app: &App,
+    manifest: &Manifest,
+    headers: &http::HeaderMap,
+) -> Result<Option<Arc<VerifiedClaims>>, HostError> {
+    let token = jwt::bearer_token(headers);
+    match manifest.auth {
+        AuthPolicy::Public => Ok(match (token, &app.verifier) {
+            (Some(Ok(token)), Some(verifier)) => verifier.verify(token).ok().map(Arc::new),
+            _ => None,
+        }),
+        AuthPolicy::Jwt => {
+            let token = match token {
+                None => {
+                    return Err(HostError::Unauthorized(
+                        "a bearer token is required".to_string(),
+                    ));
+                }
+                Some(Err(err)) => return Err(HostError::Unauthorized(err.to_string())),
+                Some(Ok(token)) => token,
+            };
+            let verifier = app.verifier.as_ref().ok_or_else(|| {
+                HostError::Unauthorized(
+                    "this host has no keys configured to verify tokens".to_string(),
+                )
+            })?;
+            let claims = verifier
+                .verify(token)
+                .map_err(|err| HostError::Unauthorized(err.to_string()))?;
+            let missing = claims.missing_scopes(&manifest.scopes);
+            if !missing.is_empty() {
+                return Err(HostError::Forbidden(format!(
+                    "the token lacks the required scope(s): {}",
+                    missing.join(", ")
+                )));
+            }
+            Ok(Some(Arc::new(claims)))
         }
     }
 }

@@ -15,6 +15,12 @@ pub enum HostError {
     /// The request itself is malformed.
     #[error("{0}")]
     BadRequest(String),
+    /// No valid bearer token where one is required.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// A valid token without a required scope.
+    #[error("{0}")]
+    Forbidden(String),
     /// No droplet has that name (or the path names none).
     #[error("{0}")]
     DropletNotFound(String),
@@ -59,6 +65,8 @@ impl HostError {
     pub fn status(&self) -> StatusCode {
         match self {
             HostError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            HostError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            HostError::Forbidden(_) => StatusCode::FORBIDDEN,
             HostError::DropletNotFound(_) => StatusCode::NOT_FOUND,
             HostError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             HostError::DropletTrap(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -74,6 +82,8 @@ impl HostError {
     pub fn code(&self) -> &'static str {
         match self {
             HostError::BadRequest(_) => "bad_request",
+            HostError::Unauthorized(_) => "unauthorized",
+            HostError::Forbidden(_) => "forbidden",
             HostError::DropletNotFound(_) => "droplet_not_found",
             HostError::BodyTooLarge { .. } => "body_too_large",
             HostError::DropletTrap(_) => "droplet_trap",
@@ -99,6 +109,17 @@ impl HostError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        let challenge = match status {
+            StatusCode::UNAUTHORIZED => Some("Bearer error=\"invalid_token\""),
+            StatusCode::FORBIDDEN => Some("Bearer error=\"insufficient_scope\""),
+            _ => None,
+        };
+        if let Some(challenge) = challenge {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
         }
         response
     }
@@ -130,6 +151,8 @@ mod tests {
     fn every_error_has_its_documented_status_and_code() {
         let cases = [
             (HostError::BadRequest("x".into()), 400, "bad_request"),
+            (HostError::Unauthorized("x".into()), 401, "unauthorized"),
+            (HostError::Forbidden("x".into()), 403, "forbidden"),
             (
                 HostError::DropletNotFound("x".into()),
                 404,
@@ -172,6 +195,20 @@ mod tests {
             assert_eq!(error.status().as_u16(), status, "{error:?}");
             assert_eq!(error.code(), code, "{error:?}");
         }
+    }
+
+    #[test]
+    fn auth_errors_carry_a_bearer_challenge() {
+        let response = HostError::Unauthorized("x".into()).into_response("t");
+        assert_eq!(
+            response.headers()[header::WWW_AUTHENTICATE],
+            "Bearer error=\"invalid_token\""
+        );
+        let response = HostError::Forbidden("x".into()).into_response("t");
+        assert_eq!(
+            response.headers()[header::WWW_AUTHENTICATE],
+            "Bearer error=\"insufficient_scope\""
+        );
     }
 
     #[test]

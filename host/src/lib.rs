@@ -12,6 +12,8 @@ pub mod dispatch;
 pub mod droplets;
 pub mod error;
 pub mod imports;
+pub mod jwt;
+pub mod kv;
 pub mod manifest;
 pub mod router;
 pub mod runtime;

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use droplet_host::app::{App, ServeSettings};
+use droplet_host::jwt::{self, JwtSettings};
+use droplet_host::kv::sled::Durability;
 use droplet_host::telemetry::{self, LogFormat};
 use droplet_host::{manifest, server};
 
@@ -52,6 +54,36 @@ struct ServeArgs {
     /// The largest `memory_mb` a droplet's manifest may ask for.
     #[arg(long, env = "DROPLET_MAX_MEMORY_MB", default_value_t = 256)]
     max_memory_mb: u64,
+    /// `durable`: a kv write returns once on disk (group commit);
+    /// `relaxed`: once in memory (flushed every 500 ms).
+    #[arg(
+        long,
+        env = "DROPLET_KV_DURABILITY",
+        value_enum,
+        default_value = "durable"
+    )]
+    kv_durability: Durability,
+    /// The largest kv value, in KiB.
+    #[arg(long, env = "DROPLET_KV_MAX_VALUE_KB", default_value_t = 1024)]
+    kv_max_value_kb: usize,
+    /// Public key (PEM, or a path to one) for RS256/ES256 tokens.
+    #[arg(long, env = "REGISTRY_PUBLIC_KEY", hide_env_values = true)]
+    registry_public_key: Option<String>,
+    /// JSON Web Key Set file; keys are picked by `kid`.
+    #[arg(long, env = "JWKS_PATH")]
+    jwks_path: Option<PathBuf>,
+    /// HS256 secret, for development.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    jwt_secret: Option<String>,
+    /// The audience tokens must name.
+    #[arg(long, env = "JWT_AUDIENCE", default_value = jwt::DEFAULT_AUDIENCE)]
+    jwt_audience: String,
+    /// The issuer tokens must name, if set.
+    #[arg(long, env = "JWT_ISSUER")]
+    jwt_issuer: Option<String>,
+    /// Seconds of clock skew allowed on `exp` and `nbf`.
+    #[arg(long, env = "JWT_LEEWAY_S", default_value_t = jwt::DEFAULT_LEEWAY_S)]
+    jwt_leeway_s: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -85,6 +117,16 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         shutdown_grace: Duration::from_secs(args.shutdown_grace_s),
         max_instances: args.max_instances,
         max_memory_mb: args.max_memory_mb,
+        kv_durability: args.kv_durability,
+        kv_max_value_bytes: args.kv_max_value_kb.saturating_mul(1024),
+        jwt: JwtSettings {
+            public_key: args.registry_public_key,
+            jwks_path: args.jwks_path,
+            secret: args.jwt_secret,
+            audience: args.jwt_audience,
+            issuer: args.jwt_issuer,
+            leeway_s: args.jwt_leeway_s,
+        },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -5,6 +5,8 @@
 
 mod support;
 
+mod auth;
+mod kv;
 mod limits;
 mod loading;
 mod serving;

@@ -46,6 +46,7 @@ pub struct HostBuilder {
     files: Vec<(String, Vec<u8>)>,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    data: Option<PathBuf>,
 }
 
 impl HostBuilder {
@@ -82,6 +83,12 @@ impl HostBuilder {
         self
     }
 
+    /// Keeps the host's data in `dir` (to restart a host on the same data).
+    pub fn data(mut self, dir: &std::path::Path) -> Self {
+        self.data = Some(dir.to_path_buf());
+        self
+    }
+
     /// Starts the host and waits until it listens.
     pub async fn start(self) -> Host {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -101,12 +108,18 @@ impl HostBuilder {
             .arg("--droplets")
             .arg(&droplets)
             .arg("--data")
-            .arg(dir.path().join("data"))
+            .arg(self.data.clone().unwrap_or_else(|| dir.path().join("data")))
             .arg("--cache")
             .arg(&cache)
             .args(&self.args)
             .current_dir(dir.path())
             .env("RUST_LOG", "info")
+            // The host reads `.env` and these from the environment: start clean.
+            .env_remove("JWT_SECRET")
+            .env_remove("REGISTRY_PUBLIC_KEY")
+            .env_remove("JWKS_PATH")
+            .env_remove("JWT_ISSUER")
+            .env_remove("JWT_AUDIENCE")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -315,4 +328,43 @@ impl Drop for Host {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Path of a test fixture in `tests/fixtures`.
+pub fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures")
+        .join(name)
+}
+
+/// The HS256 secret the auth tests configure.
+pub const TEST_SECRET: &str = "e2e-secret-that-is-long-enough-for-hs256";
+
+/// Seconds since the Unix epoch.
+pub fn now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs()
+}
+
+/// Signs `claims` as an HS256 token with [`TEST_SECRET`].
+pub fn hs256_token(claims: &Value) -> String {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+    encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(TEST_SECRET.as_bytes()),
+    )
+    .expect("sign HS256")
+}
+
+/// Standard valid claims: audience, an hour of validity, and `scope`.
+pub fn claims_with_scope(scope: &str) -> Value {
+    serde_json::json!({
+        "sub": "tester",
+        "aud": "fullpotential.droplets",
+        "exp": now_s() + 3600,
+        "scope": scope,
+    })
 }

@@ -22,7 +22,9 @@ use anyhow::{Context, Result, bail, ensure};
 
 const TARGET: &str = "wasm32-wasip2";
 /// The example droplets, as crates under `examples/`.
-const EXAMPLES: &[&str] = &["hello", "echo", "spin", "hog", "panic"];
+const EXAMPLES: &[&str] = &[
+    "hello", "echo", "spin", "hog", "panic", "counter", "todo", "kvstore",
+];
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);

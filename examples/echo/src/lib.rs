@@ -37,6 +37,14 @@ fn handle(req: Request) -> Response {
         "headers": headers,
         "body": req.body(),
         "text": req.text().ok(),
+        "caller": droplet_sdk::auth::caller().map(|claims| json!({
+            "subject": claims.subject,
+            "issuer": claims.issuer,
+            "audience": claims.audience,
+            "expires_at": claims.expires_at,
+            "scopes": claims.scopes,
+            "claims": serde_json::from_str::<serde_json::Value>(&claims.json).ok(),
+        })),
     }))
     .with_status(status)
 }

@@ -1,0 +1,397 @@
+//! JWT verification with `jsonwebtoken`: RS256 and ES256 with PEM public keys
+//! or a JWKS file (keys picked by `kid`), HS256 with a shared secret for
+//! development.
+//!
+//! Only the algorithms of configured keys are accepted: `alg: none` does not
+//! parse, an HS256 token is checked only against `JWT_SECRET` (never against
+//! a public key used as a secret), and tokens must carry `exp`. Audience
+//! (default `fullpotential.droplets`) and, when set, issuer are required to
+//! match; `exp` and `nbf` are checked with a small leeway.
+
+use std::path::PathBuf;
+
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header, errors::ErrorKind};
+use serde_json::Value;
+
+/// The audience tokens must name unless configured otherwise.
+pub const DEFAULT_AUDIENCE: &str = "fullpotential.droplets";
+/// Clock skew allowed on `exp` and `nbf`, in seconds.
+pub const DEFAULT_LEEWAY_S: u64 = 30;
+
+/// Where verification keys come from.
+#[derive(Debug, Clone, Default)]
+pub struct JwtSettings {
+    /// `REGISTRY_PUBLIC_KEY`: a PEM public key (RSA or P-256), or a path to one.
+    pub public_key: Option<String>,
+    /// `JWKS_PATH`: a JSON Web Key Set file.
+    pub jwks_path: Option<PathBuf>,
+    /// `JWT_SECRET`: an HS256 secret, for development.
+    pub secret: Option<String>,
+    /// `JWT_AUDIENCE`.
+    pub audience: String,
+    /// `JWT_ISSUER`.
+    pub issuer: Option<String>,
+    /// Leeway on time claims, in seconds.
+    pub leeway_s: u64,
+}
+
+/// A verification key.
+struct Key {
+    kid: Option<String>,
+    algorithm: Algorithm,
+    key: DecodingKey,
+}
+
+/// Verifies bearer tokens under the configured keys and rules.
+pub struct Verifier {
+    keys: Vec<Key>,
+    audience: String,
+    issuer: Option<String>,
+    leeway_s: u64,
+}
+
+/// The verified claims of a token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifiedClaims {
+    /// `sub`.
+    pub subject: Option<String>,
+    /// `iss`.
+    pub issuer: Option<String>,
+    /// `aud`, always as a list.
+    pub audience: Vec<String>,
+    /// `exp`.
+    pub expires_at: Option<u64>,
+    /// From `scope` (space separated), `scp` or `scopes`.
+    pub scopes: Vec<String>,
+    /// Every claim.
+    pub json: Value,
+}
+
+impl VerifiedClaims {
+    /// Whether every scope in `required` is granted.
+    pub fn has_scopes(&self, required: &[String]) -> bool {
+        required.iter().all(|scope| self.scopes.contains(scope))
+    }
+
+    /// The required scopes this token lacks.
+    pub fn missing_scopes<'a>(&self, required: &'a [String]) -> Vec<&'a str> {
+        required
+            .iter()
+            .filter(|scope| !self.scopes.contains(scope))
+            .map(String::as_str)
+            .collect()
+    }
+}
+
+/// Why a token was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// Not a JWT, or an algorithm this host never accepts.
+    #[error("the token is malformed")]
+    Malformed,
+    /// Past `exp`.
+    #[error("the token has expired")]
+    Expired,
+    /// Before `nbf`.
+    #[error("the token is not valid yet")]
+    NotYetValid,
+    /// Wrong signature, algorithm, audience or issuer.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Verifier {
+    /// Builds a verifier from the settings; `None` when no key is configured.
+    pub fn from_settings(settings: &JwtSettings) -> Result<Option<Self>, String> {
+        let mut keys = Vec::new();
+        if let Some(public_key) = &settings.public_key {
+            keys.push(pem_key(public_key)?);
+        }
+        if let Some(path) = &settings.jwks_path {
+            keys.extend(jwks_keys(path)?);
+        }
+        if let Some(secret) = &settings.secret {
+            if secret.is_empty() {
+                return Err("JWT_SECRET is set but empty".to_string());
+            }
+            keys.push(Key {
+                kid: None,
+                algorithm: Algorithm::HS256,
+                key: DecodingKey::from_secret(secret.as_bytes()),
+            });
+        }
+        if keys.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Self {
+            keys,
+            audience: settings.audience.clone(),
+            issuer: settings.issuer.clone(),
+            leeway_s: settings.leeway_s,
+        }))
+    }
+
+    /// Verifies `token` and returns its claims.
+    pub fn verify(&self, token: &str) -> Result<VerifiedClaims, TokenError> {
+        let header = decode_header(token).map_err(|_| TokenError::Malformed)?;
+        let candidates: Vec<&Key> = self
+            .keys
+            .iter()
+            .filter(|key| key.algorithm == header.alg)
+            .filter(|key| match (&header.kid, &key.kid) {
+                (Some(wanted), Some(kid)) => wanted == kid,
+                _ => true,
+            })
+            .collect();
+        if candidates.is_empty() {
+            return Err(TokenError::Invalid(format!(
+                "tokens signed with {:?} are not accepted here",
+                header.alg
+            )));
+        }
+        let mut validation = Validation::new(header.alg);
+        validation.set_audience(&[&self.audience]);
+        if let Some(issuer) = &self.issuer {
+            validation.set_issuer(&[issuer]);
+        }
+        validation.leeway = self.leeway_s;
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp", "aud"]);
+
+        let mut last = TokenError::Invalid("the signature does not verify".to_string());
+        for key in candidates {
+            match decode::<Value>(token, &key.key, &validation) {
+                Ok(data) => return Ok(claims_of(data.claims)),
+                Err(err) => {
+                    last = match err.kind() {
+                        ErrorKind::ExpiredSignature => return Err(TokenError::Expired),
+                        ErrorKind::ImmatureSignature => return Err(TokenError::NotYetValid),
+                        ErrorKind::InvalidAudience => {
+                            return Err(TokenError::Invalid(
+                                "the token is for another audience".to_string(),
+                            ));
+                        }
+                        ErrorKind::InvalidIssuer => {
+                            return Err(TokenError::Invalid(
+                                "the token is from another issuer".to_string(),
+                            ));
+                        }
+                        ErrorKind::MissingRequiredClaim(claim) => {
+                            return Err(TokenError::Invalid(format!(
+                                "the token has no `{claim}` claim"
+                            )));
+                        }
+                        ErrorKind::InvalidToken
+                        | ErrorKind::Base64(_)
+                        | ErrorKind::Json(_)
+                        | ErrorKind::Utf8(_) => {
+                            return Err(TokenError::Malformed);
+                        }
+                        _ => TokenError::Invalid("the signature does not verify".to_string()),
+                    };
+                }
+            }
+        }
+        Err(last)
+    }
+}
+
+/// A PEM public key, given inline or as a path: RSA → RS256, P-256 → ES256.
+fn pem_key(value: &str) -> Result<Key, String> {
+    let pem = if value.contains("-----BEGIN") {
+        value.to_string()
+    } else {
+        std::fs::read_to_string(value)
+            .map_err(|err| format!("cannot read REGISTRY_PUBLIC_KEY file {value}: {err}"))?
+    };
+    if let Ok(key) = DecodingKey::from_rsa_pem(pem.as_bytes()) {
+        return Ok(Key {
+            kid: None,
+            algorithm: Algorithm::RS256,
+            key,
+        });
+    }
+    if let Ok(key) = DecodingKey::from_ec_pem(pem.as_bytes()) {
+        return Ok(Key {
+            kid: None,
+            algorithm: Algorithm::ES256,
+            key,
+        });
+    }
+    Err("REGISTRY_PUBLIC_KEY is neither an RSA nor a P-256 public key in PEM".to_string())
+}
+
+/// The RSA and P-256 keys of a JWKS file.
+fn jwks_keys(path: &PathBuf) -> Result<Vec<Key>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|err| format!("cannot read JWKS_PATH {}: {err}", path.display()))?;
+    let set: JwkSet = serde_json::from_str(&text)
+        .map_err(|err| format!("JWKS_PATH {} is not a JWK set: {err}", path.display()))?;
+    let mut keys = Vec::new();
+    for jwk in &set.keys {
+        let algorithm = match &jwk.algorithm {
+            AlgorithmParameters::RSA(_) => Algorithm::RS256,
+            AlgorithmParameters::EllipticCurve(ec) if ec.curve == EllipticCurve::P256 => {
+                Algorithm::ES256
+            }
+            _ => continue,
+        };
+        let key = DecodingKey::from_jwk(jwk)
+            .map_err(|err| format!("JWKS_PATH {}: unusable key: {err}", path.display()))?;
+        keys.push(Key {
+            kid: jwk.common.key_id.clone(),
+            algorithm,
+            key,
+        });
+    }
+    if keys.is_empty() {
+        return Err(format!(
+            "JWKS_PATH {} has no RSA or P-256 keys",
+            path.display()
+        ));
+    }
+    Ok(keys)
+}
+
+fn claims_of(json: Value) -> VerifiedClaims {
+    let text = |name: &str| json.get(name).and_then(Value::as_str).map(str::to_string);
+    let list = |value: Option<&Value>| -> Vec<String> {
+        match value {
+            Some(Value::String(text)) => text.split_whitespace().map(str::to_string).collect(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect(),
+            _ => Vec::new(),
+        }
+    };
+    let mut scopes = list(json.get("scope"));
+    for extra in [list(json.get("scp")), list(json.get("scopes"))] {
+        for scope in extra {
+            if !scopes.contains(&scope) {
+                scopes.push(scope);
+            }
+        }
+    }
+    VerifiedClaims {
+        subject: text("sub"),
+        issuer: text("iss"),
+        audience: list(json.get("aud")),
+        expires_at: json.get("exp").and_then(Value::as_u64),
+        scopes,
+        json,
+    }
+}
+
+/// The token of an `Authorization: Bearer` header: `None` without one,
+/// `Some(Err)` for an Authorization header that is not a bearer token.
+pub fn bearer_token(headers: &http::HeaderMap) -> Option<Result<&str, TokenError>> {
+    let value = headers.get(http::header::AUTHORIZATION)?;
+    let Ok(value) = value.to_str() else {
+        return Some(Err(TokenError::Malformed));
+    };
+    match value.split_once(' ') {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
+            Some(Ok(token.trim()))
+        }
+        _ => Some(Err(TokenError::Malformed)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{EncodingKey, Header, encode};
+    use serde_json::json;
+
+    fn hs_verifier() -> Verifier {
+        Verifier::from_settings(&JwtSettings {
+            secret: Some("dev-secret-dev-secret-dev-secret".into()),
+            audience: DEFAULT_AUDIENCE.into(),
+            leeway_s: 0,
+            ..Default::default()
+        })
+        .unwrap()
+        .unwrap()
+    }
+
+    fn now() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    }
+
+    fn hs_token(claims: Value) -> String {
+        encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(b"dev-secret-dev-secret-dev-secret"),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn valid_token_gives_its_claims_and_scopes() {
+        let token = hs_token(json!({
+            "sub": "alice", "aud": DEFAULT_AUDIENCE, "exp": now() + 60,
+            "scope": "todo:read todo:write", "scp": ["extra"]
+        }));
+        let claims = hs_verifier().verify(&token).unwrap();
+        assert_eq!(claims.subject.as_deref(), Some("alice"));
+        assert_eq!(claims.audience, vec![DEFAULT_AUDIENCE.to_string()]);
+        assert_eq!(claims.scopes, vec!["todo:read", "todo:write", "extra"]);
+        assert!(claims.has_scopes(&["todo:write".into()]));
+        assert_eq!(claims.missing_scopes(&["admin".into()]), vec!["admin"]);
+    }
+
+    #[test]
+    fn bad_tokens_are_refused() {
+        let verifier = hs_verifier();
+        let expired = hs_token(json!({"aud": DEFAULT_AUDIENCE, "exp": now() - 120}));
+        assert_eq!(verifier.verify(&expired), Err(TokenError::Expired));
+        let early =
+            hs_token(json!({"aud": DEFAULT_AUDIENCE, "exp": now() + 600, "nbf": now() + 300}));
+        assert_eq!(verifier.verify(&early), Err(TokenError::NotYetValid));
+        let other_aud = hs_token(json!({"aud": "someone.else", "exp": now() + 60}));
+        assert!(matches!(
+            verifier.verify(&other_aud),
+            Err(TokenError::Invalid(_))
+        ));
+        let no_exp = hs_token(json!({"aud": DEFAULT_AUDIENCE}));
+        assert!(matches!(
+            verifier.verify(&no_exp),
+            Err(TokenError::Invalid(_))
+        ));
+        assert_eq!(verifier.verify("not.a.token"), Err(TokenError::Malformed));
+        // alg: none
+        let none =
+            "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJhdWQiOiJmdWxscG90ZW50aWFsLmRyb3BsZXRzIn0.";
+        assert!(verifier.verify(none).is_err());
+        // Wrong secret.
+        let forged = encode(
+            &Header::new(Algorithm::HS256),
+            &json!({"aud": DEFAULT_AUDIENCE, "exp": now() + 60}),
+            &EncodingKey::from_secret(b"another-secret"),
+        )
+        .unwrap();
+        assert!(matches!(
+            verifier.verify(&forged),
+            Err(TokenError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn bearer_header_is_parsed() {
+        let mut headers = http::HeaderMap::new();
+        assert!(bearer_token(&headers).is_none());
+        headers.insert("authorization", "Bearer abc".parse().unwrap());
+        assert_eq!(bearer_token(&headers), Some(Ok("abc")));
+        headers.insert("authorization", "Basic abc".parse().unwrap());
+        assert_eq!(bearer_token(&headers), Some(Err(TokenError::Malformed)));
+    }
+}
