@@ -37,18 +37,20 @@ fn main() -> Result<()> {
 
     let droplets = opts.out.join("droplets");
     std::fs::create_dir_all(&droplets)?;
-    for name in ["hello", "spin"] {
+    for name in ["hello", "spin", "kvstore"] {
         let from = opts.examples.join(format!("{name}.wasm"));
         std::fs::copy(&from, droplets.join(format!("{name}.wasm")))
             .with_context(|| format!("copy {} (build the examples first)", from.display()))?;
     }
     std::fs::write(droplets.join("spin.toml"), "budget_ms = 50\n")?;
+    std::fs::write(droplets.join("kvstore.toml"), "max_concurrency = 128\n")?;
 
     let host = Server::start_host(&opts, &droplets)?;
     let native = Server::start_native(&opts)?;
     let mut report = Report::new(machine, &opts);
 
     throughput(&opts, &host, &native, &mut report)?;
+    kv_calls(&opts, &host, &mut report)?;
     noisy_neighbour(&opts, &host, &mut report)?;
     budget_precision(&opts, &host, &mut report)?;
 
@@ -183,13 +185,29 @@ fn free_addr() -> Result<SocketAddr> {
 
 /// A minimal GET for readiness checks.
 fn http_get_status(addr: SocketAddr, path: &str) -> Result<u16> {
+    http_status(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nhost: bench\r\nconnection: close\r\n\r\n"),
+    )
+}
+
+/// A minimal PUT, to seed data.
+fn http_put_status(addr: SocketAddr, path: &str, body: &str) -> Result<u16> {
+    let length = body.len();
+    http_status(
+        addr,
+        &format!(
+            "PUT {path} HTTP/1.1\r\nhost: bench\r\ncontent-length: {length}\r\nconnection: close\r\n\r\n{body}"
+        ),
+    )
+}
+
+/// Sends one raw HTTP/1.1 request and returns the response's status.
+fn http_status(addr: SocketAddr, request: &str) -> Result<u16> {
     use std::io::{Read, Write};
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nhost: bench\r\nconnection: close\r\n\r\n"
-    )?;
+    stream.write_all(request.as_bytes())?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
     let status = response.split_whitespace().nth(1).context("status line")?;
@@ -214,18 +232,39 @@ impl WrkRun {
     }
 }
 
+/// What one wrk process sends.
+struct Load {
+    url: String,
+    connections: u32,
+    method: &'static str,
+    body: &'static str,
+}
+
+impl Load {
+    fn get(url: String, connections: u32) -> Self {
+        Self {
+            url,
+            connections,
+            method: "GET",
+            body: "",
+        }
+    }
+}
+
 /// A wrk process running against `url`.
-fn spawn_wrk(opts: &Opts, url: &str, connections: u32) -> Result<Child> {
-    let threads = connections.clamp(1, 2);
+fn spawn_wrk(opts: &Opts, load: &Load) -> Result<Child> {
+    let threads = load.connections.clamp(1, 2);
     Command::new("wrk")
+        .env("WRK_METHOD", load.method)
+        .env("WRK_BODY", load.body)
         .arg(format!("-t{threads}"))
-        .arg(format!("-c{connections}"))
+        .arg(format!("-c{}", load.connections))
         .arg(format!("-d{}s", opts.duration.as_secs()))
         .arg("--timeout")
         .arg("5s")
         .arg("-s")
         .arg(&opts.wrk_script)
-        .arg(url)
+        .arg(&load.url)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -275,9 +314,8 @@ struct Measurement {
 fn measure(
     opts: &Opts,
     server: &Server,
-    url: &str,
-    connections: u32,
-    background: Option<(&str, u32)>,
+    load: &Load,
+    background: Option<&Load>,
 ) -> Result<Measurement> {
     let pid = server.pid();
     let peak_rss = Arc::new(AtomicU64::new(rss_kib(pid)));
@@ -292,10 +330,8 @@ fn measure(
         }
     });
     let cpu_before = cpu_ticks(pid)?;
-    let noise = background
-        .map(|(url, connections)| spawn_wrk(opts, url, connections))
-        .transpose()?;
-    let run = finish_wrk(spawn_wrk(opts, url, connections)?)?;
+    let noise = background.map(|load| spawn_wrk(opts, load)).transpose()?;
+    let run = finish_wrk(spawn_wrk(opts, load)?)?;
     let cpu_after = cpu_ticks(pid)?;
     if let Some(noise) = noise {
         finish_wrk(noise)?;
@@ -516,8 +552,22 @@ fn throughput(opts: &Opts, host: &Server, native: &Server, report: &mut Report) 
             note: String::new(),
         };
         for round in 0..opts.rounds {
-            let run_host = || measure(opts, host, &host.url("/hello/"), connections, None);
-            let run_native = || measure(opts, native, &native.url("/hello/"), connections, None);
+            let run_host = || {
+                measure(
+                    opts,
+                    host,
+                    &Load::get(host.url("/hello/"), connections),
+                    None,
+                )
+            };
+            let run_native = || {
+                measure(
+                    opts,
+                    native,
+                    &Load::get(native.url("/hello/"), connections),
+                    None,
+                )
+            };
             let (subject, baseline) = if round % 2 == 0 {
                 let b = run_native()?;
                 (run_host()?, b)
@@ -543,6 +593,72 @@ fn throughput(opts: &Opts, host: &Server, native: &Server, report: &mut Report) 
     Ok(())
 }
 
+/// A droplet making one kv call per request vs hello, at 16 connections:
+/// one `get` of an existing key, and one durable `set` (group commit).
+fn kv_calls(opts: &Opts, host: &Server, report: &mut Report) -> Result<()> {
+    let connections = 16;
+    let setup = Load {
+        url: host.url("/kvstore/k/bench"),
+        connections: 1,
+        method: "PUT",
+        body: "a value of moderate size for the benchmark",
+    };
+    let status = http_put_status(host.addr, "/kvstore/k/bench", setup.body)?;
+    ensure!(
+        status == 200,
+        "seeding the kv benchmark key answered {status}"
+    );
+    let cases = [
+        (
+            "hello + one kv get",
+            Load::get(host.url("/kvstore/k/bench"), connections),
+        ),
+        (
+            "hello + one durable kv set",
+            Load {
+                connections,
+                ..setup
+            },
+        ),
+    ];
+    for (scenario, load) in cases {
+        let hello = Load::get(host.url("/hello/"), connections);
+        let mut row = Row {
+            scenario: scenario.into(),
+            subject: "kvstore".into(),
+            baseline: "hello".into(),
+            connections,
+            subject_runs: Vec::new(),
+            baseline_runs: Vec::new(),
+            ratios: Vec::new(),
+            note: String::new(),
+        };
+        for round in 0..opts.rounds {
+            let (subject, baseline) = if round % 2 == 0 {
+                let b = measure(opts, host, &hello, None)?;
+                (measure(opts, host, &load, None)?, b)
+            } else {
+                let s = measure(opts, host, &load, None)?;
+                (s, measure(opts, host, &hello, None)?)
+            };
+            row.ratios.push(subject.rps / baseline.rps.max(1.0));
+            row.subject_runs.push(subject);
+            row.baseline_runs.push(baseline);
+        }
+        for m in row.subject_runs.iter().chain(&row.baseline_runs) {
+            report.check(
+                m.wrk.requests > 0 && m.wrk.non_2xx == 0 && m.wrk.socket_errors == 0,
+                format!(
+                    "{scenario}: {} requests, {} non-2xx, {} socket errors",
+                    m.wrk.requests, m.wrk.non_2xx, m.wrk.socket_errors
+                ),
+            );
+        }
+        report.rows.push(row);
+    }
+    Ok(())
+}
+
 /// hello's throughput alone vs while `spin` (budget 50 ms) is hammered.
 fn noisy_neighbour(opts: &Opts, host: &Server, report: &mut Report) -> Result<()> {
     let connections = 16;
@@ -556,18 +672,11 @@ fn noisy_neighbour(opts: &Opts, host: &Server, report: &mut Report) -> Result<()
         ratios: Vec::new(),
         note: "CPU µs/req counts both loads' CPU over hello's requests".into(),
     };
-    let spin_url = host.url("/spin/");
+    let hello = Load::get(host.url("/hello/"), connections);
+    let spin = Load::get(host.url("/spin/"), 16);
     for round in 0..opts.rounds {
-        let alone = || measure(opts, host, &host.url("/hello/"), connections, None);
-        let noisy = || {
-            measure(
-                opts,
-                host,
-                &host.url("/hello/"),
-                connections,
-                Some((&spin_url, 16)),
-            )
-        };
+        let alone = || measure(opts, host, &hello, None);
+        let noisy = || measure(opts, host, &hello, Some(&spin));
         let (subject, baseline) = if round % 2 == 0 {
             let b = alone()?;
             (noisy()?, b)
@@ -597,7 +706,12 @@ fn budget_precision(opts: &Opts, host: &Server, report: &mut Report) -> Result<(
     let connections = 4;
     let mut runs = Vec::new();
     for _ in 0..opts.rounds {
-        let m = measure(opts, host, &host.url("/spin/"), connections, None)?;
+        let m = measure(
+            opts,
+            host,
+            &Load::get(host.url("/spin/"), connections),
+            None,
+        )?;
         report.check(
             m.wrk.requests > 0 && m.wrk.non_2xx == m.wrk.requests && m.wrk.socket_errors == 0,
             format!(

@@ -1,3 +1,7 @@
+-- Optional request method and body from the environment (default GET).
+wrk.method = os.getenv("WRK_METHOD") or "GET"
+wrk.body = os.getenv("WRK_BODY")
+
 -- Prints wrk's summary as one JSON line prefixed with WRK_JSON, so the
 -- harness reads exact numbers (including p99.9) instead of wrk's text.
 done = function(summary, latency, requests)
