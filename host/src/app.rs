@@ -11,6 +11,8 @@ use tokio::sync::Semaphore;
 
 use crate::cache::CodeCache;
 use crate::droplets::Droplets;
+use crate::droplets::loader::Loader;
+use crate::droplets::store::DeploymentStore;
 use crate::jwt::{JwtSettings, Verifier};
 use crate::kv::KvBackend;
 use crate::kv::sled::{Durability, Sled, SledBackend};
@@ -41,12 +43,18 @@ pub struct ServeSettings {
     pub kv_max_value_bytes: usize,
     /// JWT keys and rules.
     pub jwt: JwtSettings,
+    /// Register droplets at start and compile each on its first request.
+    pub lazy: bool,
+    /// Watch the droplets directory and swap in changed modules.
+    pub watch: bool,
+    /// Largest body `PUT /_admin/droplets/{name}` accepts.
+    pub admin_max_body_bytes: usize,
 }
 
 /// The host's shared state.
 pub struct App {
     /// Engine, linker, ticker.
-    pub runtime: Runtime,
+    pub runtime: Arc<Runtime>,
     /// The droplets, by name.
     pub droplets: Droplets,
     /// Routing domain for `Host`-based routing.
@@ -57,6 +65,8 @@ pub struct App {
     pub kv_max_value_bytes: usize,
     /// Verifies bearer tokens; `None` when no keys are configured.
     pub verifier: Option<Arc<Verifier>>,
+    /// Largest admin deploy body.
+    pub admin_max_body_bytes: usize,
     /// Instance slots across all droplets: a call takes one before it
     /// instantiates, so the pooling allocator is never asked for more than it
     /// has and a full pool is a clean 503, not an error.
@@ -93,27 +103,34 @@ impl App {
                     settings.data_dir.display()
                 )
             })?;
-            let runtime = Runtime::new(&RuntimeSettings {
+            let runtime = Arc::new(Runtime::new(&RuntimeSettings {
                 max_instances: settings.max_instances,
                 max_memory_mb: settings.max_memory_mb,
-            })?;
+            })?);
             let cache_dir = settings
                 .cache_dir
                 .clone()
                 .unwrap_or_else(|| settings.data_dir.join("cache"));
             let cache = CodeCache::new(Some(cache_dir), runtime.engine());
-            let droplets = Droplets::load_dir(
-                &settings.droplets_dir,
-                &runtime,
-                &cache,
+            let loader = Arc::new(Loader::new(
+                Arc::clone(&runtime),
+                cache,
                 settings.max_memory_mb,
-            )
-            .with_context(|| {
+            ));
+            let store = DeploymentStore::new(settings.data_dir.join("deployments"));
+            std::fs::create_dir_all(&settings.droplets_dir).with_context(|| {
                 format!(
-                    "cannot read the droplets directory {}",
+                    "cannot create the droplets directory {}",
                     settings.droplets_dir.display()
                 )
             })?;
+            let droplets = Droplets::load(&settings.droplets_dir, store, loader, settings.lazy)
+                .with_context(|| {
+                    format!(
+                        "cannot read the droplets directory {}",
+                        settings.droplets_dir.display()
+                    )
+                })?;
             Ok(Arc::new(Self {
                 runtime,
                 droplets,
@@ -121,6 +138,7 @@ impl App {
                 kv,
                 kv_max_value_bytes: settings.kv_max_value_bytes,
                 verifier,
+                admin_max_body_bytes: settings.admin_max_body_bytes,
                 instance_slots: Semaphore::new(settings.max_instances as usize),
                 started: Instant::now(),
                 shutting_down: AtomicBool::new(false),

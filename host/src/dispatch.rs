@@ -123,6 +123,10 @@ async fn respond(
         .or_else(|| req.uri().host());
     let (name, path) = match router::route(host, req.uri().path(), app.domain.as_deref()) {
         Route::HostHealth => return Ok(host_health(app)),
+        Route::Admin(path) => {
+            let path = path.to_string();
+            return crate::admin::handle(app, req, &path).await;
+        }
         Route::NotFound(message) => return Err(HostError::DropletNotFound(message)),
         Route::Droplet { name, path } => (name.to_string(), path.to_string()),
     };
@@ -146,22 +150,30 @@ async fn call_droplet(
     trace_id: &Arc<str>,
     outcome: &mut Outcome,
 ) -> Result<Response<Full<Bytes>>, HostError> {
-    let ready = match &droplet.state {
-        DropletState::Ready(ready) => ready,
-        DropletState::Failed(reason) => {
-            return Err(HostError::DropletUnavailable {
-                name: droplet.name.to_string(),
-                reason: reason.clone(),
-            });
-        }
-    };
     let manifest = &droplet.manifest;
+    if let DropletState::Failed(reason) = &droplet.state {
+        return Err(HostError::DropletUnavailable {
+            name: droplet.name.to_string(),
+            reason: reason.clone(),
+        });
+    }
     let (parts, body) = req.into_parts();
     let caller = authorize(app, manifest, &parts.headers)?;
     let body = read_body(&parts.headers, body, manifest.max_body_kb).await?;
 
     let deadline = Instant::now() + Duration::from_millis(manifest.budget_ms);
     let _slots = acquire_slots(app, droplet, deadline).await?;
+    // Compiles a lazily registered droplet on its first request; that time is
+    // the host's cost, not the droplet's, so it extends the deadline.
+    let compile_started = Instant::now();
+    let ready = droplet
+        .ready(app.droplets.loader())
+        .await
+        .map_err(|reason| HostError::DropletUnavailable {
+            name: droplet.name.to_string(),
+            reason,
+        })?;
+    let deadline = deadline + compile_started.elapsed();
 
     let request = GuestRequest {
         method: parts.method.as_str().to_string(),
@@ -185,7 +197,7 @@ async fn call_droplet(
             Arc::clone(&droplet.version),
             Arc::clone(trace_id),
         )),
-        config: Arc::clone(&ready.config),
+        config: Arc::clone(&droplet.config),
         kv: KvAccess {
             backend: Arc::clone(&app.kv),
             namespace: Arc::clone(&droplet.name),

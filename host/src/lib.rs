@@ -6,8 +6,10 @@
 //! imports in [`imports`]. Every failure becomes one documented status and
 //! JSON body ([`error`]).
 
+pub mod admin;
 pub mod app;
 pub mod cache;
+pub mod client;
 pub mod dispatch;
 pub mod droplets;
 pub mod error;
@@ -19,3 +21,4 @@ pub mod router;
 pub mod runtime;
 pub mod server;
 pub mod telemetry;
+pub mod watch;

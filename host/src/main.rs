@@ -4,12 +4,17 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use droplet_host::app::{App, ServeSettings};
+use droplet_host::client::{self, AdminClient};
 use droplet_host::jwt::{self, JwtSettings};
 use droplet_host::kv::sled::Durability;
 use droplet_host::telemetry::{self, LogFormat};
 use droplet_host::{manifest, server};
+use http::Method;
 
 /// Serve many WebAssembly droplets from one process.
 #[derive(Parser)]
@@ -23,6 +28,80 @@ struct Cli {
 enum Command {
     /// Serve every droplet in a directory over HTTP.
     Serve(ServeArgs),
+    /// Mint an HS256 token from JWT_SECRET, for development.
+    Token(TokenArgs),
+    /// List the droplets of a host.
+    List(HostArgs),
+    /// Deploy a module (and optionally a manifest) to a host.
+    Deploy(DeployArgs),
+    /// Serve the previous version of a droplet again.
+    Rollback(NameArgs),
+    /// Remove a droplet from a host.
+    Rm(RmArgs),
+}
+
+#[derive(clap::Args)]
+struct TokenArgs {
+    /// Scopes to grant (repeat, or separate with spaces).
+    #[arg(long = "scope", required = true)]
+    scopes: Vec<String>,
+    /// The token's subject.
+    #[arg(long, default_value = "developer")]
+    sub: String,
+    /// How long the token is valid (e.g. 30m, 1h, 7d).
+    #[arg(long, default_value = "1h")]
+    ttl: humantime::Duration,
+    /// HS256 secret.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    jwt_secret: String,
+    /// Audience.
+    #[arg(long, env = "JWT_AUDIENCE", default_value = jwt::DEFAULT_AUDIENCE)]
+    jwt_audience: String,
+    /// Issuer, if the host requires one.
+    #[arg(long, env = "JWT_ISSUER")]
+    jwt_issuer: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct HostArgs {
+    /// The host's URL.
+    #[arg(long, env = "DROPLET_HOST", default_value = "http://127.0.0.1:8080")]
+    host: String,
+    /// A bearer token with scope droplets:admin (see `droplet token`).
+    #[arg(long, env = "DROPLET_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct NameArgs {
+    /// The droplet.
+    name: String,
+    #[command(flatten)]
+    host: HostArgs,
+}
+
+#[derive(clap::Args)]
+struct RmArgs {
+    /// The droplet.
+    name: String,
+    /// Also delete its key-value data.
+    #[arg(long)]
+    purge: bool,
+    #[command(flatten)]
+    host: HostArgs,
+}
+
+#[derive(clap::Args)]
+struct DeployArgs {
+    /// The droplet's name.
+    name: String,
+    /// The module (`.wasm`).
+    file: PathBuf,
+    /// Its manifest (`.toml`).
+    #[arg(long)]
+    manifest: Option<PathBuf>,
+    #[command(flatten)]
+    host: HostArgs,
 }
 
 #[derive(clap::Args)]
@@ -84,6 +163,15 @@ struct ServeArgs {
     /// Seconds of clock skew allowed on `exp` and `nbf`.
     #[arg(long, env = "JWT_LEEWAY_S", default_value_t = jwt::DEFAULT_LEEWAY_S)]
     jwt_leeway_s: u64,
+    /// Register droplets at start and compile each on its first request.
+    #[arg(long, env = "DROPLET_LAZY")]
+    lazy: bool,
+    /// Do not watch the droplets directory for changes.
+    #[arg(long, env = "DROPLET_NO_WATCH")]
+    no_watch: bool,
+    /// Largest deploy body the admin API accepts, in MiB.
+    #[arg(long, env = "DROPLET_ADMIN_MAX_BODY_MB", default_value_t = 64)]
+    admin_max_body_mb: usize,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -97,7 +185,153 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Token(args) => token(args),
+        Command::List(args) => remote(list(args)),
+        Command::Deploy(args) => remote(deploy(args)),
+        Command::Rollback(args) => remote(rollback(args)),
+        Command::Rm(args) => remote(rm(args)),
     }
+}
+
+/// Runs a command that talks to a host.
+fn remote(command: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(command)
+}
+
+fn token(args: TokenArgs) -> anyhow::Result<()> {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+    anyhow::ensure!(!args.jwt_secret.is_empty(), "JWT_SECRET is empty");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let scope = args
+        .scopes
+        .iter()
+        .flat_map(|scope| scope.split_whitespace())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut claims = serde_json::json!({
+        "sub": args.sub,
+        "aud": args.jwt_audience,
+        "iat": now,
+        "exp": now + args.ttl.as_secs(),
+        "scope": scope,
+    });
+    if let Some(issuer) = args.jwt_issuer {
+        claims["iss"] = issuer.into();
+    }
+    let token = encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(args.jwt_secret.as_bytes()),
+    )?;
+    println!("{token}");
+    Ok(())
+}
+
+fn client(args: &HostArgs) -> anyhow::Result<AdminClient> {
+    AdminClient::new(&args.host, args.token.clone())
+}
+
+/// Fails with the host's own message unless `status` is a success.
+fn check(status: u16, body: &serde_json::Value) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        (200..300).contains(&status),
+        "{status}: {}",
+        client::error_message(body)
+    );
+    Ok(())
+}
+
+async fn list(args: HostArgs) -> anyhow::Result<()> {
+    let (status, body) = client(&args)?
+        .send(Method::GET, "/_admin/droplets", None)
+        .await?;
+    check(status, &body)?;
+    println!(
+        "{:<24} {:<20} {:<9} {:>9} {:>10} {:>8}",
+        "NAME", "VERSION", "STATE", "BUDGET_MS", "REQUESTS", "ERRORS"
+    );
+    for droplet in body["droplets"].as_array().into_iter().flatten() {
+        let requests: Vec<u64> = droplet["stats"]["requests"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(serde_json::Value::as_u64)
+            .collect();
+        let total: u64 = requests.iter().sum();
+        let errors: u64 = requests.iter().skip(3).sum();
+        println!(
+            "{:<24} {:<20} {:<9} {:>9} {:>10} {:>8}",
+            droplet["name"].as_str().unwrap_or("?"),
+            droplet["version"].as_str().unwrap_or("?"),
+            droplet["state"].as_str().unwrap_or("?"),
+            droplet["budget_ms"],
+            total,
+            errors
+        );
+    }
+    Ok(())
+}
+
+async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
+    use base64::Engine;
+    let module = std::fs::read(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let manifest = match &args.manifest {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let body = serde_json::json!({
+        "module": base64::engine::general_purpose::STANDARD.encode(module),
+        "manifest": manifest,
+    });
+    let path = format!("/_admin/droplets/{}", args.name);
+    let (status, body) = client(&args.host)?
+        .send(Method::PUT, &path, Some(body))
+        .await?;
+    check(status, &body)?;
+    let verb = if body["changed"] == true {
+        "deployed"
+    } else {
+        "unchanged"
+    };
+    println!(
+        "{} {verb}: version {}",
+        args.name,
+        body["version"].as_str().unwrap_or("?")
+    );
+    Ok(())
+}
+
+async fn rollback(args: NameArgs) -> anyhow::Result<()> {
+    let path = format!("/_admin/droplets/{}/rollback", args.name);
+    let (status, body) = client(&args.host)?.send(Method::POST, &path, None).await?;
+    check(status, &body)?;
+    println!(
+        "{} rolled back: version {}",
+        args.name,
+        body["version"].as_str().unwrap_or("?")
+    );
+    Ok(())
+}
+
+async fn rm(args: RmArgs) -> anyhow::Result<()> {
+    let query = if args.purge { "?purge=true" } else { "" };
+    let path = format!("/_admin/droplets/{}{query}", args.name);
+    let (status, body) = client(&args.host)?
+        .send(Method::DELETE, &path, None)
+        .await?;
+    check(status, &body)?;
+    let purged = if args.purge { " (kv data purged)" } else { "" };
+    println!("{} removed{purged}", args.name);
+    Ok(())
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -119,6 +353,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_memory_mb: args.max_memory_mb,
         kv_durability: args.kv_durability,
         kv_max_value_bytes: args.kv_max_value_kb.saturating_mul(1024),
+        lazy: args.lazy,
+        watch: !args.no_watch,
+        admin_max_body_bytes: args.admin_max_body_mb.saturating_mul(1 << 20),
         jwt: JwtSettings {
             public_key: args.registry_public_key,
             jwks_path: args.jwks_path,
@@ -135,6 +372,15 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let app = App::start(&settings).await?;
         let listener = tokio::net::TcpListener::bind(settings.listen).await?;
         let addr = listener.local_addr()?;
+        // Kept alive until the server stops: dropping it ends the watch.
+        let _watcher = if settings.watch {
+            Some(droplet_host::watch::spawn(
+                Arc::clone(&app),
+                settings.droplets_dir.clone(),
+            )?)
+        } else {
+            None
+        };
         tracing::info!(addr = %addr, droplets = app.droplets.len(), "listening on http://{addr}");
         server::serve(
             listener,

@@ -10,6 +10,8 @@
 pub enum Route<'a> {
     /// `GET /health`: the host's own status.
     HostHealth,
+    /// `/_admin/...`: the admin API, with the path after `/_admin`.
+    Admin(&'a str),
     /// A droplet, with the path it sees.
     Droplet {
         /// The droplet's name.
@@ -54,6 +56,7 @@ pub fn route<'a>(host: Option<&'a str>, path: &'a str, domain: Option<&str>) -> 
     match first {
         "" => Route::NotFound("no droplet named in the path: use /{name}/...".to_string()),
         "health" if rest == "/" => Route::HostHealth,
+        "_admin" => Route::Admin(rest),
         _ if first.starts_with('_') => Route::NotFound(format!("no host endpoint at {path}")),
         _ if is_valid_name(first) => Route::Droplet {
             name: first,
@@ -106,7 +109,11 @@ mod tests {
     #[test]
     fn host_paths_and_bad_names_are_not_droplets() {
         assert_eq!(route(None, "/health", None), Route::HostHealth);
-        assert!(matches!(route(None, "/_admin/x", None), Route::NotFound(_)));
+        assert_eq!(
+            route(None, "/_admin/droplets", None),
+            Route::Admin("/droplets")
+        );
+        assert!(matches!(route(None, "/_other/x", None), Route::NotFound(_)));
         assert!(matches!(route(None, "/", None), Route::NotFound(_)));
         assert!(matches!(route(None, "/Hello/", None), Route::NotFound(_)));
         assert!(matches!(route(None, "/-x/", None), Route::NotFound(_)));

@@ -5,9 +5,11 @@
 
 mod support;
 
+mod admin;
 mod auth;
 mod kv;
 mod limits;
 mod loading;
 mod serving;
 mod shutdown;
+mod swap;

@@ -68,7 +68,7 @@ async fn unknown_droplet_is_404_json() {
     host.get("/Not_A_Name/")
         .await
         .assert_error(404, "droplet_not_found");
-    host.get("/_admin/droplets")
+    host.get("/_nope/droplets")
         .await
         .assert_error(404, "droplet_not_found");
 }

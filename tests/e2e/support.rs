@@ -40,6 +40,23 @@ pub fn example(name: &str) -> Vec<u8> {
     })
 }
 
+/// Example `name` with a custom section appended: the same droplet, but
+/// different bytes (a distinct version and cache entry) for each `variant`.
+pub fn example_variant(name: &str, variant: u32) -> Vec<u8> {
+    let mut bytes = example(name);
+    let section_name = b"droplet-test-variant";
+    let payload = variant.to_le_bytes();
+    // Custom section: id 0, LEB128 size, LEB128 name length, name, payload.
+    let size = 1 + section_name.len() + payload.len();
+    assert!(size < 128 && section_name.len() < 128);
+    bytes.push(0);
+    bytes.push(size as u8);
+    bytes.push(section_name.len() as u8);
+    bytes.extend_from_slice(section_name);
+    bytes.extend_from_slice(&payload);
+    bytes
+}
+
 /// A host to start.
 #[derive(Default)]
 pub struct HostBuilder {
@@ -47,6 +64,7 @@ pub struct HostBuilder {
     args: Vec<String>,
     env: Vec<(String, String)>,
     data: Option<PathBuf>,
+    cache: Option<PathBuf>,
 }
 
 impl HostBuilder {
@@ -89,6 +107,12 @@ impl HostBuilder {
         self
     }
 
+    /// Uses `dir` as the compiled-code cache instead of the shared one.
+    pub fn cache(mut self, dir: &std::path::Path) -> Self {
+        self.cache = Some(dir.to_path_buf());
+        self
+    }
+
     /// Starts the host and waits until it listens.
     pub async fn start(self) -> Host {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -99,7 +123,9 @@ impl HostBuilder {
         }
         // One compiled-code cache for the whole test run: each example is
         // compiled once, whichever test starts first.
-        let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("droplet-e2e-cache");
+        let cache = self.cache.clone().unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("droplet-e2e-cache")
+        });
         let mut command = Command::new(env!("CARGO_BIN_EXE_droplet"));
         command
             .arg("serve")
@@ -140,6 +166,7 @@ impl HostBuilder {
             child,
             addr: None,
             logs,
+            droplets,
             _dir: dir,
         };
         let listening = host
@@ -174,6 +201,7 @@ pub struct Host {
     child: Child,
     addr: Option<SocketAddr>,
     logs: Arc<Mutex<Vec<String>>>,
+    droplets: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -220,6 +248,16 @@ impl Reply {
 impl Host {
     pub fn addr(&self) -> SocketAddr {
         self.addr.expect("host started")
+    }
+
+    /// The droplets directory the host watches.
+    pub fn droplets_dir(&self) -> &std::path::Path {
+        &self.droplets
+    }
+
+    /// `http://ADDR`, for the CLI's `--host`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr())
     }
 
     /// `GET path`.
@@ -335,6 +373,23 @@ pub fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../tests/fixtures")
         .join(name)
+}
+
+/// Runs the `droplet` CLI with `args` (and `env`), returning its exit
+/// status success, stdout and stderr.
+pub fn cli(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_droplet"))
+        .args(args)
+        .env_remove("JWT_SECRET")
+        .env_remove("DROPLET_TOKEN")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run the droplet CLI");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 /// The HS256 secret the auth tests configure.

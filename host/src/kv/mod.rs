@@ -130,6 +130,8 @@ pub trait KvBackend: Send + Sync + 'static {
     ) -> Result<i64, KvError>;
     /// What the namespace stores.
     async fn usage(&self, ns: &str) -> Result<Usage, KvError>;
+    /// Deletes the whole namespace.
+    async fn purge(&self, ns: &str) -> Result<(), KvError>;
 }
 
 /// Checks a key against the rules every backend shares.

@@ -388,6 +388,24 @@ impl KvBackend for Sled {
         Ok(value)
     }
 
+    async fn purge(&self, ns: &str) -> Result<(), KvError> {
+        let backend = Arc::clone(&self.0);
+        let ns = ns.to_string();
+        tokio::task::spawn_blocking(move || {
+            if let Ok(mut namespaces) = backend.namespaces.lock() {
+                namespaces.remove(&ns);
+            }
+            backend
+                .db
+                .drop_tree(format!("{TREE_PREFIX}{ns}"))
+                .map_err(storage)?;
+            backend.db.flush().map_err(storage)?;
+            Ok(())
+        })
+        .await
+        .map_err(|_| KvError::Unavailable("storage task failed".to_string()))?
+    }
+
     async fn usage(&self, ns: &str) -> Result<Usage, KvError> {
         self.0
             .blocking(ns, |namespace| {

@@ -1,0 +1,248 @@
+//! The admin API: deploy, list, inspect, roll back and remove droplets.
+//!
+//! | request | does |
+//! | --- | --- |
+//! | `GET /_admin/droplets` | every droplet: version, state, limits, counters |
+//! | `GET /_admin/droplets/{name}` | one droplet, with its stored versions |
+//! | `PUT /_admin/droplets/{name}` | deploys `{"module": base64, "manifest": toml?}`; `module` may be left out to change only the manifest |
+//! | `DELETE /_admin/droplets/{name}[?purge=true]` | removes it (and its kv data with `purge`) |
+//! | `POST /_admin/droplets/{name}/rollback` | serves the previous version again |
+//!
+//! Every request needs a bearer token with scope `droplets:admin`, verified
+//! with the host's keys. With no keys configured the API answers 403 and
+//! says how to enable it.
+
+use base64::Engine;
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::app::App;
+use crate::droplets::{ChangeError, Droplet, DropletState, Published};
+use crate::error::{HostError, json_response};
+use crate::jwt;
+
+/// The scope every admin request needs.
+pub const ADMIN_SCOPE: &str = "droplets:admin";
+
+/// A deploy request body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Deploy {
+    /// The module, base64 (standard alphabet, padded).
+    module: Option<String>,
+    /// The manifest's TOML text.
+    manifest: Option<String>,
+}
+
+/// Answers one admin request (`path` is what follows `/_admin`).
+pub async fn handle(
+    app: &App,
+    req: Request<Incoming>,
+    path: &str,
+) -> Result<Response<Full<Bytes>>, HostError> {
+    authorize(app, req.headers())?;
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let method = req.method().clone();
+    match (method, segments.as_slice()) {
+        (Method::GET, ["droplets"]) => Ok(list(app)),
+        (Method::GET, ["droplets", name]) => detail(app, name),
+        (Method::PUT, ["droplets", name]) => deploy(app, name, req).await,
+        (Method::DELETE, ["droplets", name]) => remove(app, name, req.uri().query()).await,
+        (Method::POST, ["droplets", name, "rollback"]) => rollback(app, name).await,
+        (_, ["droplets"] | ["droplets", _] | ["droplets", _, "rollback"]) => Err(
+            HostError::BadRequest(format!("{} is not allowed on /_admin{path}", req.method())),
+        ),
+        _ => Err(HostError::DropletNotFound(format!(
+            "no admin endpoint at /_admin{path}"
+        ))),
+    }
+}
+
+fn authorize(app: &App, headers: &http::HeaderMap) -> Result<(), HostError> {
+    let Some(verifier) = &app.verifier else {
+        return Err(HostError::Forbidden(format!(
+            "the admin API is disabled: configure REGISTRY_PUBLIC_KEY, JWKS_PATH or (for development) \
+             JWT_SECRET, and send a bearer token with scope {ADMIN_SCOPE} (`droplet token --scope {ADMIN_SCOPE}`)"
+        )));
+    };
+    let token = match jwt::bearer_token(headers) {
+        None => {
+            return Err(HostError::Unauthorized(
+                "the admin API needs a bearer token".to_string(),
+            ));
+        }
+        Some(Err(err)) => return Err(HostError::Unauthorized(err.to_string())),
+        Some(Ok(token)) => token,
+    };
+    let claims = verifier
+        .verify(token)
+        .map_err(|err| HostError::Unauthorized(err.to_string()))?;
+    if !claims.has_scopes(&[ADMIN_SCOPE.to_string()]) {
+        return Err(HostError::Forbidden(format!(
+            "the token lacks the scope {ADMIN_SCOPE}"
+        )));
+    }
+    Ok(())
+}
+
+fn summary(droplet: &Droplet) -> Value {
+    let published = droplet
+        .published_at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs());
+    let mut value = json!({
+        "name": &*droplet.name,
+        "version": &*droplet.version,
+        "state": droplet.state_name(),
+        "published_at": published,
+        "budget_ms": droplet.manifest.budget_ms,
+        "memory_mb": droplet.manifest.memory_mb,
+        "max_concurrency": droplet.manifest.max_concurrency,
+        "auth": match droplet.manifest.auth {
+            crate::manifest::AuthPolicy::Public => "public",
+            crate::manifest::AuthPolicy::Jwt => "jwt",
+        },
+        "scopes": droplet.manifest.scopes,
+        "stats": droplet.stats.snapshot(),
+    });
+    if let DropletState::Failed(reason) = &droplet.state {
+        value["error"] = json!(reason);
+    }
+    value
+}
+
+fn list(app: &App) -> Response<Full<Bytes>> {
+    let droplets: Vec<Value> = app
+        .droplets
+        .list()
+        .iter()
+        .map(|droplet| summary(droplet))
+        .collect();
+    json_response(StatusCode::OK, &json!({ "droplets": droplets }))
+}
+
+fn detail(app: &App, name: &str) -> Result<Response<Full<Bytes>>, HostError> {
+    let droplet = app
+        .droplets
+        .get(name)
+        .ok_or_else(|| HostError::DropletNotFound(format!("no droplet named `{name}`")))?;
+    let mut value = summary(&droplet);
+    value["versions"] = json!(app.droplets.history(name));
+    value["capabilities"] = json!(droplet.manifest.capabilities);
+    Ok(json_response(StatusCode::OK, &value))
+}
+
+async fn deploy(
+    app: &App,
+    name: &str,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, HostError> {
+    let limit = app.admin_max_body_bytes;
+    let body = match Limited::new(req.into_body(), limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(err) if err.is::<http_body_util::LengthLimitError>() => {
+            return Err(HostError::BodyTooLarge {
+                limit_kb: (limit / 1024) as u64,
+            });
+        }
+        Err(_) => {
+            return Err(HostError::BadRequest(
+                "the deploy body could not be read".to_string(),
+            ));
+        }
+    };
+    let deploy: Deploy = serde_json::from_slice(&body).map_err(|err| {
+        HostError::BadRequest(format!(
+            "the deploy body must be JSON {{\"module\": base64, \"manifest\": toml}}: {err}"
+        ))
+    })?;
+    let existing = app.droplets.get(name);
+    let module = match deploy.module {
+        Some(module) => base64::engine::general_purpose::STANDARD
+            .decode(module.trim())
+            .map_err(|err| HostError::BadRequest(format!("`module` is not valid base64: {err}")))?,
+        None => {
+            let Some(current) = &existing else {
+                return Err(HostError::BadRequest(
+                    "a new droplet needs a `module`".to_string(),
+                ));
+            };
+            app.droplets.current_module(&current.name).map_err(|err| {
+                HostError::BadRequest(format!("cannot reuse the current module: {err}"))
+            })?
+        }
+    };
+    let published = app
+        .droplets
+        .publish(name, module, deploy.manifest, "admin")
+        .await
+        .map_err(HostError::BadRequest)?;
+    let status = if existing.is_none() {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let changed = matches!(published, Published::New(_));
+    Ok(json_response(
+        status,
+        &json!({ "name": name, "version": published.version(), "changed": changed }),
+    ))
+}
+
+async fn remove(
+    app: &App,
+    name: &str,
+    query: Option<&str>,
+) -> Result<Response<Full<Bytes>>, HostError> {
+    let purge = query.is_some_and(|query| {
+        query
+            .split('&')
+            .any(|pair| pair == "purge=true" || pair == "purge=1")
+    });
+    if app.droplets.get(name).is_none() {
+        return Err(HostError::DropletNotFound(format!(
+            "no droplet named `{name}`"
+        )));
+    }
+    app.droplets.remove(name).await.map_err(change_error)?;
+    if purge {
+        app.kv
+            .purge(name)
+            .await
+            .map_err(|err| HostError::DropletUnavailable {
+                name: name.to_string(),
+                reason: format!("removed, but its kv data could not be purged: {err}"),
+            })?;
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "removed": name, "purged": purge }),
+    ))
+}
+
+async fn rollback(app: &App, name: &str) -> Result<Response<Full<Bytes>>, HostError> {
+    let version = app.droplets.rollback(name).await.map_err(change_error)?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "name": name, "version": version }),
+    ))
+}
+
+fn change_error(err: ChangeError) -> HostError {
+    match err {
+        ChangeError::NotFound(name) => {
+            HostError::DropletNotFound(format!("no droplet named `{name}`"))
+        }
+        ChangeError::NoPrevious(_) | ChangeError::Invalid(_) => {
+            HostError::BadRequest(err.to_string())
+        }
+        ChangeError::Storage(reason) => HostError::DropletUnavailable {
+            name: "admin".to_string(),
+            reason,
+        },
+    }
+}

@@ -1,0 +1,89 @@
+//! Turning a module and its manifest into something that can serve:
+//! parse and validate the manifest, expand its config, compile (or load
+//! from the code cache) and check the component against the world.
+//! Everything here blocks: call it off the async workers.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+use crate::cache::{CodeCache, Origin, hex};
+use crate::manifest::Manifest;
+use crate::runtime::{CallState, DropletPre, Runtime};
+
+/// A droplet that can be instantiated.
+pub struct Ready {
+    /// The pre-linked component.
+    pub pre: DropletPre<CallState>,
+    /// Where its compiled code came from.
+    pub origin: Origin,
+}
+
+/// A manifest that parsed, with its config resolved.
+pub struct Parsed {
+    /// The manifest.
+    pub manifest: Manifest,
+    /// `[config]` with `${VAR}` expanded.
+    pub config: Arc<BTreeMap<String, String>>,
+}
+
+/// Compiles and links droplets for the runtime.
+pub struct Loader {
+    runtime: Arc<Runtime>,
+    cache: CodeCache,
+    max_memory_mb: u64,
+}
+
+impl Loader {
+    /// A loader for `runtime`, caching compiled code in `cache`.
+    pub fn new(runtime: Arc<Runtime>, cache: CodeCache, max_memory_mb: u64) -> Self {
+        Self {
+            runtime,
+            cache,
+            max_memory_mb,
+        }
+    }
+
+    /// Parses `{name}.toml` (absent: the defaults) and resolves its config
+    /// from the host environment.
+    pub fn parse(&self, name: &str, manifest: Option<&str>) -> Result<Parsed, String> {
+        let manifest = match manifest {
+            Some(text) => Manifest::parse(text, self.max_memory_mb)
+                .map_err(|err| format!("invalid manifest {name}.toml: {err}"))?,
+            None => Manifest::default(),
+        };
+        let config = manifest
+            .resolve_config(|var| std::env::var(var).ok())
+            .map_err(|err| format!("invalid manifest {name}.toml: {err}"))?;
+        Ok(Parsed {
+            manifest,
+            config: Arc::new(config),
+        })
+    }
+
+    /// Compiles `{name}.wasm` (or loads it from the cache) and links it.
+    pub fn compile(&self, name: &str, wasm: &[u8]) -> Result<Ready, String> {
+        let (component, origin) = self
+            .cache
+            .load_or_compile(self.runtime.engine(), wasm)
+            .map_err(|err| format!("{name}.wasm is not a valid component: {err}"))?;
+        let pre = self
+            .runtime
+            .link(&component)
+            .map_err(|err| format!("{name}.wasm cannot serve: {err}"))?;
+        Ok(Ready { pre, origin })
+    }
+}
+
+/// The content hash of a version: module and manifest together, so a
+/// manifest change alone is a new version.
+pub fn content_hash(wasm: &[u8], manifest: Option<&str>) -> String {
+    let mut digest = Sha256::new();
+    digest.update((wasm.len() as u64).to_le_bytes());
+    digest.update(wasm);
+    if let Some(manifest) = manifest {
+        digest.update(manifest.as_bytes());
+    }
+    hex(&digest.finalize())
+}

@@ -1,0 +1,288 @@
+//! The admin API and the CLI that drives it.
+
+use std::time::Duration;
+
+use base64::Engine;
+use bytes::Bytes;
+use http::Request;
+use serde_json::{Value, json};
+
+use crate::support::{
+    Host, HostBuilder, TEST_SECRET, claims_with_scope, cli, example, hs256_token,
+};
+
+fn admin_token() -> String {
+    hs256_token(&claims_with_scope("droplets:admin"))
+}
+
+fn deploy_body(module: &[u8], manifest: Option<&str>) -> Value {
+    json!({
+        "module": base64::engine::general_purpose::STANDARD.encode(module),
+        "manifest": manifest,
+    })
+}
+
+async fn admin(
+    host: &Host,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> crate::support::Reply {
+    let body = body.map_or_else(Bytes::new, |body| Bytes::from(body.to_string()));
+    host.send(
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {}", admin_token()))
+            .body(body)
+            .unwrap(),
+    )
+    .await
+}
+
+async fn admin_host() -> Host {
+    HostBuilder::new()
+        .droplet("hello", "hello")
+        .env("JWT_SECRET", TEST_SECRET)
+        .start()
+        .await
+}
+
+#[tokio::test]
+async fn admin_api_is_disabled_without_keys_and_says_how_to_enable_it() {
+    let host = HostBuilder::new().droplet("hello", "hello").start().await;
+    let message = host
+        .get("/_admin/droplets")
+        .await
+        .assert_error(403, "forbidden");
+    assert!(
+        message.contains("JWT_SECRET") && message.contains("droplets:admin"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn admin_api_needs_a_token_with_the_admin_scope() {
+    let host = admin_host().await;
+    host.get("/_admin/droplets")
+        .await
+        .assert_error(401, "unauthorized");
+    let reader = hs256_token(&claims_with_scope("todo:read"));
+    let reply = host
+        .send(
+            Request::get("/_admin/droplets")
+                .header("authorization", format!("Bearer {reader}"))
+                .body(Bytes::new())
+                .unwrap(),
+        )
+        .await;
+    reply.assert_error(403, "forbidden");
+    let listed = admin(&host, "GET", "/_admin/droplets", None).await;
+    assert_eq!(listed.status, 200);
+    assert_eq!(listed.json()["droplets"][0]["name"], "hello");
+    assert_eq!(listed.json()["droplets"][0]["state"], "active");
+}
+
+#[tokio::test]
+async fn deploy_update_rollback_and_remove_through_the_admin_api() {
+    let host = admin_host().await;
+    // A new droplet.
+    let created = admin(
+        &host,
+        "PUT",
+        "/_admin/droplets/app",
+        Some(deploy_body(
+            &example("hello"),
+            Some("[config]\ngreeting = \"One\"\n"),
+        )),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    let v1 = created.json()["version"].as_str().unwrap().to_string();
+    let reply = host.get("/app/").await;
+    assert!(
+        reply.text().starts_with("One from droplet hello"),
+        "{}",
+        reply.text()
+    );
+    assert_eq!(reply.header("x-droplet-version"), Some(v1.as_str()));
+    // The same module and manifest again: nothing changes.
+    let same = admin(
+        &host,
+        "PUT",
+        "/_admin/droplets/app",
+        Some(deploy_body(
+            &example("hello"),
+            Some("[config]\ngreeting = \"One\"\n"),
+        )),
+    )
+    .await;
+    assert_eq!(same.json()["changed"], false);
+    assert_eq!(same.json()["version"], v1.as_str());
+    // A manifest change alone is a new version.
+    let updated = admin(
+        &host,
+        "PUT",
+        "/_admin/droplets/app",
+        Some(json!({"manifest": "[config]\ngreeting = \"Two\"\n"})),
+    )
+    .await;
+    assert_eq!(updated.status, 200, "{}", updated.text());
+    let v2 = updated.json()["version"].as_str().unwrap().to_string();
+    assert_ne!(v1, v2);
+    assert!(host.get("/app/").await.text().starts_with("Two from"));
+    // A module that does not load is refused; v2 keeps serving.
+    let refused = admin(
+        &host,
+        "PUT",
+        "/_admin/droplets/app",
+        Some(deploy_body(b"garbage", None)),
+    )
+    .await;
+    let message = refused.assert_error(400, "bad_request");
+    assert!(message.contains("app.wasm"), "{message}");
+    let refused = admin(
+        &host,
+        "PUT",
+        "/_admin/droplets/app",
+        Some(json!({"manifest": "budget_ms = \"fast\"\n"})),
+    )
+    .await;
+    refused.assert_error(400, "bad_request");
+    assert!(host.get("/app/").await.text().starts_with("Two from"));
+    // Detail lists the versions, newest first.
+    let detail = admin(&host, "GET", "/_admin/droplets/app", None)
+        .await
+        .json();
+    assert_eq!(detail["version"], v2.as_str());
+    assert_eq!(detail["versions"], json!([v2.clone(), v1.clone()]));
+    // Roll back to v1, then there is nothing older.
+    let rolled = admin(&host, "POST", "/_admin/droplets/app/rollback", None).await;
+    assert_eq!(rolled.json()["version"], v1.as_str());
+    let reply = host.get("/app/").await;
+    assert!(reply.text().starts_with("One from"));
+    assert_eq!(reply.header("x-droplet-version"), Some(v1.as_str()));
+    admin(&host, "POST", "/_admin/droplets/app/rollback", None)
+        .await
+        .assert_error(400, "bad_request");
+    // Remove it.
+    let removed = admin(&host, "DELETE", "/_admin/droplets/app", None).await;
+    assert_eq!(removed.status, 200);
+    host.get("/app/")
+        .await
+        .assert_error(404, "droplet_not_found");
+    admin(&host, "DELETE", "/_admin/droplets/app", None)
+        .await
+        .assert_error(404, "droplet_not_found");
+    assert_eq!(host.get("/hello/").await.status, 200);
+}
+
+#[tokio::test]
+async fn deploy_body_over_the_limit_is_413() {
+    let host = HostBuilder::new()
+        .env("JWT_SECRET", TEST_SECRET)
+        .arg("--admin-max-body-mb")
+        .arg("1")
+        .start()
+        .await;
+    let big = deploy_body(&vec![0u8; 1 << 20], None);
+    admin(&host, "PUT", "/_admin/droplets/big", Some(big))
+        .await
+        .assert_error(413, "body_too_large");
+}
+
+#[tokio::test]
+async fn deploys_survive_a_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let start = || {
+        HostBuilder::new()
+            .env("JWT_SECRET", TEST_SECRET)
+            .data(data.path())
+            .start()
+    };
+    let mut host = start().await;
+    let created = admin(
+        &host,
+        "PUT",
+        "/_admin/droplets/app",
+        Some(deploy_body(
+            &example("hello"),
+            Some("[config]\ngreeting = \"Kept\"\n"),
+        )),
+    )
+    .await;
+    let version = created.json()["version"].as_str().unwrap().to_string();
+    host.signal("TERM");
+    host.wait_exit(Duration::from_secs(10))
+        .await
+        .expect("host exits");
+    let host = start().await;
+    let reply = host.get("/app/").await;
+    assert!(reply.text().starts_with("Kept from"), "{}", reply.text());
+    assert_eq!(reply.header("x-droplet-version"), Some(version.as_str()));
+}
+
+#[tokio::test]
+async fn cli_mints_tokens_and_deploys_lists_rolls_back_and_removes() {
+    let host = admin_host().await;
+    let (ok, token, err) = cli(
+        &["token", "--scope", "droplets:admin", "--ttl", "10m"],
+        &[("JWT_SECRET", TEST_SECRET)],
+    );
+    assert!(ok, "{err}");
+    let token = token.trim().to_string();
+    let url = host.url();
+    let dir = tempfile::tempdir().unwrap();
+    let module = dir.path().join("hello.wasm");
+    std::fs::write(&module, example("hello")).unwrap();
+    let manifest = dir.path().join("hello.toml");
+    std::fs::write(&manifest, "[config]\ngreeting = \"Cli\"\n").unwrap();
+    let env = [("DROPLET_TOKEN", token.as_str())];
+
+    let (ok, out, err) = cli(
+        &["deploy", "app", module.to_str().unwrap(), "--host", &url],
+        &env,
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("app deployed"), "{out}");
+    let (ok, out, err) = cli(
+        &[
+            "deploy",
+            "app",
+            module.to_str().unwrap(),
+            "--manifest",
+            manifest.to_str().unwrap(),
+            "--host",
+            &url,
+        ],
+        &env,
+    );
+    assert!(ok, "{err}");
+    assert!(
+        host.get("/app/").await.text().starts_with("Cli from"),
+        "{out}"
+    );
+    let (ok, out, err) = cli(&["list", "--host", &url], &env);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("NAME") && out.contains("app") && out.contains("hello"),
+        "{out}"
+    );
+    let (ok, out, err) = cli(&["rollback", "app", "--host", &url], &env);
+    assert!(ok, "{err}");
+    assert!(out.contains("rolled back"), "{out}");
+    assert!(host.get("/app/").await.text().starts_with("Hello from"));
+    let (ok, out, err) = cli(&["rm", "app", "--host", &url], &env);
+    assert!(ok, "{err}");
+    assert!(out.contains("app removed"), "{out}");
+    // Errors are the host's own words, and a non-zero exit.
+    let (ok, _, err) = cli(&["rm", "app", "--host", &url], &env);
+    assert!(!ok);
+    assert!(
+        err.contains("404") && err.contains("no droplet named `app`"),
+        "{err}"
+    );
+    let (ok, _, err) = cli(&["list", "--host", &url], &[]);
+    assert!(!ok);
+    assert!(err.contains("401"), "{err}");
+}
