@@ -35,8 +35,16 @@ fn main() -> Result<()> {
         machine.cpu
     );
 
+    // Every run starts from scratch: no stored versions or data of an earlier one.
+    for dir in ["droplets", "data", "many"] {
+        let _ = std::fs::remove_dir_all(opts.out.join(dir));
+    }
     let droplets = opts.out.join("droplets");
     std::fs::create_dir_all(&droplets)?;
+    std::fs::copy(
+        opts.examples.join("hello.wasm"),
+        droplets.join("swapme.wasm"),
+    )?;
     for name in ["hello", "spin", "kvstore"] {
         let from = opts.examples.join(format!("{name}.wasm"));
         std::fs::copy(&from, droplets.join(format!("{name}.wasm")))
@@ -53,6 +61,10 @@ fn main() -> Result<()> {
     kv_calls(&opts, &host, &mut report)?;
     noisy_neighbour(&opts, &host, &mut report)?;
     budget_precision(&opts, &host, &mut report)?;
+    swap_under_load(&opts, &host, &mut report)?;
+    drop(host);
+    drop(native);
+    many_droplets(&opts, &mut report)?;
 
     report.write(&opts.out)?;
     println!("{}", report.markdown());
@@ -123,6 +135,12 @@ struct Server {
 
 impl Server {
     fn start_host(opts: &Opts, droplets: &Path) -> Result<Self> {
+        Self::start_host_with(opts, droplets, &opts.out.join("data"), &[])
+    }
+
+    /// Starts `droplet serve` with extra flags; the admin API is enabled with
+    /// [`BENCH_SECRET`].
+    fn start_host_with(opts: &Opts, droplets: &Path, data: &Path, args: &[&str]) -> Result<Self> {
         let addr = free_addr()?;
         let log = std::fs::File::create(opts.out.join("host.log"))?;
         let child = Command::new(opts.bin_dir.join("droplet"))
@@ -132,7 +150,9 @@ impl Server {
             .arg("--droplets")
             .arg(droplets)
             .arg("--data")
-            .arg(opts.out.join("data"))
+            .arg(data)
+            .args(args)
+            .env("JWT_SECRET", BENCH_SECRET)
             .stdout(log)
             .stderr(Stdio::inherit())
             .spawn()
@@ -438,7 +458,23 @@ struct Report {
     rounds: usize,
     duration_s: u64,
     rows: Vec<Row>,
+    startups: Vec<Startup>,
     failures: Vec<String>,
+}
+
+/// One start of a host with many droplets.
+#[derive(Debug, Clone, Serialize)]
+struct Startup {
+    droplets: usize,
+    cache: &'static str,
+    loading: &'static str,
+    /// From spawn until `/health` answers.
+    startup_ms: f64,
+    /// RSS once started, before any request.
+    idle_rss_mib: f64,
+    /// Latency of the first request to one droplet, then of the second.
+    first_request_ms: f64,
+    second_request_ms: f64,
 }
 
 fn median(values: &[f64]) -> f64 {
@@ -467,6 +503,7 @@ impl Report {
             rounds: opts.rounds,
             duration_s: opts.duration.as_secs(),
             rows: Vec::new(),
+            startups: Vec::new(),
             failures: Vec::new(),
         }
     }
@@ -533,6 +570,24 @@ impl Report {
                 med(&row.subject_runs, |m| m.peak_rss_mib),
                 row.note,
             ));
+        }
+        if !self.startups.is_empty() {
+            md.push_str(
+                "\n| droplets | cache | loading | start-up (ms) | idle RSS (MiB) | first request (ms) | second request (ms) |\n\
+                 | --- | --- | --- | --- | --- | --- | --- |\n",
+            );
+            for start in &self.startups {
+                md.push_str(&format!(
+                    "| {} | {} | {} | {:.0} | {:.1} | {:.2} | {:.2} |\n",
+                    start.droplets,
+                    start.cache,
+                    start.loading,
+                    start.startup_ms,
+                    start.idle_rss_mib,
+                    start.first_request_ms,
+                    start.second_request_ms
+                ));
+            }
         }
         md
     }
@@ -735,5 +790,181 @@ fn budget_precision(opts: &Opts, host: &Server, report: &mut Report) -> Result<(
         ratios,
         note: "ratio = p99 time to 504 / 50 ms".into(),
     });
+    Ok(())
+}
+
+/// The HS256 secret the benchmark host uses for its admin API.
+const BENCH_SECRET: &str = "droplet-bench-secret-for-the-admin-api";
+
+/// An admin token, minted by the `droplet` CLI itself.
+fn admin_token(opts: &Opts) -> Result<String> {
+    let output = Command::new(opts.bin_dir.join("droplet"))
+        .args(["token", "--scope", "droplets:admin", "--ttl", "1h"])
+        .env("JWT_SECRET", BENCH_SECRET)
+        .output()?;
+    ensure!(
+        output.status.success(),
+        "droplet token failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
+}
+
+/// `PUT /_admin/droplets/{name}` with a module and manifest; the status.
+fn deploy(
+    addr: SocketAddr,
+    token: &str,
+    name: &str,
+    module_base64: &str,
+    manifest: &str,
+) -> Result<u16> {
+    let body = serde_json::json!({ "module": module_base64, "manifest": manifest }).to_string();
+    http_status(
+        addr,
+        &format!(
+            "PUT /_admin/droplets/{name} HTTP/1.1\r\nhost: bench\r\nauthorization: Bearer {token}\r\n\
+             content-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+}
+
+/// hello at 16 connections while it is swapped 20 times through the admin
+/// API, vs the same load without swaps.
+fn swap_under_load(opts: &Opts, host: &Server, report: &mut Report) -> Result<()> {
+    use base64::Engine;
+    let connections = 16;
+    let token = admin_token(opts)?;
+    let module = base64::engine::general_purpose::STANDARD
+        .encode(std::fs::read(opts.examples.join("hello.wasm"))?);
+    let load = Load::get(host.url("/swapme/"), connections);
+    let mut row = Row {
+        scenario: "swap under load: 20 swaps during the run".into(),
+        subject: "hello with swaps".into(),
+        baseline: "hello without swaps".into(),
+        connections,
+        subject_runs: Vec::new(),
+        baseline_runs: Vec::new(),
+        ratios: Vec::new(),
+        note: "failed requests must be 0".into(),
+    };
+    let mut generation = 0;
+    for round in 0..opts.rounds {
+        let swapped = || -> Result<Measurement> {
+            let interval = opts.duration / 21;
+            let addr = host.addr;
+            let (token, module) = (token.clone(), module.clone());
+            let start = generation;
+            let swapper = std::thread::spawn(move || -> Result<()> {
+                for i in 0..20 {
+                    std::thread::sleep(interval);
+                    let manifest = format!("[config]\ngreeting = \"v{}\"\n", start + i);
+                    let status = deploy(addr, &token, "swapme", &module, &manifest)?;
+                    ensure!(status == 200, "a swap answered {status}");
+                }
+                Ok(())
+            });
+            let measured = measure(opts, host, &load, None)?;
+            swapper
+                .join()
+                .map_err(|_| anyhow::anyhow!("swapper panicked"))??;
+            Ok(measured)
+        };
+        let (subject, baseline) = if round % 2 == 0 {
+            let b = measure(opts, host, &load, None)?;
+            (swapped()?, b)
+        } else {
+            let s = swapped()?;
+            (s, measure(opts, host, &load, None)?)
+        };
+        generation += 20;
+        row.ratios.push(subject.rps / baseline.rps.max(1.0));
+        row.subject_runs.push(subject);
+        row.baseline_runs.push(baseline);
+    }
+    for m in row.subject_runs.iter().chain(&row.baseline_runs) {
+        report.check(
+            m.wrk.requests > 0 && m.wrk.non_2xx == 0 && m.wrk.socket_errors == 0,
+            format!(
+                "swap under load: {} requests, {} non-2xx, {} socket errors",
+                m.wrk.requests, m.wrk.non_2xx, m.wrk.socket_errors
+            ),
+        );
+    }
+    report.rows.push(row);
+    Ok(())
+}
+
+/// The hello example with a custom section appended: a distinct module (and
+/// cache entry) per `variant`.
+fn hello_variant(hello: &[u8], variant: u32) -> Vec<u8> {
+    let name = b"bench-variant";
+    let payload = variant.to_le_bytes();
+    let mut bytes = hello.to_vec();
+    bytes.push(0);
+    bytes.push((1 + name.len() + payload.len()) as u8);
+    bytes.push(name.len() as u8);
+    bytes.extend_from_slice(name);
+    bytes.extend_from_slice(&payload);
+    bytes
+}
+
+/// Start-up time, idle RSS and first-request latency with many distinct
+/// droplets: cold and warm compiled-code cache, eager and lazy loading.
+fn many_droplets(opts: &Opts, report: &mut Report) -> Result<()> {
+    let count = if opts.short { 20 } else { 1000 };
+    let dir = opts.out.join("many");
+    let droplets = dir.join("droplets");
+    std::fs::create_dir_all(&droplets)?;
+    let hello = std::fs::read(opts.examples.join("hello.wasm"))?;
+    for i in 0..count {
+        std::fs::write(
+            droplets.join(format!("d{i}.wasm")),
+            hello_variant(&hello, i as u32),
+        )?;
+    }
+    let warm_cache = dir.join("cache-warm");
+    let runs: [(&str, &str, PathBuf); 4] = [
+        ("cold", "eager", warm_cache.clone()),
+        ("warm", "eager", warm_cache.clone()),
+        ("cold", "lazy", dir.join("cache-cold-lazy")),
+        ("warm", "lazy", warm_cache),
+    ];
+    for (index, (cache, loading, cache_dir)) in runs.into_iter().enumerate() {
+        let data = dir.join(format!("data-{index}"));
+        let mut args = vec![
+            "--no-watch",
+            "--cache",
+            cache_dir.to_str().context("cache path")?,
+        ];
+        if loading == "lazy" {
+            args.push("--lazy");
+        }
+        let started = Instant::now();
+        let host = Server::start_host_with(opts, &droplets, &data, &args)?;
+        let startup_ms = started.elapsed().as_secs_f64() * 1e3;
+        let idle_rss_mib = rss_kib(host.pid()) as f64 / 1024.0;
+        let timed = |path: &str| -> Result<f64> {
+            let started = Instant::now();
+            let status = http_get_status(host.addr, path)?;
+            ensure!(status == 200, "{path} answered {status}");
+            Ok(started.elapsed().as_secs_f64() * 1e3)
+        };
+        let first_request_ms = timed("/d7/")?;
+        let second_request_ms = timed("/d7/")?;
+        report.check(
+            startup_ms > 0.0,
+            format!("many droplets ({cache}, {loading}) did not start"),
+        );
+        report.startups.push(Startup {
+            droplets: count,
+            cache,
+            loading,
+            startup_ms,
+            idle_rss_mib,
+            first_request_ms,
+            second_request_ms,
+        });
+    }
     Ok(())
 }
