@@ -67,6 +67,8 @@ pub struct App {
     pub verifier: Option<Arc<Verifier>>,
     /// Largest admin deploy body.
     pub admin_max_body_bytes: usize,
+    /// Renders `/metrics`; `None` when no recorder is installed.
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// Instance slots across all droplets: a call takes one before it
     /// instantiates, so the pooling allocator is never asked for more than it
     /// has and a full pool is a clean 503, not an error.
@@ -78,7 +80,10 @@ pub struct App {
 
 impl App {
     /// Builds the runtime and loads every droplet in the droplets directory.
-    pub async fn start(settings: &ServeSettings) -> anyhow::Result<Arc<Self>> {
+    pub async fn start(
+        settings: &ServeSettings,
+        metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    ) -> anyhow::Result<Arc<Self>> {
         let verifier = Verifier::from_settings(&settings.jwt)
             .map_err(|err| anyhow::anyhow!("invalid JWT configuration: {err}"))?
             .map(Arc::new);
@@ -139,12 +144,48 @@ impl App {
                 kv_max_value_bytes: settings.kv_max_value_bytes,
                 verifier,
                 admin_max_body_bytes: settings.admin_max_body_bytes,
+                metrics,
                 instance_slots: Semaphore::new(settings.max_instances as usize),
                 started: Instant::now(),
                 shutting_down: AtomicBool::new(false),
             }))
         })
         .await?
+    }
+
+    /// Refuses an insecure production setup, saying exactly why: a droplet
+    /// with `auth = "jwt"` and no keys to verify tokens, or an admin API
+    /// enabled by an HS256 secret shorter than 32 bytes.
+    pub fn check_production(&self, jwt: &JwtSettings) -> Result<(), String> {
+        let mut problems = Vec::new();
+        if self.verifier.is_none() {
+            let protected: Vec<String> = self
+                .droplets
+                .list()
+                .iter()
+                .filter(|droplet| droplet.manifest.auth == crate::manifest::AuthPolicy::Jwt)
+                .map(|droplet| droplet.name.to_string())
+                .collect();
+            if !protected.is_empty() {
+                problems.push(format!(
+                    "droplet(s) {} require auth = \"jwt\" but no keys are configured (set REGISTRY_PUBLIC_KEY or JWKS_PATH)",
+                    protected.join(", ")
+                ));
+            }
+        }
+        if let Some(secret) = &jwt.secret
+            && secret.len() < 32
+        {
+            problems.push(format!(
+                "JWT_SECRET is {} bytes; it enables the admin API, so production needs at least 32 random bytes (or use REGISTRY_PUBLIC_KEY / JWKS_PATH)",
+                secret.len()
+            ));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
     }
 
     /// Marks the host as shutting down: `/health` answers 503 from now on.

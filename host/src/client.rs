@@ -14,6 +14,8 @@ use serde_json::Value;
 /// A host's admin API.
 pub struct AdminClient {
     authority: String,
+    /// A path prefix of the base URL (`http://host/api` → `/api`).
+    base_path: String,
     token: Option<String>,
 }
 
@@ -36,7 +38,12 @@ impl AdminClient {
             Some(_) => authority.to_string(),
             None => format!("{authority}:80"),
         };
-        Ok(Self { authority, token })
+        let base_path = uri.path().trim_end_matches('/').to_string();
+        Ok(Self {
+            authority,
+            base_path,
+            token,
+        })
     }
 
     /// Sends `method path` with an optional JSON body; returns the status
@@ -55,7 +62,7 @@ impl AdminClient {
         tokio::spawn(connection);
         let mut request = Request::builder()
             .method(method)
-            .uri(path)
+            .uri(format!("{}{path}", self.base_path))
             .header(http::header::HOST, &self.authority);
         if let Some(token) = &self.token {
             request = request.header(http::header::AUTHORIZATION, format!("Bearer {token}"));

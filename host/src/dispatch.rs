@@ -18,6 +18,8 @@ use tokio::sync::SemaphorePermit;
 use tokio::time::Instant;
 
 use crate::app::App;
+use crate::contract;
+use crate::droplets::stats::DropletStats;
 use crate::droplets::{Droplet, DropletState};
 use crate::error::{HostError, json_response};
 use crate::imports::log::GuestLog;
@@ -51,6 +53,10 @@ struct Outcome {
     droplet_time: Option<Duration>,
     /// The error code, when the host answered with an error.
     error: Option<&'static str>,
+    /// The droplet's counters, when the droplet itself was called.
+    stats: Option<Arc<DropletStats>>,
+    /// Whether the droplet (not the host) wrote the response.
+    from_droplet: bool,
 }
 
 /// Answers one request. Never fails: every error becomes its JSON response.
@@ -74,7 +80,23 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Full<Byte
         }
     };
 
+    let status = response.status().as_u16();
+    if let (Some(stats), Some(droplet)) = (&outcome.stats, &outcome.droplet) {
+        stats.record_status(status);
+        let class = match status / 100 {
+            1 => "1xx",
+            2 => "2xx",
+            3 => "3xx",
+            4 => "4xx",
+            _ => "5xx",
+        };
+        metrics::counter!("droplet_requests_total", "droplet" => droplet.to_string(), "class" => class).increment(1);
+        metrics::histogram!("droplet_request_duration_seconds", "droplet" => droplet.to_string())
+            .record(started.elapsed().as_secs_f64());
+    }
+
     let headers = response.headers_mut();
+    add_security_headers(headers, !outcome.from_droplet);
     if let Ok(value) = HeaderValue::from_str(&trace_id) {
         headers.insert("x-trace-id", value);
     }
@@ -123,6 +145,7 @@ async fn respond(
         .or_else(|| req.uri().host());
     let (name, path) = match router::route(host, req.uri().path(), app.domain.as_deref()) {
         Route::HostHealth => return Ok(host_health(app)),
+        Route::Metrics => return Ok(metrics_text(app)),
         Route::Admin(path) => {
             let path = path.to_string();
             return crate::admin::handle(app, req, &path).await;
@@ -139,7 +162,33 @@ async fn respond(
         .ok_or_else(|| HostError::DropletNotFound(format!("no droplet named `{name}`")))?;
     outcome.droplet = Some(Arc::clone(&droplet.name));
     outcome.version = Some(Arc::clone(&droplet.version));
+    if let Some(endpoint) = contract::Endpoint::of(req.method(), &path) {
+        return contract::answer(app, &droplet, endpoint, req.headers()).await;
+    }
+    outcome.stats = Some(Arc::clone(&droplet.stats));
     call_droplet(app, &droplet, req, path, trace_id, outcome).await
+}
+
+/// Security headers on every response: `nosniff`, `DENY` framing and no
+/// referrer (unless a droplet set its own), and a strict CSP on the host's
+/// own JSON.
+fn add_security_headers(headers: &mut http::HeaderMap, host_made: bool) {
+    let defaults = [
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "no-referrer"),
+    ];
+    for (name, value) in defaults {
+        if host_made || !headers.contains_key(&name) {
+            headers.insert(name, HeaderValue::from_static(value));
+        }
+    }
+    if host_made {
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+        );
+    }
 }
 
 async fn call_droplet(
@@ -213,6 +262,7 @@ async fn call_droplet(
         },
     };
     let call_started = Instant::now();
+    let in_flight = droplet.stats.enter();
     let result = app
         .runtime
         .call(Call {
@@ -223,9 +273,26 @@ async fn call_droplet(
             request,
         })
         .await;
-    outcome.droplet_time = Some(call_started.elapsed());
+    drop(in_flight);
+    let elapsed = call_started.elapsed();
+    outcome.droplet_time = Some(elapsed);
+    outcome.from_droplet = result.is_ok();
+    let failed = matches!(result, Err(CallError::BudgetExceeded | CallError::Trap(_)));
+    droplet.stats.record_call(elapsed, failed);
+    match &result {
+        Err(CallError::BudgetExceeded) => {
+            droplet.stats.record_overrun();
+            metrics::counter!("droplet_budget_overruns_total", "droplet" => droplet.name.to_string()).increment(1);
+        }
+        Err(CallError::Trap(_)) => {
+            droplet.stats.record_trap();
+            metrics::counter!("droplet_traps_total", "droplet" => droplet.name.to_string())
+                .increment(1);
+        }
+        _ => {}
+    }
     match result {
-        Ok(response) => into_http(response),
+        Ok(response) => into_http(response).inspect_err(|_| outcome.from_droplet = false),
         Err(CallError::BudgetExceeded) => Err(HostError::BudgetExceeded {
             name: droplet.name.to_string(),
             budget_ms: manifest.budget_ms,
@@ -246,7 +313,7 @@ async fn call_droplet(
 /// `auth = "jwt"` needs a valid token carrying every scope in `scopes` (401
 /// without one, 403 without a scope). `auth = "public"` never refuses: an
 /// invalid token just leaves the request without a caller.
-fn authorize(
+pub(crate) fn authorize(
     app: &App,
     manifest: &Manifest,
     headers: &http::HeaderMap,
@@ -368,6 +435,21 @@ fn into_http(response: GuestResponse) -> Result<Response<Full<Bytes>>, HostError
         }
     }
     Ok(http_response)
+}
+
+/// `GET /metrics`: every metric in Prometheus text format.
+fn metrics_text(app: &App) -> Response<Full<Bytes>> {
+    let text = app
+        .metrics
+        .as_ref()
+        .map(|handle| handle.render())
+        .unwrap_or_default();
+    let mut response = Response::new(Full::new(Bytes::from(text)));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
 }
 
 /// `GET /health`: the host's own status.

@@ -12,6 +12,9 @@ use droplet_host::app::{App, ServeSettings};
 use droplet_host::client::{self, AdminClient};
 use droplet_host::jwt::{self, JwtSettings};
 use droplet_host::kv::sled::Durability;
+use droplet_host::registry::RegistrySettings;
+use droplet_host::runtime::{Runtime, RuntimeSettings};
+use droplet_host::scaffold;
 use droplet_host::telemetry::{self, LogFormat};
 use droplet_host::{manifest, server};
 use http::Method;
@@ -27,7 +30,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve every droplet in a directory over HTTP.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Mint an HS256 token from JWT_SECRET, for development.
     Token(TokenArgs),
     /// List the droplets of a host.
@@ -38,6 +41,32 @@ enum Command {
     Rollback(NameArgs),
     /// Remove a droplet from a host.
     Rm(RmArgs),
+    /// Create a new droplet crate.
+    New(NewArgs),
+    /// Build a droplet crate and copy it into a droplets directory.
+    Build(BuildArgs),
+}
+
+#[derive(clap::Args)]
+struct NewArgs {
+    /// The droplet's name.
+    name: String,
+    /// Where to create it [default: ./NAME].
+    #[arg(long)]
+    path: Option<PathBuf>,
+    /// The droplet SDK (the repository's `guest-sdk`) [default: the one this binary was built from].
+    #[arg(long)]
+    sdk: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct BuildArgs {
+    /// The droplet crate.
+    #[arg(default_value = ".")]
+    path: PathBuf,
+    /// Where to copy the built droplet (a running host watches it).
+    #[arg(long = "droplets", env = "DROPLET_DIR", default_value = "droplets")]
+    droplets_dir: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -172,6 +201,19 @@ struct ServeArgs {
     /// Largest deploy body the admin API accepts, in MiB.
     #[arg(long, env = "DROPLET_ADMIN_MAX_BODY_MB", default_value_t = 64)]
     admin_max_body_mb: usize,
+    /// `production` refuses to start with an insecure setup.
+    #[arg(long, env = "ENVIRONMENT", default_value = "development")]
+    environment: String,
+    /// Register every droplet with this registry (`POST {url}/register`).
+    #[arg(long, env = "REGISTRY_URL")]
+    registry_url: Option<String>,
+    /// Bearer token for the registry.
+    #[arg(long, env = "REGISTRY_TOKEN", hide_env_values = true)]
+    registry_token: Option<String>,
+    /// The host's public URL; droplets are registered at `{url}/{name}`
+    /// [default: http://{listen}].
+    #[arg(long, env = "PUBLIC_URL")]
+    public_url: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -184,13 +226,49 @@ fn main() -> anyhow::Result<()> {
     }
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Token(args) => token(args),
         Command::List(args) => remote(list(args)),
         Command::Deploy(args) => remote(deploy(args)),
         Command::Rollback(args) => remote(rollback(args)),
         Command::Rm(args) => remote(rm(args)),
+        Command::New(args) => new(args),
+        Command::Build(args) => build(args),
     }
+}
+
+fn new(args: NewArgs) -> anyhow::Result<()> {
+    let dir = args.path.unwrap_or_else(|| PathBuf::from(&args.name));
+    let sdk = args
+        .sdk
+        .or_else(scaffold::default_sdk_path)
+        .context("cannot find the droplet SDK: pass --sdk PATH (the repository's guest-sdk)")?;
+    scaffold::new_droplet(&args.name, &dir, &sdk)?;
+    println!("created droplet {} in {}", args.name, dir.display());
+    println!(
+        "next: cd {} && droplet build --droplets <your droplets dir>",
+        dir.display()
+    );
+    Ok(())
+}
+
+fn build(args: BuildArgs) -> anyhow::Result<()> {
+    // Checks the component against the world with a small runtime of its own.
+    let runtime = Runtime::new(&RuntimeSettings {
+        max_instances: 1,
+        max_memory_mb: 64,
+    })?;
+    let check = |wasm: &[u8]| -> Result<(), String> {
+        let component = wasmtime::component::Component::new(runtime.engine(), wasm)
+            .map_err(|err| format!("{err:#}"))?;
+        runtime.link(&component).map(|_| ())
+    };
+    let name = scaffold::build_droplet(&args.path, &args.droplets_dir, check)?;
+    println!(
+        "built {name}: {}",
+        args.droplets_dir.join(format!("{name}.wasm")).display()
+    );
+    Ok(())
 }
 
 /// Runs a command that talks to a host.
@@ -365,11 +443,29 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             leeway_s: args.jwt_leeway_s,
         },
     };
+    let production = args.environment.eq_ignore_ascii_case("production");
+    let registry = args.registry_url.map(|url| RegistrySettings {
+        url,
+        token: args.registry_token,
+        public_url: args
+            .public_url
+            .unwrap_or_else(|| format!("http://{}", args.listen)),
+    });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let app = App::start(&settings).await?;
+        let metrics = droplet_host::prometheus::install()?;
+        let app = App::start(&settings, Some(metrics)).await?;
+        if production {
+            app.check_production(&settings.jwt).map_err(|why| {
+                anyhow::anyhow!("refusing to start with ENVIRONMENT=production: {why}")
+            })?;
+        }
+        if let Some(registry) = registry {
+            app.droplets
+                .notify(droplet_host::registry::spawn(registry)?);
+        }
         let listener = tokio::net::TcpListener::bind(settings.listen).await?;
         let addr = listener.local_addr()?;
         // Kept alive until the server stops: dropping it ends the watch.

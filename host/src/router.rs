@@ -10,6 +10,8 @@
 pub enum Route<'a> {
     /// `GET /health`: the host's own status.
     HostHealth,
+    /// `GET /metrics`: Prometheus text.
+    Metrics,
     /// `/_admin/...`: the admin API, with the path after `/_admin`.
     Admin(&'a str),
     /// A droplet, with the path it sees.
@@ -56,6 +58,7 @@ pub fn route<'a>(host: Option<&'a str>, path: &'a str, domain: Option<&str>) -> 
     match first {
         "" => Route::NotFound("no droplet named in the path: use /{name}/...".to_string()),
         "health" if rest == "/" => Route::HostHealth,
+        "metrics" if rest == "/" => Route::Metrics,
         "_admin" => Route::Admin(rest),
         _ if first.starts_with('_') => Route::NotFound(format!("no host endpoint at {path}")),
         _ if is_valid_name(first) => Route::Droplet {

@@ -203,7 +203,10 @@ impl Runtime {
         store.epoch_deadline_callback(move |_| Ok(scheduler.on_tick()));
 
         let run = async {
+            let instantiating = std::time::Instant::now();
             let instance = call.droplet.instantiate_async(&mut store).await?;
+            metrics::histogram!("droplet_instantiation_seconds")
+                .record(instantiating.elapsed().as_secs_f64());
             instance
                 .fp_droplet_handler()
                 .call_handle(&mut store, &call.request)

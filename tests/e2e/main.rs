@@ -7,6 +7,7 @@ mod support;
 
 mod admin;
 mod auth;
+mod contract;
 mod kv;
 mod limits;
 mod loading;

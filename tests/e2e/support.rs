@@ -146,6 +146,8 @@ impl HostBuilder {
             .env_remove("JWKS_PATH")
             .env_remove("JWT_ISSUER")
             .env_remove("JWT_AUDIENCE")
+            .env_remove("ENVIRONMENT")
+            .env_remove("REGISTRY_URL")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -382,6 +384,7 @@ pub fn cli(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
         .args(args)
         .env_remove("JWT_SECRET")
         .env_remove("DROPLET_TOKEN")
+        .env_remove("ENVIRONMENT")
         .envs(env.iter().copied())
         .output()
         .expect("run the droplet CLI");

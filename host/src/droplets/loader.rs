@@ -18,6 +18,8 @@ pub struct Ready {
     pub pre: DropletPre<CallState>,
     /// Where its compiled code came from.
     pub origin: Origin,
+    /// The interfaces the component imports (read from the component).
+    pub imports: Vec<String>,
 }
 
 /// A manifest that parsed, with its config resolved.
@@ -72,7 +74,16 @@ impl Loader {
             .runtime
             .link(&component)
             .map_err(|err| format!("{name}.wasm cannot serve: {err}"))?;
-        Ok(Ready { pre, origin })
+        let imports = component
+            .component_type()
+            .imports(self.runtime.engine())
+            .map(|(import, _)| import.to_string())
+            .collect();
+        Ok(Ready {
+            pre,
+            origin,
+            imports,
+        })
     }
 }
 

@@ -189,6 +189,8 @@ pub struct Droplets {
     stats: std::sync::Mutex<HashMap<String, Arc<DropletStats>>>,
     /// Publishes, rollbacks and removals happen one at a time.
     changes: tokio::sync::Mutex<()>,
+    /// Told about every version that starts serving (the registrar).
+    listener: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<Arc<Droplet>>>,
 }
 
 impl Droplets {
@@ -212,6 +214,7 @@ impl Droplets {
             dir: dir.to_path_buf(),
             stats: std::sync::Mutex::new(HashMap::new()),
             changes: tokio::sync::Mutex::new(()),
+            listener: std::sync::OnceLock::new(),
         };
         let mut names: Vec<String> = droplet_files(dir)?
             .into_iter()
@@ -247,6 +250,7 @@ impl Droplets {
             .filter(|(_, droplet)| matches!(droplet.state, DropletState::Failed(_)))
             .count();
         droplets.table.store(Arc::new(loaded.into_iter().collect()));
+        droplets.count_loaded();
         tracing::info!(
             dir = %dir.display(),
             droplets = total,
@@ -504,6 +508,24 @@ impl Droplets {
             table
         });
         metrics::counter!("droplet_swaps_total").increment(1);
+        if let Some(listener) = self.listener.get() {
+            let _ = listener.send(droplet);
+        }
+        self.count_loaded();
+    }
+
+    /// Tells `listener` about every current version now, and every version
+    /// published from now on.
+    pub fn notify(&self, listener: tokio::sync::mpsc::UnboundedSender<Arc<Droplet>>) {
+        for droplet in self.list() {
+            let _ = listener.send(droplet);
+        }
+        let _ = self.listener.set(listener);
+    }
+
+    /// Updates the gauge of droplets loaded.
+    fn count_loaded(&self) {
+        metrics::gauge!("droplet_droplets_loaded").set(self.len() as f64);
     }
 
     /// Serves the newest stored version older than the current one.
@@ -581,6 +603,7 @@ impl Droplets {
         if existed {
             tracing::info!(droplet = name, "droplet removed");
         }
+        self.count_loaded();
         Ok(existed)
     }
 
@@ -593,6 +616,7 @@ impl Droplets {
             existed = table.remove(name).is_some();
             table
         });
+        self.count_loaded();
         if existed {
             let _ = self.store.remove(name);
             tracing::info!(

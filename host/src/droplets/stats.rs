@@ -1,7 +1,16 @@
 //! Per-droplet counters, kept across versions: requests by status class,
-//! traps, budget overruns and calls in flight.
+//! traps, budget overruns, calls in flight, and a window of recent calls for
+//! latency percentiles and health.
 
+use std::collections::VecDeque;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+/// How many recent calls the latency window and the health verdict use.
+const WINDOW: usize = 256;
+/// Health looks at this many of the most recent calls.
+const HEALTH_WINDOW: usize = 10;
 
 /// Counters of one droplet (by name, whatever its version).
 #[derive(Debug, Default)]
@@ -10,6 +19,10 @@ pub struct DropletStats {
     traps: AtomicU64,
     budget_overruns: AtomicU64,
     in_flight: AtomicI64,
+    /// Recent calls: latency and whether the droplet failed (trap or
+    /// overrun). A `std` mutex: held for a push or a copy, never across an
+    /// await.
+    recent: Mutex<VecDeque<(Duration, bool)>>,
 }
 
 /// A snapshot of [`DropletStats`].
@@ -23,6 +36,17 @@ pub struct StatsSnapshot {
     pub budget_overruns: u64,
     /// Calls running now.
     pub in_flight: i64,
+}
+
+/// Latency percentiles over the recent window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct Latency {
+    /// Calls in the window.
+    pub samples: usize,
+    /// Median, in milliseconds.
+    pub p50_ms: f64,
+    /// 99th percentile, in milliseconds.
+    pub p99_ms: f64,
 }
 
 impl DropletStats {
@@ -40,6 +64,50 @@ impl DropletStats {
     /// Counts a budget overrun.
     pub fn record_overrun(&self) {
         self.budget_overruns.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records a finished call: its latency and whether the droplet failed.
+    pub fn record_call(&self, latency: Duration, failed: bool) {
+        if let Ok(mut recent) = self.recent.lock() {
+            if recent.len() == WINDOW {
+                recent.pop_front();
+            }
+            recent.push_back((latency, failed));
+        }
+    }
+
+    /// p50 and p99 of the recent calls.
+    pub fn latency(&self) -> Latency {
+        let mut samples: Vec<Duration> = match self.recent.lock() {
+            Ok(recent) => recent.iter().map(|(latency, _)| *latency).collect(),
+            Err(_) => return Latency::default(),
+        };
+        if samples.is_empty() {
+            return Latency::default();
+        }
+        samples.sort();
+        let at =
+            |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1e3;
+        Latency {
+            samples: samples.len(),
+            p50_ms: at(0.5),
+            p99_ms: at(0.99),
+        }
+    }
+
+    /// Whether most of the last calls (at least three) trapped or overran.
+    pub fn failing(&self) -> bool {
+        let Ok(recent) = self.recent.lock() else {
+            return false;
+        };
+        let last: Vec<bool> = recent
+            .iter()
+            .rev()
+            .take(HEALTH_WINDOW)
+            .map(|(_, failed)| *failed)
+            .collect();
+        let failed = last.iter().filter(|failed| **failed).count();
+        last.len() >= 3 && failed * 2 > last.len()
     }
 
     /// Marks a call as running until the guard drops.
@@ -85,5 +153,27 @@ mod tests {
         let snapshot = stats.snapshot();
         assert_eq!(snapshot.requests, [0, 2, 0, 0, 1]);
         assert_eq!(snapshot.in_flight, 0);
+    }
+
+    #[test]
+    fn latency_window_and_health() {
+        let stats = DropletStats::default();
+        assert_eq!(stats.latency().samples, 0);
+        for ms in 1..=100 {
+            stats.record_call(Duration::from_millis(ms), false);
+        }
+        let latency = stats.latency();
+        assert_eq!(latency.samples, 100);
+        assert!((latency.p50_ms - 50.0).abs() <= 1.0, "{latency:?}");
+        assert!((latency.p99_ms - 99.0).abs() <= 1.0, "{latency:?}");
+        assert!(!stats.failing());
+        for _ in 0..6 {
+            stats.record_call(Duration::from_millis(50), true);
+        }
+        assert!(stats.failing());
+        for _ in 0..10 {
+            stats.record_call(Duration::from_millis(1), false);
+        }
+        assert!(!stats.failing());
     }
 }
