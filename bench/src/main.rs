@@ -62,6 +62,7 @@ fn main() -> Result<()> {
     noisy_neighbour(&opts, &host, &mut report)?;
     budget_precision(&opts, &host, &mut report)?;
     swap_under_load(&opts, &host, &mut report)?;
+    contract_endpoints(&opts, &host, &mut report)?;
     drop(host);
     drop(native);
     many_droplets(&opts, &mut report)?;
@@ -965,6 +966,49 @@ fn many_droplets(opts: &Opts, report: &mut Report) -> Result<()> {
             first_request_ms,
             second_request_ms,
         });
+    }
+    Ok(())
+}
+
+/// The droplet contract's endpoints (answered by the host) under load, vs a
+/// request to the droplet itself, at 16 connections.
+fn contract_endpoints(opts: &Opts, host: &Server, report: &mut Report) -> Result<()> {
+    let connections = 16;
+    let droplet = Load::get(host.url("/hello/"), connections);
+    for endpoint in ["health", "capabilities", "state"] {
+        let contract = Load::get(host.url(&format!("/hello/{endpoint}")), connections);
+        let mut row = Row {
+            scenario: format!("contract: GET /hello/{endpoint}"),
+            subject: endpoint.into(),
+            baseline: "hello droplet request".into(),
+            connections,
+            subject_runs: Vec::new(),
+            baseline_runs: Vec::new(),
+            ratios: Vec::new(),
+            note: "compare the p99 columns".into(),
+        };
+        for round in 0..opts.rounds {
+            let (subject, baseline) = if round % 2 == 0 {
+                let b = measure(opts, host, &droplet, None)?;
+                (measure(opts, host, &contract, None)?, b)
+            } else {
+                let s = measure(opts, host, &contract, None)?;
+                (s, measure(opts, host, &droplet, None)?)
+            };
+            row.ratios.push(subject.rps / baseline.rps.max(1.0));
+            row.subject_runs.push(subject);
+            row.baseline_runs.push(baseline);
+        }
+        for m in row.subject_runs.iter().chain(&row.baseline_runs) {
+            report.check(
+                m.wrk.requests > 0 && m.wrk.non_2xx == 0 && m.wrk.socket_errors == 0,
+                format!(
+                    "contract {endpoint}: {} requests, {} non-2xx, {} socket errors",
+                    m.wrk.requests, m.wrk.non_2xx, m.wrk.socket_errors
+                ),
+            );
+        }
+        report.rows.push(row);
     }
     Ok(())
 }
