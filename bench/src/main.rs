@@ -452,6 +452,44 @@ struct Row {
     note: String,
 }
 
+impl Row {
+    fn new(scenario: &str, subject: &str, baseline: &str, connections: u32, note: &str) -> Self {
+        Self {
+            scenario: scenario.into(),
+            subject: subject.into(),
+            baseline: baseline.into(),
+            connections,
+            subject_runs: Vec::new(),
+            baseline_runs: Vec::new(),
+            ratios: Vec::new(),
+            note: note.into(),
+        }
+    }
+
+    /// Measures subject and baseline in alternating order, one pair per
+    /// round (baseline first in even rounds), recording each round's ratio.
+    fn measure_rounds(
+        &mut self,
+        opts: &Opts,
+        mut subject: impl FnMut() -> Result<Measurement>,
+        mut baseline: impl FnMut() -> Result<Measurement>,
+    ) -> Result<()> {
+        for round in 0..opts.rounds {
+            let (s, b) = if round % 2 == 0 {
+                let b = baseline()?;
+                (subject()?, b)
+            } else {
+                let s = subject()?;
+                (s, baseline()?)
+            };
+            self.ratios.push(s.rps / b.rps.max(1.0));
+            self.subject_runs.push(s);
+            self.baseline_runs.push(b);
+        }
+        Ok(())
+    }
+}
+
 #[derive(Serialize)]
 struct Report {
     machine: Machine,
@@ -507,6 +545,24 @@ impl Report {
             startups: Vec::new(),
             failures: Vec::new(),
         }
+    }
+
+    /// Adds `row`, checking that every run served requests and none failed.
+    fn push_clean(&mut self, row: Row) {
+        for m in row.subject_runs.iter().chain(&row.baseline_runs) {
+            self.check(
+                m.wrk.requests > 0 && m.wrk.non_2xx == 0 && m.wrk.socket_errors == 0,
+                format!(
+                    "{} ({} conns): {} requests, {} non-2xx, {} socket errors",
+                    row.scenario,
+                    row.connections,
+                    m.wrk.requests,
+                    m.wrk.non_2xx,
+                    m.wrk.socket_errors
+                ),
+            );
+        }
+        self.rows.push(row);
     }
 
     /// Records a sanity failure (no throughput, unexpected errors).
@@ -597,54 +653,23 @@ impl Report {
 /// hello droplet (fresh instance per request) vs native hyper.
 fn throughput(opts: &Opts, host: &Server, native: &Server, report: &mut Report) -> Result<()> {
     for connections in [1, 16, 64] {
-        let mut row = Row {
-            scenario: "hello, fresh instance per request".into(),
-            subject: "droplet hello".into(),
-            baseline: "native hyper".into(),
+        let mut row = Row::new(
+            "hello, fresh instance per request",
+            "droplet hello",
+            "native hyper",
             connections,
-            subject_runs: Vec::new(),
-            baseline_runs: Vec::new(),
-            ratios: Vec::new(),
-            note: String::new(),
-        };
-        for round in 0..opts.rounds {
-            let run_host = || {
-                measure(
-                    opts,
-                    host,
-                    &Load::get(host.url("/hello/"), connections),
-                    None,
-                )
-            };
-            let run_native = || {
-                measure(
-                    opts,
-                    native,
-                    &Load::get(native.url("/hello/"), connections),
-                    None,
-                )
-            };
-            let (subject, baseline) = if round % 2 == 0 {
-                let b = run_native()?;
-                (run_host()?, b)
-            } else {
-                let s = run_host()?;
-                (s, run_native()?)
-            };
-            row.ratios.push(subject.rps / baseline.rps.max(1.0));
-            row.subject_runs.push(subject);
-            row.baseline_runs.push(baseline);
-        }
-        for m in row.subject_runs.iter().chain(&row.baseline_runs) {
-            report.check(
-                m.wrk.requests > 0 && m.wrk.non_2xx == 0 && m.wrk.socket_errors == 0,
-                format!(
-                    "throughput @{connections}: {} requests, {} non-2xx, {} socket errors",
-                    m.wrk.requests, m.wrk.non_2xx, m.wrk.socket_errors
-                ),
-            );
-        }
-        report.rows.push(row);
+            "",
+        );
+        let (droplet, baseline) = (
+            Load::get(host.url("/hello/"), connections),
+            Load::get(native.url("/hello/"), connections),
+        );
+        row.measure_rounds(
+            opts,
+            || measure(opts, host, &droplet, None),
+            || measure(opts, native, &baseline, None),
+        )?;
+        report.push_clean(row);
     }
     Ok(())
 }
@@ -679,38 +704,13 @@ fn kv_calls(opts: &Opts, host: &Server, report: &mut Report) -> Result<()> {
     ];
     for (scenario, load) in cases {
         let hello = Load::get(host.url("/hello/"), connections);
-        let mut row = Row {
-            scenario: scenario.into(),
-            subject: "kvstore".into(),
-            baseline: "hello".into(),
-            connections,
-            subject_runs: Vec::new(),
-            baseline_runs: Vec::new(),
-            ratios: Vec::new(),
-            note: String::new(),
-        };
-        for round in 0..opts.rounds {
-            let (subject, baseline) = if round % 2 == 0 {
-                let b = measure(opts, host, &hello, None)?;
-                (measure(opts, host, &load, None)?, b)
-            } else {
-                let s = measure(opts, host, &load, None)?;
-                (s, measure(opts, host, &hello, None)?)
-            };
-            row.ratios.push(subject.rps / baseline.rps.max(1.0));
-            row.subject_runs.push(subject);
-            row.baseline_runs.push(baseline);
-        }
-        for m in row.subject_runs.iter().chain(&row.baseline_runs) {
-            report.check(
-                m.wrk.requests > 0 && m.wrk.non_2xx == 0 && m.wrk.socket_errors == 0,
-                format!(
-                    "{scenario}: {} requests, {} non-2xx, {} socket errors",
-                    m.wrk.requests, m.wrk.non_2xx, m.wrk.socket_errors
-                ),
-            );
-        }
-        report.rows.push(row);
+        let mut row = Row::new(scenario, "kvstore", "hello", connections, "");
+        row.measure_rounds(
+            opts,
+            || measure(opts, host, &load, None),
+            || measure(opts, host, &hello, None),
+        )?;
+        report.push_clean(row);
     }
     Ok(())
 }
@@ -718,42 +718,21 @@ fn kv_calls(opts: &Opts, host: &Server, report: &mut Report) -> Result<()> {
 /// hello's throughput alone vs while `spin` (budget 50 ms) is hammered.
 fn noisy_neighbour(opts: &Opts, host: &Server, report: &mut Report) -> Result<()> {
     let connections = 16;
-    let mut row = Row {
-        scenario: "noisy neighbour: hello while spin (budget 50 ms) is hammered at 16 conns".into(),
-        subject: "hello with spin load".into(),
-        baseline: "hello alone".into(),
+    let mut row = Row::new(
+        "noisy neighbour: hello while spin (budget 50 ms) is hammered at 16 conns",
+        "hello with spin load",
+        "hello alone",
         connections,
-        subject_runs: Vec::new(),
-        baseline_runs: Vec::new(),
-        ratios: Vec::new(),
-        note: "CPU µs/req counts both loads' CPU over hello's requests".into(),
-    };
+        "CPU µs/req counts both loads' CPU over hello's requests",
+    );
     let hello = Load::get(host.url("/hello/"), connections);
     let spin = Load::get(host.url("/spin/"), 16);
-    for round in 0..opts.rounds {
-        let alone = || measure(opts, host, &hello, None);
-        let noisy = || measure(opts, host, &hello, Some(&spin));
-        let (subject, baseline) = if round % 2 == 0 {
-            let b = alone()?;
-            (noisy()?, b)
-        } else {
-            let s = noisy()?;
-            (s, alone()?)
-        };
-        row.ratios.push(subject.rps / baseline.rps.max(1.0));
-        row.subject_runs.push(subject);
-        row.baseline_runs.push(baseline);
-    }
-    for m in row.subject_runs.iter().chain(&row.baseline_runs) {
-        report.check(
-            m.wrk.requests > 0 && m.wrk.non_2xx == 0 && m.wrk.socket_errors == 0,
-            format!(
-                "noisy neighbour: hello had {} requests, {} non-2xx, {} socket errors",
-                m.wrk.requests, m.wrk.non_2xx, m.wrk.socket_errors
-            ),
-        );
-    }
-    report.rows.push(row);
+    row.measure_rounds(
+        opts,
+        || measure(opts, host, &hello, Some(&spin)),
+        || measure(opts, host, &hello, None),
+    )?;
+    report.push_clean(row);
     Ok(())
 }
 
@@ -839,60 +818,36 @@ fn swap_under_load(opts: &Opts, host: &Server, report: &mut Report) -> Result<()
     let module = base64::engine::general_purpose::STANDARD
         .encode(std::fs::read(opts.examples.join("hello.wasm"))?);
     let load = Load::get(host.url("/swapme/"), connections);
-    let mut row = Row {
-        scenario: "swap under load: 20 swaps during the run".into(),
-        subject: "hello with swaps".into(),
-        baseline: "hello without swaps".into(),
+    let mut row = Row::new(
+        "swap under load: 20 swaps during the run",
+        "hello with swaps",
+        "hello without swaps",
         connections,
-        subject_runs: Vec::new(),
-        baseline_runs: Vec::new(),
-        ratios: Vec::new(),
-        note: "failed requests must be 0".into(),
+        "failed requests must be 0",
+    );
+    let generation = std::cell::Cell::new(0);
+    let swapped = || -> Result<Measurement> {
+        let interval = opts.duration / 21;
+        let addr = host.addr;
+        let (token, module) = (token.clone(), module.clone());
+        let start = generation.replace(generation.get() + 20);
+        let swapper = std::thread::spawn(move || -> Result<()> {
+            for i in 0..20 {
+                std::thread::sleep(interval);
+                let manifest = format!("[config]\ngreeting = \"v{}\"\n", start + i);
+                let status = deploy(addr, &token, "swapme", &module, &manifest)?;
+                ensure!(status == 200, "a swap answered {status}");
+            }
+            Ok(())
+        });
+        let measured = measure(opts, host, &load, None)?;
+        swapper
+            .join()
+            .map_err(|_| anyhow::anyhow!("swapper panicked"))??;
+        Ok(measured)
     };
-    let mut generation = 0;
-    for round in 0..opts.rounds {
-        let swapped = || -> Result<Measurement> {
-            let interval = opts.duration / 21;
-            let addr = host.addr;
-            let (token, module) = (token.clone(), module.clone());
-            let start = generation;
-            let swapper = std::thread::spawn(move || -> Result<()> {
-                for i in 0..20 {
-                    std::thread::sleep(interval);
-                    let manifest = format!("[config]\ngreeting = \"v{}\"\n", start + i);
-                    let status = deploy(addr, &token, "swapme", &module, &manifest)?;
-                    ensure!(status == 200, "a swap answered {status}");
-                }
-                Ok(())
-            });
-            let measured = measure(opts, host, &load, None)?;
-            swapper
-                .join()
-                .map_err(|_| anyhow::anyhow!("swapper panicked"))??;
-            Ok(measured)
-        };
-        let (subject, baseline) = if round % 2 == 0 {
-            let b = measure(opts, host, &load, None)?;
-            (swapped()?, b)
-        } else {
-            let s = swapped()?;
-            (s, measure(opts, host, &load, None)?)
-        };
-        generation += 20;
-        row.ratios.push(subject.rps / baseline.rps.max(1.0));
-        row.subject_runs.push(subject);
-        row.baseline_runs.push(baseline);
-    }
-    for m in row.subject_runs.iter().chain(&row.baseline_runs) {
-        report.check(
-            m.wrk.requests > 0 && m.wrk.non_2xx == 0 && m.wrk.socket_errors == 0,
-            format!(
-                "swap under load: {} requests, {} non-2xx, {} socket errors",
-                m.wrk.requests, m.wrk.non_2xx, m.wrk.socket_errors
-            ),
-        );
-    }
-    report.rows.push(row);
+    row.measure_rounds(opts, swapped, || measure(opts, host, &load, None))?;
+    report.push_clean(row);
     Ok(())
 }
 
@@ -977,38 +932,19 @@ fn contract_endpoints(opts: &Opts, host: &Server, report: &mut Report) -> Result
     let droplet = Load::get(host.url("/hello/"), connections);
     for endpoint in ["health", "capabilities", "state"] {
         let contract = Load::get(host.url(&format!("/hello/{endpoint}")), connections);
-        let mut row = Row {
-            scenario: format!("contract: GET /hello/{endpoint}"),
-            subject: endpoint.into(),
-            baseline: "hello droplet request".into(),
+        let mut row = Row::new(
+            &format!("contract: GET /hello/{endpoint}"),
+            endpoint,
+            "hello droplet request",
             connections,
-            subject_runs: Vec::new(),
-            baseline_runs: Vec::new(),
-            ratios: Vec::new(),
-            note: "compare the p99 columns".into(),
-        };
-        for round in 0..opts.rounds {
-            let (subject, baseline) = if round % 2 == 0 {
-                let b = measure(opts, host, &droplet, None)?;
-                (measure(opts, host, &contract, None)?, b)
-            } else {
-                let s = measure(opts, host, &contract, None)?;
-                (s, measure(opts, host, &droplet, None)?)
-            };
-            row.ratios.push(subject.rps / baseline.rps.max(1.0));
-            row.subject_runs.push(subject);
-            row.baseline_runs.push(baseline);
-        }
-        for m in row.subject_runs.iter().chain(&row.baseline_runs) {
-            report.check(
-                m.wrk.requests > 0 && m.wrk.non_2xx == 0 && m.wrk.socket_errors == 0,
-                format!(
-                    "contract {endpoint}: {} requests, {} non-2xx, {} socket errors",
-                    m.wrk.requests, m.wrk.non_2xx, m.wrk.socket_errors
-                ),
-            );
-        }
-        report.rows.push(row);
+            "compare the p99 columns",
+        );
+        row.measure_rounds(
+            opts,
+            || measure(opts, host, &contract, None),
+            || measure(opts, host, &droplet, None),
+        )?;
+        report.push_clean(row);
     }
     Ok(())
 }
