@@ -83,6 +83,7 @@ impl Bench {
                     headers: Vec::new(),
                     body: b"value".to_vec(),
                 },
+                suspect: false,
             })
             .await
             .expect("the droplet answers")

@@ -271,6 +271,7 @@ async fn call_droplet(
             deadline,
             imports,
             request,
+            suspect: droplet.stats.failing(),
         })
         .await;
     drop(in_flight);

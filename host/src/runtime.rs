@@ -12,7 +12,7 @@
 //! traps. Awaits in host imports are cut off by the same deadline.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -94,6 +94,9 @@ pub struct Call<'a> {
     pub imports: Imports,
     /// The request to hand to `handle`.
     pub request: GuestRequest,
+    /// The droplet's recent calls mostly trapped or overran: schedule this
+    /// call as long-running from its start.
+    pub suspect: bool,
 }
 
 /// Why a call produced no response.
@@ -199,7 +202,7 @@ impl Runtime {
         );
         store.limiter(|state| &mut state.limits);
         store.set_epoch_deadline(1);
-        let mut scheduler = self.long_running.scheduler(call.deadline);
+        let mut scheduler = self.long_running.scheduler(call.deadline, call.suspect);
         store.epoch_deadline_callback(move |_| Ok(scheduler.on_tick()));
 
         let run = async {
@@ -232,13 +235,18 @@ const LONG_RUNNING_AFTER: Duration = EPOCH_TICK;
 /// Keeps long-running calls from crowding out short ones.
 ///
 /// Short calls (most requests) run to completion, yielding at each epoch
-/// tick. A call that is still running [`LONG_RUNNING_AFTER`] its start must
-/// hold a permit of this gate to run guest code; there are half as many
-/// permits as cores (at least one), handed out in FIFO order one tick at a
-/// time. So runaway or CPU-heavy droplets share at most half the machine
-/// among themselves, and every other droplet keeps the rest.
+/// tick. A call that is still running [`LONG_RUNNING_AFTER`] its start (or,
+/// for a droplet whose recent calls mostly trapped or overran, from its
+/// start) must hold a permit of this gate to run guest code; there are half
+/// as many permits as cores (at least one), handed out in FIFO order one
+/// tick at a time. While short calls are running, a returned permit rests
+/// for one tick before the next long-running call gets it, so runaway or
+/// CPU-heavy droplets get at most half of half the machine then; with no
+/// short calls waiting they run at full speed.
 struct LongRunningGate {
     permits: Arc<Semaphore>,
+    /// Calls running that have not become long-running.
+    short_calls: Arc<AtomicUsize>,
 }
 
 impl LongRunningGate {
@@ -246,13 +254,25 @@ impl LongRunningGate {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         Self {
             permits: Arc::new(Semaphore::new((cores / 2).max(1))),
+            short_calls: Arc::new(AtomicUsize::new(0)),
         }
     }
 
-    fn scheduler(&self, deadline: Instant) -> TickScheduler {
+    /// The scheduler of one call; `suspect` calls are gated from the start.
+    fn scheduler(&self, deadline: Instant, suspect: bool) -> TickScheduler {
+        let now = std::time::Instant::now();
+        if !suspect {
+            self.short_calls.fetch_add(1, Ordering::Relaxed);
+        }
         TickScheduler {
             deadline: deadline.into_std(),
-            long_running_at: std::time::Instant::now() + LONG_RUNNING_AFTER,
+            long_running_at: if suspect {
+                now
+            } else {
+                now + LONG_RUNNING_AFTER
+            },
+            short: !suspect,
+            short_calls: Arc::clone(&self.short_calls),
             permits: Arc::clone(&self.permits),
             held: Arc::new(std::sync::Mutex::new(None)),
         }
@@ -264,6 +284,9 @@ impl LongRunningGate {
 struct TickScheduler {
     deadline: std::time::Instant,
     long_running_at: std::time::Instant,
+    /// Whether this call still counts in `short_calls`.
+    short: bool,
+    short_calls: Arc<AtomicUsize>,
     permits: Arc<Semaphore>,
     /// The gate permit this call holds while it runs, if any. Shared with the
     /// yield future that acquires it; dropped with the store.
@@ -282,11 +305,19 @@ impl TickScheduler {
             // a spinning guest run again at once.
             return UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()));
         }
-        // Give the permit back and queue for it again, behind the other
-        // long-running calls; waiting ends at the deadline at the latest (the
-        // next tick then traps).
-        if let Ok(mut held) = self.held.lock() {
-            held.take();
+        self.leave_short();
+        // Give the permit back (after a one-tick rest while short calls are
+        // running) and queue for it again, behind the other long-running
+        // calls; waiting ends at the deadline at the latest (the next tick
+        // then traps).
+        let returned = self.held.lock().ok().and_then(|mut held| held.take());
+        if let Some(permit) = returned
+            && self.short_calls.load(Ordering::Relaxed) > 0
+        {
+            tokio::spawn(async move {
+                tokio::time::sleep(EPOCH_TICK).await;
+                drop(permit);
+            });
         }
         let permits = Arc::clone(&self.permits);
         let held = Arc::clone(&self.held);
@@ -303,6 +334,20 @@ impl TickScheduler {
                 }
             }),
         )
+    }
+}
+
+impl TickScheduler {
+    fn leave_short(&mut self) {
+        if std::mem::replace(&mut self.short, false) {
+            self.short_calls.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for TickScheduler {
+    fn drop(&mut self) {
+        self.leave_short();
     }
 }
 
@@ -345,6 +390,7 @@ impl EpochTicker {
             .spawn({
                 let stop = Arc::clone(&stop);
                 move || {
+                    raise_ticker_priority();
                     while !stop.load(Ordering::Relaxed) {
                         std::thread::sleep(EPOCH_TICK);
                         engine.increment_epoch();
@@ -355,6 +401,22 @@ impl EpochTicker {
             stop,
             thread: Some(thread),
         })
+    }
+}
+
+/// Best effort: runs the ticker thread under `SCHED_FIFO` so that busy cores
+/// do not delay the ticks that yield and stop guests. Needs `CAP_SYS_NICE`
+/// (root, or granted to the container); without it the ticker stays an
+/// ordinary thread.
+fn raise_ticker_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 1 };
+        // SAFETY: `sched_setscheduler` with pid 0 changes only the calling
+        // thread's policy; `param` is a valid, initialised struct that
+        // outlives the call.
+        let raised = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } == 0;
+        tracing::debug!(raised, "epoch ticker real-time priority");
     }
 }
 
