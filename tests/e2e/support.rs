@@ -378,20 +378,58 @@ pub fn fixture(name: &str) -> PathBuf {
 }
 
 /// Runs the `droplet` CLI with `args` (and `env`), returning its exit
-/// status success, stdout and stderr.
+/// status success, stdout and stderr. A command still running after five
+/// minutes is killed and fails the test (a `serve` that should have refused
+/// to start would otherwise hang the suite).
 pub fn cli(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_droplet"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_droplet"))
         .args(args)
         .env_remove("JWT_SECRET")
         .env_remove("DROPLET_TOKEN")
         .env_remove("ENVIRONMENT")
         .envs(env.iter().copied())
-        .output()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("run the droplet CLI");
+    let read = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_string(&mut text);
+            }
+            text
+        })
+    };
+    let stdout = read(
+        child
+            .stdout
+            .take()
+            .map(|pipe| Box::new(pipe) as Box<dyn std::io::Read + Send>),
+    );
+    let stderr = read(
+        child
+            .stderr
+            .take()
+            .map(|pipe| Box::new(pipe) as Box<dyn std::io::Read + Send>),
+    );
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let status = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("`droplet {}` did not finish in time", args.join(" "));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
     (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
+        status.success(),
+        stdout.join().unwrap_or_default(),
+        stderr.join().unwrap_or_default(),
     )
 }
 
