@@ -23,7 +23,6 @@ use serde_json::{Value, json};
 use crate::app::App;
 use crate::droplets::{ChangeError, Droplet, DropletState, Published};
 use crate::error::{HostError, json_response};
-use crate::jwt;
 
 /// The scope every admin request needs.
 pub const ADMIN_SCOPE: &str = "droplets:admin";
@@ -63,29 +62,13 @@ pub async fn handle(
 }
 
 fn authorize(app: &App, headers: &http::HeaderMap) -> Result<(), HostError> {
-    let Some(verifier) = &app.verifier else {
+    if app.verifier.is_none() {
         return Err(HostError::Forbidden(format!(
             "the admin API is disabled: configure REGISTRY_PUBLIC_KEY, JWKS_PATH or (for development) \
              JWT_SECRET, and send a bearer token with scope {ADMIN_SCOPE} (`droplet token --scope {ADMIN_SCOPE}`)"
         )));
-    };
-    let token = match jwt::bearer_token(headers) {
-        None => {
-            return Err(HostError::Unauthorized(
-                "the admin API needs a bearer token".to_string(),
-            ));
-        }
-        Some(Err(err)) => return Err(HostError::Unauthorized(err.to_string())),
-        Some(Ok(token)) => token,
-    };
-    let claims = verifier
-        .verify(token)
-        .map_err(|err| HostError::Unauthorized(err.to_string()))?;
-    if !claims.has_scopes(&[ADMIN_SCOPE.to_string()]) {
-        return Err(HostError::Forbidden(format!(
-            "the token lacks the scope {ADMIN_SCOPE}"
-        )));
     }
+    crate::dispatch::require_token(app.verifier.as_deref(), headers, &[ADMIN_SCOPE.to_string()])?;
     Ok(())
 }
 
@@ -102,10 +85,7 @@ fn summary(droplet: &Droplet) -> Value {
         "budget_ms": droplet.manifest.budget_ms,
         "memory_mb": droplet.manifest.memory_mb,
         "max_concurrency": droplet.manifest.max_concurrency,
-        "auth": match droplet.manifest.auth {
-            crate::manifest::AuthPolicy::Public => "public",
-            crate::manifest::AuthPolicy::Jwt => "jwt",
-        },
+        "auth": droplet.manifest.auth.as_str(),
         "scopes": droplet.manifest.scopes,
         "stats": droplet.stats.snapshot(),
     });

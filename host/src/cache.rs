@@ -17,6 +17,8 @@ use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
+use crate::droplets::store::write_atomic;
+
 /// A directory of compiled components, or no cache at all.
 pub struct CodeCache {
     dir: Option<PathBuf>,
@@ -91,13 +93,7 @@ fn store_entry(path: &Path, component: &Component) {
     let result = component
         .serialize()
         .map_err(|err| std::io::Error::other(format!("{err:#}")))
-        .and_then(|bytes| {
-            let tmp = path.with_extension(format!("tmp{}", fastrand::u64(..)));
-            std::fs::write(&tmp, bytes)?;
-            std::fs::rename(&tmp, path).inspect_err(|_| {
-                let _ = std::fs::remove_file(&tmp);
-            })
-        });
+        .and_then(|bytes| write_atomic(path, &bytes));
     if let Err(err) = result {
         tracing::warn!(entry = %path.display(), error = %err, "could not write cache entry");
     }

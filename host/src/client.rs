@@ -1,5 +1,6 @@
-//! The HTTP client behind `droplet list/deploy/rollback/rm`: one request to
-//! a host's admin API, answered as JSON.
+//! A small JSON-over-HTTP client: one request, answered as JSON. Behind
+//! `droplet list/deploy/rollback/rm` (a host's admin API) and the registry
+//! registration.
 //!
 //! Plain `http://` only: put a TLS-terminating proxy in front of a host
 //! that is reached over an untrusted network.
@@ -11,15 +12,15 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
-/// A host's admin API.
-pub struct AdminClient {
+/// A JSON API at a base URL.
+pub struct JsonClient {
     authority: String,
     /// A path prefix of the base URL (`http://host/api` → `/api`).
     base_path: String,
     token: Option<String>,
 }
 
-impl AdminClient {
+impl JsonClient {
     /// A client for `host` (`http://HOST:PORT`) with an optional bearer token.
     pub fn new(host: &str, token: Option<String>) -> anyhow::Result<Self> {
         let uri: Uri = host

@@ -16,7 +16,6 @@ use serde_json::{Value, json};
 use crate::app::App;
 use crate::droplets::{Droplet, DropletState};
 use crate::error::{HostError, json_response};
-use crate::manifest::AuthPolicy;
 
 /// One of the contract's endpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,13 +46,6 @@ impl Endpoint {
 fn unix_seconds(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH)
         .map_or(0, |since| since.as_secs())
-}
-
-fn auth_name(policy: AuthPolicy) -> &'static str {
-    match policy {
-        AuthPolicy::Public => "public",
-        AuthPolicy::Jwt => "jwt",
-    }
 }
 
 /// Answers `endpoint` for `droplet`.
@@ -117,7 +109,7 @@ fn capabilities(droplet: &Droplet) -> Value {
         "memory_mb": manifest.memory_mb,
         "max_body_kb": manifest.max_body_kb,
         "max_concurrency": manifest.max_concurrency,
-        "auth": auth_name(manifest.auth),
+        "auth": manifest.auth.as_str(),
         "scopes": manifest.scopes,
     })
 }

@@ -90,8 +90,8 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Full<Byte
             4 => "4xx",
             _ => "5xx",
         };
-        metrics::counter!("droplet_requests_total", "droplet" => droplet.to_string(), "class" => class).increment(1);
-        metrics::histogram!("droplet_request_duration_seconds", "droplet" => droplet.to_string())
+        metrics::counter!("droplet_requests_total", "droplet" => Arc::clone(droplet), "class" => class).increment(1);
+        metrics::histogram!("droplet_request_duration_seconds", "droplet" => Arc::clone(droplet))
             .record(started.elapsed().as_secs_f64());
     }
 
@@ -283,11 +283,11 @@ async fn call_droplet(
     match &result {
         Err(CallError::BudgetExceeded) => {
             droplet.stats.record_overrun();
-            metrics::counter!("droplet_budget_overruns_total", "droplet" => droplet.name.to_string()).increment(1);
+            metrics::counter!("droplet_budget_overruns_total", "droplet" => Arc::clone(&droplet.name)).increment(1);
         }
         Err(CallError::Trap(_)) => {
             droplet.stats.record_trap();
-            metrics::counter!("droplet_traps_total", "droplet" => droplet.name.to_string())
+            metrics::counter!("droplet_traps_total", "droplet" => Arc::clone(&droplet.name))
                 .increment(1);
         }
         _ => {}
@@ -319,40 +319,47 @@ pub(crate) fn authorize(
     manifest: &Manifest,
     headers: &http::HeaderMap,
 ) -> Result<Option<Arc<VerifiedClaims>>, HostError> {
-    let token = jwt::bearer_token(headers);
     match manifest.auth {
-        AuthPolicy::Public => Ok(match (token, &app.verifier) {
+        AuthPolicy::Public => Ok(match (jwt::bearer_token(headers), &app.verifier) {
             (Some(Ok(token)), Some(verifier)) => verifier.verify(token).ok().map(Arc::new),
             _ => None,
         }),
-        AuthPolicy::Jwt => {
-            let token = match token {
-                None => {
-                    return Err(HostError::Unauthorized(
-                        "a bearer token is required".to_string(),
-                    ));
-                }
-                Some(Err(err)) => return Err(HostError::Unauthorized(err.to_string())),
-                Some(Ok(token)) => token,
-            };
-            let verifier = app.verifier.as_ref().ok_or_else(|| {
-                HostError::Unauthorized(
-                    "this host has no keys configured to verify tokens".to_string(),
-                )
-            })?;
-            let claims = verifier
-                .verify(token)
-                .map_err(|err| HostError::Unauthorized(err.to_string()))?;
-            let missing = claims.missing_scopes(&manifest.scopes);
-            if !missing.is_empty() {
-                return Err(HostError::Forbidden(format!(
-                    "the token lacks the required scope(s): {}",
-                    missing.join(", ")
-                )));
-            }
-            Ok(Some(Arc::new(claims)))
-        }
+        AuthPolicy::Jwt => require_token(app.verifier.as_deref(), headers, &manifest.scopes)
+            .map(|claims| Some(Arc::new(claims))),
     }
+}
+
+/// The claims of the request's bearer token, which must be present, verify
+/// under `verifier` (401 otherwise) and carry every scope in `scopes` (403
+/// otherwise). Shared by droplet policies and the admin API.
+pub(crate) fn require_token(
+    verifier: Option<&jwt::Verifier>,
+    headers: &http::HeaderMap,
+    scopes: &[String],
+) -> Result<VerifiedClaims, HostError> {
+    let token = match jwt::bearer_token(headers) {
+        None => {
+            return Err(HostError::Unauthorized(
+                "a bearer token is required".to_string(),
+            ));
+        }
+        Some(Err(err)) => return Err(HostError::Unauthorized(err.to_string())),
+        Some(Ok(token)) => token,
+    };
+    let verifier = verifier.ok_or_else(|| {
+        HostError::Unauthorized("this host has no keys configured to verify tokens".to_string())
+    })?;
+    let claims = verifier
+        .verify(token)
+        .map_err(|err| HostError::Unauthorized(err.to_string()))?;
+    let missing = claims.missing_scopes(scopes);
+    if !missing.is_empty() {
+        return Err(HostError::Forbidden(format!(
+            "the token lacks the required scope(s): {}",
+            missing.join(", ")
+        )));
+    }
+    Ok(claims)
 }
 
 /// Reads the body, refusing it (413) as soon as it is known to be over the

@@ -69,11 +69,6 @@ pub struct VerifiedClaims {
 }
 
 impl VerifiedClaims {
-    /// Whether every scope in `required` is granted.
-    pub fn has_scopes(&self, required: &[String]) -> bool {
-        required.iter().all(|scope| self.scopes.contains(scope))
-    }
-
     /// The required scopes this token lacks.
     pub fn missing_scopes<'a>(&self, required: &'a [String]) -> Vec<&'a str> {
         required
@@ -345,7 +340,7 @@ mod tests {
         assert_eq!(claims.subject.as_deref(), Some("alice"));
         assert_eq!(claims.audience, vec![DEFAULT_AUDIENCE.to_string()]);
         assert_eq!(claims.scopes, vec!["todo:read", "todo:write", "extra"]);
-        assert!(claims.has_scopes(&["todo:write".into()]));
+        assert!(claims.missing_scopes(&["todo:write".into()]).is_empty());
         assert_eq!(claims.missing_scopes(&["admin".into()]), vec!["admin"]);
     }
 

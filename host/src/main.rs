@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use droplet_host::app::{App, ServeSettings};
-use droplet_host::client::{self, AdminClient};
+use droplet_host::client::{self, JsonClient};
 use droplet_host::jwt::{self, JwtSettings};
 use droplet_host::kv::sled::Durability;
 use droplet_host::registry::RegistrySettings;
@@ -310,8 +310,8 @@ fn token(args: TokenArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn client(args: &HostArgs) -> anyhow::Result<AdminClient> {
-    AdminClient::new(&args.host, args.token.clone())
+fn client(args: &HostArgs) -> anyhow::Result<JsonClient> {
+    JsonClient::new(&args.host, args.token.clone())
 }
 
 /// Fails with the host's own message unless `status` is a success.

@@ -31,6 +31,16 @@ pub enum AuthPolicy {
     Jwt,
 }
 
+impl AuthPolicy {
+    /// The policy as written in a manifest.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthPolicy::Public => "public",
+            AuthPolicy::Jwt => "jwt",
+        }
+    }
+}
+
 /// A parsed, validated manifest.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -15,7 +15,7 @@ use http::Method;
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use crate::client::{AdminClient, error_message};
+use crate::client::{JsonClient, error_message};
 use crate::droplets::{Droplet, DropletState};
 
 /// Where and how to register.
@@ -40,7 +40,7 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Starts the registrar; send it each droplet version to register.
 pub fn spawn(settings: RegistrySettings) -> anyhow::Result<mpsc::UnboundedSender<Arc<Droplet>>> {
-    let client = Arc::new(AdminClient::new(&settings.url, settings.token.clone())?);
+    let client = Arc::new(JsonClient::new(&settings.url, settings.token.clone())?);
     let settings = Arc::new(settings);
     let (sender, mut receive) = mpsc::unbounded_channel::<Arc<Droplet>>();
     tokio::spawn(async move {
@@ -55,7 +55,7 @@ pub fn spawn(settings: RegistrySettings) -> anyhow::Result<mpsc::UnboundedSender
     Ok(sender)
 }
 
-async fn register(client: &AdminClient, settings: &RegistrySettings, droplet: &Droplet) {
+async fn register(client: &JsonClient, settings: &RegistrySettings, droplet: &Droplet) {
     let name = &*droplet.name;
     let body = json!({
         "id": droplet.manifest.id.as_deref().unwrap_or(name),

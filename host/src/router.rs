@@ -39,6 +39,15 @@ pub fn is_valid_name(name: &str) -> bool {
 /// Names that the host's own top-level endpoints take.
 pub const RESERVED_NAMES: [&str; 2] = ["health", "metrics"];
 
+/// The naming rule, for messages.
+pub const NAME_RULE: &str = "[a-z0-9][a-z0-9-]{0,62}, not `health` or `metrics`";
+
+/// Whether a droplet may be called `name`: a valid name the host does not
+/// reserve for itself.
+pub fn is_droplet_name(name: &str) -> bool {
+    is_valid_name(name) && !RESERVED_NAMES.contains(&name)
+}
+
 /// Routes a request by its `Host` header (when `domain` is set) and path.
 pub fn route<'a>(host: Option<&'a str>, path: &'a str, domain: Option<&str>) -> Route<'a> {
     if let (Some(host), Some(domain)) = (host, domain)

@@ -274,7 +274,7 @@ impl LongRunningGate {
             short: !suspect,
             short_calls: Arc::clone(&self.short_calls),
             permits: Arc::clone(&self.permits),
-            held: Arc::new(std::sync::Mutex::new(None)),
+            held: None,
         }
     }
 }
@@ -289,8 +289,9 @@ struct TickScheduler {
     short_calls: Arc<AtomicUsize>,
     permits: Arc<Semaphore>,
     /// The gate permit this call holds while it runs, if any. Shared with the
-    /// yield future that acquires it; dropped with the store.
-    held: Arc<std::sync::Mutex<Option<OwnedSemaphorePermit>>>,
+    /// yield future that acquires it; dropped with the store. Made at the
+    /// first long-running tick, so short calls never allocate it.
+    held: Option<Arc<std::sync::Mutex<Option<OwnedSemaphorePermit>>>>,
 }
 
 impl TickScheduler {
@@ -310,7 +311,8 @@ impl TickScheduler {
         // running) and queue for it again, behind the other long-running
         // calls; waiting ends at the deadline at the latest (the next tick
         // then traps).
-        let returned = self.held.lock().ok().and_then(|mut held| held.take());
+        let held = Arc::clone(self.held.get_or_insert_with(Arc::default));
+        let returned = held.lock().ok().and_then(|mut held| held.take());
         if let Some(permit) = returned
             && self.short_calls.load(Ordering::Relaxed) > 0
         {
@@ -320,7 +322,6 @@ impl TickScheduler {
             });
         }
         let permits = Arc::clone(&self.permits);
-        let held = Arc::clone(&self.held);
         let deadline = Instant::from_std(self.deadline);
         UpdateDeadline::YieldCustom(
             1,

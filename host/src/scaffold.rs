@@ -8,7 +8,7 @@ use std::process::Command;
 
 use anyhow::{Context, bail, ensure};
 
-use crate::router::{RESERVED_NAMES, is_valid_name};
+use crate::router::{NAME_RULE, is_droplet_name};
 
 /// The target droplets are built for.
 pub const TARGET: &str = "wasm32-wasip2";
@@ -26,8 +26,8 @@ pub fn default_sdk_path() -> Option<PathBuf> {
 /// `sdk`.
 pub fn new_droplet(name: &str, dir: &Path, sdk: &Path) -> anyhow::Result<()> {
     ensure!(
-        is_valid_name(name) && !RESERVED_NAMES.contains(&name),
-        "`{name}` is not a valid droplet name: use [a-z0-9][a-z0-9-]{{0,62}} (not `health` or `metrics`)"
+        is_droplet_name(name),
+        "`{name}` is not a valid droplet name: use {NAME_RULE}"
     );
     ensure!(!dir.exists(), "{} already exists", dir.display());
     ensure!(
@@ -147,8 +147,8 @@ pub fn build_droplet(
         "{name} is not a droplet crate: it needs `droplet-sdk` in [dependencies] and crate-type = [\"cdylib\"] in [lib] (see `droplet new`)"
     );
     ensure!(
-        is_valid_name(&name) && !RESERVED_NAMES.contains(&name.as_str()),
-        "the package name `{name}` is not a valid droplet name: use [a-z0-9][a-z0-9-]{{0,62}}"
+        is_droplet_name(&name),
+        "the package name `{name}` is not a valid droplet name: use {NAME_RULE}"
     );
     ensure_target()?;
 

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use crate::app::App;
 use crate::droplets::read_dir_version;
-use crate::router::{RESERVED_NAMES, is_valid_name};
+use crate::router::is_droplet_name;
 
 /// How long a droplet's files must be quiet before they are read.
 pub const DEBOUNCE: Duration = Duration::from_millis(250);
@@ -78,7 +78,7 @@ fn droplet_of(path: &Path) -> Option<String> {
         return None;
     }
     let name = path.file_stem()?.to_str()?;
-    (is_valid_name(name) && !RESERVED_NAMES.contains(&name)).then(|| name.to_string())
+    is_droplet_name(name).then(|| name.to_string())
 }
 
 /// Publishes the directory's version of `name`, or removes the droplet if
@@ -102,7 +102,9 @@ async fn apply(app: &App, dir: &Path, name: &str) {
                 .await;
         }
         Ok(Ok(None)) => {
-            app.droplets.unload(name);
+            if let Err(err) = app.droplets.remove(name).await {
+                tracing::error!(droplet = name, error = %err, "cannot remove the droplet whose module left the directory");
+            }
         }
         Ok(Err(reason)) => {
             tracing::error!(droplet = name, reason = %reason, "cannot read the changed droplet")

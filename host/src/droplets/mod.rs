@@ -32,7 +32,7 @@ use self::stats::DropletStats;
 use self::store::{DeploymentStore, StoredVersion};
 use crate::cache::Origin;
 use crate::manifest::Manifest;
-use crate::router::{RESERVED_NAMES, is_valid_name};
+use crate::router::{NAME_RULE, is_droplet_name};
 
 /// One published version of a droplet.
 pub struct Droplet {
@@ -42,8 +42,6 @@ pub struct Droplet {
     pub manifest: Manifest,
     /// `{seq}-{hash}`: what it is running, as shown in `x-droplet-version`.
     pub version: Arc<str>,
-    /// Content hash of module and manifest.
-    pub hash: String,
     /// Ready to serve, waiting to be compiled, or why it cannot serve.
     pub state: DropletState,
     /// Its `[config]` with environment variables expanded.
@@ -116,6 +114,14 @@ impl Droplet {
             },
             DropletState::Failed(_) => "error",
         }
+    }
+
+    /// Whether this version holds the module and manifest with content hash
+    /// `hash` (compared on the 12 hex digits the version id carries).
+    pub fn has_content(&self, hash: &str) -> bool {
+        self.version
+            .split_once('-')
+            .is_some_and(|(_, short)| hash.starts_with(short))
     }
 
     /// The sequence number of this version.
@@ -225,7 +231,7 @@ impl Droplets {
                 .store
                 .names()
                 .into_iter()
-                .filter(|name| is_valid_name(name)),
+                .filter(|name| is_droplet_name(name)),
         );
         names.sort();
         names.dedup();
@@ -286,11 +292,7 @@ impl Droplets {
         {
             return Ok(version.clone());
         }
-        let id = format!(
-            "{}-{}",
-            self.seq.fetch_add(1, Ordering::SeqCst) + 1,
-            &hash[..12]
-        );
+        let id = self.next_version_id(&hash);
         self.store
             .save(name, &id, &wasm, manifest.as_deref())
             .map_err(|err| format!("cannot store {name}: {err}"))?;
@@ -309,20 +311,32 @@ impl Droplets {
             Ok(version) => (version.id.clone(), Ok(version)),
             Err(reason) => ("0-unloaded".to_string(), Err(reason)),
         };
+        // A lazy droplet reads only its manifest now; its module is read when
+        // its first request compiles it.
         let loaded = files.and_then(|version| {
-            let (wasm, manifest) = version
-                .read()
-                .map_err(|err| format!("cannot read {name}: {err}"))?;
+            let read = |path: &Path| {
+                std::fs::read(path).map_err(|err| format!("cannot read {name}: {err}"))
+            };
+            let manifest = match &version.manifest {
+                Some(path) => Some(
+                    String::from_utf8(read(path)?)
+                        .map_err(|_| format!("{name}.toml is not UTF-8"))?,
+                ),
+                None => None,
+            };
             let parsed = self.loader.parse(name, manifest.as_deref())?;
-            let hash = content_hash(&wasm, manifest.as_deref());
-            Ok((version, wasm, parsed, hash))
+            let wasm = if lazy {
+                Vec::new()
+            } else {
+                read(&version.wasm)?
+            };
+            Ok((version, wasm, parsed))
         });
-        let droplet = |manifest: Manifest, config, hash, state| Droplet {
+        let droplet = |manifest: Manifest, config, state| Droplet {
             name: name.into(),
             slots: Semaphore::new(manifest.max_concurrency as usize),
             manifest,
             version: id.as_str().into(),
-            hash,
             state,
             config,
             stats: Arc::clone(&stats),
@@ -334,20 +348,18 @@ impl Droplets {
                 droplet(
                     Manifest::default(),
                     Arc::default(),
-                    String::new(),
                     DropletState::Failed(reason),
                 )
             }
-            Ok((version, _, Parsed { manifest, config }, hash)) if lazy => droplet(
+            Ok((version, _, Parsed { manifest, config })) if lazy => droplet(
                 manifest,
                 config,
-                hash,
                 DropletState::Pending(Pending {
                     wasm: version.wasm,
                     compiled: OnceCell::new(),
                 }),
             ),
-            Ok((_, wasm, Parsed { manifest, config }, hash)) => {
+            Ok((_, wasm, Parsed { manifest, config })) => {
                 let compiled = self.loader.compile(name, &wasm);
                 log_load(
                     name,
@@ -359,9 +371,18 @@ impl Droplets {
                     Ok(ready) => DropletState::Ready(Arc::new(ready)),
                     Err(reason) => DropletState::Failed(reason),
                 };
-                droplet(manifest, config, hash, state)
+                droplet(manifest, config, state)
             }
         }
+    }
+
+    /// The id of the next version with content `hash`: `{seq}-{hash12}`.
+    fn next_version_id(&self, hash: &str) -> String {
+        format!(
+            "{}-{}",
+            self.seq.fetch_add(1, Ordering::SeqCst) + 1,
+            &hash[..12]
+        )
     }
 
     fn stats_for(&self, name: &str) -> Arc<DropletStats> {
@@ -434,14 +455,12 @@ impl Droplets {
         manifest: Option<String>,
         source: &'static str,
     ) -> Result<Published, String> {
-        if !is_valid_name(name) || RESERVED_NAMES.contains(&name) {
-            return Err(format!(
-                "`{name}` is not a valid droplet name: [a-z0-9][a-z0-9-]{{0,62}}, not `health` or `metrics`"
-            ));
+        if !is_droplet_name(name) {
+            return Err(format!("`{name}` is not a valid droplet name: {NAME_RULE}"));
         }
         let hash = content_hash(&wasm, manifest.as_deref());
         if let Some(current) = self.get(name)
-            && current.hash == hash
+            && current.has_content(&hash)
             && !matches!(current.state, DropletState::Failed(_))
         {
             return Ok(Published::Unchanged(current.version.to_string()));
@@ -465,11 +484,7 @@ impl Droplets {
         };
 
         let _change = self.changes.lock().await;
-        let id = format!(
-            "{}-{}",
-            self.seq.fetch_add(1, Ordering::SeqCst) + 1,
-            &hash[..12]
-        );
+        let id = self.next_version_id(&hash);
         let store = Arc::clone(&self.store);
         let (owned_name, owned_id) = (name.to_string(), id.clone());
         tokio::task::spawn_blocking(move || {
@@ -478,7 +493,7 @@ impl Droplets {
         .await
         .map_err(|_| "storing the version was abandoned".to_string())?
         .map_err(|err| format!("cannot store the new version: {err}"))?;
-        self.swap_in(name, &id, hash, parsed, ready);
+        self.swap_in(name, &id, parsed, ready);
         tracing::info!(
             droplet = name,
             version = %id,
@@ -490,13 +505,12 @@ impl Droplets {
     }
 
     /// Makes `ready` the current version of `name` with one atomic swap.
-    fn swap_in(&self, name: &str, id: &str, hash: String, parsed: Parsed, ready: Ready) {
+    fn swap_in(&self, name: &str, id: &str, parsed: Parsed, ready: Ready) {
         let droplet = Arc::new(Droplet {
             name: name.into(),
             slots: Semaphore::new(parsed.manifest.max_concurrency as usize),
             manifest: parsed.manifest,
             version: id.into(),
-            hash,
             state: DropletState::Ready(Arc::new(ready)),
             config: parsed.config,
             stats: self.stats_for(name),
@@ -558,17 +572,12 @@ impl Droplets {
             store
                 .set_current(&owned_name, &previous.id)
                 .map_err(|err| ChangeError::Storage(format!("cannot store the rollback: {err}")))?;
-            Ok((
-                previous.id,
-                content_hash(&wasm, manifest.as_deref()),
-                parsed,
-                ready,
-            ))
+            Ok((previous.id, parsed, ready))
         })
         .await
         .map_err(|_| ChangeError::Storage("rollback was abandoned".to_string()))??;
-        let (id, hash, parsed, ready) = prepared;
-        self.swap_in(name, &id, hash, parsed, ready);
+        let (id, parsed, ready) = prepared;
+        self.swap_in(name, &id, parsed, ready);
         tracing::info!(droplet = name, version = %id, from = %current.version, "droplet rolled back");
         Ok(id)
     }
@@ -606,26 +615,6 @@ impl Droplets {
         self.count_loaded();
         Ok(existed)
     }
-
-    /// Removes `name` from the table only (its module left the droplets
-    /// directory); its stored versions stay for the record.
-    pub fn unload(&self, name: &str) -> bool {
-        let mut existed = false;
-        self.table.rcu(|table| {
-            let mut table = HashMap::clone(table);
-            existed = table.remove(name).is_some();
-            table
-        });
-        self.count_loaded();
-        if existed {
-            let _ = self.store.remove(name);
-            tracing::info!(
-                droplet = name,
-                "droplet removed: its module left the droplets directory"
-            );
-        }
-        existed
-    }
 }
 
 /// The `(name, path)` of every `*.wasm` in `dir` whose name is a valid,
@@ -640,11 +629,8 @@ pub fn droplet_files(dir: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
         let Some(name) = path.file_stem().and_then(|stem| stem.to_str()) else {
             continue;
         };
-        if !is_valid_name(name) || RESERVED_NAMES.contains(&name) {
-            tracing::warn!(
-                file = %path.display(),
-                "skipped: droplet names are [a-z0-9][a-z0-9-]{{0,62}} and may not be `health` or `metrics`"
-            );
+        if !is_droplet_name(name) {
+            tracing::warn!(file = %path.display(), "skipped: droplet names are {NAME_RULE}");
             continue;
         }
         files.push((name.to_string(), path));

@@ -100,14 +100,14 @@ impl DropletStats {
         let Ok(recent) = self.recent.lock() else {
             return false;
         };
-        let last: Vec<bool> = recent
+        let last = recent.len().min(HEALTH_WINDOW);
+        let failed = recent
             .iter()
             .rev()
-            .take(HEALTH_WINDOW)
-            .map(|(_, failed)| *failed)
-            .collect();
-        let failed = last.iter().filter(|failed| **failed).count();
-        last.len() >= 3 && failed * 2 > last.len()
+            .take(last)
+            .filter(|(_, failed)| *failed)
+            .count();
+        last >= 3 && failed * 2 > last
     }
 
     /// Marks a call as running until the guard drops.
