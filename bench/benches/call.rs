@@ -1,21 +1,27 @@
 //! In-process cost of one call: instantiate + `handle` + drop, for `hello`
-//! and for `kvstore` answering `GET /k/{key}` (one kv `get`).
+//! and for `kvstore` answering `GET /k/{key}` (one kv `get`). The call is
+//! made the way the host makes it: a loaded droplet, its capabilities built
+//! by `Capabilities::for_call`, one `Runtime::call`.
 //!
 //! Needs the example droplets (`cargo xtask examples`); run with
 //! `cargo bench -p droplet-bench --bench call`.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use droplet_host::imports::log::GuestLog;
-use droplet_host::imports::{AuthAccess, Imports, KvAccess};
-use droplet_host::kv::sled::{Durability, Sled, SledBackend};
-use droplet_host::kv::{DEFAULT_MAX_VALUE_BYTES, KvBackend, Limits};
-use droplet_host::runtime::{Call, CallState, DropletPre, GuestRequest, Runtime, RuntimeSettings};
-use wasmtime::component::Component;
+use droplet_host::bindings::GuestRequest;
+use droplet_host::cache::CodeCache;
+use droplet_host::droplets::loader::Loader;
+use droplet_host::droplets::version::{ContentHash, VersionId};
+use droplet_host::droplets::{Droplet, DropletState};
+use droplet_host::imports::Capabilities;
+use droplet_host::imports::auth::AuthCapability;
+use droplet_host::imports::kv::KvCapability;
+use droplet_host::kv::{BackendConfig, DEFAULT_MAX_VALUE_BYTES, Durability};
+use droplet_host::runtime::{Call, Runtime, RuntimeSettings};
+use droplet_host::shutdown::Shutdown;
 
 fn example(name: &str) -> Vec<u8> {
     let dir = std::env::var_os("DROPLET_EXAMPLES_DIR")
@@ -29,53 +35,38 @@ fn example(name: &str) -> Vec<u8> {
 
 /// Everything one call needs besides the request.
 struct Bench {
-    runtime: Runtime,
-    kv: Arc<dyn KvBackend>,
-    config: Arc<BTreeMap<String, String>>,
+    runtime: Arc<Runtime>,
+    loader: Loader,
+    capabilities: Capabilities,
+    trace_id: Arc<str>,
     _data: tempfile::TempDir,
 }
 
 impl Bench {
-    fn imports(&self, name: &Arc<str>) -> Imports {
+    /// Example `name`, loaded as the host loads a droplet.
+    fn load(&self, name: &str) -> Droplet {
+        let wasm = example(name);
+        let ready = self.loader.compile(name, &wasm).expect("compile");
+        let parsed = self.loader.parse(name, None).expect("manifest");
+        let version = VersionId::new(1, &ContentHash::of(&wasm, None));
+        let state = DropletState::Ready(Arc::new(ready));
+        Droplet::new(name, version, parsed, state, Arc::default())
+    }
+
+    async fn call(&self, droplet: &Droplet, method: &str, path: &str) -> u16 {
+        let DropletState::Ready(ready) = &droplet.state else {
+            panic!("the droplet is loaded");
+        };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
-        Imports {
-            log: Arc::new(GuestLog::new(name.clone(), "bench".into(), "trace".into())),
-            config: Arc::clone(&self.config),
-            kv: KvAccess {
-                backend: Arc::clone(&self.kv),
-                namespace: name.clone(),
-                limits: Limits {
-                    quota_bytes: None,
-                    max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
-                },
-                deadline,
-            },
-            auth: AuthAccess {
-                caller: None,
-                verifier: None,
-            },
-        }
-    }
-
-    fn link(&self, example_name: &str) -> DropletPre<CallState> {
-        let component =
-            Component::new(self.runtime.engine(), example(example_name)).expect("compile");
-        self.runtime.link(&component).expect("link")
-    }
-
-    async fn call(
-        &self,
-        pre: &DropletPre<CallState>,
-        name: &Arc<str>,
-        method: &str,
-        path: &str,
-    ) -> u16 {
+        let imports =
+            self.capabilities
+                .for_call(droplet.call_context(&self.trace_id, None, deadline));
         self.runtime
             .call(Call {
-                droplet: pre,
+                droplet: &ready.pre,
                 memory_bytes: 64 << 20,
-                deadline: tokio::time::Instant::now() + Duration::from_secs(1),
-                imports: self.imports(name),
+                deadline,
+                imports,
                 request: GuestRequest {
                     method: method.into(),
                     path: path.into(),
@@ -97,33 +88,45 @@ fn call(c: &mut Criterion) {
         .build()
         .expect("tokio");
     let data = tempfile::tempdir().expect("temp dir");
-    let sled = SledBackend::open(&data.path().join("kv"), Durability::Durable).expect("open sled");
-    let bench = Bench {
-        runtime: Runtime::new(&RuntimeSettings {
+    let kv = BackendConfig::Sled {
+        dir: data.path().join("kv"),
+        durability: Durability::Durable,
+    };
+    let backend = rt
+        .block_on(kv.open(&Shutdown::new()))
+        .expect("open the kv store");
+    let runtime = Arc::new(
+        Runtime::new(&RuntimeSettings {
             max_instances: 100,
             max_memory_mb: 256,
         })
         .expect("runtime"),
-        kv: Arc::new(Sled(sled)),
-        config: Arc::new(BTreeMap::new()),
+    );
+    let cache = CodeCache::new(None, runtime.engine());
+    let bench = Bench {
+        loader: Loader::new(Arc::clone(&runtime), cache, 256),
+        runtime,
+        capabilities: Capabilities {
+            kv: KvCapability {
+                backend,
+                max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
+            },
+            auth: AuthCapability { verifier: None },
+        },
+        trace_id: "trace".into(),
         _data: data,
     };
-    let hello = bench.link("hello");
-    let kvstore = bench.link("kvstore");
-    let (hello_name, kv_name): (Arc<str>, Arc<str>) = ("hello".into(), "kvstore".into());
-    assert_eq!(
-        rt.block_on(bench.call(&kvstore, &kv_name, "PUT", "/k/bench")),
-        200
-    );
+    let hello = bench.load("hello");
+    let kvstore = bench.load("kvstore");
+    assert_eq!(rt.block_on(bench.call(&kvstore, "PUT", "/k/bench")), 200);
 
     c.bench_function("hello: instantiate + handle + drop", |b| {
         b.to_async(&rt)
-            .iter(|| async { assert_eq!(bench.call(&hello, &hello_name, "GET", "/").await, 200) })
+            .iter(|| async { assert_eq!(bench.call(&hello, "GET", "/").await, 200) })
     });
     c.bench_function("kvstore: instantiate + one kv get + drop", |b| {
-        b.to_async(&rt).iter(|| async {
-            assert_eq!(bench.call(&kvstore, &kv_name, "GET", "/k/bench").await, 200)
-        })
+        b.to_async(&rt)
+            .iter(|| async { assert_eq!(bench.call(&kvstore, "GET", "/k/bench").await, 200) })
     });
 }
 

@@ -12,20 +12,21 @@
 //! with the host's keys. With no keys configured the API answers 403 and
 //! says how to enable it.
 
+use std::sync::Arc;
+
 use base64::Engine;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::app::App;
+use crate::body::{self, BodyError};
 use crate::droplets::{ChangeError, Droplet, DropletState, Published};
 use crate::error::{HostError, json_response};
-
-/// The scope every admin request needs.
-pub const ADMIN_SCOPE: &str = "droplets:admin";
+use crate::policy;
 
 /// A deploy request body.
 #[derive(Deserialize)]
@@ -43,7 +44,7 @@ pub async fn handle(
     req: Request<Incoming>,
     path: &str,
 ) -> Result<Response<Full<Bytes>>, HostError> {
-    authorize(app, req.headers())?;
+    policy::authorize_admin(app.verifier.as_deref(), req.headers())?;
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let method = req.method().clone();
     match (method, segments.as_slice()) {
@@ -61,17 +62,6 @@ pub async fn handle(
     }
 }
 
-fn authorize(app: &App, headers: &http::HeaderMap) -> Result<(), HostError> {
-    if app.verifier.is_none() {
-        return Err(HostError::Forbidden(format!(
-            "the admin API is disabled: configure REGISTRY_PUBLIC_KEY, JWKS_PATH or (for development) \
-             JWT_SECRET, and send a bearer token with scope {ADMIN_SCOPE} (`droplet token --scope {ADMIN_SCOPE}`)"
-        )));
-    }
-    crate::dispatch::require_token(app.verifier.as_deref(), headers, &[ADMIN_SCOPE.to_string()])?;
-    Ok(())
-}
-
 fn summary(droplet: &Droplet) -> Value {
     let published = droplet
         .published_at
@@ -79,7 +69,7 @@ fn summary(droplet: &Droplet) -> Value {
         .map_or(0, |since| since.as_secs());
     let mut value = json!({
         "name": &*droplet.name,
-        "version": &*droplet.version,
+        "version": droplet.version.as_str(),
         "state": droplet.state_name(),
         "published_at": published,
         "budget_ms": droplet.manifest.budget_ms,
@@ -111,7 +101,13 @@ fn detail(app: &App, name: &str) -> Result<Response<Full<Bytes>>, HostError> {
         .get(name)
         .ok_or_else(|| HostError::DropletNotFound(format!("no droplet named `{name}`")))?;
     let mut value = summary(&droplet);
-    value["versions"] = json!(app.droplets.history(name));
+    let versions: Vec<String> = app
+        .droplets
+        .history(name)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    value["versions"] = json!(versions);
     value["capabilities"] = json!(droplet.manifest.capabilities);
     Ok(json_response(StatusCode::OK, &value))
 }
@@ -122,19 +118,17 @@ async fn deploy(
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, HostError> {
     let limit = app.admin_max_body_bytes;
-    let body = match Limited::new(req.into_body(), limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(err) if err.is::<http_body_util::LengthLimitError>() => {
-            return Err(HostError::BodyTooLarge {
+    let (parts, body) = req.into_parts();
+    let body = body::read_limited(&parts.headers, body, limit, None)
+        .await
+        .map_err(|err| match err {
+            BodyError::TooLarge => HostError::BodyTooLarge {
                 limit_kb: (limit / 1024) as u64,
-            });
-        }
-        Err(_) => {
-            return Err(HostError::BadRequest(
-                "the deploy body could not be read".to_string(),
-            ));
-        }
-    };
+            },
+            BodyError::TimedOut | BodyError::Unreadable => {
+                HostError::BadRequest("the deploy body could not be read".to_string())
+            }
+        })?;
     let deploy: Deploy = serde_json::from_slice(&body).map_err(|err| {
         HostError::BadRequest(format!(
             "the deploy body must be JSON {{\"module\": base64, \"manifest\": toml}}: {err}"
@@ -151,9 +145,7 @@ async fn deploy(
                     "a new droplet needs a `module`".to_string(),
                 ));
             };
-            app.droplets.current_module(&current.name).map_err(|err| {
-                HostError::BadRequest(format!("cannot reuse the current module: {err}"))
-            })?
+            current_module(app, &current.name).await?
         }
     };
     let published = app
@@ -169,7 +161,7 @@ async fn deploy(
     let changed = matches!(published, Published::New(_));
     Ok(json_response(
         status,
-        &json!({ "name": name, "version": published.version(), "changed": changed }),
+        &json!({ "name": name, "version": published.version().as_str(), "changed": changed }),
     ))
 }
 
@@ -179,9 +171,8 @@ async fn remove(
     query: Option<&str>,
 ) -> Result<Response<Full<Bytes>>, HostError> {
     let purge = query.is_some_and(|query| {
-        query
-            .split('&')
-            .any(|pair| pair == "purge=true" || pair == "purge=1")
+        form_urlencoded::parse(query.as_bytes())
+            .any(|(key, value)| key == "purge" && (value == "true" || value == "1"))
     });
     if app.droplets.get(name).is_none() {
         return Err(HostError::DropletNotFound(format!(
@@ -190,7 +181,7 @@ async fn remove(
     }
     app.droplets.remove(name).await.map_err(change_error)?;
     if purge {
-        app.kv
+        app.kv()
             .purge(name)
             .await
             .map_err(|err| HostError::DropletUnavailable {
@@ -208,8 +199,18 @@ async fn rollback(app: &App, name: &str) -> Result<Response<Full<Bytes>>, HostEr
     let version = app.droplets.rollback(name).await.map_err(change_error)?;
     Ok(json_response(
         StatusCode::OK,
-        &json!({ "name": name, "version": version }),
+        &json!({ "name": name, "version": version.as_str() }),
     ))
+}
+
+/// The module `name` serves now, read from the deployment store off the
+/// async workers.
+async fn current_module(app: &App, name: &Arc<str>) -> Result<Vec<u8>, HostError> {
+    let (droplets, name) = (Arc::clone(&app.droplets), Arc::clone(name));
+    tokio::task::spawn_blocking(move || droplets.current_module(&name))
+        .await
+        .map_err(|_| HostError::BadRequest("reading the current module was abandoned".into()))?
+        .map_err(|err| HostError::BadRequest(format!("cannot reuse the current module: {err}")))
 }
 
 fn change_error(err: ChangeError) -> HostError {

@@ -1,22 +1,26 @@
 //! The state of a running host, shared by every connection: the runtime,
-//! the droplet table and the settings requests need.
+//! the droplet table, the capabilities and the settings requests need —
+//! and where they are built, once, from [`ServeSettings`].
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::sync::Semaphore;
 
 use crate::cache::CodeCache;
-use crate::droplets::Droplets;
 use crate::droplets::loader::Loader;
 use crate::droplets::store::DeploymentStore;
+use crate::droplets::store::file::FileStore;
+use crate::droplets::{Droplets, LoadProgress};
+use crate::imports::Capabilities;
+use crate::imports::auth::AuthCapability;
+use crate::imports::kv::KvCapability;
 use crate::jwt::{JwtSettings, Verifier};
-use crate::kv::KvBackend;
-use crate::kv::sled::{Durability, Sled, SledBackend};
+use crate::kv::{BackendConfig, KvBackend};
 use crate::runtime::{Runtime, RuntimeSettings};
+use crate::shutdown::Shutdown;
 
 /// What `droplet serve` was asked to do.
 #[derive(Debug, Clone)]
@@ -37,8 +41,8 @@ pub struct ServeSettings {
     pub max_instances: u32,
     /// The largest `memory_mb` a droplet may ask for.
     pub max_memory_mb: u64,
-    /// Whether kv writes wait for the disk.
-    pub kv_durability: Durability,
+    /// Which kv backend, and its settings.
+    pub kv: BackendConfig,
     /// The largest kv value, in bytes.
     pub kv_max_value_bytes: usize,
     /// JWT keys and rules.
@@ -56,13 +60,11 @@ pub struct App {
     /// Engine, linker, ticker.
     pub runtime: Arc<Runtime>,
     /// The droplets, by name.
-    pub droplets: Droplets,
+    pub droplets: Arc<Droplets>,
     /// Routing domain for `Host`-based routing.
     pub domain: Option<String>,
-    /// Key-value storage shared by every droplet (one namespace each).
-    pub kv: Arc<dyn KvBackend>,
-    /// The largest kv value, in bytes.
-    pub kv_max_value_bytes: usize,
+    /// The host-wide half of every capability droplets import.
+    pub capabilities: Capabilities,
     /// Verifies bearer tokens; `None` when no keys are configured.
     pub verifier: Option<Arc<Verifier>>,
     /// Largest admin deploy body.
@@ -75,14 +77,19 @@ pub struct App {
     pub instance_slots: Semaphore,
     /// When the host started.
     pub started: Instant,
-    shutting_down: AtomicBool,
+    /// The host's shutdown: `/health` and new droplet calls answer 503 once
+    /// it has begun.
+    pub shutdown: Shutdown,
 }
 
 impl App {
-    /// Builds the runtime and loads every droplet in the droplets directory.
+    /// Opens the kv backend, builds the runtime and loads every droplet in
+    /// the droplets directory. Background tasks run under `shutdown`.
     pub async fn start(
         settings: &ServeSettings,
         metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+        shutdown: &Shutdown,
+        progress: &dyn LoadProgress,
     ) -> anyhow::Result<Arc<Self>> {
         let verifier = Verifier::from_settings(&settings.jwt)
             .map_err(|err| anyhow::anyhow!("invalid JWT configuration: {err}"))?
@@ -93,64 +100,71 @@ impl App {
                 settings.data_dir.display()
             )
         })?;
-        let kv_dir = settings.data_dir.join("kv");
-        let durability = settings.kv_durability;
-        let sled = tokio::task::spawn_blocking(move || SledBackend::open(&kv_dir, durability))
-            .await?
+        let kv = settings
+            .kv
+            .open(shutdown)
+            .await
             .map_err(|err| anyhow::anyhow!(err))?;
-        sled.spawn_purger();
-        let kv: Arc<dyn KvBackend> = Arc::new(Sled(sled));
-        let settings = settings.clone();
-        tokio::task::spawn_blocking(move || {
-            std::fs::create_dir_all(&settings.data_dir).with_context(|| {
-                format!(
-                    "cannot create the data directory {}",
-                    settings.data_dir.display()
-                )
-            })?;
-            let runtime = Arc::new(Runtime::new(&RuntimeSettings {
-                max_instances: settings.max_instances,
-                max_memory_mb: settings.max_memory_mb,
-            })?);
-            let cache_dir = settings
-                .cache_dir
-                .clone()
-                .unwrap_or_else(|| settings.data_dir.join("cache"));
-            let cache = CodeCache::new(Some(cache_dir), runtime.engine());
-            let loader = Arc::new(Loader::new(
-                Arc::clone(&runtime),
-                cache,
-                settings.max_memory_mb,
-            ));
-            let store = DeploymentStore::new(settings.data_dir.join("deployments"));
-            std::fs::create_dir_all(&settings.droplets_dir).with_context(|| {
-                format!(
-                    "cannot create the droplets directory {}",
-                    settings.droplets_dir.display()
-                )
-            })?;
-            let droplets = Droplets::load(&settings.droplets_dir, store, loader, settings.lazy)
-                .with_context(|| {
-                    format!(
-                        "cannot read the droplets directory {}",
-                        settings.droplets_dir.display()
-                    )
-                })?;
-            Ok(Arc::new(Self {
-                runtime,
-                droplets,
-                domain: settings.domain.clone(),
-                kv,
-                kv_max_value_bytes: settings.kv_max_value_bytes,
-                verifier,
-                admin_max_body_bytes: settings.admin_max_body_bytes,
-                metrics,
-                instance_slots: Semaphore::new(settings.max_instances as usize),
-                started: Instant::now(),
-                shutting_down: AtomicBool::new(false),
-            }))
+        let capabilities = Capabilities {
+            kv: KvCapability {
+                backend: kv,
+                max_value_bytes: settings.kv_max_value_bytes,
+            },
+            auth: AuthCapability {
+                verifier: verifier.clone(),
+            },
+        };
+        let runtime = Arc::new(Runtime::new(&RuntimeSettings {
+            max_instances: settings.max_instances,
+            max_memory_mb: settings.max_memory_mb,
+        })?);
+        let cache_dir = settings
+            .cache_dir
+            .clone()
+            .unwrap_or_else(|| settings.data_dir.join("cache"));
+        let cache = CodeCache::new(Some(cache_dir), runtime.engine());
+        let loader = Arc::new(Loader::new(
+            Arc::clone(&runtime),
+            cache,
+            settings.max_memory_mb,
+        ));
+        let store: Arc<dyn DeploymentStore> =
+            Arc::new(FileStore::new(settings.data_dir.join("deployments")));
+        let droplets_dir = settings.droplets_dir.clone();
+        std::fs::create_dir_all(&droplets_dir).with_context(|| {
+            format!(
+                "cannot create the droplets directory {}",
+                droplets_dir.display()
+            )
+        })?;
+        // Compiling blocks (on every core): keep it off the async workers.
+        let lazy = settings.lazy;
+        let droplets = tokio::task::block_in_place(|| {
+            Droplets::load(&droplets_dir, store, loader, lazy, progress)
         })
-        .await?
+        .with_context(|| {
+            format!(
+                "cannot read the droplets directory {}",
+                droplets_dir.display()
+            )
+        })?;
+        Ok(Arc::new(Self {
+            runtime,
+            droplets: Arc::new(droplets),
+            domain: settings.domain.clone(),
+            capabilities,
+            verifier,
+            admin_max_body_bytes: settings.admin_max_body_bytes,
+            metrics,
+            instance_slots: Semaphore::new(settings.max_instances as usize),
+            started: Instant::now(),
+            shutdown: shutdown.clone(),
+        }))
+    }
+
+    /// The kv backend every droplet's namespace lives in.
+    pub fn kv(&self) -> &Arc<dyn KvBackend> {
+        &self.capabilities.kv.backend
     }
 
     /// Refuses an insecure production setup, saying exactly why: a droplet
@@ -186,15 +200,5 @@ impl App {
         } else {
             Err(problems.join("; "))
         }
-    }
-
-    /// Marks the host as shutting down: `/health` answers 503 from now on.
-    pub fn begin_shutdown(&self) {
-        self.shutting_down.store(true, Ordering::Relaxed);
-    }
-
-    /// Whether shutdown has begun.
-    pub fn is_shutting_down(&self) -> bool {
-        self.shutting_down.load(Ordering::Relaxed)
     }
 }

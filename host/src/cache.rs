@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-use crate::droplets::store::write_atomic;
+use crate::fs::write_atomic;
 
 /// A directory of compiled components, or no cache at all.
 pub struct CodeCache {

@@ -1,83 +1,70 @@
 //! A small JSON-over-HTTP client: one request, answered as JSON. Behind
 //! `droplet list/deploy/rollback/rm` (a host's admin API) and the registry
-//! registration.
-//!
-//! Plain `http://` only: put a TLS-terminating proxy in front of a host
-//! that is reached over an untrusted network.
+//! registration. Built on `reqwest` (rustls with the webpki roots), so both
+//! `http://` and `https://` URLs work.
 
 use anyhow::{Context, bail};
-use bytes::Bytes;
-use http::{Method, Request, Uri};
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
+use http::Method;
 use serde_json::Value;
 
 /// A JSON API at a base URL.
 pub struct JsonClient {
-    authority: String,
-    /// A path prefix of the base URL (`http://host/api` → `/api`).
-    base_path: String,
+    http: reqwest::Client,
+    /// The base URL without a trailing `/` (`http://host/api`).
+    base: String,
     token: Option<String>,
 }
 
 impl JsonClient {
-    /// A client for `host` (`http://HOST:PORT`) with an optional bearer token.
-    pub fn new(host: &str, token: Option<String>) -> anyhow::Result<Self> {
-        let uri: Uri = host
-            .parse()
-            .with_context(|| format!("`{host}` is not a URL"))?;
-        match uri.scheme_str() {
-            Some("http") | None => {}
-            Some(other) => {
-                bail!("`{other}://` is not supported: use http:// (behind a TLS proxy if needed)")
-            }
-        }
-        let authority = uri
-            .authority()
-            .with_context(|| format!("`{host}` names no host"))?;
-        let authority = match authority.port_u16() {
-            Some(_) => authority.to_string(),
-            None => format!("{authority}:80"),
+    /// A client for the API at `base` (`http[s]://HOST[:PORT][/PATH]`; a
+    /// bare `HOST:PORT` means `http://`) with an optional bearer token.
+    pub fn new(base: &str, token: Option<String>) -> anyhow::Result<Self> {
+        let base = if base.contains("://") {
+            base.to_string()
+        } else {
+            format!("http://{base}")
         };
-        let base_path = uri.path().trim_end_matches('/').to_string();
+        let url = reqwest::Url::parse(&base).with_context(|| format!("`{base}` is not a URL"))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            bail!("`{base}` is not an http:// or https:// URL with a host");
+        }
+        let http = reqwest::Client::builder()
+            .build()
+            .context("cannot set up the HTTP client")?;
         Ok(Self {
-            authority,
-            base_path,
+            http,
+            base: base.trim_end_matches('/').to_string(),
             token,
         })
     }
 
     /// Sends `method path` with an optional JSON body; returns the status
-    /// and the JSON answer.
+    /// and the JSON answer (a body that is not JSON comes back as a string).
     pub async fn send(
         &self,
         method: Method,
         path: &str,
         body: Option<Value>,
     ) -> anyhow::Result<(u16, Value)> {
-        let stream = tokio::net::TcpStream::connect(&self.authority)
-            .await
-            .with_context(|| format!("cannot connect to {}", self.authority))?;
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(connection);
-        let mut request = Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.base_path))
-            .header(http::header::HOST, &self.authority);
+        let url = format!("{}{path}", self.base);
+        let mut request = self.http.request(method, &url);
         if let Some(token) = &self.token {
-            request = request.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
+            request = request.bearer_auth(token);
         }
-        let body = match body {
-            Some(body) => {
-                request = request.header(http::header::CONTENT_TYPE, "application/json");
-                Bytes::from(body.to_string())
-            }
-            None => Bytes::new(),
-        };
-        let response = sender.send_request(request.body(Full::new(body))?).await?;
+        if let Some(body) = body {
+            request = request
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(body.to_string());
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {url}"))?;
         let status = response.status().as_u16();
-        let bytes = response.into_body().collect().await?.to_bytes();
+        let bytes = response
+            .bytes()
+            .await
+            .with_context(|| format!("the answer of {url} broke off"))?;
         let value = serde_json::from_slice(&bytes)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
         Ok((status, value))

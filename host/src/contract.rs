@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use crate::app::App;
 use crate::droplets::{Droplet, DropletState};
 use crate::error::{HostError, json_response};
+use crate::policy;
 
 /// One of the contract's endpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +60,7 @@ pub async fn answer(
         Endpoint::Health => health(droplet),
         Endpoint::Capabilities => capabilities(droplet),
         Endpoint::State => {
-            crate::dispatch::authorize(app, &droplet.manifest, headers)?;
+            policy::authorize(app.verifier.as_deref(), &droplet.manifest, headers)?;
             state(app, droplet).await
         }
     };
@@ -85,7 +86,7 @@ fn health(droplet: &Droplet) -> Value {
     let mut body = json!({
         "status": status,
         "droplet": &*droplet.name,
-        "version": &*droplet.version,
+        "version": droplet.version.as_str(),
         "uptime_s": uptime,
     });
     if let Some(reason) = reason {
@@ -102,7 +103,7 @@ fn capabilities(droplet: &Droplet) -> Value {
     let manifest = &droplet.manifest;
     json!({
         "droplet": &*droplet.name,
-        "version": &*droplet.version,
+        "version": droplet.version.as_str(),
         "capabilities": manifest.capabilities,
         "imports": imports,
         "budget_ms": manifest.budget_ms,
@@ -116,13 +117,13 @@ fn capabilities(droplet: &Droplet) -> Value {
 
 async fn state(app: &App, droplet: &Droplet) -> Value {
     let stats = droplet.stats.snapshot();
-    let kv = match app.kv.usage(&droplet.name).await {
+    let kv = match app.kv().usage(&droplet.name).await {
         Ok(usage) => json!({ "keys": usage.keys, "bytes": usage.bytes }),
         Err(err) => json!({ "error": err.to_string() }),
     };
     json!({
         "droplet": &*droplet.name,
-        "version": &*droplet.version,
+        "version": droplet.version.as_str(),
         "status": droplet.state_name(),
         "loaded_at": unix_seconds(droplet.published_at),
         "requests": {

@@ -280,23 +280,6 @@ fn claims_of(json: Value) -> VerifiedClaims {
     }
 }
 
-/// The token of an `Authorization: Bearer` header: `None` without one,
-/// `Some(Err)` for an Authorization header that is not a bearer token.
-pub fn bearer_token(headers: &http::HeaderMap) -> Option<Result<&str, TokenError>> {
-    let value = headers.get(http::header::AUTHORIZATION)?;
-    let Ok(value) = value.to_str() else {
-        return Some(Err(TokenError::Malformed));
-    };
-    match value.split_once(' ') {
-        Some((scheme, token))
-            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
-        {
-            Some(Ok(token.trim()))
-        }
-        _ => Some(Err(TokenError::Malformed)),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -378,15 +361,5 @@ mod tests {
             verifier.verify(&forged),
             Err(TokenError::Invalid(_))
         ));
-    }
-
-    #[test]
-    fn bearer_header_is_parsed() {
-        let mut headers = http::HeaderMap::new();
-        assert!(bearer_token(&headers).is_none());
-        headers.insert("authorization", "Bearer abc".parse().unwrap());
-        assert_eq!(bearer_token(&headers), Some(Ok("abc")));
-        headers.insert("authorization", "Basic abc".parse().unwrap());
-        assert_eq!(bearer_token(&headers), Some(Err(TokenError::Malformed)));
     }
 }

@@ -1,28 +1,41 @@
 //! The droplet host: serves many WebAssembly droplets from one process.
 //!
-//! A request is routed ([`router`]) to its droplet ([`droplets`]), checked
-//! against the droplet's policy and run in a fresh instance under its budget
-//! ([`dispatch`], [`runtime`]); the droplet reaches the host through the
-//! imports in [`imports`]. Every failure becomes one documented status and
-//! JSON body ([`error`]).
+//! A connection is accepted by [`server`]; each request goes through
+//! [`service`] (trace id, routing by [`router`], the one error edge, access
+//! log) to a host endpoint ([`endpoints`]), the admin API ([`admin`]), a
+//! droplet's contract endpoint ([`contract`]) or the droplet call
+//! ([`dispatch`]): [`policy`] decides who may call, the capabilities in
+//! [`imports`] build the call's state, and [`runtime`] runs it in a fresh
+//! instance, scheduled by [`scheduler`]. The droplets and their versions
+//! live in [`droplets`]; kv storage in [`kv`]. `CONTRIBUTING.md` has the map.
 
 pub mod admin;
 pub mod app;
+pub mod bindings;
+pub mod body;
 pub mod cache;
 pub mod client;
 pub mod contract;
 pub mod dispatch;
 pub mod droplets;
+pub mod endpoints;
 pub mod error;
+pub mod fs;
+pub mod guest_http;
+pub mod headers;
 pub mod imports;
 pub mod jwt;
 pub mod kv;
 pub mod manifest;
+pub mod policy;
 pub mod prometheus;
 pub mod registry;
 pub mod router;
 pub mod runtime;
 pub mod scaffold;
+pub mod scheduler;
 pub mod server;
+pub mod service;
+pub mod shutdown;
 pub mod telemetry;
 pub mod watch;

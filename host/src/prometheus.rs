@@ -21,19 +21,22 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
+use crate::shutdown::Shutdown;
+
 /// Latency buckets, in seconds: 100 µs to 10 s.
 const BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
     5.0, 10.0,
 ];
 
-/// Installs the process-wide recorder and starts its upkeep task.
-pub fn install() -> anyhow::Result<PrometheusHandle> {
+/// Installs the process-wide recorder and starts its upkeep task, which
+/// ends at `shutdown`.
+pub fn install(shutdown: &Shutdown) -> anyhow::Result<PrometheusHandle> {
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".to_string()), BUCKETS)?
         .install_recorder()?;
     let upkeep = handle.clone();
-    tokio::spawn(async move {
+    shutdown.spawn_until_triggered(async move {
         let mut interval = tokio::time::interval(Duration::from_secs(5));
         loop {
             interval.tick().await;

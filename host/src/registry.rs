@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 
 use crate::client::{JsonClient, error_message};
 use crate::droplets::{Droplet, DropletState};
+use crate::shutdown::Shutdown;
 
 /// Where and how to register.
 #[derive(Debug, Clone)]
@@ -38,18 +39,24 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How long one attempt may take.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Starts the registrar; send it each droplet version to register.
-pub fn spawn(settings: RegistrySettings) -> anyhow::Result<mpsc::UnboundedSender<Arc<Droplet>>> {
+/// Starts the registrar; send it each droplet version to register. It stops
+/// at `shutdown`, retries included.
+pub fn spawn(
+    settings: RegistrySettings,
+    shutdown: &Shutdown,
+) -> anyhow::Result<mpsc::UnboundedSender<Arc<Droplet>>> {
     let client = Arc::new(JsonClient::new(&settings.url, settings.token.clone())?);
     let settings = Arc::new(settings);
     let (sender, mut receive) = mpsc::unbounded_channel::<Arc<Droplet>>();
-    tokio::spawn(async move {
+    let tasks = shutdown.clone();
+    shutdown.spawn_until_triggered(async move {
         while let Some(droplet) = receive.recv().await {
             if matches!(droplet.state, DropletState::Failed(_)) {
                 continue;
             }
             let (client, settings) = (Arc::clone(&client), Arc::clone(&settings));
-            tokio::spawn(async move { register(&client, &settings, &droplet).await });
+            tasks
+                .spawn_until_triggered(async move { register(&client, &settings, &droplet).await });
         }
     });
     Ok(sender)
@@ -61,7 +68,7 @@ async fn register(client: &JsonClient, settings: &RegistrySettings, droplet: &Dr
         "id": droplet.manifest.id.as_deref().unwrap_or(name),
         "name": name,
         "endpoint": format!("{}/{name}", settings.public_url.trim_end_matches('/')),
-        "version": &*droplet.version,
+        "version": droplet.version.as_str(),
     });
     let mut backoff = FIRST_BACKOFF;
     for attempt in 1..=MAX_ATTEMPTS {

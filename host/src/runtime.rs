@@ -9,39 +9,22 @@
 //! guest code and host imports. A ticker thread bumps the engine's epoch every
 //! millisecond; at each tick a running guest yields to the async executor (so
 //! a busy guest cannot starve others on its worker) and, past its deadline,
-//! traps. Awaits in host imports are cut off by the same deadline.
+//! traps ([`crate::scheduler`]). Awaits in host imports are cut off by the
+//! same deadline.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::thread::JoinHandle;
-use std::time::Duration;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, PoolConcurrencyLimitError,
-    PoolingAllocationConfig, Store, StoreLimits, StoreLimitsBuilder, Trap, UpdateDeadline,
+    PoolingAllocationConfig, Store, StoreLimits, StoreLimitsBuilder, Trap,
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use crate::imports::Imports;
-
-/// Bindings generated from `wit/droplet.wit`.
-pub mod bindings {
-    wasmtime::component::bindgen!({
-        path: "../wit",
-        world: "droplet",
-        imports: { default: async },
-        exports: { default: async },
-    });
-}
-
-pub use bindings::DropletPre;
-pub use bindings::fp::droplet::types::{Request as GuestRequest, Response as GuestResponse};
-
-/// How often the epoch ticker ticks: the granularity of budgets and yields.
-pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+use crate::bindings::{self, DropletPre, GuestResponse};
+use crate::imports::{self, HasImports, Imports};
+use crate::scheduler::{EpochTicker, LongRunningGate};
 
 /// How much of each memory and table is reset in place (not with madvise)
 /// when an instance is dropped.
@@ -73,6 +56,12 @@ pub struct CallState {
     imports: Imports,
 }
 
+impl HasImports for CallState {
+    fn imports(&mut self) -> &mut Imports {
+        &mut self.imports
+    }
+}
+
 impl WasiView for CallState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
@@ -93,7 +82,7 @@ pub struct Call<'a> {
     /// The imports' state for this call.
     pub imports: Imports,
     /// The request to hand to `handle`.
-    pub request: GuestRequest,
+    pub request: bindings::GuestRequest,
     /// The droplet's recent calls mostly trapped or overran: schedule this
     /// call as long-running from its start.
     pub suspect: bool,
@@ -151,10 +140,7 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|err| anyhow::anyhow!("{err:#}"))?;
-        bindings::Droplet::add_to_linker::<CallState, HasSelf<Imports>>(&mut linker, |state| {
-            &mut state.imports
-        })
-        .map_err(|err| anyhow::anyhow!("{err:#}"))?;
+        imports::add_to_linker(&mut linker).map_err(|err| anyhow::anyhow!("{err:#}"))?;
 
         let ticker = EpochTicker::start(engine.clone())?;
         Ok(Self {
@@ -228,130 +214,6 @@ impl Runtime {
     }
 }
 
-/// A call still running this long after it started is long-running: past
-/// the first epoch tick, which a typical request never reaches.
-const LONG_RUNNING_AFTER: Duration = EPOCH_TICK;
-
-/// Keeps long-running calls from crowding out short ones.
-///
-/// Short calls (most requests) run to completion, yielding at each epoch
-/// tick. A call that is still running [`LONG_RUNNING_AFTER`] its start (or,
-/// for a droplet whose recent calls mostly trapped or overran, from its
-/// start) must hold a permit of this gate to run guest code; there are half
-/// as many permits as cores (at least one), handed out in FIFO order one
-/// tick at a time. While short calls are running, a returned permit rests
-/// for one tick before the next long-running call gets it, so runaway or
-/// CPU-heavy droplets get at most half of half the machine then; with no
-/// short calls waiting they run at full speed.
-struct LongRunningGate {
-    permits: Arc<Semaphore>,
-    /// Calls running that have not become long-running.
-    short_calls: Arc<AtomicUsize>,
-}
-
-impl LongRunningGate {
-    fn new() -> Self {
-        let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        Self {
-            permits: Arc::new(Semaphore::new((cores / 2).max(1))),
-            short_calls: Arc::new(AtomicUsize::new(0)),
-        }
-    }
-
-    /// The scheduler of one call; `suspect` calls are gated from the start.
-    fn scheduler(&self, deadline: Instant, suspect: bool) -> TickScheduler {
-        let now = std::time::Instant::now();
-        if !suspect {
-            self.short_calls.fetch_add(1, Ordering::Relaxed);
-        }
-        TickScheduler {
-            deadline: deadline.into_std(),
-            long_running_at: if suspect {
-                now
-            } else {
-                now + LONG_RUNNING_AFTER
-            },
-            short: !suspect,
-            short_calls: Arc::clone(&self.short_calls),
-            permits: Arc::clone(&self.permits),
-            held: None,
-        }
-    }
-}
-
-/// Decides, at each epoch tick of one call, whether its guest traps, yields,
-/// or queues for the long-running gate.
-struct TickScheduler {
-    deadline: std::time::Instant,
-    long_running_at: std::time::Instant,
-    /// Whether this call still counts in `short_calls`.
-    short: bool,
-    short_calls: Arc<AtomicUsize>,
-    permits: Arc<Semaphore>,
-    /// The gate permit this call holds while it runs, if any. Shared with the
-    /// yield future that acquires it; dropped with the store. Made at the
-    /// first long-running tick, so short calls never allocate it.
-    held: Option<Arc<std::sync::Mutex<Option<OwnedSemaphorePermit>>>>,
-}
-
-impl TickScheduler {
-    fn on_tick(&mut self) -> UpdateDeadline {
-        let now = std::time::Instant::now();
-        if now >= self.deadline {
-            return UpdateDeadline::Interrupt;
-        }
-        if now < self.long_running_at {
-            // tokio's `yield_now` puts the task at the back of the run queue;
-            // a plain self-wake would land in the worker's LIFO slot and let
-            // a spinning guest run again at once.
-            return UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()));
-        }
-        self.leave_short();
-        // Give the permit back (after a one-tick rest while short calls are
-        // running) and queue for it again, behind the other long-running
-        // calls; waiting ends at the deadline at the latest (the next tick
-        // then traps).
-        let held = Arc::clone(self.held.get_or_insert_with(Arc::default));
-        let returned = held.lock().ok().and_then(|mut held| held.take());
-        if let Some(permit) = returned
-            && self.short_calls.load(Ordering::Relaxed) > 0
-        {
-            tokio::spawn(async move {
-                tokio::time::sleep(EPOCH_TICK).await;
-                drop(permit);
-            });
-        }
-        let permits = Arc::clone(&self.permits);
-        let deadline = Instant::from_std(self.deadline);
-        UpdateDeadline::YieldCustom(
-            1,
-            Box::pin(async move {
-                tokio::task::yield_now().await;
-                if let Ok(Ok(permit)) =
-                    tokio::time::timeout_at(deadline, permits.acquire_owned()).await
-                    && let Ok(mut held) = held.lock()
-                {
-                    *held = Some(permit);
-                }
-            }),
-        )
-    }
-}
-
-impl TickScheduler {
-    fn leave_short(&mut self) {
-        if std::mem::replace(&mut self.short, false) {
-            self.short_calls.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
-}
-
-impl Drop for TickScheduler {
-    fn drop(&mut self) {
-        self.leave_short();
-    }
-}
-
 /// Turns a wasmtime error into what the client may know about it.
 fn classify(err: &wasmtime::Error, hint: Option<String>) -> CallError {
     if let Some(trap) = err.downcast_ref::<Trap>() {
@@ -376,63 +238,9 @@ fn classify(err: &wasmtime::Error, hint: Option<String>) -> CallError {
     CallError::Trap(format!("failed: {}", err.root_cause()))
 }
 
-/// The thread that advances the engine's epoch every [`EPOCH_TICK`]; stopped
-/// and joined when the runtime is dropped.
-struct EpochTicker {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl EpochTicker {
-    fn start(engine: Engine) -> std::io::Result<Self> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = std::thread::Builder::new()
-            .name("epoch-ticker".into())
-            .spawn({
-                let stop = Arc::clone(&stop);
-                move || {
-                    raise_ticker_priority();
-                    while !stop.load(Ordering::Relaxed) {
-                        std::thread::sleep(EPOCH_TICK);
-                        engine.increment_epoch();
-                    }
-                }
-            })?;
-        Ok(Self {
-            stop,
-            thread: Some(thread),
-        })
-    }
-}
-
-/// Best effort: runs the ticker thread under `SCHED_FIFO` so that busy cores
-/// do not delay the ticks that yield and stop guests. Needs `CAP_SYS_NICE`
-/// (root, or granted to the container); without it the ticker stays an
-/// ordinary thread.
-fn raise_ticker_priority() {
-    #[cfg(target_os = "linux")]
-    {
-        let param = libc::sched_param { sched_priority: 1 };
-        // SAFETY: `sched_setscheduler` with pid 0 changes only the calling
-        // thread's policy; `param` is a valid, initialised struct that
-        // outlives the call.
-        let raised = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } == 0;
-        tracing::debug!(raised, "epoch ticker real-time priority");
-    }
-}
-
-impl Drop for EpochTicker {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
 impl Drop for Runtime {
     fn drop(&mut self) {
         // The ticker holds an engine clone; stop it before the engine goes.
-        self.ticker.stop.store(true, Ordering::Relaxed);
+        self.ticker.stop();
     }
 }

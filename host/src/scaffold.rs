@@ -174,12 +174,12 @@ pub fn build_droplet(
     std::fs::create_dir_all(droplets)?;
     let manifest = path.join(format!("{name}.toml"));
     if manifest.exists() {
-        crate::droplets::store::write_atomic(
+        crate::fs::write_atomic(
             &droplets.join(format!("{name}.toml")),
             &std::fs::read(&manifest)?,
         )?;
     }
-    crate::droplets::store::write_atomic(&droplets.join(format!("{name}.wasm")), &wasm)?;
+    crate::fs::write_atomic(&droplets.join(format!("{name}.wasm")), &wasm)?;
     Ok(name)
 }
 

@@ -2,12 +2,12 @@
 //!
 //! Each connection is served by hyper (HTTP/1.1, and HTTP/2 with prior
 //! knowledge) on its own task and watched by a [`GracefulShutdown`]. When the
-//! shutdown signal fires the listener is closed first, so no new connection
-//! is accepted; then every open connection is told to finish its in-flight
-//! requests and close, for at most the grace period.
+//! host's [`Shutdown`](crate::shutdown::Shutdown) is triggered the listener
+//! is closed first, so no new connection is accepted; then every open
+//! connection is told to finish its in-flight requests and close, for at
+//! most the grace period.
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,25 +18,21 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use crate::app::App;
-use crate::dispatch;
+use crate::service;
 
 /// How long a client may take to send a request's headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Serves connections from `listener` until `shutdown` resolves, then drains.
-pub async fn serve(
-    listener: TcpListener,
-    app: Arc<App>,
-    shutdown: impl Future<Output = ()>,
-    grace: Duration,
-) {
+/// Serves connections from `listener` until the host's shutdown is
+/// triggered, then drains them for at most `grace`.
+pub async fn serve(listener: TcpListener, app: Arc<App>, grace: Duration) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
     let graceful = GracefulShutdown::new();
-    tokio::pin!(shutdown);
+    let shutdown = app.shutdown.clone();
 
     loop {
         tokio::select! {
@@ -55,7 +51,7 @@ pub async fn serve(
                 let app = Arc::clone(&app);
                 let service = service_fn(move |req| {
                     let app = Arc::clone(&app);
-                    async move { Ok::<_, Infallible>(dispatch::handle(app, req).await) }
+                    async move { Ok::<_, Infallible>(service::handle(app, req).await) }
                 });
                 let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
                 let connection = graceful.watch(connection);
@@ -65,12 +61,11 @@ pub async fn serve(
                     }
                 });
             }
-            () = &mut shutdown => break,
+            () = shutdown.triggered() => break,
         }
     }
 
     drop(listener);
-    app.begin_shutdown();
     tracing::info!(
         grace_s = grace.as_secs_f64(),
         "shutting down: finishing in-flight requests"

@@ -17,15 +17,15 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::app::App;
-use crate::droplets::read_dir_version;
+use crate::droplets::directory;
 use crate::router::is_droplet_name;
+use crate::shutdown::Shutdown;
 
 /// How long a droplet's files must be quiet before they are read.
 pub const DEBOUNCE: Duration = Duration::from_millis(250);
 
-/// Starts watching `dir`. Keep the returned watcher alive: dropping it stops
-/// the watch (and the task that publishes).
-pub fn spawn(app: Arc<App>, dir: PathBuf) -> notify::Result<RecommendedWatcher> {
+/// Starts watching `dir`, until `shutdown`.
+pub fn spawn(app: Arc<App>, dir: PathBuf, shutdown: &Shutdown) -> notify::Result<()> {
     let (events, mut receive) = mpsc::unbounded_channel::<PathBuf>();
     let mut watcher =
         notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
@@ -39,11 +39,15 @@ pub fn spawn(app: Arc<App>, dir: PathBuf) -> notify::Result<RecommendedWatcher> 
     watcher.watch(&dir, RecursiveMode::NonRecursive)?;
     tracing::info!(dir = %dir.display(), "watching the droplets directory for changes");
 
-    tokio::spawn(async move {
+    let stop = shutdown.clone();
+    shutdown.spawn(async move {
+        // Owned by the task: the watch lasts as long as it runs.
+        let _watcher: RecommendedWatcher = watcher;
         let mut due: HashMap<String, Instant> = HashMap::new();
         loop {
             let next = due.values().min().copied();
             tokio::select! {
+                () = stop.triggered() => break,
                 path = receive.recv() => {
                     let Some(path) = path else { break };
                     if let Some(name) = droplet_of(&path) {
@@ -61,7 +65,7 @@ pub fn spawn(app: Arc<App>, dir: PathBuf) -> notify::Result<RecommendedWatcher> 
             }
         }
     });
-    Ok(watcher)
+    Ok(())
 }
 
 async fn sleep_until(at: Option<Instant>) {
@@ -87,7 +91,7 @@ async fn apply(app: &App, dir: &Path, name: &str) {
     let (dir, owned) = (dir.to_path_buf(), name.to_string());
     let read = tokio::task::spawn_blocking(move || {
         if dir.join(format!("{owned}.wasm")).exists() {
-            read_dir_version(&dir, &owned).map(Some)
+            directory::read_version(&dir, &owned).map(Some)
         } else {
             Ok(None)
         }

@@ -37,3 +37,42 @@ async fn graceful_shutdown_lets_an_in_flight_request_finish() {
         .expect("host exits");
     assert!(status.success(), "exit status {status:?}");
 }
+
+#[tokio::test]
+async fn a_write_acknowledged_just_before_sigterm_is_on_disk_afterwards() {
+    let data = tempfile::tempdir().unwrap();
+    // Relaxed writes are acknowledged before they reach the disk: only the
+    // last flush of an orderly shutdown makes them durable.
+    let mut host = HostBuilder::new()
+        .droplet("kv", "kvstore")
+        .data(data.path())
+        .arg("--kv-durability")
+        .arg("relaxed")
+        .start()
+        .await;
+    let put = Request::put("/kv/k/last-word")
+        .body(Bytes::from_static(b"kept"))
+        .unwrap();
+    assert_eq!(host.send(put).await.status, 200);
+    host.signal("TERM");
+    let status = host
+        .wait_exit(Duration::from_secs(15))
+        .await
+        .expect("host exits");
+    assert!(status.success(), "exit status {status:?}");
+    assert!(
+        host.log_lines()
+            .iter()
+            .any(|line| line["message"] == "kv storage flushed"),
+        "the host says it flushed kv storage before exiting"
+    );
+
+    let host = HostBuilder::new()
+        .droplet("kv", "kvstore")
+        .data(data.path())
+        .start()
+        .await;
+    let reply = host.get("/kv/k/last-word").await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.text(), "kept");
+}

@@ -43,17 +43,14 @@ pub fn example(name: &str) -> Vec<u8> {
 /// Example `name` with a custom section appended: the same droplet, but
 /// different bytes (a distinct version and cache entry) for each `variant`.
 pub fn example_variant(name: &str, variant: u32) -> Vec<u8> {
+    use wasm_encoder::{ComponentSection, CustomSection, Encode};
+    let section = CustomSection {
+        name: "droplet-test-variant".into(),
+        data: variant.to_le_bytes().to_vec().into(),
+    };
     let mut bytes = example(name);
-    let section_name = b"droplet-test-variant";
-    let payload = variant.to_le_bytes();
-    // Custom section: id 0, LEB128 size, LEB128 name length, name, payload.
-    let size = 1 + section_name.len() + payload.len();
-    assert!(size < 128 && section_name.len() < 128);
-    bytes.push(0);
-    bytes.push(size as u8);
-    bytes.push(section_name.len() as u8);
-    bytes.extend_from_slice(section_name);
-    bytes.extend_from_slice(&payload);
+    bytes.push(section.id());
+    section.encode(&mut bytes);
     bytes
 }
 

@@ -6,11 +6,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use sha2::{Digest, Sha256};
-
-use crate::cache::{CodeCache, Origin, hex};
+use crate::bindings::DropletPre;
+use crate::cache::{CodeCache, Origin};
 use crate::manifest::Manifest;
-use crate::runtime::{CallState, DropletPre, Runtime};
+use crate::runtime::{CallState, Runtime};
 
 /// A droplet that can be instantiated.
 pub struct Ready {
@@ -23,6 +22,7 @@ pub struct Ready {
 }
 
 /// A manifest that parsed, with its config resolved.
+#[derive(Default)]
 pub struct Parsed {
     /// The manifest.
     pub manifest: Manifest,
@@ -85,16 +85,4 @@ impl Loader {
             imports,
         })
     }
-}
-
-/// The content hash of a version: module and manifest together, so a
-/// manifest change alone is a new version.
-pub fn content_hash(wasm: &[u8], manifest: Option<&str>) -> String {
-    let mut digest = Sha256::new();
-    digest.update((wasm.len() as u64).to_le_bytes());
-    digest.update(wasm);
-    if let Some(manifest) = manifest {
-        digest.update(manifest.as_bytes());
-    }
-    hex(&digest.finalize())
 }

@@ -4,9 +4,35 @@
 //! The caller's token was verified by the host before the instance was made
 //! (the droplet's policy); the droplet only reads the result.
 
-use super::Imports;
-use crate::jwt::{TokenError, VerifiedClaims};
-use crate::runtime::bindings::fp::droplet::auth::{Claims, Error, Host};
+use std::sync::Arc;
+
+use crate::bindings::fp::droplet::auth::{Claims, Error, Host};
+use crate::jwt::{TokenError, VerifiedClaims, Verifier};
+
+/// The host-wide half: the keys tokens are verified with.
+pub struct AuthCapability {
+    /// The host's verifier; `None` when no keys are configured.
+    pub verifier: Option<Arc<Verifier>>,
+}
+
+/// What the `auth` import knows for one call.
+pub struct AuthAccess {
+    /// The verified claims of the request's bearer token, if valid.
+    pub caller: Option<Arc<VerifiedClaims>>,
+    /// The host's verifier, if keys are configured.
+    pub verifier: Option<Arc<Verifier>>,
+}
+
+impl AuthCapability {
+    /// One call's view: its caller (verified by the droplet's policy before
+    /// the instance was made) and the host's keys.
+    pub fn for_call(&self, caller: Option<Arc<VerifiedClaims>>) -> AuthAccess {
+        AuthAccess {
+            caller,
+            verifier: self.verifier.clone(),
+        }
+    }
+}
 
 fn to_wit(claims: &VerifiedClaims) -> Claims {
     Claims {
@@ -19,13 +45,13 @@ fn to_wit(claims: &VerifiedClaims) -> Claims {
     }
 }
 
-impl Host for Imports {
+impl Host for AuthAccess {
     async fn caller(&mut self) -> Option<Claims> {
-        self.auth.caller.as_deref().map(to_wit)
+        self.caller.as_deref().map(to_wit)
     }
 
     async fn verify(&mut self, token: String) -> Result<Claims, Error> {
-        let Some(verifier) = &self.auth.verifier else {
+        let Some(verifier) = &self.verifier else {
             return Err(Error::Unavailable(
                 "this host has no keys configured to verify tokens".to_string(),
             ));

@@ -1,11 +1,22 @@
 //! `fp:droplet/config`: values from the droplet's manifest `[config]` table,
 //! with `${VAR}` already expanded when the droplet was loaded.
 
-use super::Imports;
-use crate::runtime::bindings::fp::droplet::config::Host;
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
-impl Host for Imports {
+use super::call::CallContext;
+use crate::bindings::fp::droplet::config::Host;
+
+/// The config one call may read: its droplet version's table.
+pub struct ConfigAccess(Arc<BTreeMap<String, String>>);
+
+/// The droplet's table, shared by all its calls.
+pub fn for_call(call: &CallContext<'_>) -> ConfigAccess {
+    ConfigAccess(Arc::clone(call.config))
+}
+
+impl Host for ConfigAccess {
     async fn get(&mut self, key: String) -> Option<String> {
-        self.config.get(&key).cloned()
+        self.0.get(&key).cloned()
     }
 }

@@ -5,11 +5,53 @@
 //! mapped to the guest's variant in one place.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
-use super::Imports;
-use crate::kv::{self, KvError};
-use crate::runtime::bindings::fp::droplet::kv::{Error, Host, KeyPage};
+use tokio::time::Instant;
+
+use super::call::CallContext;
+use crate::bindings::fp::droplet::kv::{Error, Host, KeyPage};
+use crate::kv::{self, KvBackend, KvError, Limits};
+
+/// The host-wide half: the backend every droplet's namespace lives in.
+pub struct KvCapability {
+    /// The store ([`crate::kv::BackendConfig`] chose it).
+    pub backend: Arc<dyn KvBackend>,
+    /// The largest value accepted, in bytes.
+    pub max_value_bytes: usize,
+}
+
+/// What the `kv` import may reach for one call.
+pub struct KvAccess {
+    /// The store.
+    pub backend: Arc<dyn KvBackend>,
+    /// The droplet's namespace, chosen by the host.
+    pub namespace: Arc<str>,
+    /// Quota and value limit.
+    pub limits: Limits,
+    /// The call's deadline: a kv call still waiting then answers `unavailable`.
+    pub deadline: Instant,
+}
+
+impl KvCapability {
+    /// One call's view: the droplet's own namespace, its manifest's quota,
+    /// and the call's deadline.
+    pub fn for_call(&self, call: &CallContext<'_>) -> KvAccess {
+        KvAccess {
+            backend: Arc::clone(&self.backend),
+            namespace: Arc::clone(call.droplet),
+            limits: Limits {
+                quota_bytes: call
+                    .manifest
+                    .kv_quota_mb
+                    .map(|mb| mb.saturating_mul(1 << 20)),
+                max_value_bytes: self.max_value_bytes,
+            },
+            deadline: call.deadline,
+        }
+    }
+}
 
 impl From<KvError> for Error {
     fn from(err: KvError) -> Self {
@@ -24,14 +66,14 @@ impl From<KvError> for Error {
     }
 }
 
-impl Imports {
+impl KvAccess {
     /// Runs one kv operation under the call's deadline and records it.
     async fn kv_call<T>(
         &self,
         op: &'static str,
         call: impl Future<Output = Result<T, KvError>>,
     ) -> Result<T, Error> {
-        let result = match tokio::time::timeout_at(self.kv.deadline, call).await {
+        let result = match tokio::time::timeout_at(self.deadline, call).await {
             Ok(result) => result,
             Err(_) => Err(KvError::Unavailable(
                 "the request's budget ran out".to_string(),
@@ -42,17 +84,17 @@ impl Imports {
     }
 }
 
-impl Host for Imports {
+impl Host for KvAccess {
     async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, Error> {
         kv::check_key(&key)?;
-        let (backend, ns) = (&self.kv.backend, &self.kv.namespace);
+        let (backend, ns) = (&self.backend, &self.namespace);
         self.kv_call("get", backend.get(ns, &key)).await
     }
 
     async fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: Option<u64>) -> Result<(), Error> {
         kv::check_key(&key)?;
-        kv::check_value(&value, self.kv.limits)?;
-        let (backend, ns, limits) = (&self.kv.backend, &self.kv.namespace, self.kv.limits);
+        kv::check_value(&value, self.limits)?;
+        let (backend, ns, limits) = (&self.backend, &self.namespace, self.limits);
         let ttl = ttl_ms.map(Duration::from_millis);
         self.kv_call("set", backend.set(ns, &key, value, ttl, limits))
             .await
@@ -60,13 +102,13 @@ impl Host for Imports {
 
     async fn delete(&mut self, key: String) -> Result<bool, Error> {
         kv::check_key(&key)?;
-        let (backend, ns) = (&self.kv.backend, &self.kv.namespace);
+        let (backend, ns) = (&self.backend, &self.namespace);
         self.kv_call("delete", backend.delete(ns, &key)).await
     }
 
     async fn exists(&mut self, key: String) -> Result<bool, Error> {
         kv::check_key(&key)?;
-        let (backend, ns) = (&self.kv.backend, &self.kv.namespace);
+        let (backend, ns) = (&self.backend, &self.namespace);
         self.kv_call("exists", backend.exists(ns, &key)).await
     }
 
@@ -79,7 +121,7 @@ impl Host for Imports {
         if prefix.len() > kv::MAX_KEY_BYTES {
             return Err(Error::KeyTooLarge);
         }
-        let (backend, ns) = (&self.kv.backend, &self.kv.namespace);
+        let (backend, ns) = (&self.backend, &self.namespace);
         let page = self
             .kv_call("list_keys", backend.list_keys(ns, &prefix, cursor, limit))
             .await?;
@@ -97,9 +139,9 @@ impl Host for Imports {
     ) -> Result<bool, Error> {
         kv::check_key(&key)?;
         if let Some(value) = &new {
-            kv::check_value(value, self.kv.limits)?;
+            kv::check_value(value, self.limits)?;
         }
-        let (backend, ns, limits) = (&self.kv.backend, &self.kv.namespace, self.kv.limits);
+        let (backend, ns, limits) = (&self.backend, &self.namespace, self.limits);
         self.kv_call(
             "compare_and_swap",
             backend.compare_and_swap(ns, &key, expected, new, limits),
@@ -109,7 +151,7 @@ impl Host for Imports {
 
     async fn increment(&mut self, key: String, delta: i64) -> Result<i64, Error> {
         kv::check_key(&key)?;
-        let (backend, ns, limits) = (&self.kv.backend, &self.kv.namespace, self.kv.limits);
+        let (backend, ns, limits) = (&self.backend, &self.namespace, self.limits);
         self.kv_call("increment", backend.increment(ns, &key, delta, limits))
             .await
     }

@@ -16,8 +16,8 @@ use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
-use super::Imports;
-use crate::runtime::bindings::fp::droplet::log::{Host, Level};
+use super::call::CallContext;
+use crate::bindings::fp::droplet::log::{Host, Level};
 
 /// Most lines one request may log.
 pub const MAX_LINES_PER_CALL: u32 = 256;
@@ -27,6 +27,15 @@ pub const MAX_BYTES_PER_CALL: usize = 64 * 1024;
 const MAX_LINE_BYTES: usize = 8 * 1024;
 /// How much of the end of stderr is kept to explain a trap.
 const STDERR_TAIL_BYTES: usize = 2048;
+
+/// A fresh log for one call, tagged with its droplet, version and trace id.
+pub fn for_call(call: &CallContext<'_>) -> Arc<GuestLog> {
+    Arc::new(GuestLog::new(
+        Arc::clone(call.droplet),
+        Arc::clone(call.version),
+        Arc::clone(call.trace_id),
+    ))
+}
 
 /// Where one call's guest log lines go.
 pub struct GuestLog {
@@ -197,7 +206,7 @@ fn explain_stderr(tail: &str) -> Option<String> {
     lines.last().map(|line| line.to_string())
 }
 
-impl Host for Imports {
+impl Host for Arc<GuestLog> {
     async fn log(&mut self, level: Level, message: String, fields: Vec<(String, String)>) {
         let fields = (!fields.is_empty()).then(|| {
             let object: serde_json::Map<String, serde_json::Value> = fields
@@ -206,8 +215,7 @@ impl Host for Imports {
                 .collect();
             serde_json::Value::Object(object).to_string()
         });
-        self.log
-            .emit(level, Source::Log, &message, fields.as_deref());
+        self.emit(level, Source::Log, &message, fields.as_deref());
     }
 }
 

@@ -1,54 +1,89 @@
-//! The host side of the WIT world's imports: one module per interface.
+//! The host side of the WIT world's imports: one module per interface, each
+//! a self-contained capability.
 //!
-//! [`Imports`] is the per-call state those interfaces need. It lives in the
-//! call's `Store`, so it is made fresh for every request and dropped with it.
+//! A capability has two halves. Its host-wide half (settings and shared
+//! handles, such as the kv backend) lives in [`Capabilities`], built once
+//! at start-up. Its per-call half (such as the droplet's kv namespace and
+//! the call's deadline) is made by the capability's `for_call` from the
+//! [`CallContext`] — the droplet's version and manifest and the request —
+//! and lives in [`Imports`], inside the call's `Store`, so it is fresh for
+//! every request and dropped with it. Each module implements its
+//! interface's generated `Host` trait on its own per-call state, and
+//! [`add_to_linker`] registers each interface with one line.
+//!
+//! Adding a capability: its WIT interface, its module here (settings,
+//! `for_call`, `Host` impl), one field in [`Capabilities`] and [`Imports`],
+//! one line in [`Capabilities::for_call`] and in [`add_to_linker`], its SDK
+//! module, its tests (see `CONTRIBUTING.md`).
 
 pub mod auth;
+pub mod call;
 pub mod config;
 pub mod kv;
 pub mod log;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use tokio::time::Instant;
+use wasmtime::component::{HasSelf, Linker};
 
-use self::log::GuestLog;
-use crate::jwt::{VerifiedClaims, Verifier};
-use crate::kv::{KvBackend, Limits};
+pub use self::call::CallContext;
+use crate::bindings::fp::droplet as wit;
+
+/// The host-wide half of every capability, built once from the host's
+/// settings.
+pub struct Capabilities {
+    /// `fp:droplet/kv`: the backend and its limits.
+    pub kv: kv::KvCapability,
+    /// `fp:droplet/auth`: the host's token verifier.
+    pub auth: auth::AuthCapability,
+}
+
+impl Capabilities {
+    /// The per-call state of every capability, for one call.
+    pub fn for_call(&self, call: CallContext<'_>) -> Imports {
+        Imports {
+            log: log::for_call(&call),
+            config: config::for_call(&call),
+            kv: self.kv.for_call(&call),
+            auth: self.auth.for_call(call.caller),
+        }
+    }
+}
 
 /// Per-call state behind the `kv`, `log`, `auth` and `config` imports.
 pub struct Imports {
     /// Where this call's log lines (and stdout/stderr) go.
-    pub log: Arc<GuestLog>,
+    pub log: Arc<log::GuestLog>,
     /// The droplet's resolved `[config]` table, shared by all its calls.
-    pub config: Arc<BTreeMap<String, String>>,
+    pub config: config::ConfigAccess,
     /// The droplet's key-value namespace.
-    pub kv: KvAccess,
+    pub kv: kv::KvAccess,
     /// This request's caller and the host's verifier.
-    pub auth: AuthAccess,
+    pub auth: auth::AuthAccess,
 }
 
-/// What the `kv` import may reach for one call.
-pub struct KvAccess {
-    /// The store.
-    pub backend: Arc<dyn KvBackend>,
-    /// The droplet's namespace, chosen by the host.
-    pub namespace: Arc<str>,
-    /// Quota and value limit.
-    pub limits: Limits,
-    /// The call's deadline: a kv call still waiting then answers `unavailable`.
-    pub deadline: Instant,
+/// A store's data that carries a call's [`Imports`].
+pub trait HasImports: Send + 'static {
+    /// This call's imports.
+    fn imports(&mut self) -> &mut Imports;
 }
 
-/// What the `auth` import knows for one call.
-pub struct AuthAccess {
-    /// The verified claims of the request's bearer token, if valid.
-    pub caller: Option<Arc<VerifiedClaims>>,
-    /// The host's verifier, if keys are configured.
-    pub verifier: Option<Arc<Verifier>>,
+/// Registers every interface of the world's imports: one line each.
+pub fn add_to_linker<T: HasImports>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+    wit::types::add_to_linker::<T, HasSelf<Imports>>(linker, |state| state.imports())?;
+    wit::log::add_to_linker::<T, HasSelf<Arc<log::GuestLog>>>(linker, |state| {
+        &mut state.imports().log
+    })?;
+    wit::config::add_to_linker::<T, HasSelf<config::ConfigAccess>>(linker, |state| {
+        &mut state.imports().config
+    })?;
+    wit::kv::add_to_linker::<T, HasSelf<kv::KvAccess>>(linker, |state| &mut state.imports().kv)?;
+    wit::auth::add_to_linker::<T, HasSelf<auth::AuthAccess>>(linker, |state| {
+        &mut state.imports().auth
+    })?;
+    Ok(())
 }
 
 /// `fp:droplet/types` holds only the request and response records; it has
 /// no functions to implement.
-impl crate::runtime::bindings::fp::droplet::types::Host for Imports {}
+impl wit::types::Host for Imports {}

@@ -1,5 +1,7 @@
 //! Key-value storage behind the `kv` import: the [`KvBackend`] trait, the
-//! limits every backend shares, and the embedded sled backend.
+//! limits every backend shares, and [`BackendConfig`], the one place a
+//! backend is chosen from the host's configuration. One module per backend
+//! ([`sled`]: the embedded default).
 //!
 //! A namespace is chosen by the host (the droplet's name), never by the
 //! guest: backends keep namespaces in separate trees, so no key a droplet
@@ -7,9 +9,52 @@
 
 pub mod sled;
 
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+
+use crate::shutdown::Shutdown;
+
+/// Whether writes wait for the storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// A write returns once it is durable (group commit). The default.
+    Durable,
+    /// A write returns once applied in memory; the backend flushes soon
+    /// after (sled: every 500 ms) and at shutdown.
+    Relaxed,
+}
+
+/// Which backend keeps kv data, and its settings: chosen once from the
+/// host's configuration.
+#[derive(Debug, Clone)]
+pub enum BackendConfig {
+    /// The embedded default: sled in `dir`.
+    Sled {
+        /// The database directory (`{data}/kv`).
+        dir: PathBuf,
+        /// Whether writes wait for the disk.
+        durability: Durability,
+    },
+}
+
+impl BackendConfig {
+    /// Opens the backend and starts its upkeep, which ends at `shutdown`.
+    pub async fn open(&self, shutdown: &Shutdown) -> Result<Arc<dyn KvBackend>, String> {
+        match self.clone() {
+            BackendConfig::Sled { dir, durability } => {
+                let backend =
+                    tokio::task::spawn_blocking(move || sled::SledBackend::open(&dir, durability))
+                        .await
+                        .map_err(|err| format!("opening the kv store failed: {err}"))??;
+                backend.spawn_purger(shutdown);
+                Ok(Arc::new(backend))
+            }
+        }
+    }
+}
 
 /// Longest key, in bytes.
 pub const MAX_KEY_BYTES: usize = 512;
@@ -128,6 +173,9 @@ pub trait KvBackend: Send + Sync + 'static {
         delta: i64,
         limits: Limits,
     ) -> Result<i64, KvError>;
+    /// Makes every write acknowledged so far durable, relaxed ones
+    /// included: the last group commit, at shutdown.
+    async fn flush(&self) -> Result<(), KvError>;
     /// What the namespace stores.
     async fn usage(&self, ns: &str) -> Result<Usage, KvError>;
     /// Deletes the whole namespace.

@@ -11,6 +11,8 @@
 //! (sled still flushes in the background every 500 ms).
 //!
 //! sled's calls block, so every operation runs on tokio's blocking pool.
+//! At shutdown, [`KvBackend::flush`] makes every write so far durable,
+//! relaxed ones included.
 
 use std::collections::HashMap;
 use std::ops::Bound;
@@ -22,24 +24,19 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use tokio::sync::oneshot;
 
-use super::{KeyPage, KvBackend, KvError, Limits, MAX_LIST_LIMIT, Usage, within_quota};
-
-/// Whether writes wait for the disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Durability {
-    /// A write returns once flushed (group commit). The default.
-    Durable,
-    /// A write returns once applied in memory; sled flushes every 500 ms.
-    Relaxed,
-}
+use super::{Durability, KeyPage, KvBackend, KvError, Limits, MAX_LIST_LIMIT, Usage, within_quota};
+use crate::shutdown::Shutdown;
 
 /// How often expired keys are purged.
 const PURGE_INTERVAL: Duration = Duration::from_secs(30);
 /// Tree names of droplet namespaces start with this.
 const TREE_PREFIX: &str = "kv/";
 
-/// sled, opened at `{data}/kv`.
-pub struct SledBackend {
+/// sled, opened at `{data}/kv`: the handle the host calls through.
+pub struct SledBackend(Arc<Store>);
+
+/// The database and what the backend keeps beside it.
+struct Store {
     db: sled::Db,
     durability: Durability,
     commit: Arc<GroupCommit>,
@@ -58,31 +55,31 @@ struct Namespace {
 
 impl SledBackend {
     /// Opens (or creates) the store in `dir`. Blocking.
-    pub fn open(dir: &Path, durability: Durability) -> Result<Arc<Self>, String> {
+    pub fn open(dir: &Path, durability: Durability) -> Result<Self, String> {
         let db = sled::Config::new()
             .path(dir)
             .flush_every_ms(Some(500))
             .open()
             .map_err(|err| format!("cannot open the kv store at {}: {err}", dir.display()))?;
-        Ok(Arc::new(Self {
+        Ok(Self(Arc::new(Store {
             commit: Arc::new(GroupCommit::new(db.clone())),
             db,
             durability,
             namespaces: Mutex::new(HashMap::new()),
-        }))
+        })))
     }
 
     /// Starts the task that purges expired keys every [`PURGE_INTERVAL`]; it
-    /// ends when the backend is dropped.
-    pub fn spawn_purger(self: &Arc<Self>) {
-        let weak = Arc::downgrade(self);
-        tokio::spawn(async move {
+    /// ends at shutdown or when the backend is dropped.
+    pub fn spawn_purger(&self, shutdown: &Shutdown) {
+        let weak = Arc::downgrade(&self.0);
+        shutdown.spawn_until_triggered(async move {
             let mut interval = tokio::time::interval(PURGE_INTERVAL);
             interval.tick().await;
             loop {
                 interval.tick().await;
-                let Some(backend) = weak.upgrade() else { break };
-                let purged = tokio::task::spawn_blocking(move || backend.purge_expired()).await;
+                let Some(store) = weak.upgrade() else { break };
+                let purged = tokio::task::spawn_blocking(move || store.purge_expired()).await;
                 match purged {
                     Ok(Ok(0)) => {}
                     Ok(Ok(count)) => tracing::debug!(count, "purged expired kv keys"),
@@ -95,6 +92,13 @@ impl SledBackend {
 
     /// Removes every expired value; returns how many. Blocking.
     pub fn purge_expired(&self) -> Result<usize, sled::Error> {
+        self.0.purge_expired()
+    }
+}
+
+impl Store {
+    /// Removes every expired value; returns how many. Blocking.
+    fn purge_expired(&self) -> Result<usize, sled::Error> {
         let now = now_ms();
         let mut purged = 0;
         for name in self.db.tree_names() {
@@ -172,11 +176,8 @@ impl SledBackend {
     }
 }
 
-/// A handle that lets async code call the backend through an `Arc`.
-pub struct Sled(pub Arc<SledBackend>);
-
 #[async_trait]
-impl KvBackend for Sled {
+impl KvBackend for SledBackend {
     async fn get(&self, ns: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
         let key = key.to_string();
         self.0
@@ -303,30 +304,14 @@ impl KvBackend for Sled {
             .0
             .blocking(ns, move |namespace| {
                 let new_raw = new.as_deref().map(|value| encode(0, value));
-                loop {
-                    let current = namespace.tree.get(key.as_bytes()).map_err(storage)?;
-                    let live = current.as_ref().and_then(|raw| live_value(raw, now_ms()));
-                    if live != expected.as_deref() {
-                        return Ok(false);
-                    }
-                    let delta = size_delta(
-                        key.len(),
-                        current.as_ref().map(|raw| raw.len()),
-                        new_raw.as_ref().map(Vec::len),
-                    );
-                    if !within_quota(namespace.bytes.load(Ordering::Relaxed), delta, limits) {
-                        return Err(KvError::QuotaExceeded);
-                    }
-                    let outcome = namespace
-                        .tree
-                        .compare_and_swap(key.as_bytes(), current.as_ref(), new_raw.as_deref())
-                        .map_err(storage)?;
-                    if outcome.is_ok() {
-                        apply_delta(namespace, delta);
-                        return Ok(true);
-                    }
-                    // Someone wrote in between: look again.
-                }
+                swap_entry(namespace, &key, limits, |current| {
+                    let live = current.and_then(|raw| live_value(raw, now_ms()));
+                    Ok(if live == expected.as_deref() {
+                        Swap::Write(new_raw.clone(), true)
+                    } else {
+                        Swap::Keep(false)
+                    })
+                })
             })
             .await?;
         if swapped {
@@ -346,42 +331,19 @@ impl KvBackend for Sled {
         let value = self
             .0
             .blocking(ns, move |namespace| {
-                loop {
-                    let current = namespace.tree.get(key.as_bytes()).map_err(storage)?;
-                    let now = now_ms();
-                    let (expires_at, number) =
-                        match current.as_ref().filter(|raw| !is_expired(raw, now)) {
-                            None => (0, 0i64),
-                            Some(raw) => {
-                                let text = std::str::from_utf8(&raw[8..])
-                                    .map_err(|_| KvError::NotANumber)?;
-                                (
-                                    expiry(raw),
-                                    text.trim()
-                                        .parse::<i64>()
-                                        .map_err(|_| KvError::NotANumber)?,
-                                )
-                            }
-                        };
+                swap_entry(namespace, &key, limits, |current| {
+                    let (expires_at, number) = match current
+                        .filter(|raw| !is_expired(raw, now_ms()))
+                    {
+                        None => (0, 0i64),
+                        Some(raw) => (expiry(raw), parse_number(raw.get(8..).unwrap_or_default())?),
+                    };
                     let next = number.checked_add(delta).ok_or(KvError::NotANumber)?;
-                    let raw = encode(expires_at, next.to_string().as_bytes());
-                    let size = size_delta(
-                        key.len(),
-                        current.as_ref().map(|raw| raw.len()),
-                        Some(raw.len()),
-                    );
-                    if !within_quota(namespace.bytes.load(Ordering::Relaxed), size, limits) {
-                        return Err(KvError::QuotaExceeded);
-                    }
-                    let outcome = namespace
-                        .tree
-                        .compare_and_swap(key.as_bytes(), current.as_ref(), Some(raw.as_slice()))
-                        .map_err(storage)?;
-                    if outcome.is_ok() {
-                        apply_delta(namespace, size);
-                        return Ok(next);
-                    }
-                }
+                    Ok(Swap::Write(
+                        Some(encode(expires_at, next.to_string().as_bytes())),
+                        next,
+                    ))
+                })
             })
             .await?;
         self.0.durable().await?;
@@ -389,21 +351,28 @@ impl KvBackend for Sled {
     }
 
     async fn purge(&self, ns: &str) -> Result<(), KvError> {
-        let backend = Arc::clone(&self.0);
+        let store = Arc::clone(&self.0);
         let ns = ns.to_string();
         tokio::task::spawn_blocking(move || {
-            if let Ok(mut namespaces) = backend.namespaces.lock() {
+            if let Ok(mut namespaces) = store.namespaces.lock() {
                 namespaces.remove(&ns);
             }
-            backend
+            store
                 .db
                 .drop_tree(format!("{TREE_PREFIX}{ns}"))
                 .map_err(storage)?;
-            backend.db.flush().map_err(storage)?;
+            store.db.flush().map_err(storage)?;
             Ok(())
         })
         .await
         .map_err(|_| KvError::Unavailable("storage task failed".to_string()))?
+    }
+
+    async fn flush(&self) -> Result<(), KvError> {
+        let store = Arc::clone(&self.0);
+        tokio::task::spawn_blocking(move || store.db.flush().map(|_| ()).map_err(storage))
+            .await
+            .map_err(|_| KvError::Unavailable("storage task failed".to_string()))?
     }
 
     async fn usage(&self, ns: &str) -> Result<Usage, KvError> {
@@ -416,6 +385,57 @@ impl KvBackend for Sled {
             })
             .await
     }
+}
+
+/// What a [`swap_entry`] step decided.
+enum Swap<T> {
+    /// Leave the entry as it is and answer `T`.
+    Keep(T),
+    /// Replace the entry (`None`: remove it), then answer `T`.
+    Write(Option<Vec<u8>>, T),
+}
+
+/// Changes `key`'s stored entry atomically: `step` sees the current entry
+/// and decides; a write that would pass the quota is refused; if another
+/// writer changed the entry in between, `step` runs again on the new one.
+fn swap_entry<T>(
+    namespace: &Namespace,
+    key: &str,
+    limits: Limits,
+    mut step: impl FnMut(Option<&[u8]>) -> Result<Swap<T>, KvError>,
+) -> Result<T, KvError> {
+    loop {
+        let current = namespace.tree.get(key.as_bytes()).map_err(storage)?;
+        let (new_raw, answer) = match step(current.as_deref())? {
+            Swap::Keep(answer) => return Ok(answer),
+            Swap::Write(new_raw, answer) => (new_raw, answer),
+        };
+        let delta = size_delta(
+            key.len(),
+            current.as_ref().map(|raw| raw.len()),
+            new_raw.as_ref().map(Vec::len),
+        );
+        if !within_quota(namespace.bytes.load(Ordering::Relaxed), delta, limits) {
+            return Err(KvError::QuotaExceeded);
+        }
+        let outcome = namespace
+            .tree
+            .compare_and_swap(key.as_bytes(), current.as_ref(), new_raw.as_deref())
+            .map_err(storage)?;
+        if outcome.is_ok() {
+            apply_delta(namespace, delta);
+            return Ok(answer);
+        }
+        // Someone wrote in between: look again.
+    }
+}
+
+/// The decimal integer a stored value holds.
+fn parse_number(value: &[u8]) -> Result<i64, KvError> {
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+        .ok_or(KvError::NotANumber)
 }
 
 /// One flush for every write that completed before it started.

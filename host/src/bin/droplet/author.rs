@@ -1,0 +1,121 @@
+//! The author's commands: `droplet new`, `droplet build` and
+//! `droplet token` (development tokens).
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use droplet_host::jwt;
+use droplet_host::runtime::{Runtime, RuntimeSettings};
+use droplet_host::scaffold;
+
+#[derive(clap::Args)]
+pub struct NewArgs {
+    /// The droplet's name.
+    pub name: String,
+    /// Where to create it [default: ./NAME].
+    #[arg(long)]
+    pub path: Option<PathBuf>,
+    /// The droplet SDK (the repository's `guest-sdk`) [default: the one this binary was built from].
+    #[arg(long)]
+    pub sdk: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub struct BuildArgs {
+    /// The droplet crate.
+    #[arg(default_value = ".")]
+    pub path: PathBuf,
+    /// Where to copy the built droplet (a running host watches it).
+    #[arg(long = "droplets", env = "DROPLET_DIR", default_value = "droplets")]
+    pub droplets_dir: PathBuf,
+}
+
+#[derive(clap::Args)]
+pub struct TokenArgs {
+    /// Scopes to grant (repeat, or separate with spaces).
+    #[arg(long = "scope", required = true)]
+    pub scopes: Vec<String>,
+    /// The token's subject.
+    #[arg(long, default_value = "developer")]
+    pub sub: String,
+    /// How long the token is valid (e.g. 30m, 1h, 7d).
+    #[arg(long, default_value = "1h")]
+    pub ttl: humantime::Duration,
+    /// HS256 secret.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: String,
+    /// Audience.
+    #[arg(long, env = "JWT_AUDIENCE", default_value = jwt::DEFAULT_AUDIENCE)]
+    pub jwt_audience: String,
+    /// Issuer, if the host requires one.
+    #[arg(long, env = "JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+}
+
+/// `droplet new`.
+pub fn new(args: NewArgs) -> anyhow::Result<()> {
+    let dir = args.path.unwrap_or_else(|| PathBuf::from(&args.name));
+    let sdk = args
+        .sdk
+        .or_else(scaffold::default_sdk_path)
+        .context("cannot find the droplet SDK: pass --sdk PATH (the repository's guest-sdk)")?;
+    scaffold::new_droplet(&args.name, &dir, &sdk)?;
+    println!("created droplet {} in {}", args.name, dir.display());
+    println!(
+        "next: cd {} && droplet build --droplets <your droplets dir>",
+        dir.display()
+    );
+    Ok(())
+}
+
+/// `droplet build`.
+pub fn build(args: BuildArgs) -> anyhow::Result<()> {
+    // Checks the component against the world with a small runtime of its own.
+    let runtime = Runtime::new(&RuntimeSettings {
+        max_instances: 1,
+        max_memory_mb: 64,
+    })?;
+    let check = |wasm: &[u8]| -> Result<(), String> {
+        let component = wasmtime::component::Component::new(runtime.engine(), wasm)
+            .map_err(|err| format!("{err:#}"))?;
+        runtime.link(&component).map(|_| ())
+    };
+    let name = scaffold::build_droplet(&args.path, &args.droplets_dir, check)?;
+    println!(
+        "built {name}: {}",
+        args.droplets_dir.join(format!("{name}.wasm")).display()
+    );
+    Ok(())
+}
+
+/// `droplet token`.
+pub fn token(args: TokenArgs) -> anyhow::Result<()> {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+    anyhow::ensure!(!args.jwt_secret.is_empty(), "JWT_SECRET is empty");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let scope = args
+        .scopes
+        .iter()
+        .flat_map(|scope| scope.split_whitespace())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut claims = serde_json::json!({
+        "sub": args.sub,
+        "aud": args.jwt_audience,
+        "iat": now,
+        "exp": now + args.ttl.as_secs(),
+        "scope": scope,
+    });
+    if let Some(issuer) = args.jwt_issuer {
+        claims["iss"] = issuer.into();
+    }
+    let token = encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(args.jwt_secret.as_bytes()),
+    )?;
+    println!("{token}");
+    Ok(())
+}

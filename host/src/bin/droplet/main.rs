@@ -1,0 +1,67 @@
+//! `droplet`: the command line of the droplet host. Each command's flags and
+//! work live in their own module: [`serve`], [`remote`] (admin API
+//! commands), [`author`] (`new`, `build`, `token`).
+
+mod author;
+mod progress;
+mod remote;
+mod serve;
+
+use clap::{Parser, Subcommand};
+
+/// Serve many WebAssembly droplets from one process.
+#[derive(Parser)]
+#[command(name = "droplet", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve every droplet in a directory over HTTP.
+    Serve(Box<serve::ServeArgs>),
+    /// Mint an HS256 token from JWT_SECRET, for development.
+    Token(author::TokenArgs),
+    /// List the droplets of a host.
+    List(remote::HostArgs),
+    /// Deploy a module (and optionally a manifest) to a host.
+    Deploy(remote::DeployArgs),
+    /// Serve the previous version of a droplet again.
+    Rollback(remote::NameArgs),
+    /// Remove a droplet from a host.
+    Rm(remote::RmArgs),
+    /// Create a new droplet crate.
+    New(author::NewArgs),
+    /// Build a droplet crate and copy it into a droplets directory.
+    Build(author::BuildArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    // `.env` first, so its values reach clap's `env` lookups; a missing file
+    // is fine, a malformed one is not.
+    match dotenvy::dotenv() {
+        Ok(_) => {}
+        Err(err) if err.not_found() => {}
+        Err(err) => anyhow::bail!("cannot read .env: {err}"),
+    }
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve::serve(*args),
+        Command::Token(args) => author::token(args),
+        Command::List(args) => remote(remote::list(args)),
+        Command::Deploy(args) => remote(remote::deploy(args)),
+        Command::Rollback(args) => remote(remote::rollback(args)),
+        Command::Rm(args) => remote(remote::rm(args)),
+        Command::New(args) => author::new(args),
+        Command::Build(args) => author::build(args),
+    }
+}
+
+/// Runs a command that talks to a host.
+fn remote(command: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(command)
+}

@@ -1,0 +1,227 @@
+//! `droplet serve`: its flags (every one also an environment variable),
+//! turned into the host's settings, and the process's life: start, serve,
+//! shut down in order.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use droplet_host::app::{App, ServeSettings};
+use droplet_host::jwt::{self, JwtSettings};
+use droplet_host::kv::{BackendConfig, Durability};
+use droplet_host::registry::RegistrySettings;
+use droplet_host::shutdown::Shutdown;
+use droplet_host::telemetry::{self, LogFormat};
+use droplet_host::{manifest, server};
+
+use crate::progress::CompileProgress;
+
+/// How long background tasks get to end after the connections have drained.
+const BACKGROUND_GRACE: Duration = Duration::from_secs(5);
+
+/// `--kv-durability`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum DurabilityArg {
+    /// A write returns once on disk (group commit).
+    Durable,
+    /// A write returns once in memory (flushed every 500 ms and at shutdown).
+    Relaxed,
+}
+
+impl From<DurabilityArg> for Durability {
+    fn from(arg: DurabilityArg) -> Self {
+        match arg {
+            DurabilityArg::Durable => Durability::Durable,
+            DurabilityArg::Relaxed => Durability::Relaxed,
+        }
+    }
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LogFormatArg {
+    /// One JSON object per line.
+    Json,
+    /// Human-readable lines.
+    Pretty,
+}
+
+impl From<LogFormatArg> for LogFormat {
+    fn from(arg: LogFormatArg) -> Self {
+        match arg {
+            LogFormatArg::Json => LogFormat::Json,
+            LogFormatArg::Pretty => LogFormat::Pretty,
+        }
+    }
+}
+
+/// Arguments of `droplet serve`.
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port and logs it).
+    #[arg(long, env = "DROPLET_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Directory of droplets: `{name}.wasm` with an optional `{name}.toml`.
+    #[arg(long = "droplets", env = "DROPLET_DIR", default_value = "droplets")]
+    pub droplets_dir: PathBuf,
+    /// Directory for the host's data (compiled-code cache, storage).
+    #[arg(long = "data", env = "DROPLET_DATA", default_value = "data")]
+    pub data_dir: PathBuf,
+    /// Directory for compiled code [default: {data}/cache].
+    #[arg(long = "cache", env = "DROPLET_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Route `Host: {name}.{domain}` to droplet `name`.
+    #[arg(long, env = "DROPLET_DOMAIN")]
+    pub domain: Option<String>,
+    /// Log format.
+    #[arg(long, env = "DROPLET_LOG_FORMAT", value_enum, default_value = "json")]
+    pub log_format: LogFormatArg,
+    /// Seconds in-flight requests get to finish on shutdown.
+    #[arg(long, env = "DROPLET_SHUTDOWN_GRACE_S", default_value_t = 30)]
+    pub shutdown_grace_s: u64,
+    /// Instances that may run at once across all droplets.
+    #[arg(long, env = "DROPLET_MAX_INSTANCES", default_value_t = 1000)]
+    pub max_instances: u32,
+    /// The largest `memory_mb` a droplet's manifest may ask for.
+    #[arg(long, env = "DROPLET_MAX_MEMORY_MB", default_value_t = 256)]
+    pub max_memory_mb: u64,
+    /// `durable`: a kv write returns once on disk (group commit);
+    /// `relaxed`: once in memory (flushed every 500 ms).
+    #[arg(
+        long,
+        env = "DROPLET_KV_DURABILITY",
+        value_enum,
+        default_value = "durable"
+    )]
+    pub kv_durability: DurabilityArg,
+    /// The largest kv value, in KiB.
+    #[arg(long, env = "DROPLET_KV_MAX_VALUE_KB", default_value_t = 1024)]
+    pub kv_max_value_kb: usize,
+    /// Public key (PEM, or a path to one) for RS256/ES256 tokens.
+    #[arg(long, env = "REGISTRY_PUBLIC_KEY", hide_env_values = true)]
+    pub registry_public_key: Option<String>,
+    /// JSON Web Key Set file; keys are picked by `kid`.
+    #[arg(long, env = "JWKS_PATH")]
+    pub jwks_path: Option<PathBuf>,
+    /// HS256 secret, for development.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// The audience tokens must name.
+    #[arg(long, env = "JWT_AUDIENCE", default_value = jwt::DEFAULT_AUDIENCE)]
+    pub jwt_audience: String,
+    /// The issuer tokens must name, if set.
+    #[arg(long, env = "JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// Seconds of clock skew allowed on `exp` and `nbf`.
+    #[arg(long, env = "JWT_LEEWAY_S", default_value_t = jwt::DEFAULT_LEEWAY_S)]
+    pub jwt_leeway_s: u64,
+    /// Register droplets at start and compile each on its first request.
+    #[arg(long, env = "DROPLET_LAZY")]
+    pub lazy: bool,
+    /// Do not watch the droplets directory for changes.
+    #[arg(long, env = "DROPLET_NO_WATCH")]
+    pub no_watch: bool,
+    /// Largest deploy body the admin API accepts, in MiB.
+    #[arg(long, env = "DROPLET_ADMIN_MAX_BODY_MB", default_value_t = 64)]
+    pub admin_max_body_mb: usize,
+    /// `production` refuses to start with an insecure setup.
+    #[arg(long, env = "ENVIRONMENT", default_value = "development")]
+    pub environment: String,
+    /// Register every droplet with this registry (`POST {url}/register`).
+    #[arg(long, env = "REGISTRY_URL")]
+    pub registry_url: Option<String>,
+    /// Bearer token for the registry.
+    #[arg(long, env = "REGISTRY_TOKEN", hide_env_values = true)]
+    pub registry_token: Option<String>,
+    /// The host's public URL; droplets are registered at `{url}/{name}`
+    /// [default: http://{listen}].
+    #[arg(long, env = "PUBLIC_URL")]
+    pub public_url: Option<String>,
+}
+
+/// `droplet serve`.
+pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let _log_guard = telemetry::init(args.log_format.into());
+    anyhow::ensure!(args.max_instances > 0, "--max-instances must be at least 1");
+    anyhow::ensure!(
+        args.max_memory_mb >= manifest::DEFAULT_MEMORY_MB,
+        "--max-memory-mb must be at least the default memory_mb of {}",
+        manifest::DEFAULT_MEMORY_MB
+    );
+    let settings = ServeSettings {
+        listen: args.listen,
+        droplets_dir: args.droplets_dir,
+        cache_dir: args.cache_dir,
+        domain: args.domain,
+        shutdown_grace: Duration::from_secs(args.shutdown_grace_s),
+        max_instances: args.max_instances,
+        max_memory_mb: args.max_memory_mb,
+        kv: BackendConfig::Sled {
+            dir: args.data_dir.join("kv"),
+            durability: args.kv_durability.into(),
+        },
+        data_dir: args.data_dir,
+        kv_max_value_bytes: args.kv_max_value_kb.saturating_mul(1024),
+        lazy: args.lazy,
+        watch: !args.no_watch,
+        admin_max_body_bytes: args.admin_max_body_mb.saturating_mul(1 << 20),
+        jwt: JwtSettings {
+            public_key: args.registry_public_key,
+            jwks_path: args.jwks_path,
+            secret: args.jwt_secret,
+            audience: args.jwt_audience,
+            issuer: args.jwt_issuer,
+            leeway_s: args.jwt_leeway_s,
+        },
+    };
+    let production = args.environment.eq_ignore_ascii_case("production");
+    let registry = args.registry_url.map(|url| RegistrySettings {
+        url,
+        token: args.registry_token,
+        public_url: args
+            .public_url
+            .unwrap_or_else(|| format!("http://{}", args.listen)),
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let shutdown = Shutdown::new();
+        let metrics = droplet_host::prometheus::install(&shutdown)?;
+        let app = App::start(&settings, Some(metrics), &shutdown, &CompileProgress::new()).await?;
+        if production {
+            app.check_production(&settings.jwt).map_err(|why| {
+                anyhow::anyhow!("refusing to start with ENVIRONMENT=production: {why}")
+            })?;
+        }
+        if let Some(registry) = registry {
+            app.droplets
+                .notify(droplet_host::registry::spawn(registry, &shutdown)?);
+        }
+        let listener = tokio::net::TcpListener::bind(settings.listen).await?;
+        let addr = listener.local_addr()?;
+        if settings.watch {
+            droplet_host::watch::spawn(Arc::clone(&app), settings.droplets_dir.clone(), &shutdown)?;
+        }
+        let signal = shutdown.clone();
+        tokio::spawn(async move {
+            server::shutdown_signal().await;
+            signal.trigger();
+        });
+        tracing::info!(addr = %addr, droplets = app.droplets.len(), "listening on http://{addr}");
+        server::serve(listener, Arc::clone(&app), settings.shutdown_grace).await;
+        if !shutdown.wait_for_tasks(BACKGROUND_GRACE).await {
+            tracing::warn!(
+                "background tasks still running after {BACKGROUND_GRACE:?}; exiting anyway"
+            );
+        }
+        match app.kv().flush().await {
+            Ok(()) => tracing::info!("kv storage flushed"),
+            Err(err) => tracing::error!(error = %err, "the last kv flush failed"),
+        }
+        anyhow::Ok(())
+    })?;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,128 @@
+//! One published version of a droplet, and whether it can serve.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use tokio::sync::{OnceCell, Semaphore};
+
+use tokio::time::Instant;
+
+use super::loader::{Parsed, Ready};
+use super::stats::DropletStats;
+use super::version::VersionId;
+use crate::imports::CallContext;
+use crate::jwt::VerifiedClaims;
+use crate::manifest::Manifest;
+
+/// One published version of a droplet.
+pub struct Droplet {
+    /// Its name, as routed.
+    pub name: Arc<str>,
+    /// Its manifest (the defaults when the manifest failed to parse).
+    pub manifest: Manifest,
+    /// What it is running, as shown in `x-droplet-version`.
+    pub version: VersionId,
+    /// Ready to serve, waiting to be compiled, or why it cannot serve.
+    pub state: DropletState,
+    /// Its `[config]` with environment variables expanded.
+    pub config: Arc<BTreeMap<String, String>>,
+    /// Slots for concurrent calls (`max_concurrency`) of this version.
+    pub slots: Semaphore,
+    /// Counters of this droplet, shared by all its versions.
+    pub stats: Arc<DropletStats>,
+    /// When this version was published (or loaded at start-up).
+    pub published_at: SystemTime,
+}
+
+/// Whether a droplet version can serve.
+pub enum DropletState {
+    /// Compiled and linked.
+    Ready(Arc<Ready>),
+    /// Registered but not compiled yet (`--lazy`): compiled by the first
+    /// request, which the others wait for
+    /// ([`Droplets::ready`](super::Droplets::ready)).
+    Pending(Pending),
+    /// Failed to load; the reason is shown to callers and logged.
+    Failed(String),
+}
+
+/// A version to compile on first use.
+#[derive(Default)]
+pub struct Pending {
+    /// Set by the first request's compilation.
+    pub(super) compiled: OnceCell<Result<Arc<Ready>, String>>,
+}
+
+impl Droplet {
+    /// Version `version` of droplet `name`, counted in `stats`.
+    pub fn new(
+        name: &str,
+        version: VersionId,
+        parsed: Parsed,
+        state: DropletState,
+        stats: Arc<DropletStats>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            slots: Semaphore::new(parsed.manifest.max_concurrency as usize),
+            manifest: parsed.manifest,
+            version,
+            state,
+            config: parsed.config,
+            stats,
+            published_at: SystemTime::now(),
+        }
+    }
+
+    /// What a call of this version is, for the capabilities to build their
+    /// per-call state from.
+    pub fn call_context<'a>(
+        &'a self,
+        trace_id: &'a Arc<str>,
+        caller: Option<Arc<VerifiedClaims>>,
+        deadline: Instant,
+    ) -> CallContext<'a> {
+        CallContext {
+            droplet: &self.name,
+            version: self.version.shared(),
+            manifest: &self.manifest,
+            config: &self.config,
+            trace_id,
+            caller,
+            deadline,
+        }
+    }
+
+    /// `active`, `inactive` (not compiled yet) or `error` (cannot serve).
+    pub fn state_name(&self) -> &'static str {
+        match &self.state {
+            DropletState::Ready(_) => "active",
+            DropletState::Pending(pending) => match pending.compiled.get() {
+                Some(Ok(_)) => "active",
+                Some(Err(_)) => "error",
+                None => "inactive",
+            },
+            DropletState::Failed(_) => "error",
+        }
+    }
+}
+
+/// Told how eager loading at start-up goes, so that a terminal can show it
+/// (the CLI draws a progress bar). Every method may be called from several
+/// threads at once.
+pub trait LoadProgress: Sync {
+    /// `total` droplets are about to compile.
+    fn started(&self, total: usize);
+    /// One more has compiled (or failed).
+    fn loaded(&self);
+    /// All have.
+    fn finished(&self);
+}
+
+/// No progress shown.
+impl LoadProgress for () {
+    fn started(&self, _total: usize) {}
+    fn loaded(&self) {}
+    fn finished(&self) {}
+}

@@ -1,0 +1,50 @@
+//! Where published versions are kept, so a restart serves what was
+//! published last and rollback can go back through the last versions.
+//!
+//! [`DeploymentStore`] is the seam: [`file::FileStore`] keeps versions under
+//! the data directory (the embedded default); a shared store for a fleet of
+//! hosts implements the same trait.
+
+pub mod file;
+
+use std::time::SystemTime;
+
+use super::version::VersionId;
+
+/// How many versions of each droplet a store keeps.
+pub const KEPT_VERSIONS: usize = 5;
+
+/// A module and its optional manifest, as stored.
+pub type VersionFiles = (Vec<u8>, Option<String>);
+
+/// Published versions of every droplet, and which one each serves.
+///
+/// Every method may block (disk or network): call them off the async
+/// workers.
+pub trait DeploymentStore: Send + Sync + 'static {
+    /// Names with a current version.
+    fn names(&self) -> std::io::Result<Vec<String>>;
+    /// The stored versions of `name`, newest (highest sequence) first.
+    fn versions(&self, name: &str) -> std::io::Result<Vec<VersionId>>;
+    /// The version `name` serves, and when it became current.
+    fn current(&self, name: &str) -> std::io::Result<Option<(VersionId, SystemTime)>>;
+    /// The module and manifest of a stored version.
+    fn read(&self, name: &str, version: &VersionId) -> std::io::Result<VersionFiles>;
+    /// Only the manifest of a stored version (lazy start-up reads no module).
+    fn read_manifest(&self, name: &str, version: &VersionId) -> std::io::Result<Option<String>>;
+    /// The highest sequence number stored, across every droplet (0: none).
+    fn max_seq(&self) -> std::io::Result<u64>;
+    /// Stores a new version and makes it current; keeps the newest
+    /// [`KEPT_VERSIONS`].
+    fn save(
+        &self,
+        name: &str,
+        version: &VersionId,
+        wasm: &[u8],
+        manifest: Option<&str>,
+    ) -> std::io::Result<()>;
+    /// Makes a stored version current.
+    fn set_current(&self, name: &str, version: &VersionId) -> std::io::Result<()>;
+    /// Forgets every version of `name`.
+    fn remove(&self, name: &str) -> std::io::Result<()>;
+}

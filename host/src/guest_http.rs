@@ -1,0 +1,98 @@
+//! The bridge between HTTP and the WIT records a droplet sees: a request
+//! copied into a guest request, and a guest response checked before it is
+//! forwarded (a droplet can return anything; the client only gets a valid
+//! HTTP response, or a 502 saying why not).
+
+use bytes::Bytes;
+use http::header::{self, HeaderName, HeaderValue};
+use http::{Response, StatusCode};
+use http_body_util::Full;
+
+use crate::bindings::{GuestRequest, GuestResponse};
+use crate::error::HostError;
+
+/// Largest response body a droplet may return.
+pub const MAX_RESPONSE_BYTES: usize = 16 << 20;
+
+/// Response headers the host sets itself; a droplet's values are ignored.
+const HOST_FRAMED_HEADERS: [HeaderName; 3] = [
+    header::CONTENT_LENGTH,
+    header::TRANSFER_ENCODING,
+    header::CONNECTION,
+];
+
+/// The guest's view of a request: `path` is the path inside the droplet.
+pub fn guest_request(parts: &http::request::Parts, path: String, body: Bytes) -> GuestRequest {
+    GuestRequest {
+        method: parts.method.as_str().to_string(),
+        path,
+        query: parts.uri.query().unwrap_or("").to_string(),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                (
+                    name.as_str().to_string(),
+                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body: Vec::from(body),
+    }
+}
+
+/// Checks a guest's response and turns it into an HTTP response.
+pub fn into_http(response: GuestResponse) -> Result<Response<Full<Bytes>>, HostError> {
+    let status = StatusCode::from_u16(response.status)
+        .ok()
+        .filter(|status| (200..=599).contains(&status.as_u16()))
+        .ok_or_else(|| {
+            HostError::InvalidResponse(format!("status {} is not in 200..=599", response.status))
+        })?;
+    if response.body.len() > MAX_RESPONSE_BYTES {
+        return Err(HostError::InvalidResponse(format!(
+            "body of {} bytes is over the limit of {MAX_RESPONSE_BYTES}",
+            response.body.len()
+        )));
+    }
+    let mut http_response = Response::new(Full::new(Bytes::from(response.body)));
+    *http_response.status_mut() = status;
+    let headers = http_response.headers_mut();
+    for (name, value) in response.headers {
+        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+            HostError::InvalidResponse(format!("`{name}` is not a valid header name"))
+        })?;
+        let value = HeaderValue::from_str(&value).map_err(|_| {
+            HostError::InvalidResponse(format!("the value of header `{name}` is not valid"))
+        })?;
+        if !HOST_FRAMED_HEADERS.contains(&name) {
+            headers.append(name, value);
+        }
+    }
+    Ok(http_response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guest_responses_are_validated() {
+        let response = |status, headers: Vec<(&str, &str)>| GuestResponse {
+            status,
+            headers: headers
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body: b"x".to_vec(),
+        };
+        assert!(into_http(response(200, vec![("x-a", "b")])).is_ok());
+        assert!(into_http(response(99, vec![])).is_err());
+        assert!(into_http(response(700, vec![])).is_err());
+        assert!(into_http(response(101, vec![])).is_err());
+        assert!(into_http(response(200, vec![("bad name", "b")])).is_err());
+        assert!(into_http(response(200, vec![("x-a", "line\nbreak")])).is_err());
+        let framed = into_http(response(200, vec![("content-length", "999")])).unwrap();
+        assert!(framed.headers().get(header::CONTENT_LENGTH).is_none());
+    }
+}

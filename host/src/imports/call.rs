@@ -1,0 +1,29 @@
+//! What one call is: the inputs every capability builds its per-call state
+//! from.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use crate::jwt::VerifiedClaims;
+use crate::manifest::Manifest;
+
+/// One call of one droplet version.
+pub struct CallContext<'a> {
+    /// The droplet's name (its kv namespace, its log tag).
+    pub droplet: &'a Arc<str>,
+    /// The version being called.
+    pub version: &'a Arc<str>,
+    /// That version's manifest.
+    pub manifest: &'a Manifest,
+    /// That version's `[config]`, resolved.
+    pub config: &'a Arc<BTreeMap<String, String>>,
+    /// The request's trace id.
+    pub trace_id: &'a Arc<str>,
+    /// The verified claims of the request's bearer token, if it had a valid
+    /// one (the droplet's policy already ran).
+    pub caller: Option<Arc<VerifiedClaims>>,
+    /// When the call must be over; host awaits are bounded by it.
+    pub deadline: Instant,
+}

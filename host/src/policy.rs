@@ -1,0 +1,130 @@
+//! Who may do what: bearer tokens read from requests, each droplet's auth
+//! policy and scopes, and the admin scope. The droplet call, the contract
+//! endpoints and the admin API all decide here, before any instance is made.
+
+use std::sync::Arc;
+
+use crate::error::HostError;
+use crate::jwt::{TokenError, VerifiedClaims, Verifier};
+use crate::manifest::{AuthPolicy, Manifest};
+
+/// The scope every admin request needs.
+pub const ADMIN_SCOPE: &str = "droplets:admin";
+
+/// The token of an `Authorization: Bearer` header: `None` without one,
+/// `Some(Err)` for an Authorization header that is not a bearer token.
+pub fn bearer_token(headers: &http::HeaderMap) -> Option<Result<&str, TokenError>> {
+    let value = headers.get(http::header::AUTHORIZATION)?;
+    let Ok(value) = value.to_str() else {
+        return Some(Err(TokenError::Malformed));
+    };
+    match value.split_once(' ') {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
+            Some(Ok(token.trim()))
+        }
+        _ => Some(Err(TokenError::Malformed)),
+    }
+}
+
+/// Applies a droplet's auth policy: the verified claims of the request's
+/// bearer token, if it had a valid one.
+///
+/// `auth = "jwt"` needs a valid token carrying every scope in `scopes` (401
+/// without one, 403 without a scope). `auth = "public"` never refuses: an
+/// invalid token just leaves the request without a caller.
+pub fn authorize(
+    verifier: Option<&Verifier>,
+    manifest: &Manifest,
+    headers: &http::HeaderMap,
+) -> Result<Option<Arc<VerifiedClaims>>, HostError> {
+    match manifest.auth {
+        AuthPolicy::Public => Ok(match (bearer_token(headers), verifier) {
+            (Some(Ok(token)), Some(verifier)) => verifier.verify(token).ok().map(Arc::new),
+            _ => None,
+        }),
+        AuthPolicy::Jwt => {
+            require_token(verifier, headers, &manifest.scopes).map(|claims| Some(Arc::new(claims)))
+        }
+    }
+}
+
+/// Lets an admin request through: it needs a token with [`ADMIN_SCOPE`].
+/// With no keys configured the admin API is off (403, saying how to turn it
+/// on).
+pub fn authorize_admin(
+    verifier: Option<&Verifier>,
+    headers: &http::HeaderMap,
+) -> Result<VerifiedClaims, HostError> {
+    if verifier.is_none() {
+        return Err(HostError::Forbidden(format!(
+            "the admin API is disabled: configure REGISTRY_PUBLIC_KEY, JWKS_PATH or (for development) \
+             JWT_SECRET, and send a bearer token with scope {ADMIN_SCOPE} (`droplet token --scope {ADMIN_SCOPE}`)"
+        )));
+    }
+    require_token(verifier, headers, &[ADMIN_SCOPE.to_string()])
+}
+
+/// The claims of the request's bearer token, which must be present, verify
+/// under `verifier` (401 otherwise) and carry every scope in `scopes` (403
+/// otherwise).
+fn require_token(
+    verifier: Option<&Verifier>,
+    headers: &http::HeaderMap,
+    scopes: &[String],
+) -> Result<VerifiedClaims, HostError> {
+    let token = match bearer_token(headers) {
+        None => {
+            return Err(HostError::Unauthorized(
+                "a bearer token is required".to_string(),
+            ));
+        }
+        Some(Err(err)) => return Err(HostError::Unauthorized(err.to_string())),
+        Some(Ok(token)) => token,
+    };
+    let verifier = verifier.ok_or_else(|| {
+        HostError::Unauthorized("this host has no keys configured to verify tokens".to_string())
+    })?;
+    let claims = verifier
+        .verify(token)
+        .map_err(|err| HostError::Unauthorized(err.to_string()))?;
+    let missing = claims.missing_scopes(scopes);
+    if !missing.is_empty() {
+        return Err(HostError::Forbidden(format!(
+            "the token lacks the required scope(s): {}",
+            missing.join(", ")
+        )));
+    }
+    Ok(claims)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_header_is_parsed() {
+        let mut headers = http::HeaderMap::new();
+        assert!(bearer_token(&headers).is_none());
+        headers.insert("authorization", "Bearer abc".parse().unwrap());
+        assert_eq!(bearer_token(&headers), Some(Ok("abc")));
+        headers.insert("authorization", "Basic abc".parse().unwrap());
+        assert_eq!(bearer_token(&headers), Some(Err(TokenError::Malformed)));
+    }
+
+    #[test]
+    fn public_droplets_never_refuse_and_jwt_droplets_need_a_token() {
+        let headers = http::HeaderMap::new();
+        let public = Manifest::default();
+        assert!(matches!(authorize(None, &public, &headers), Ok(None)));
+        let protected = Manifest {
+            auth: AuthPolicy::Jwt,
+            ..Manifest::default()
+        };
+        let refused = authorize(None, &protected, &headers).unwrap_err();
+        assert_eq!(refused.status(), 401);
+        let admin = authorize_admin(None, &headers).unwrap_err();
+        assert_eq!(admin.status(), 403);
+    }
+}

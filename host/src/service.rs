@@ -1,0 +1,151 @@
+//! The hyper service: one request in, one response out, whatever happens.
+//!
+//! A request gets its trace id ([`headers::trace_id`]), is routed
+//! ([`router`]) to a host endpoint ([`endpoints`]), the admin API
+//! ([`admin`]), a droplet's contract endpoint ([`contract`]) or the droplet
+//! itself ([`dispatch`]). Every error becomes its JSON response here, at
+//! this one edge; every response gets the security headers and
+//! `x-trace-id` (droplet responses also `x-droplet-version` and
+//! `server-timing`); every request ends in one access-log line and, when a
+//! droplet was called, its counters and metrics.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Request, Response};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use tokio::time::Instant;
+
+use crate::app::App;
+use crate::dispatch::{self, CallReport};
+use crate::droplets::stats::DropletStats;
+use crate::error::HostError;
+use crate::headers::{add_security_headers, trace_id};
+use crate::router::{self, Route};
+use crate::{admin, contract, endpoints};
+
+/// What the access log says about a request beyond its status.
+#[derive(Default)]
+struct Outcome {
+    droplet: Option<Arc<str>>,
+    version: Option<Arc<str>>,
+    /// The error code, when the host answered with an error.
+    error: Option<&'static str>,
+    /// The droplet's counters, when the droplet itself was called.
+    stats: Option<Arc<DropletStats>>,
+    /// What the droplet call did, when there was one.
+    call: CallReport,
+}
+
+/// Answers one request. Never fails: every error becomes its JSON response.
+pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let started = Instant::now();
+    let trace_id: Arc<str> = trace_id(req.headers()).into();
+    let method = req.method().clone();
+    let endpoint = req.uri().path().to_string();
+
+    let mut outcome = Outcome::default();
+    let mut response = match respond(&app, req, &trace_id, &mut outcome).await {
+        Ok(response) => response,
+        Err(err) => {
+            outcome.error = Some(err.code());
+            if let (Some(droplet), HostError::DropletTrap(_) | HostError::BudgetExceeded { .. }) =
+                (&outcome.droplet, &err)
+            {
+                tracing::warn!(droplet = %droplet, trace_id = %trace_id, error = %err, "droplet call failed");
+            }
+            err.into_response(&trace_id)
+        }
+    };
+
+    let status = response.status().as_u16();
+    if let (Some(stats), Some(droplet)) = (&outcome.stats, &outcome.droplet) {
+        stats.record_status(status);
+        let class = match status / 100 {
+            1 => "1xx",
+            2 => "2xx",
+            3 => "3xx",
+            4 => "4xx",
+            _ => "5xx",
+        };
+        metrics::counter!("droplet_requests_total", "droplet" => Arc::clone(droplet), "class" => class).increment(1);
+        metrics::histogram!("droplet_request_duration_seconds", "droplet" => Arc::clone(droplet))
+            .record(started.elapsed().as_secs_f64());
+    }
+
+    let headers = response.headers_mut();
+    add_security_headers(headers, !outcome.call.from_droplet);
+    if let Ok(value) = HeaderValue::from_str(&trace_id) {
+        headers.insert("x-trace-id", value);
+    }
+    if let Some(version) = &outcome.version
+        && let Ok(value) = HeaderValue::from_str(version)
+    {
+        headers.insert("x-droplet-version", value);
+    }
+    let total = started.elapsed();
+    if let Some(droplet_time) = outcome.call.droplet_time {
+        let timing = format!(
+            "droplet;dur={:.3}, total;dur={:.3}",
+            droplet_time.as_secs_f64() * 1e3,
+            total.as_secs_f64() * 1e3
+        );
+        if let Ok(value) = HeaderValue::from_str(&timing) {
+            headers.insert("server-timing", value);
+        }
+    }
+
+    tracing::info!(
+        target: "droplet::access",
+        trace_id = %trace_id,
+        droplet = outcome.droplet.as_deref(),
+        version = outcome.version.as_deref(),
+        method = %method,
+        endpoint = %endpoint,
+        status_code = response.status().as_u16(),
+        duration_ms = total.as_secs_f64() * 1e3,
+        error = outcome.error,
+        "request"
+    );
+    response
+}
+
+/// Routes the request and answers it, or says why not.
+async fn respond(
+    app: &App,
+    req: Request<Incoming>,
+    trace_id: &Arc<str>,
+    outcome: &mut Outcome,
+) -> Result<Response<Full<Bytes>>, HostError> {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|value| value.to_str().ok())
+        .or_else(|| req.uri().host());
+    let (name, path) = match router::route(host, req.uri().path(), app.domain.as_deref()) {
+        Route::HostHealth => return Ok(endpoints::health(app)),
+        Route::Metrics => return Ok(endpoints::metrics(app)),
+        Route::Admin(path) => {
+            let path = path.to_string();
+            return admin::handle(app, req, &path).await;
+        }
+        Route::NotFound(message) => return Err(HostError::DropletNotFound(message)),
+        Route::Droplet { name, path } => (name.to_string(), path.to_string()),
+    };
+    if app.shutdown.is_triggered() {
+        return Err(HostError::ShuttingDown);
+    }
+    let droplet = app
+        .droplets
+        .get(&name)
+        .ok_or_else(|| HostError::DropletNotFound(format!("no droplet named `{name}`")))?;
+    outcome.droplet = Some(Arc::clone(&droplet.name));
+    outcome.version = Some(Arc::clone(droplet.version.shared()));
+    if let Some(endpoint) = contract::Endpoint::of(req.method(), &path) {
+        return contract::answer(app, &droplet, endpoint, req.headers()).await;
+    }
+    outcome.stats = Some(Arc::clone(&droplet.stats));
+    dispatch::call(app, &droplet, req, path, trace_id, &mut outcome.call).await
+}
