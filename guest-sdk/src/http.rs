@@ -1,6 +1,14 @@
 //! The request a droplet receives and the response it returns.
 
+use std::cell::RefCell;
+
 use crate::bindings::fp::droplet::types;
+
+thread_local! {
+    /// The trace id of the request being handled (an instance serves one
+    /// request), for [`Response::error`].
+    static TRACE_ID: RefCell<Option<String>> = const { RefCell::new(None) };
+}
 
 /// One HTTP request routed to this droplet.
 #[derive(Debug, Clone)]
@@ -14,13 +22,22 @@ pub struct Request {
 
 impl Request {
     pub(crate) fn from_wit(req: types::Request) -> Self {
-        Self {
+        let request = Self {
             method: req.method,
             path: req.path,
             query: req.query,
             headers: req.headers,
             body: req.body,
-        }
+        };
+        let trace_id = request.trace_id().map(str::to_string);
+        TRACE_ID.with(|current| *current.borrow_mut() = trace_id);
+        request
+    }
+
+    /// The host's trace id for this request (its `x-trace-id`, also on the
+    /// response and in every log line of the request).
+    pub fn trace_id(&self) -> Option<&str> {
+        self.header("x-trace-id")
     }
 
     /// The method in upper case, e.g. `"GET"`.
@@ -145,11 +162,15 @@ impl Response {
         }
     }
 
-    /// A JSON error in the host's shape:
-    /// `{"error": {"code": ..., "message": ...}}`.
+    /// A JSON error in the host's own shape:
+    /// `{"error": {"code": ..., "message": ..., "trace_id": ...}}`, with the
+    /// trace id of the request being handled.
     #[cfg(feature = "json")]
     pub fn error(status: u16, code: &str, message: &str) -> Self {
-        let body = serde_json::json!({ "error": { "code": code, "message": message } });
+        let trace_id = TRACE_ID.with(|current| current.borrow().clone());
+        let body = serde_json::json!({
+            "error": { "code": code, "message": message, "trace_id": trace_id }
+        });
         Self::new(status)
             .with_header("content-type", "application/json")
             .with_body(body.to_string().into_bytes())

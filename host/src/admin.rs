@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 
 use crate::app::App;
 use crate::body::{self, BodyError};
-use crate::droplets::{ChangeError, Droplet, DropletState, Published};
+use crate::droplets::{ChangeError, Droplet, Published};
 use crate::error::{HostError, json_response};
 use crate::policy;
 
@@ -67,10 +67,11 @@ fn summary(droplet: &Droplet) -> Value {
         .published_at
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |since| since.as_secs());
+    let (state, reason) = droplet.health();
     let mut value = json!({
         "name": &*droplet.name,
         "version": droplet.version.as_str(),
-        "state": droplet.state_name(),
+        "state": state,
         "published_at": published,
         "budget_ms": droplet.manifest.budget_ms,
         "memory_mb": droplet.manifest.memory_mb,
@@ -79,7 +80,7 @@ fn summary(droplet: &Droplet) -> Value {
         "scopes": droplet.manifest.scopes,
         "stats": droplet.stats.snapshot(),
     });
-    if let DropletState::Failed(reason) = &droplet.state {
+    if let Some(reason) = reason {
         value["error"] = json!(reason);
     }
     value

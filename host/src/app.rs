@@ -80,6 +80,31 @@ pub struct App {
     /// The host's shutdown: `/health` and new droplet calls answer 503 once
     /// it has begun.
     pub shutdown: Shutdown,
+    /// Held while the host runs: one host per data directory.
+    _data_lock: std::fs::File,
+}
+
+/// Takes `{data}/host.lock`, so that a second host on the same data
+/// directory is refused with a clear reason (not a storage lock error).
+fn lock_data_dir(data_dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    let path = data_dir.join("host.lock");
+    let file = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another droplet host is using the data directory {} (it holds {}); give each host its own --data",
+            data_dir.display(),
+            path.display()
+        ),
+        Err(std::fs::TryLockError::Error(err)) => {
+            Err(err).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
 }
 
 impl App {
@@ -100,6 +125,7 @@ impl App {
                 settings.data_dir.display()
             )
         })?;
+        let data_lock = lock_data_dir(&settings.data_dir)?;
         let kv = settings
             .kv
             .open(shutdown)
@@ -159,6 +185,7 @@ impl App {
             instance_slots: Semaphore::new(settings.max_instances as usize),
             started: Instant::now(),
             shutdown: shutdown.clone(),
+            _data_lock: data_lock,
         }))
     }
 

@@ -71,15 +71,7 @@ pub async fn answer(
 /// compiled yet, `error` when its version failed to load or most of its
 /// recent calls trapped or overran.
 fn health(droplet: &Droplet) -> Value {
-    let mut status = droplet.state_name();
-    let mut reason = match &droplet.state {
-        DropletState::Failed(reason) => Some(reason.clone()),
-        _ => None,
-    };
-    if status == "active" && droplet.stats.failing() {
-        status = "error";
-        reason = Some("most of its recent calls trapped or overran their budget".to_string());
-    }
+    let (status, reason) = droplet.health();
     let uptime = SystemTime::now()
         .duration_since(droplet.published_at)
         .map_or(0, |since| since.as_secs());
@@ -124,7 +116,7 @@ async fn state(app: &App, droplet: &Droplet) -> Value {
     json!({
         "droplet": &*droplet.name,
         "version": droplet.version.as_str(),
-        "status": droplet.state_name(),
+        "status": droplet.health().0,
         "loaded_at": unix_seconds(droplet.published_at),
         "requests": {
             "1xx": stats.requests[0],

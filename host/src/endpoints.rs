@@ -1,6 +1,9 @@
 //! The host's own endpoints: `GET /health` (the host's status) and
 //! `GET /metrics` (Prometheus text).
 
+use std::collections::HashSet;
+use std::sync::Arc;
+
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
@@ -9,13 +12,28 @@ use http_body_util::Full;
 use crate::app::App;
 use crate::error::json_response;
 
-/// `GET /metrics`: every metric in Prometheus text format.
+/// `GET /metrics`: every metric in Prometheus text format, with series
+/// labelled only by droplets the host serves now (a removed droplet's
+/// series leave, so label cardinality stays bounded by the droplets).
 pub fn metrics(app: &App) -> Response<Full<Bytes>> {
-    let text = app
+    let rendered = app
         .metrics
         .as_ref()
         .map(|handle| handle.render())
         .unwrap_or_default();
+    let served: HashSet<Arc<str>> = app
+        .droplets
+        .list()
+        .iter()
+        .map(|droplet| Arc::clone(&droplet.name))
+        .collect();
+    let mut text = String::with_capacity(rendered.len());
+    for line in rendered.lines() {
+        if droplet_label(line).is_none_or(|name| served.contains(name)) {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
     let mut response = Response::new(Full::new(Bytes::from(text)));
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -40,4 +58,23 @@ pub fn health(app: &App) -> Response<Full<Bytes>> {
             "uptime_s": app.started.elapsed().as_secs(),
         }),
     )
+}
+
+/// The value of a sample line's `droplet` label, if it has one.
+fn droplet_label(line: &str) -> Option<&str> {
+    let (_, rest) = line.split_once("droplet=\"")?;
+    rest.split_once('"').map(|(name, _)| name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn droplet_labels_are_found() {
+        let line = r#"droplet_requests_total{droplet="hello",class="2xx"} 3"#;
+        assert_eq!(droplet_label(line), Some("hello"));
+        assert_eq!(droplet_label("droplet_swaps_total 4"), None);
+        assert_eq!(droplet_label("# TYPE droplet_requests_total counter"), None);
+    }
 }

@@ -21,22 +21,35 @@ const HOST_FRAMED_HEADERS: [HeaderName; 3] = [
     header::CONNECTION,
 ];
 
-/// The guest's view of a request: `path` is the path inside the droplet.
-pub fn guest_request(parts: &http::request::Parts, path: String, body: Bytes) -> GuestRequest {
+/// The request header that carries the host's trace id to the guest (the
+/// SDK puts it in error bodies); a client's own value is replaced.
+pub const TRACE_ID_HEADER: &str = "x-trace-id";
+
+/// The guest's view of a request: `path` is the path inside the droplet,
+/// and `x-trace-id` is the host's trace id for it.
+pub fn guest_request(
+    parts: &http::request::Parts,
+    path: String,
+    body: Bytes,
+    trace_id: &str,
+) -> GuestRequest {
+    let mut headers: Vec<(String, String)> = parts
+        .headers
+        .iter()
+        .filter(|(name, _)| name.as_str() != TRACE_ID_HEADER)
+        .map(|(name, value)| {
+            (
+                name.as_str().to_string(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    headers.push((TRACE_ID_HEADER.to_string(), trace_id.to_string()));
     GuestRequest {
         method: parts.method.as_str().to_string(),
         path,
         query: parts.uri.query().unwrap_or("").to_string(),
-        headers: parts
-            .headers
-            .iter()
-            .map(|(name, value)| {
-                (
-                    name.as_str().to_string(),
-                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
-                )
-            })
-            .collect(),
+        headers,
         body: Vec::from(body),
     }
 }
@@ -75,6 +88,24 @@ pub fn into_http(response: GuestResponse) -> Result<Response<Full<Bytes>>, HostE
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_guest_sees_the_hosts_trace_id_not_the_clients() {
+        let (parts, ()) = http::Request::get("/x?a=b")
+            .header("x-trace-id", "forged")
+            .header("accept", "*/*")
+            .body(())
+            .unwrap()
+            .into_parts();
+        let request = guest_request(&parts, "/x".into(), Bytes::new(), "t-1");
+        let traces: Vec<_> = request
+            .headers
+            .iter()
+            .filter(|(name, _)| name == TRACE_ID_HEADER)
+            .collect();
+        assert_eq!(traces, [&(TRACE_ID_HEADER.to_string(), "t-1".to_string())]);
+        assert_eq!(request.query, "a=b");
+    }
 
     #[test]
     fn guest_responses_are_validated() {

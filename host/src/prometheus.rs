@@ -14,8 +14,9 @@
 //! | `droplet_droplets_loaded` | | droplets in the table |
 //! | `droplet_registrations_total` | `outcome` | registry registrations |
 //!
-//! Labels name only droplets that exist (and fixed words), so cardinality is
-//! bounded by the number of droplets.
+//! Labels name only droplets the host serves now (and fixed words): `/metrics`
+//! leaves out the series of removed droplets, so cardinality is bounded by
+//! the number of droplets.
 
 use std::time::Duration;
 

@@ -286,3 +286,33 @@ async fn cli_mints_tokens_and_deploys_lists_rolls_back_and_removes() {
     assert!(!ok);
     assert!(err.contains("401"), "{err}");
 }
+
+#[test]
+fn dotenv_is_read_from_the_working_directory_only_and_can_be_turned_off() {
+    use std::process::Command;
+
+    let parent = tempfile::tempdir().unwrap();
+    std::fs::write(
+        parent.path().join(".env"),
+        format!("JWT_SECRET={TEST_SECRET}\n"),
+    )
+    .unwrap();
+    let child = parent.path().join("child");
+    std::fs::create_dir(&child).unwrap();
+    let token = |dir: &std::path::Path, dotenv: bool| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_droplet"));
+        crate::support::hermetic(&mut command).current_dir(dir);
+        if dotenv {
+            command.env_remove("DROPLET_NO_DOTENV");
+        }
+        crate::support::run_cli(&mut command, &["token", "--scope", "x"])
+    };
+    let (ok, out, err) = token(parent.path(), true);
+    assert!(ok && out.trim().split('.').count() == 3, "{out}{err}");
+    // Not from a parent directory…
+    let (ok, _, err) = token(&child, true);
+    assert!(!ok && err.contains("JWT_SECRET"), "{err}");
+    // …and not at all with DROPLET_NO_DOTENV set.
+    let (ok, _, err) = token(parent.path(), false);
+    assert!(!ok && err.contains("JWT_SECRET"), "{err}");
+}

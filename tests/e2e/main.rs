@@ -11,6 +11,7 @@ mod contract;
 mod kv;
 mod limits;
 mod loading;
+mod operator;
 mod serving;
 mod shutdown;
 mod swap;

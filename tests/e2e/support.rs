@@ -19,6 +19,32 @@ use tokio::net::TcpStream;
 /// How long a host may take to start (it may compile every droplet).
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// Variables a `droplet` started by the tests inherits from the test's
+/// environment: what finds programs and the Rust toolchain, nothing that
+/// configures the host.
+const INHERITED_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "TMPDIR",
+    "LANG",
+    "RUST_BACKTRACE",
+    "RUSTUP_HOME",
+    "RUSTUP_TOOLCHAIN",
+    "CARGO_HOME",
+];
+
+/// Makes `command` hermetic: an explicit environment (only
+/// [`INHERITED_ENV`] from the test's), no `.env` file from anywhere.
+pub fn hermetic(command: &mut Command) -> &mut Command {
+    command.env_clear();
+    for name in INHERITED_ENV {
+        if let Some(value) = std::env::var_os(name) {
+            command.env(name, value);
+        }
+    }
+    command.env("DROPLET_NO_DOTENV", "1")
+}
+
 /// Where `cargo xtask test` put the example droplets.
 fn examples_dir() -> PathBuf {
     std::env::var_os("DROPLET_EXAMPLES_DIR")
@@ -124,7 +150,8 @@ impl HostBuilder {
             PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("droplet-e2e-cache")
         });
         let mut command = Command::new(env!("CARGO_BIN_EXE_droplet"));
-        command
+        hermetic(&mut command)
+            .current_dir(dir.path())
             .arg("serve")
             .arg("--listen")
             .arg("127.0.0.1:0")
@@ -168,23 +195,27 @@ impl HostBuilder {
             droplets,
             _dir: dir,
         };
-        let listening = host
-            .wait_for_log(
-                |line| {
-                    line["message"]
-                        .as_str()
-                        .is_some_and(|m| m.starts_with("listening on"))
-                },
-                START_TIMEOUT,
-            )
-            .await;
-        let Some(listening) = listening else {
-            let status = host.child.try_wait().ok().flatten();
+        // Waits for the listening line, or the process's exit: a host that
+        // refuses to start is known at once, not after the timeout.
+        let deadline = Instant::now() + START_TIMEOUT;
+        let listening = loop {
+            let listening = host.log_lines().into_iter().find(|line| {
+                line["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("listening on"))
+            });
+            let exited = host.child.try_wait().ok().flatten();
+            if listening.is_some() || exited.is_some() || Instant::now() >= deadline {
+                break listening.ok_or(exited);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        let listening = listening.unwrap_or_else(|status| {
             panic!(
                 "host did not start (exit: {status:?}); its log:\n{}",
                 host.logs.lock().unwrap().join("\n")
-            );
-        };
+            )
+        });
         host.addr = Some(
             listening["addr"]
                 .as_str()
@@ -374,47 +405,64 @@ pub fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// Runs the `droplet` CLI with `args` (and `env`), returning its exit
-/// status success, stdout and stderr. A command still running after five
-/// minutes is killed and fails the test (a `serve` that should have refused
-/// to start would otherwise hang the suite).
+/// Runs the `droplet` CLI with `args` (and `env`) in a hermetic
+/// environment, returning its exit status success, stdout and stderr.
 pub fn cli(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_droplet"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_droplet"));
+    hermetic(&mut command).envs(env.iter().copied());
+    run_cli(&mut command, args)
+}
+
+/// Runs `command` (the `droplet` CLI) with `args`. A `serve` that starts
+/// listening is stopped at once and counts as a success, so a host that
+/// should have refused to start fails its test in seconds; any command still
+/// running after five minutes is killed and fails the test.
+pub fn run_cli(command: &mut Command, args: &[&str]) -> (bool, String, String) {
+    let mut child = command
         .args(args)
-        .env_remove("JWT_SECRET")
-        .env_remove("DROPLET_TOKEN")
-        .env_remove("ENVIRONMENT")
-        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("run the droplet CLI");
     let read = |pipe: Option<Box<dyn std::io::Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            if let Some(mut pipe) = pipe {
-                let _ = pipe.read_to_string(&mut text);
+        let text = Arc::new(Mutex::new(String::new()));
+        let reader = std::thread::spawn({
+            let text = Arc::clone(&text);
+            move || {
+                let Some(pipe) = pipe else { return };
+                for line in BufReader::new(pipe).lines() {
+                    let Ok(line) = line else { break };
+                    let mut text = text.lock().unwrap();
+                    text.push_str(&line);
+                    text.push('\n');
+                }
             }
-            text
-        })
+        });
+        (text, reader)
     };
-    let stdout = read(
+    let (stdout, stdout_reader) = read(
         child
             .stdout
             .take()
             .map(|pipe| Box::new(pipe) as Box<dyn std::io::Read + Send>),
     );
-    let stderr = read(
+    let (stderr, stderr_reader) = read(
         child
             .stderr
             .take()
             .map(|pipe| Box::new(pipe) as Box<dyn std::io::Read + Send>),
     );
+    let serving = args.first() == Some(&"serve");
     let deadline = Instant::now() + Duration::from_secs(300);
-    let status = loop {
+    let success = loop {
         if let Ok(Some(status)) = child.try_wait() {
-            break status;
+            break status.success();
+        }
+        if serving && stdout.lock().unwrap().contains("listening on") {
+            let _ = child.kill();
+            let _ = child.wait();
+            break true;
         }
         if Instant::now() >= deadline {
             let _ = child.kill();
@@ -423,11 +471,12 @@ pub fn cli(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
         }
         std::thread::sleep(Duration::from_millis(10));
     };
-    (
-        status.success(),
-        stdout.join().unwrap_or_default(),
-        stderr.join().unwrap_or_default(),
-    )
+    let _ = (stdout_reader.join(), stderr_reader.join());
+    let (stdout, stderr) = (
+        stdout.lock().unwrap().clone(),
+        stderr.lock().unwrap().clone(),
+    );
+    (success, stdout, stderr)
 }
 
 /// The HS256 secret the auth tests configure.

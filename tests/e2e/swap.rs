@@ -334,3 +334,59 @@ async fn a_restart_with_a_warm_cache_is_faster_than_the_first_start() {
     );
     println!("start-up with 6 droplets: cold cache {cold_ms} ms, warm cache {warm_ms} ms");
 }
+
+#[tokio::test]
+async fn reading_the_directory_files_does_not_undo_a_deploy_but_new_content_wins() {
+    let host = HostBuilder::new()
+        .droplet("app", "hello")
+        .file("app.toml", b"budget_ms = 1000\n".to_vec())
+        .env("JWT_SECRET", TEST_SECRET)
+        .start()
+        .await;
+    assert!(is_hello(&host.get("/app/").await));
+    let token = hs256_token(&claims_with_scope("droplets:admin"));
+    let body = json!({
+        "module": base64::engine::general_purpose::STANDARD.encode(example("echo")),
+    });
+    let deployed = host
+        .send(
+            Request::put("/_admin/droplets/app")
+                .header("authorization", format!("Bearer {token}"))
+                .body(Bytes::from(body.to_string()))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(deployed.status, 200, "{}", deployed.text());
+    assert!(is_echo(&host.get("/app/").await));
+
+    // Reading (and touching) the droplet's files is not a change of content.
+    let (module, manifest) = (
+        host.droplets_dir().join("app.wasm"),
+        host.droplets_dir().join("app.toml"),
+    );
+    for _ in 0..3 {
+        std::fs::read(&module).unwrap();
+        std::fs::read_to_string(&manifest).unwrap();
+    }
+    let same = std::fs::read(&manifest).unwrap();
+    std::fs::write(&manifest, same).unwrap();
+    // Several debounce periods: any reaction of the watcher would show.
+    let until = Instant::now() + Duration::from_millis(1200);
+    while Instant::now() < until {
+        assert!(
+            is_echo(&host.get("/app/").await),
+            "the deploy was undone by a read"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let from_directory = host.log_lines().into_iter().any(|line| {
+        line["droplet"] == "app"
+            && line["source"] == "directory"
+            && line["message"] == "droplet version published"
+    });
+    assert!(!from_directory, "the watcher republished unchanged files");
+
+    // New content in the directory is the most recent change: it wins.
+    std::fs::write(&module, example_variant("hello", 1)).unwrap();
+    poll_until(&host, "/app/", Duration::from_secs(10), is_hello).await;
+}

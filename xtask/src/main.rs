@@ -6,6 +6,9 @@
 //!   arguments go to `droplet serve`.
 //! - `cargo xtask test [ARGS...]`: build the example droplets, then run every
 //!   test of the workspace; extra arguments go to `cargo test`.
+//! - `cargo xtask install [--root DIR]`: build the `droplet` binary (the same
+//!   build `serve` runs) and copy it into `DIR/bin` (default: cargo's own
+//!   bin directory, `$CARGO_HOME/bin`, which rustup puts on `PATH`).
 //! - `cargo xtask examples [--out DIR]`: only build the example droplets.
 //! - `cargo xtask bench [--short] [ARGS...]`: build the host, the native
 //!   baseline and the examples in release mode, install `wrk` if it is
@@ -42,6 +45,7 @@ fn main() -> Result<()> {
             build_examples(&root, &out)
         }
         "serve" => {
+            announce_first_build(&root, "release");
             build_examples(&root, &root.join("droplets"))?;
             let mut serve = cargo(&root);
             serve.args([
@@ -57,7 +61,37 @@ fn main() -> Result<()> {
             serve.args(&rest);
             run(&mut serve)
         }
+        "install" => {
+            let bin_dir = match rest.as_slice() {
+                [] => cargo_home().join("bin"),
+                [flag, dir] if flag == "--root" => PathBuf::from(dir).join("bin"),
+                _ => bail!("usage: cargo xtask install [--root DIR]"),
+            };
+            announce_first_build(&root, "release");
+            run(cargo(&root).args(HOST_RELEASE_BUILD))?;
+            let built = target_dir(&root).join("release").join("droplet");
+            std::fs::create_dir_all(&bin_dir)
+                .with_context(|| format!("cannot create {}", bin_dir.display()))?;
+            let installed = bin_dir.join("droplet");
+            // Copy beside, then rename: a running `droplet` is never half-written.
+            let partial = bin_dir.join(".droplet.partial");
+            std::fs::copy(&built, &partial)
+                .and_then(|_| std::fs::rename(&partial, &installed))
+                .with_context(|| format!("cannot install {}", installed.display()))?;
+            eprintln!("xtask: installed {}", installed.display());
+            let on_path = std::env::var_os("PATH")
+                .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir == bin_dir));
+            if !on_path {
+                eprintln!(
+                    "xtask: {} is not on your PATH; add it, or run {}",
+                    bin_dir.display(),
+                    installed.display()
+                );
+            }
+            Ok(())
+        }
         "test" => {
+            announce_first_build(&root, "debug");
             build_examples(&root, &root.join("droplets"))?;
             let mut test = cargo(&root);
             test.args(["test", "--workspace", "--exclude", "xtask"]);
@@ -94,10 +128,41 @@ fn main() -> Result<()> {
              tasks:\n  \
              serve [ARGS...]     build the examples and serve them on 127.0.0.1:8080\n  \
              test [ARGS...]      build the examples and run every test\n  \
+             install [--root DIR] build `droplet` and copy it into DIR/bin (default $CARGO_HOME/bin)\n  \
              examples [--out DIR] build the example droplets into DIR (default ./droplets)\n  \
              bench [--short]     run the load benchmarks (see bench/README.md)"
         ),
     }
+}
+
+/// `cargo build` arguments of the `droplet` binary in release mode: the
+/// build `serve` runs too, so `install` after `serve` costs nothing.
+const HOST_RELEASE_BUILD: &[&str] = &[
+    "build",
+    "--release",
+    "--package",
+    "droplet-host",
+    "--bin",
+    "droplet",
+];
+
+/// Says up front that the first build takes minutes, when the `droplet`
+/// binary of `profile` has never been built here.
+fn announce_first_build(root: &Path, profile: &str) {
+    if !target_dir(root).join(profile).join("droplet").exists() {
+        eprintln!(
+            "xtask: first build: compiling the host (wasmtime, hyper, sled and ~350 crates) \
+             takes several minutes (10-15 on two cores); later builds take seconds"
+        );
+    }
+}
+
+/// Cargo's home: `$CARGO_HOME`, else `~/.cargo`.
+fn cargo_home() -> PathBuf {
+    std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")))
+        .unwrap_or_else(|| PathBuf::from(".cargo"))
 }
 
 fn workspace_root() -> PathBuf {

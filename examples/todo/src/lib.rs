@@ -64,12 +64,27 @@ fn handle(req: Request) -> Response {
 type Answer = Result<Response, Response>;
 
 /// Writes need a caller with `todo:write`.
-fn writer(_req: &Request) -> Result<(), Response> {
+fn writer(req: &Request) -> Result<(), Response> {
     match auth::caller() {
-        None => Err(
-            Response::error(401, "unauthorized", "writes need a bearer token")
-                .with_header("www-authenticate", "Bearer"),
-        ),
+        None => {
+            // The host verified any token already; without a caller, say
+            // whether one was missing or why it did not verify.
+            let message = match req.header("authorization") {
+                None => "writes need a bearer token".to_string(),
+                Some(header) => {
+                    let token = header.split_once(' ').map_or(header, |(_, token)| token);
+                    let why = match auth::verify(token.trim()) {
+                        Err(auth::Error::Malformed) => "it is malformed".to_string(),
+                        Err(auth::Error::Expired) => "it has expired".to_string(),
+                        Err(auth::Error::Invalid(why) | auth::Error::Unavailable(why)) => why,
+                        Ok(_) => "it does not verify".to_string(),
+                    };
+                    format!("the bearer token is invalid: {why}")
+                }
+            };
+            Err(Response::error(401, "unauthorized", &message)
+                .with_header("www-authenticate", "Bearer"))
+        }
         Some(claims) if !claims.has_scope(WRITE_SCOPE) => Err(Response::error(
             403,
             "forbidden",

@@ -94,7 +94,32 @@ impl Droplet {
         }
     }
 
-    /// `active`, `inactive` (not compiled yet) or `error` (cannot serve).
+    /// The one health verdict of this version, which `/{name}/health`,
+    /// `/{name}/state` and the admin API all show: `active` when it serves,
+    /// `inactive` when registered but not compiled yet, `error` (with why)
+    /// when it failed to load or most of its recent calls trapped or
+    /// overran.
+    pub fn health(&self) -> (&'static str, Option<String>) {
+        let failed = match &self.state {
+            DropletState::Failed(reason) => Some(reason),
+            DropletState::Pending(pending) => match pending.compiled.get() {
+                Some(Err(reason)) => Some(reason),
+                _ => None,
+            },
+            DropletState::Ready(_) => None,
+        };
+        match (failed, self.state_name()) {
+            (Some(reason), _) => ("error", Some(reason.clone())),
+            (None, "active") if self.stats.failing() => (
+                "error",
+                Some("most of its recent calls trapped or overran their budget".to_string()),
+            ),
+            (None, word) => (word, None),
+        }
+    }
+
+    /// `active`, `inactive` (not compiled yet) or `error` (cannot serve),
+    /// from its load state alone.
     pub fn state_name(&self) -> &'static str {
         match &self.state {
             DropletState::Ready(_) => "active",

@@ -41,6 +41,13 @@ pub enum BackendConfig {
 }
 
 impl BackendConfig {
+    /// The backend's name, for the start-up line and `/health`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            BackendConfig::Sled { .. } => "sled",
+        }
+    }
+
     /// Opens the backend and starts its upkeep, which ends at `shutdown`.
     pub async fn open(&self, shutdown: &Shutdown) -> Result<Arc<dyn KvBackend>, String> {
         match self.clone() {

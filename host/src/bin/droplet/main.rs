@@ -37,17 +37,14 @@ enum Command {
     Build(author::BuildArgs),
 }
 
+/// Set (to anything but `0` or `false`) to read no `.env` file at all.
+const NO_DOTENV: &str = "DROPLET_NO_DOTENV";
+
 fn main() -> anyhow::Result<()> {
-    // `.env` first, so its values reach clap's `env` lookups; a missing file
-    // is fine, a malformed one is not.
-    match dotenvy::dotenv() {
-        Ok(_) => {}
-        Err(err) if err.not_found() => {}
-        Err(err) => anyhow::bail!("cannot read .env: {err}"),
-    }
+    let dotenv = load_dotenv()?;
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => serve::serve(*args),
+        Command::Serve(args) => serve::serve(*args, dotenv),
         Command::Token(args) => author::token(args),
         Command::List(args) => remote(remote::list(args)),
         Command::Deploy(args) => remote(remote::deploy(args)),
@@ -55,6 +52,25 @@ fn main() -> anyhow::Result<()> {
         Command::Rm(args) => remote(remote::rm(args)),
         Command::New(args) => author::new(args),
         Command::Build(args) => author::build(args),
+    }
+}
+
+/// Reads `.env` from the working directory — only there, never from a
+/// parent directory — unless [`NO_DOTENV`] is set. It comes first, so its
+/// values reach clap's `env` lookups; variables already set win over it. A
+/// missing file is fine, a malformed one is not. The file read, if any.
+fn load_dotenv() -> anyhow::Result<Option<std::path::PathBuf>> {
+    let disabled =
+        std::env::var(NO_DOTENV).is_ok_and(|value| !matches!(value.trim(), "" | "0" | "false"));
+    if disabled {
+        return Ok(None);
+    }
+    match dotenvy::from_path(".env") {
+        Ok(()) => Ok(Some(
+            std::env::current_dir().map_or_else(|_| ".env".into(), |dir| dir.join(".env")),
+        )),
+        Err(err) if err.not_found() => Ok(None),
+        Err(err) => anyhow::bail!("cannot read .env: {err}"),
     }
 }
 

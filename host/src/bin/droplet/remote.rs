@@ -69,10 +69,16 @@ pub async fn list(args: HostArgs) -> anyhow::Result<()> {
         .send(Method::GET, "/_admin/droplets", None)
         .await?;
     check(status, &body)?;
-    println!(
-        "{:<24} {:<20} {:<9} {:>9} {:>10} {:>8}",
-        "NAME", "VERSION", "STATE", "BUDGET_MS", "REQUESTS", "ERRORS"
-    );
+    let header = [
+        "NAME",
+        "VERSION",
+        "STATE",
+        "BUDGET_MS",
+        "REQUESTS",
+        "ERRORS",
+    ]
+    .map(String::from);
+    let mut rows = vec![header];
     for droplet in body["droplets"].as_array().into_iter().flatten() {
         let requests: Vec<u64> = droplet["stats"]["requests"]
             .as_array()
@@ -82,17 +88,43 @@ pub async fn list(args: HostArgs) -> anyhow::Result<()> {
             .collect();
         let total: u64 = requests.iter().sum();
         let errors: u64 = requests.iter().skip(3).sum();
-        println!(
-            "{:<24} {:<20} {:<9} {:>9} {:>10} {:>8}",
-            droplet["name"].as_str().unwrap_or("?"),
-            droplet["version"].as_str().unwrap_or("?"),
-            droplet["state"].as_str().unwrap_or("?"),
-            droplet["budget_ms"],
-            total,
-            errors
-        );
+        let text = |key: &str| droplet[key].as_str().unwrap_or("?").to_string();
+        rows.push([
+            text("name"),
+            text("version"),
+            text("state"),
+            droplet["budget_ms"].to_string(),
+            total.to_string(),
+            errors.to_string(),
+        ]);
     }
+    print!("{}", table(&rows));
     Ok(())
+}
+
+/// Rows as aligned columns, each as wide as its widest cell: text columns
+/// to the left, the three numeric ones to the right.
+fn table(rows: &[[String; 6]]) -> String {
+    let widths: [usize; 6] =
+        std::array::from_fn(|column| rows.iter().map(|row| row[column].len()).max().unwrap_or(0));
+    let mut out = String::new();
+    for row in rows {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .enumerate()
+            .map(|(column, (cell, width))| {
+                if column < 3 {
+                    format!("{cell:<width$}")
+                } else {
+                    format!("{cell:>width$}")
+                }
+            })
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 /// `droplet deploy`.

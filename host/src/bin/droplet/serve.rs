@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use droplet_host::app::{App, ServeSettings};
 use droplet_host::jwt::{self, JwtSettings};
 use droplet_host::kv::{BackendConfig, Durability};
@@ -140,8 +141,8 @@ pub struct ServeArgs {
     pub public_url: Option<String>,
 }
 
-/// `droplet serve`.
-pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
+/// `droplet serve`; `dotenv` is the `.env` file that was read, if any.
+pub fn serve(args: ServeArgs, dotenv: Option<PathBuf>) -> anyhow::Result<()> {
     let _log_guard = telemetry::init(args.log_format.into());
     anyhow::ensure!(args.max_instances > 0, "--max-instances must be at least 1");
     anyhow::ensure!(
@@ -187,6 +188,11 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
+        // Bound first: a taken port is said at once, before any droplet loads.
+        let listener = tokio::net::TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        let addr = listener.local_addr()?;
         let shutdown = Shutdown::new();
         let metrics = droplet_host::prometheus::install(&shutdown)?;
         let app = App::start(&settings, Some(metrics), &shutdown, &CompileProgress::new()).await?;
@@ -199,8 +205,6 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             app.droplets
                 .notify(droplet_host::registry::spawn(registry, &shutdown)?);
         }
-        let listener = tokio::net::TcpListener::bind(settings.listen).await?;
-        let addr = listener.local_addr()?;
         if settings.watch {
             droplet_host::watch::spawn(Arc::clone(&app), settings.droplets_dir.clone(), &shutdown)?;
         }
@@ -209,7 +213,16 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             server::shutdown_signal().await;
             signal.trigger();
         });
-        tracing::info!(addr = %addr, droplets = app.droplets.len(), "listening on http://{addr}");
+        let keys = app.verifier.is_some();
+        tracing::info!(
+            addr = %addr,
+            droplets = app.droplets.len(),
+            kv_backend = settings.kv.name(),
+            jwt_keys = keys,
+            admin_api = keys,
+            dotenv = dotenv.as_ref().map(|path| path.display().to_string()),
+            "listening on http://{addr}"
+        );
         server::serve(listener, Arc::clone(&app), settings.shutdown_grace).await;
         if !shutdown.wait_for_tasks(BACKGROUND_GRACE).await {
             tracing::warn!(

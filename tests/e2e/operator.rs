@@ -1,0 +1,164 @@
+//! What an operator and a droplet's caller see at the edges: clear start-up
+//! refusals, a start-up line that says what is on, metrics and health that
+//! agree with the droplet table, and droplet errors in the host's shape.
+
+use bytes::Bytes;
+use http::Request;
+use serde_json::json;
+
+use crate::support::{HostBuilder, TEST_SECRET, claims_with_scope, cli, hs256_token};
+
+/// `droplet serve` arguments for a host on `listen` with its own empty
+/// droplets directory and data directory `data`.
+fn serve_args(listen: &str, droplets: &std::path::Path, data: &std::path::Path) -> Vec<String> {
+    vec![
+        "serve".into(),
+        "--listen".into(),
+        listen.into(),
+        "--no-watch".into(),
+        "--droplets".into(),
+        droplets.display().to_string(),
+        "--data".into(),
+        data.display().to_string(),
+    ]
+}
+
+fn run_serve(args: &[String]) -> (bool, String, String) {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    cli(&args, &[])
+}
+
+#[tokio::test]
+async fn a_second_host_on_a_taken_port_names_the_address_before_loading_anything() {
+    let host = HostBuilder::new().droplet("hello", "hello").start().await;
+    let (droplets, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    std::fs::write(
+        droplets.path().join("hello.wasm"),
+        crate::support::example("hello"),
+    )
+    .unwrap();
+    let addr = host.addr().to_string();
+    let (ok, out, err) = run_serve(&serve_args(&addr, droplets.path(), data.path()));
+    assert!(!ok, "the second host started: {out}");
+    assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
+    assert!(
+        !out.contains("droplets loaded"),
+        "it loaded droplets first: {out}"
+    );
+}
+
+#[tokio::test]
+async fn a_second_host_on_the_same_data_directory_is_refused_with_the_reason() {
+    let data = tempfile::tempdir().unwrap();
+    let _first = HostBuilder::new()
+        .droplet("hello", "hello")
+        .data(data.path())
+        .start()
+        .await;
+    let droplets = tempfile::tempdir().unwrap();
+    let (ok, out, err) = run_serve(&serve_args("127.0.0.1:0", droplets.path(), data.path()));
+    assert!(!ok, "the second host started: {out}");
+    assert!(
+        err.contains("another droplet host is using the data directory"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn the_start_up_line_says_what_is_enabled() {
+    let host = HostBuilder::new()
+        .droplet("hello", "hello")
+        .env("JWT_SECRET", TEST_SECRET)
+        .start()
+        .await;
+    let line = host
+        .log_lines()
+        .into_iter()
+        .find(|line| {
+            line["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("listening on"))
+        })
+        .expect("the listening line");
+    assert_eq!(line["droplets"], 1);
+    assert_eq!(line["kv_backend"], "sled");
+    assert_eq!(line["jwt_keys"], true);
+    assert_eq!(line["admin_api"], true);
+    assert!(line["dotenv"].is_null(), "the tests read no .env: {line}");
+}
+
+#[tokio::test]
+async fn metrics_leave_out_a_removed_droplet() {
+    let host = HostBuilder::new()
+        .droplet("hello", "hello")
+        .droplet("gone", "hello")
+        .env("JWT_SECRET", TEST_SECRET)
+        .start()
+        .await;
+    assert_eq!(host.get("/hello/").await.status, 200);
+    assert_eq!(host.get("/gone/").await.status, 200);
+    let metrics = host.get("/metrics").await.text();
+    assert!(metrics.contains("droplet=\"gone\""), "{metrics}");
+    let token = hs256_token(&claims_with_scope("droplets:admin"));
+    let removed = host
+        .send(
+            Request::delete("/_admin/droplets/gone")
+                .header("authorization", format!("Bearer {token}"))
+                .body(Bytes::new())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(removed.status, 200, "{}", removed.text());
+    let metrics = host.get("/metrics").await.text();
+    assert!(!metrics.contains("droplet=\"gone\""), "{metrics}");
+    assert!(metrics.contains("droplet=\"hello\""), "{metrics}");
+}
+
+#[tokio::test]
+async fn health_and_state_give_one_verdict() {
+    let host = HostBuilder::new()
+        .droplet_with("spin", "spin", "budget_ms = 20\n")
+        .start()
+        .await;
+    assert_eq!(host.get("/spin/health").await.json()["status"], "active");
+    assert_eq!(host.get("/spin/state").await.json()["status"], "active");
+    for _ in 0..4 {
+        assert_eq!(host.get("/spin/").await.status, 504);
+    }
+    let health = host.get("/spin/health").await.json();
+    let state = host.get("/spin/state").await.json();
+    assert_eq!(health["status"], "error", "{health}");
+    assert_eq!(state["status"], health["status"], "{state}");
+    // Milliseconds to the microsecond, without float noise.
+    let p50 = state["latency"]["p50_ms"].as_f64().unwrap();
+    assert_eq!((p50 * 1e3).round() / 1e3, p50, "{state}");
+}
+
+#[tokio::test]
+async fn droplet_errors_have_the_hosts_shape_and_say_why_a_token_failed() {
+    let host = HostBuilder::new()
+        .droplet("todo", "todo")
+        .env("JWT_SECRET", TEST_SECRET)
+        .start()
+        .await;
+    let post = |token: Option<&str>| {
+        let mut request = Request::post("/todo/todos");
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        request
+            .body(Bytes::from(json!({"title": "x"}).to_string()))
+            .unwrap()
+    };
+    let missing = host.send(post(None)).await;
+    let message = missing.assert_error(401, "unauthorized");
+    assert!(message.contains("need a bearer token"), "{message}");
+    assert_eq!(
+        missing.json()["error"]["trace_id"].as_str(),
+        missing.header("x-trace-id"),
+        "the droplet's error carries the request's trace id"
+    );
+    let forged = host.send(post(Some("not.a.token"))).await;
+    let message = forged.assert_error(401, "unauthorized");
+    assert!(message.contains("invalid"), "{message}");
+}
