@@ -365,7 +365,14 @@ async fn new_then_build_then_the_running_host_serves_it() {
         &[],
     );
     assert!(ok, "{out}{err}");
+    assert!(out.contains("next: droplet build"), "{out}");
     assert!(crate_dir.join("src/lib.rs").exists() && crate_dir.join("greeter.toml").exists());
+    // The crate carries everything it needs: moved elsewhere, it still builds.
+    let moved = work.path().join("elsewhere");
+    std::fs::create_dir(&moved).unwrap();
+    let crate_dir = moved.join("greeter");
+    std::fs::rename(work.path().join("greeter"), &crate_dir).unwrap();
+    let lock_before = std::fs::read_to_string(crate_dir.join("Cargo.lock")).unwrap();
     // Its own target directory, kept across runs, never the workspace's
     // (which `cargo test` holds locked).
     let target = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("droplet-new-target");
@@ -379,6 +386,20 @@ async fn new_then_build_then_the_running_host_serves_it() {
         &[("CARGO_TARGET_DIR", target.to_str().unwrap())],
     );
     assert!(ok, "droplet build failed:\n{out}\n{err}");
+    // The first build kept the SDK's tested dependency versions.
+    let locked = |lock: &str| -> Vec<(String, String)> {
+        let lock: toml::Table = lock.parse().unwrap();
+        let mut packages: Vec<_> = lock["package"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p["name"].to_string(), p["version"].to_string()))
+            .collect();
+        packages.sort();
+        packages
+    };
+    let lock_after = std::fs::read_to_string(crate_dir.join("Cargo.lock")).unwrap();
+    assert_eq!(locked(&lock_before), locked(&lock_after));
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let reply = loop {
         let reply = host.get("/greeter/hi").await;

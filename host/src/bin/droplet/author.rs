@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use droplet_host::jwt;
 use droplet_host::runtime::{Runtime, RuntimeSettings};
 use droplet_host::scaffold;
@@ -15,7 +14,8 @@ pub struct NewArgs {
     /// Where to create it [default: ./NAME].
     #[arg(long)]
     pub path: Option<PathBuf>,
-    /// The droplet SDK (the repository's `guest-sdk`) [default: the one this binary was built from].
+    /// Depend on this SDK checkout (the repository's `guest-sdk`) by path,
+    /// instead of the SDK this binary carries, vendored into the crate.
     #[arg(long)]
     pub sdk: Option<PathBuf>,
 }
@@ -55,14 +55,10 @@ pub struct TokenArgs {
 /// `droplet new`.
 pub fn new(args: NewArgs) -> anyhow::Result<()> {
     let dir = args.path.unwrap_or_else(|| PathBuf::from(&args.name));
-    let sdk = args
-        .sdk
-        .or_else(scaffold::default_sdk_path)
-        .context("cannot find the droplet SDK: pass --sdk PATH (the repository's guest-sdk)")?;
-    scaffold::new_droplet(&args.name, &dir, &sdk)?;
+    scaffold::new_droplet(&args.name, &dir, args.sdk.as_deref())?;
     println!("created droplet {} in {}", args.name, dir.display());
     println!(
-        "next: cd {} && droplet build --droplets <your droplets dir>",
+        "next: droplet build {} --droplets DIR   (DIR: the droplets directory your host watches, e.g. ./droplets)",
         dir.display()
     );
     Ok(())
