@@ -20,6 +20,7 @@ use droplet_host::imports::Capabilities;
 use droplet_host::imports::auth::AuthCapability;
 use droplet_host::imports::kv::KvCapability;
 use droplet_host::kv::{BackendConfig, DEFAULT_MAX_VALUE_BYTES, Durability};
+use droplet_host::manifest::ConfigEnv;
 use droplet_host::runtime::{Call, Runtime, RuntimeSettings};
 use droplet_host::shutdown::Shutdown;
 
@@ -104,7 +105,7 @@ fn call(c: &mut Criterion) {
     );
     let cache = CodeCache::new(None, runtime.engine());
     let bench = Bench {
-        loader: Loader::new(Arc::clone(&runtime), cache, 256),
+        loader: Loader::new(Arc::clone(&runtime), cache, 256, ConfigEnv::default()),
         runtime,
         capabilities: Capabilities {
             kv: KvCapability {

@@ -27,6 +27,7 @@ use crate::body::{self, BodyError};
 use crate::droplets::{ChangeError, Droplet, Published};
 use crate::error::{HostError, json_response};
 use crate::policy;
+use crate::router::clip;
 
 /// A deploy request body.
 #[derive(Deserialize)]
@@ -53,11 +54,16 @@ pub async fn handle(
         (Method::PUT, ["droplets", name]) => deploy(app, name, req).await,
         (Method::DELETE, ["droplets", name]) => remove(app, name, req.uri().query()).await,
         (Method::POST, ["droplets", name, "rollback"]) => rollback(app, name).await,
-        (_, ["droplets"] | ["droplets", _] | ["droplets", _, "rollback"]) => Err(
-            HostError::BadRequest(format!("{} is not allowed on /_admin{path}", req.method())),
-        ),
+        (_, ["droplets"] | ["droplets", _] | ["droplets", _, "rollback"]) => {
+            Err(HostError::BadRequest(format!(
+                "{} is not allowed on /_admin{}",
+                req.method(),
+                clip(path, 80)
+            )))
+        }
         _ => Err(HostError::DropletNotFound(format!(
-            "no admin endpoint at /_admin{path}"
+            "no admin endpoint at /_admin{}",
+            clip(path, 80)
         ))),
     }
 }
@@ -120,13 +126,16 @@ async fn deploy(
 ) -> Result<Response<Full<Bytes>>, HostError> {
     let limit = app.admin_max_body_bytes;
     let (parts, body) = req.into_parts();
-    let body = body::read_limited(&parts.headers, body, limit, None)
+    let body = body::read_limited(&parts.headers, body, limit, Some(app.body_read_timeout))
         .await
         .map_err(|err| match err {
             BodyError::TooLarge => HostError::BodyTooLarge {
                 limit_kb: (limit / 1024) as u64,
             },
-            BodyError::TimedOut | BodyError::Unreadable => {
+            BodyError::TimedOut => {
+                HostError::BadRequest("the deploy body did not arrive in time".to_string())
+            }
+            BodyError::Unreadable => {
                 HostError::BadRequest("the deploy body could not be read".to_string())
             }
         })?;

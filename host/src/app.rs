@@ -19,6 +19,7 @@ use crate::imports::auth::AuthCapability;
 use crate::imports::kv::KvCapability;
 use crate::jwt::{JwtSettings, Verifier};
 use crate::kv::{BackendConfig, KvBackend};
+use crate::manifest::ConfigEnv;
 use crate::runtime::{Runtime, RuntimeSettings};
 use crate::shutdown::Shutdown;
 
@@ -41,6 +42,8 @@ pub struct ServeSettings {
     pub max_instances: u32,
     /// The largest `memory_mb` a droplet may ask for.
     pub max_memory_mb: u64,
+    /// Which host environment variables manifests may expand.
+    pub config_env: ConfigEnv,
     /// Which kv backend, and its settings.
     pub kv: BackendConfig,
     /// The largest kv value, in bytes.
@@ -53,6 +56,8 @@ pub struct ServeSettings {
     pub watch: bool,
     /// Largest body `PUT /_admin/droplets/{name}` accepts.
     pub admin_max_body_bytes: usize,
+    /// Longest a request body (droplet or admin) may take to arrive.
+    pub body_read_timeout: Duration,
 }
 
 /// The host's shared state.
@@ -69,6 +74,9 @@ pub struct App {
     pub verifier: Option<Arc<Verifier>>,
     /// Largest admin deploy body.
     pub admin_max_body_bytes: usize,
+    /// Longest a request body may take to arrive: a trickling body is
+    /// refused then, on droplet and admin routes alike.
+    pub body_read_timeout: Duration,
     /// Renders `/metrics`; `None` when no recorder is installed.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// Instance slots across all droplets: a call takes one before it
@@ -153,6 +161,7 @@ impl App {
             Arc::clone(&runtime),
             cache,
             settings.max_memory_mb,
+            settings.config_env.clone(),
         ));
         let store: Arc<dyn DeploymentStore> =
             Arc::new(FileStore::new(settings.data_dir.join("deployments")));
@@ -177,10 +186,14 @@ impl App {
         Ok(Arc::new(Self {
             runtime,
             droplets: Arc::new(droplets),
-            domain: settings.domain.clone(),
+            domain: settings
+                .domain
+                .as_deref()
+                .map(crate::router::normalize_host),
             capabilities,
             verifier,
             admin_max_body_bytes: settings.admin_max_body_bytes,
+            body_read_timeout: settings.body_read_timeout,
             metrics,
             instance_slots: Semaphore::new(settings.max_instances as usize),
             started: Instant::now(),

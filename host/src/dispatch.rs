@@ -27,8 +27,6 @@ use crate::runtime::{Call, CallError};
 
 /// Longest a request waits for a concurrency slot (and never past its budget).
 pub const MAX_QUEUE_WAIT: Duration = Duration::from_millis(100);
-/// Longest the host waits for a request body to arrive.
-const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What a droplet call did, for the response headers and the access log.
 #[derive(Default)]
@@ -59,7 +57,7 @@ pub async fn call(
     let caller = policy::authorize(app.verifier.as_deref(), manifest, &parts.headers)?;
     let limit_kb = manifest.max_body_kb;
     let limit = usize::try_from(limit_kb.saturating_mul(1024)).unwrap_or(usize::MAX);
-    let body = body::read_limited(&parts.headers, body, limit, Some(BODY_READ_TIMEOUT))
+    let body = body::read_limited(&parts.headers, body, limit, Some(app.body_read_timeout))
         .await
         .map_err(|err| match err {
             BodyError::TooLarge => HostError::BodyTooLarge { limit_kb },

@@ -15,7 +15,10 @@ pub enum HostError {
     /// The request itself is malformed.
     #[error("{0}")]
     BadRequest(String),
-    /// No valid bearer token where one is required.
+    /// A bearer token is required and the request has none.
+    #[error("{0}")]
+    TokenRequired(String),
+    /// The request's bearer token is not valid where one is required.
     #[error("{0}")]
     Unauthorized(String),
     /// A valid token without a required scope.
@@ -58,6 +61,12 @@ pub enum HostError {
     /// The host is shutting down and takes no new work.
     #[error("the host is shutting down")]
     ShuttingDown,
+    /// The host itself failed while answering (a bug): logged with the
+    /// trace id, never detailed to the client.
+    #[error(
+        "the host failed while answering this request; its log has the details under this trace id"
+    )]
+    Internal,
 }
 
 impl HostError {
@@ -65,11 +74,11 @@ impl HostError {
     pub fn status(&self) -> StatusCode {
         match self {
             HostError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            HostError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            HostError::TokenRequired(_) | HostError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             HostError::Forbidden(_) => StatusCode::FORBIDDEN,
             HostError::DropletNotFound(_) => StatusCode::NOT_FOUND,
             HostError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            HostError::DropletTrap(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            HostError::DropletTrap(_) | HostError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             HostError::InvalidResponse(_) => StatusCode::BAD_GATEWAY,
             HostError::DropletUnavailable { .. }
             | HostError::DropletOverloaded(_)
@@ -82,7 +91,7 @@ impl HostError {
     pub fn code(&self) -> &'static str {
         match self {
             HostError::BadRequest(_) => "bad_request",
-            HostError::Unauthorized(_) => "unauthorized",
+            HostError::TokenRequired(_) | HostError::Unauthorized(_) => "unauthorized",
             HostError::Forbidden(_) => "forbidden",
             HostError::DropletNotFound(_) => "droplet_not_found",
             HostError::BodyTooLarge { .. } => "body_too_large",
@@ -91,6 +100,7 @@ impl HostError {
             HostError::DropletUnavailable { .. } | HostError::ShuttingDown => "droplet_unavailable",
             HostError::DropletOverloaded(_) => "droplet_overloaded",
             HostError::BudgetExceeded { .. } => "budget_exceeded",
+            HostError::Internal => "internal_error",
         }
     }
 
@@ -110,9 +120,12 @@ impl HostError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
-        let challenge = match status {
-            StatusCode::UNAUTHORIZED => Some("Bearer error=\"invalid_token\""),
-            StatusCode::FORBIDDEN => Some("Bearer error=\"insufficient_scope\""),
+        // RFC 6750 §3.1: a request without a token gets a bare challenge;
+        // `invalid_token` is for a token that was sent and refused.
+        let challenge = match (&self, status) {
+            (HostError::TokenRequired(_), _) => Some("Bearer"),
+            (_, StatusCode::UNAUTHORIZED) => Some("Bearer error=\"invalid_token\""),
+            (_, StatusCode::FORBIDDEN) => Some("Bearer error=\"insufficient_scope\""),
             _ => None,
         };
         if let Some(challenge) = challenge {
@@ -164,6 +177,7 @@ mod tests {
                 "body_too_large",
             ),
             (HostError::DropletTrap("x".into()), 500, "droplet_trap"),
+            (HostError::Internal, 500, "internal_error"),
             (
                 HostError::InvalidResponse("x".into()),
                 502,
@@ -195,6 +209,13 @@ mod tests {
             assert_eq!(error.status().as_u16(), status, "{error:?}");
             assert_eq!(error.code(), code, "{error:?}");
         }
+    }
+
+    #[test]
+    fn a_missing_token_gets_a_bare_challenge() {
+        let response = HostError::TokenRequired("x".into()).into_response("t");
+        assert_eq!(response.status(), 401);
+        assert_eq!(response.headers()[header::WWW_AUTHENTICATE], "Bearer");
     }
 
     #[test]

@@ -13,6 +13,10 @@ use crate::error::HostError;
 
 /// Largest response body a droplet may return.
 pub const MAX_RESPONSE_BYTES: usize = 16 << 20;
+/// Most response headers a droplet may return.
+pub const MAX_RESPONSE_HEADERS: usize = 100;
+/// Most bytes of response header names and values a droplet may return.
+pub const MAX_RESPONSE_HEADER_BYTES: usize = 64 * 1024;
 
 /// Response headers the host sets itself; a droplet's values are ignored.
 const HOST_FRAMED_HEADERS: [HeaderName; 3] = [
@@ -66,6 +70,22 @@ pub fn into_http(response: GuestResponse) -> Result<Response<Full<Bytes>>, HostE
         return Err(HostError::InvalidResponse(format!(
             "body of {} bytes is over the limit of {MAX_RESPONSE_BYTES}",
             response.body.len()
+        )));
+    }
+    if response.headers.len() > MAX_RESPONSE_HEADERS {
+        return Err(HostError::InvalidResponse(format!(
+            "{} headers are over the limit of {MAX_RESPONSE_HEADERS}",
+            response.headers.len()
+        )));
+    }
+    let header_bytes: usize = response
+        .headers
+        .iter()
+        .map(|(name, value)| name.len() + value.len())
+        .sum();
+    if header_bytes > MAX_RESPONSE_HEADER_BYTES {
+        return Err(HostError::InvalidResponse(format!(
+            "{header_bytes} bytes of headers are over the limit of {MAX_RESPONSE_HEADER_BYTES}"
         )));
     }
     let mut http_response = Response::new(Full::new(Bytes::from(response.body)));
@@ -123,6 +143,10 @@ mod tests {
         assert!(into_http(response(101, vec![])).is_err());
         assert!(into_http(response(200, vec![("bad name", "b")])).is_err());
         assert!(into_http(response(200, vec![("x-a", "line\nbreak")])).is_err());
+        let many = vec![("x-a", "b"); MAX_RESPONSE_HEADERS + 1];
+        assert!(into_http(response(200, many)).is_err());
+        let big = "v".repeat(MAX_RESPONSE_HEADER_BYTES);
+        assert!(into_http(response(200, vec![("x-big", big.as_str())])).is_err());
         let framed = into_http(response(200, vec![("content-length", "999")])).unwrap();
         assert!(framed.headers().get(header::CONTENT_LENGTH).is_none());
     }

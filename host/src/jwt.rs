@@ -130,6 +130,14 @@ impl Verifier {
     /// Verifies `token` and returns its claims.
     pub fn verify(&self, token: &str) -> Result<VerifiedClaims, TokenError> {
         let header = decode_header(token).map_err(|_| TokenError::Malformed)?;
+        if has_critical_extensions(token) {
+            // RFC 7515 §4.1.11: a `crit` header names extensions that must be
+            // understood; this host understands none.
+            return Err(TokenError::Invalid(
+                "the token has a `crit` header with extensions this host does not understand"
+                    .to_string(),
+            ));
+        }
         let candidates: Vec<&Key> = self
             .keys
             .iter()
@@ -152,7 +160,12 @@ impl Verifier {
         }
         validation.leeway = self.leeway_s;
         validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp", "aud"]);
+        // With an issuer configured, a token without `iss` is refused too.
+        if self.issuer.is_some() {
+            validation.set_required_spec_claims(&["exp", "aud", "iss"]);
+        } else {
+            validation.set_required_spec_claims(&["exp", "aud"]);
+        }
 
         let mut last = TokenError::Invalid("the signature does not verify".to_string());
         for key in candidates {
@@ -190,6 +203,19 @@ impl Verifier {
         }
         Err(last)
     }
+}
+
+/// Whether the token's protected header has a `crit` member.
+fn has_critical_extensions(token: &str) -> bool {
+    use base64::Engine;
+    let Some(encoded) = token.split('.').next() else {
+        return false;
+    };
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(encoded.trim_end_matches('='))
+        .ok()
+        .and_then(|json| serde_json::from_slice::<Value>(&json).ok())
+        .is_some_and(|header| header.get("crit").is_some())
 }
 
 /// A PEM public key, given inline or as a path: RSA → RS256, P-256 → ES256.
@@ -361,5 +387,49 @@ mod tests {
             verifier.verify(&forged),
             Err(TokenError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn a_configured_issuer_is_required_not_just_checked() {
+        let verifier = Verifier::from_settings(&JwtSettings {
+            secret: Some("dev-secret-dev-secret-dev-secret".into()),
+            audience: DEFAULT_AUDIENCE.into(),
+            issuer: Some("https://issuer.test".into()),
+            leeway_s: 0,
+            ..Default::default()
+        })
+        .unwrap()
+        .unwrap();
+        let base = json!({"aud": DEFAULT_AUDIENCE, "exp": now() + 60});
+        let mut with_issuer = base.clone();
+        with_issuer["iss"] = "https://issuer.test".into();
+        assert!(verifier.verify(&hs_token(with_issuer)).is_ok());
+        assert_eq!(
+            verifier.verify(&hs_token(base)),
+            Err(TokenError::Invalid("the token has no `iss` claim".into()))
+        );
+    }
+
+    #[test]
+    fn tokens_with_critical_extensions_are_refused() {
+        use base64::Engine;
+        let verifier = hs_verifier();
+        let valid = hs_token(json!({"aud": DEFAULT_AUDIENCE, "exp": now() + 60}));
+        assert!(verifier.verify(&valid).is_ok());
+        // Same claims and signature scheme, with `crit` in the header
+        // (re-signed, so only the header's `crit` can make it fail).
+        let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(br#"{"alg":"HS256","typ":"JWT","crit":["exp-ext"],"exp-ext":1}"#);
+        let payload = valid.split('.').nth(1).unwrap();
+        let signing_input = format!("{header}.{payload}");
+        let signature = jsonwebtoken::crypto::sign(
+            signing_input.as_bytes(),
+            &EncodingKey::from_secret(b"dev-secret-dev-secret-dev-secret"),
+            Algorithm::HS256,
+        )
+        .unwrap();
+        let critical = format!("{signing_input}.{signature}");
+        let refused = verifier.verify(&critical).unwrap_err();
+        assert!(refused.to_string().contains("crit"), "{refused}");
     }
 }

@@ -130,6 +130,57 @@ pub enum ManifestError {
         /// The variable.
         var: String,
     },
+    /// A `${VAR}` in `[config]` names a variable droplets may not read.
+    #[error("config `{key}` names ${{{var}}}, which droplets may not read: {rule}")]
+    RefusedEnv {
+        /// The config key.
+        key: String,
+        /// The variable.
+        var: String,
+        /// The rule it breaks.
+        rule: String,
+    },
+}
+
+/// The prefix of host environment variables every manifest may expand.
+pub const CONFIG_ENV_PREFIX: &str = "DROPLET_CONFIG_";
+
+/// The host's own secrets: never expanded into a droplet's config, whatever
+/// the operator allows.
+pub const HOST_SECRETS: [&str; 6] = [
+    "JWT_SECRET",
+    "REGISTRY_PUBLIC_KEY",
+    "JWKS_PATH",
+    "REGISTRY_TOKEN",
+    "DATABASE_URL",
+    "DROPLET_TOKEN",
+];
+
+/// Which host environment variables a manifest's `${VAR}` may read: those
+/// named `DROPLET_CONFIG_*`, and those the operator lists explicitly
+/// (`--config-env`) — never the host's own secrets.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigEnv {
+    /// Variables the operator exposes besides the `DROPLET_CONFIG_*` ones.
+    pub allowed: Vec<String>,
+}
+
+impl ConfigEnv {
+    /// Why `var` may not be expanded, if it may not.
+    fn refusal(&self, var: &str) -> Option<String> {
+        if HOST_SECRETS.contains(&var) {
+            return Some(format!(
+                "{var} is one of the host's own secrets ({}), never handed to droplets",
+                HOST_SECRETS.join(", ")
+            ));
+        }
+        if var.starts_with(CONFIG_ENV_PREFIX) || self.allowed.iter().any(|allowed| allowed == var) {
+            return None;
+        }
+        Some(format!(
+            "only variables named {CONFIG_ENV_PREFIX}* and those the operator lists in --config-env (DROPLET_CONFIG_ENV) may be expanded"
+        ))
+    }
 }
 
 impl Manifest {
@@ -174,23 +225,39 @@ impl Manifest {
     }
 
     /// The `[config]` table with every `${VAR}` replaced by the host
-    /// environment's value, looked up with `env`.
+    /// environment's value, looked up with `env`; only variables `allowed`
+    /// permits are read.
     pub fn resolve_config(
         &self,
+        allowed: &ConfigEnv,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<BTreeMap<String, String>, ManifestError> {
+        let lookup = |key: &str, var: &str| {
+            if let Some(rule) = allowed.refusal(var) {
+                return Err(ManifestError::RefusedEnv {
+                    key: key.to_string(),
+                    var: var.to_string(),
+                    rule,
+                });
+            }
+            env(var).ok_or_else(|| ManifestError::MissingEnv {
+                key: key.to_string(),
+                var: var.to_string(),
+            })
+        };
         self.config
             .iter()
-            .map(|(key, value)| Ok((key.clone(), expand_env(key, value, &env)?)))
+            .map(|(key, value)| Ok((key.clone(), expand_env(key, value, &lookup)?)))
             .collect()
     }
 }
 
-/// Replaces each `${NAME}` in `value`; `$$` stands for a literal `$`.
+/// Replaces each `${NAME}` in `value` with `lookup(key, NAME)`; `$$`
+/// stands for a literal `$`.
 fn expand_env(
     key: &str,
     value: &str,
-    env: &impl Fn(&str) -> Option<String>,
+    lookup: &impl Fn(&str, &str) -> Result<String, ManifestError>,
 ) -> Result<String, ManifestError> {
     let mut out = String::with_capacity(value.len());
     let mut rest = value;
@@ -204,11 +271,7 @@ fn expand_env(
             && let Some(end) = inner.find('}')
         {
             let var = &inner[..end];
-            let resolved = env(var).ok_or_else(|| ManifestError::MissingEnv {
-                key: key.to_string(),
-                var: var.to_string(),
-            })?;
-            out.push_str(&resolved);
+            out.push_str(&lookup(key, var)?);
             rest = &inner[end + 1..];
         } else {
             out.push('$');
@@ -252,7 +315,10 @@ mod tests {
         )
         .unwrap();
         let env = |name: &str| (name == "API_KEY").then(|| "secret".to_string());
-        let config = manifest.resolve_config(env).unwrap();
+        let allowed = ConfigEnv {
+            allowed: vec!["API_KEY".to_string()],
+        };
+        let config = manifest.resolve_config(&allowed, env).unwrap();
         assert_eq!(config["key"], "secret");
         assert_eq!(config["mixed"], "a-secret-$-b");
         assert_eq!(config["plain"], "$5");
@@ -260,8 +326,36 @@ mod tests {
 
     #[test]
     fn missing_environment_variable_is_an_error() {
-        let manifest = Manifest::parse("[config]\nkey = \"${NOPE}\"\n", 256).unwrap();
-        let err = manifest.resolve_config(|_| None).unwrap_err();
-        assert!(err.to_string().contains("${NOPE}"), "{err}");
+        let manifest =
+            Manifest::parse("[config]\nkey = \"${DROPLET_CONFIG_NOPE}\"\n", 256).unwrap();
+        let err = manifest
+            .resolve_config(&ConfigEnv::default(), |_| None)
+            .unwrap_err();
+        assert!(err.to_string().contains("${DROPLET_CONFIG_NOPE}"), "{err}");
+        assert!(err.to_string().contains("not set"), "{err}");
+    }
+
+    #[test]
+    fn only_allowed_variables_expand_and_host_secrets_never() {
+        let env = |_: &str| Some("value".to_string());
+        let allowed = ConfigEnv {
+            allowed: vec!["API_KEY".into(), "JWT_SECRET".into()],
+        };
+        let resolve = |var: &str| {
+            Manifest::parse(&format!("[config]\nx = \"${{{var}}}\"\n"), 256)
+                .unwrap()
+                .resolve_config(&allowed, env)
+        };
+        assert!(resolve("DROPLET_CONFIG_GREETING").is_ok());
+        assert!(resolve("API_KEY").is_ok());
+        let refused = resolve("HOME").unwrap_err().to_string();
+        assert!(
+            refused.contains("${HOME}") && refused.contains("DROPLET_CONFIG_"),
+            "{refused}"
+        );
+        for secret in HOST_SECRETS {
+            let refused = resolve(secret).unwrap_err().to_string();
+            assert!(refused.contains("host's own secrets"), "{refused}");
+        }
     }
 }

@@ -76,7 +76,7 @@ fn require_token(
 ) -> Result<VerifiedClaims, HostError> {
     let token = match bearer_token(headers) {
         None => {
-            return Err(HostError::Unauthorized(
+            return Err(HostError::TokenRequired(
                 "a bearer token is required".to_string(),
             ));
         }

@@ -48,7 +48,29 @@ pub fn is_droplet_name(name: &str) -> bool {
     is_valid_name(name) && !RESERVED_NAMES.contains(&name)
 }
 
-/// Routes a request by its `Host` header (when `domain` is set) and path.
+/// A host name as routing compares it: lower case, without a port or a
+/// trailing dot (`Hello.Example.COM.:8080` → `hello.example.com`).
+pub fn normalize_host(host: &str) -> String {
+    let host = match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    };
+    host.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// At most `max` characters of `text` (input echoed in an error message).
+pub fn clip(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
+    }
+}
+
+/// How much of a request's path an error message repeats.
+const ECHO_MAX: usize = 80;
+
+/// Routes a request by its host (when `domain` is set; both normalized with
+/// [`normalize_host`]) and path.
 pub fn route<'a>(host: Option<&'a str>, path: &'a str, domain: Option<&str>) -> Route<'a> {
     if let (Some(host), Some(domain)) = (host, domain)
         && let Some(name) = droplet_from_host(host, domain)
@@ -56,7 +78,10 @@ pub fn route<'a>(host: Option<&'a str>, path: &'a str, domain: Option<&str>) -> 
         return if is_valid_name(name) {
             Route::Droplet { name, path }
         } else {
-            Route::NotFound(format!("`{name}` is not a valid droplet name"))
+            Route::NotFound(format!(
+                "`{}` is not a valid droplet name",
+                clip(name, ECHO_MAX)
+            ))
         };
     }
     let trimmed = path.strip_prefix('/').unwrap_or(path);
@@ -69,22 +94,23 @@ pub fn route<'a>(host: Option<&'a str>, path: &'a str, domain: Option<&str>) -> 
         "health" if rest == "/" => Route::HostHealth,
         "metrics" if rest == "/" => Route::Metrics,
         "_admin" => Route::Admin(rest),
-        _ if first.starts_with('_') => Route::NotFound(format!("no host endpoint at {path}")),
+        _ if first.starts_with('_') => {
+            Route::NotFound(format!("no host endpoint at {}", clip(path, ECHO_MAX)))
+        }
         _ if is_valid_name(first) => Route::Droplet {
             name: first,
             path: rest,
         },
-        _ => Route::NotFound(format!("`{first}` is not a valid droplet name")),
+        _ => Route::NotFound(format!(
+            "`{}` is not a valid droplet name",
+            clip(first, ECHO_MAX)
+        )),
     }
 }
 
-/// The droplet named by `Host: {name}.{domain}[:port]`, if the host header is
+/// The droplet named by host `{name}.{domain}`, if the (normalized) host is
 /// under `domain`.
 fn droplet_from_host<'a>(host: &'a str, domain: &str) -> Option<&'a str> {
-    let host = match host.rsplit_once(':') {
-        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
-        _ => host,
-    };
     let name = host.strip_suffix(domain)?.strip_suffix('.')?;
     (!name.is_empty() && !name.contains('.')).then_some(name)
 }
@@ -132,10 +158,38 @@ mod tests {
     }
 
     #[test]
+    fn hosts_are_compared_case_insensitively_without_port_or_trailing_dot() {
+        assert_eq!(
+            normalize_host("Hello.Droplets.TEST.:8080"),
+            "hello.droplets.test"
+        );
+        assert_eq!(normalize_host("[::1]:80"), "[::1]");
+        let host = normalize_host("HELLO.droplets.test.");
+        assert_eq!(
+            route(Some(&host), "/a", Some("droplets.test")),
+            Route::Droplet {
+                name: "hello",
+                path: "/a"
+            }
+        );
+    }
+
+    #[test]
+    fn echoed_input_is_clipped() {
+        let long = format!("/_{}", "x".repeat(10_000));
+        let Route::NotFound(message) = route(None, &long, None) else {
+            panic!("not found");
+        };
+        assert!(message.chars().count() < 120, "{message}");
+        assert_eq!(clip("abc", 5), "abc");
+        assert_eq!(clip("abcdef", 3), "abc…");
+    }
+
+    #[test]
     fn host_header_routes_under_the_domain() {
         let domain = Some("droplets.test");
         assert_eq!(
-            route(Some("hello.droplets.test:8080"), "/a", domain),
+            route(Some("hello.droplets.test"), "/a", domain),
             Route::Droplet {
                 name: "hello",
                 path: "/a"

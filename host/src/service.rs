@@ -9,9 +9,11 @@
 //! `server-timing`); every request ends in one access-log line and, when a
 //! droplet was called, its counters and metrics.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures_util::FutureExt;
 use http::header::{self, HeaderValue};
 use http::{Request, Response};
 use http_body_util::Full;
@@ -47,7 +49,14 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Full<Byte
     let endpoint = req.uri().path().to_string();
 
     let mut outcome = Outcome::default();
-    let mut response = match respond(&app, req, &trace_id, &mut outcome).await {
+    // A panic anywhere below is a host bug: the panic hook logs it (as JSON,
+    // with this request's trace id in the access line), the client gets a
+    // JSON 500, and the connection and the host carry on.
+    let answered = AssertUnwindSafe(respond(&app, req, &trace_id, &mut outcome))
+        .catch_unwind()
+        .await
+        .unwrap_or(Err(HostError::Internal));
+    let mut response = match answered {
         Ok(response) => response,
         Err(err) => {
             outcome.error = Some(err.code());
@@ -112,6 +121,28 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Full<Byte
     response
 }
 
+/// The host a request names: an absolute-form URI's authority (which wins,
+/// RFC 9112 §3.2.2), else its one `Host` header. An HTTP/1.1 request
+/// without a `Host` header, or with two, is refused (RFC 9112 §3.2).
+fn request_host<B>(req: &Request<B>) -> Result<Option<&str>, HostError> {
+    if let Some(authority) = req.uri().authority() {
+        return Ok(Some(authority.as_str()));
+    }
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let (first, second) = (hosts.next(), hosts.next());
+    if second.is_some() {
+        return Err(HostError::BadRequest(
+            "the request has more than one Host header".to_string(),
+        ));
+    }
+    if first.is_none() && req.version() == http::Version::HTTP_11 {
+        return Err(HostError::BadRequest(
+            "an HTTP/1.1 request needs a Host header".to_string(),
+        ));
+    }
+    Ok(first.and_then(|value| value.to_str().ok()))
+}
+
 /// Routes the request and answers it, or says why not.
 async fn respond(
     app: &App,
@@ -119,12 +150,9 @@ async fn respond(
     trace_id: &Arc<str>,
     outcome: &mut Outcome,
 ) -> Result<Response<Full<Bytes>>, HostError> {
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|value| value.to_str().ok())
-        .or_else(|| req.uri().host());
-    let (name, path) = match router::route(host, req.uri().path(), app.domain.as_deref()) {
+    let host = request_host(&req)?.map(router::normalize_host);
+    let (name, path) = match router::route(host.as_deref(), req.uri().path(), app.domain.as_deref())
+    {
         Route::HostHealth => return Ok(endpoints::health(app)),
         Route::Metrics => return Ok(endpoints::metrics(app)),
         Route::Admin(path) => {

@@ -39,5 +39,29 @@ pub fn init(format: LogFormat) -> WorkerGuard {
             .init(),
         LogFormat::Pretty => builder.with_ansi(false).init(),
     }
+    log_panics();
     guard
+}
+
+/// Logs a panic as one error line of the host's log (message and location,
+/// tagged with the thread), instead of raw text on stderr. Installed by
+/// [`init`].
+fn log_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|message| message.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(no message)".to_string());
+        let location = info
+            .location()
+            .map(|location| format!("{}:{}", location.file(), location.line()));
+        tracing::error!(
+            panic = %message,
+            location = location.as_deref(),
+            thread = std::thread::current().name(),
+            "the host panicked; the request it was serving answers 500"
+        );
+    }));
 }

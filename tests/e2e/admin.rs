@@ -316,3 +316,60 @@ fn dotenv_is_read_from_the_working_directory_only_and_can_be_turned_off() {
     let (ok, _, err) = token(parent.path(), false);
     assert!(!ok && err.contains("JWT_SECRET"), "{err}");
 }
+
+/// Sends `head` (and nothing more) on a new connection and returns the
+/// status line of the answer, or `None` if none came within `within`.
+async fn status_line_for(host: &Host, head: String, within: Duration) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(host.addr()).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let read = async {
+        let mut buffer = [0u8; 1024];
+        while !answer.windows(2).any(|w| w == b"\r\n") {
+            let n = stream.read(&mut buffer).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            answer.extend_from_slice(&buffer[..n]);
+        }
+        Some(())
+    };
+    tokio::time::timeout(within, read).await.ok()??;
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    text.lines().next().map(str::to_string)
+}
+
+#[tokio::test]
+async fn deploy_bodies_declared_too_large_are_refused_at_once_and_trickled_ones_time_out() {
+    let host = HostBuilder::new()
+        .env("JWT_SECRET", TEST_SECRET)
+        .arg("--admin-max-body-mb")
+        .arg("1")
+        .arg("--body-timeout-s")
+        .arg("1")
+        .start()
+        .await;
+    let head = |length: usize| {
+        format!(
+            "PUT /_admin/droplets/big HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\n\
+             content-type: application/json\r\ncontent-length: {length}\r\n\r\n{{\"mod",
+            admin_token()
+        )
+    };
+    // Declared over the limit: 413 before a byte of the body is read.
+    let line = status_line_for(&host, head(64 << 20), Duration::from_secs(5)).await;
+    assert!(
+        line.as_deref().is_some_and(|l| l.contains(" 413 ")),
+        "{line:?}"
+    );
+    // Within the limit but never finished: refused once the timeout passes.
+    let line = status_line_for(&host, head(1000), Duration::from_secs(10)).await;
+    assert!(
+        line.as_deref().is_some_and(|l| l.contains(" 400 ")),
+        "{line:?}"
+    );
+    // The host serves on.
+    let listed = admin(&host, "GET", "/_admin/droplets", None).await;
+    assert_eq!(listed.status, 200);
+}

@@ -156,3 +156,50 @@ async fn concurrency_limit_answers_503_with_retry_after() {
     // With the slot free again, requests are served.
     assert_eq!(host.get("/echo/").await.status, 200);
 }
+
+#[tokio::test]
+async fn too_many_response_headers_are_a_502_and_the_host_keeps_serving() {
+    let host = HostBuilder::new()
+        .droplet("echo", "echo")
+        .droplet("hello", "hello")
+        .start()
+        .await;
+    let reply = host.get("/echo/?headers=100000").await;
+    let message = reply.assert_error(502, "invalid_response");
+    assert!(message.contains("headers"), "{message}");
+    let fine = host.get("/echo/?headers=10").await;
+    assert_eq!(fine.status, 200);
+    assert_eq!(fine.header("x-echo-9"), Some("1"));
+    assert_eq!(host.get("/hello/").await.status, 200);
+}
+
+#[tokio::test]
+async fn log_fields_count_toward_the_per_request_log_limit() {
+    let host = HostBuilder::new().droplet("echo", "echo").start().await;
+    let reply = host
+        .send(
+            Request::get("/echo/?log_flood=1024")
+                .header("x-request-id", "flood-1")
+                .body(Bytes::new())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(reply.status, 200);
+    let summary = host
+        .wait_for_log(
+            |line| line["trace_id"] == "flood-1" && line["truncated_fields"].is_u64(),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("the over-the-limit summary line");
+    assert!(summary["dropped"].as_u64().unwrap() > 0, "{summary}");
+    // Everything the guest logged for this request, fields included, stays
+    // within the per-request budget (64 KiB) plus the lines' own framing.
+    let logged: usize = host
+        .log_lines()
+        .iter()
+        .filter(|line| line["trace_id"] == "flood-1" && line["target"] == "droplet::guest")
+        .map(|line| line.to_string().len())
+        .sum();
+    assert!(logged < 128 * 1024, "the guest wrote {logged} bytes of log");
+}

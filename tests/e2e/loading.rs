@@ -72,30 +72,65 @@ async fn manifest_values_out_of_range_are_refused() {
 }
 
 #[tokio::test]
-async fn config_values_expand_host_environment_variables() {
-    let host = HostBuilder::new()
-        .droplet_with(
-            "hello",
-            "hello",
-            "[config]\ngreeting = \"${E2E_GREETING}\"\n",
+async fn config_values_expand_only_the_host_variables_the_operator_exposes() {
+    let with = |name: &str, var: &str| {
+        (
+            name.to_string(),
+            format!("[config]\ngreeting = \"${{{var}}}\"\n"),
         )
-        .droplet_with(
-            "unset",
-            "hello",
-            "[config]\ngreeting = \"${E2E_NOT_SET_ANYWHERE}\"\n",
-        )
-        .env("E2E_GREETING", "Howdy")
+    };
+    let droplets = [
+        with("hello", "DROPLET_CONFIG_GREETING"),
+        with("listed", "E2E_GREETING"),
+        with("unset", "DROPLET_CONFIG_NOT_SET_ANYWHERE"),
+        with("unlisted", "E2E_UNLISTED"),
+        with("secret", "JWT_SECRET"),
+    ];
+    let mut builder = HostBuilder::new();
+    for (name, manifest) in &droplets {
+        builder = builder.droplet_with(name, "hello", manifest);
+    }
+    let host = builder
+        .env("DROPLET_CONFIG_GREETING", "Howdy")
+        .env("E2E_GREETING", "Hiya")
+        .env("E2E_UNLISTED", "nope")
+        .env("JWT_SECRET", crate::support::TEST_SECRET)
+        // Even listed, the host's own secret stays in the host.
+        .env("DROPLET_CONFIG_ENV", "E2E_GREETING,JWT_SECRET")
         .start()
         .await;
     assert_eq!(
         host.get("/hello/").await.text(),
         "Howdy from droplet hello! You asked for /\n"
     );
-    let message = host
-        .get("/unset/")
-        .await
-        .assert_error(503, "droplet_unavailable");
-    assert!(message.contains("${E2E_NOT_SET_ANYWHERE}"), "{message}");
+    assert_eq!(
+        host.get("/listed/").await.text(),
+        "Hiya from droplet hello! You asked for /\n"
+    );
+    let refused = |path: &'static str| {
+        let host = &host;
+        async move {
+            host.get(path)
+                .await
+                .assert_error(503, "droplet_unavailable")
+        }
+    };
+    let message = refused("/unset/").await;
+    assert!(
+        message.contains("${DROPLET_CONFIG_NOT_SET_ANYWHERE}"),
+        "{message}"
+    );
+    let message = refused("/unlisted/").await;
+    assert!(
+        message.contains("${E2E_UNLISTED}") && message.contains("--config-env"),
+        "{message}"
+    );
+    let message = refused("/secret/").await;
+    assert!(
+        message.contains("${JWT_SECRET}") && message.contains("host's own secrets"),
+        "{message}"
+    );
+    assert!(!message.contains(crate::support::TEST_SECRET));
 }
 
 #[tokio::test]

@@ -233,3 +233,32 @@ async fn guest_logs_and_stdio_land_in_the_host_log_tagged_with_the_request() {
     assert_eq!(stderr["message"], "echo printed to stderr");
     assert_eq!(stderr["level"], "WARN");
 }
+
+#[tokio::test]
+async fn http11_requests_need_exactly_one_host_and_an_absolute_uri_wins() {
+    let host = HostBuilder::new()
+        .droplet("hello", "hello")
+        .arg("--domain")
+        .arg("Droplets.Test")
+        .start()
+        .await;
+    let answer = |request: &'static str| host.raw(request.as_bytes());
+    let none = answer("GET /hello/ HTTP/1.1\r\nconnection: close\r\n\r\n").await;
+    assert!(none.starts_with("HTTP/1.1 400"), "{none}");
+    assert!(none.contains("needs a Host header"), "{none}");
+    let two =
+        answer("GET /hello/ HTTP/1.1\r\nhost: a\r\nhost: b\r\nconnection: close\r\n\r\n").await;
+    assert!(two.starts_with("HTTP/1.1 400"), "{two}");
+    assert!(two.contains("more than one Host"), "{two}");
+    // Domain routing ignores case and a trailing dot.
+    let routed =
+        answer("GET /x HTTP/1.1\r\nhost: HELLO.droplets.test.\r\nconnection: close\r\n\r\n").await;
+    assert!(routed.starts_with("HTTP/1.1 200"), "{routed}");
+    // The absolute-form URI's authority wins over the Host header.
+    let absolute = answer(
+        "GET http://hello.droplets.test/x HTTP/1.1\r\nhost: other.droplets.test\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(absolute.starts_with("HTTP/1.1 200"), "{absolute}");
+    assert!(absolute.contains("You asked for /x"), "{absolute}");
+}

@@ -3,7 +3,9 @@
 //!
 //! Query parameters make it misbehave on request, for tests and benchmarks:
 //! `sleep_ms=N` sleeps first (through WASI's clock, so the host is awaited),
-//! `status=N` answers with that status, `print=1` writes to stdout and stderr.
+//! `status=N` answers with that status, `print=1` writes to stdout and stderr,
+//! `headers=N` adds N response headers, `log_flood=KB` logs 256 lines that
+//! each carry a field of KB KiB.
 
 use droplet_sdk::{Request, Response, droplet};
 use serde_json::json;
@@ -16,6 +18,15 @@ fn handle(req: Request) -> Response {
     );
     if let Some(ms) = req.query_param("sleep_ms").and_then(|ms| ms.parse().ok()) {
         std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+    if let Some(kb) = req
+        .query_param("log_flood")
+        .and_then(|kb| kb.parse::<usize>().ok())
+    {
+        let value = "f".repeat(kb * 1024);
+        for _ in 0..256 {
+            droplet_sdk::log::log(droplet_sdk::log::Level::Info, "flood", &[("big", &value)]);
+        }
     }
     if req.query_param("print").is_some() {
         println!("echo printed to stdout");
@@ -30,7 +41,11 @@ fn handle(req: Request) -> Response {
         .query_param("status")
         .and_then(|status| status.parse().ok())
         .unwrap_or(200);
-    Response::json(&json!({
+    let extra_headers = req
+        .query_param("headers")
+        .and_then(|count| count.parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut response = Response::json(&json!({
         "method": req.method(),
         "path": req.path(),
         "query": req.query(),
@@ -46,7 +61,11 @@ fn handle(req: Request) -> Response {
             "claims": serde_json::from_str::<serde_json::Value>(&claims.json).ok(),
         })),
     }))
-    .with_status(status)
+    .with_status(status);
+    for i in 0..extra_headers {
+        response = response.with_header(format!("x-echo-{i}"), "1");
+    }
+    response
 }
 
 droplet!(handle);

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::bindings::DropletPre;
 use crate::cache::{CodeCache, Origin};
-use crate::manifest::Manifest;
+use crate::manifest::{ConfigEnv, Manifest};
 use crate::runtime::{CallState, Runtime};
 
 /// A droplet that can be instantiated.
@@ -35,15 +35,24 @@ pub struct Loader {
     runtime: Arc<Runtime>,
     cache: CodeCache,
     max_memory_mb: u64,
+    config_env: ConfigEnv,
 }
 
 impl Loader {
-    /// A loader for `runtime`, caching compiled code in `cache`.
-    pub fn new(runtime: Arc<Runtime>, cache: CodeCache, max_memory_mb: u64) -> Self {
+    /// A loader for `runtime`, caching compiled code in `cache`; manifests
+    /// may ask for `max_memory_mb` and expand the variables `config_env`
+    /// allows.
+    pub fn new(
+        runtime: Arc<Runtime>,
+        cache: CodeCache,
+        max_memory_mb: u64,
+        config_env: ConfigEnv,
+    ) -> Self {
         Self {
             runtime,
             cache,
             max_memory_mb,
+            config_env,
         }
     }
 
@@ -56,7 +65,7 @@ impl Loader {
             None => Manifest::default(),
         };
         let config = manifest
-            .resolve_config(|var| std::env::var(var).ok())
+            .resolve_config(&self.config_env, |var| std::env::var(var).ok())
             .map_err(|err| format!("invalid manifest {name}.toml: {err}"))?;
         Ok(Parsed {
             manifest,

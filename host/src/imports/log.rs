@@ -25,6 +25,8 @@ pub const MAX_LINES_PER_CALL: u32 = 256;
 pub const MAX_BYTES_PER_CALL: usize = 64 * 1024;
 /// A printed line longer than this is split.
 const MAX_LINE_BYTES: usize = 8 * 1024;
+/// A field key or value longer than this is truncated (and counted).
+const MAX_FIELD_BYTES: usize = 1024;
 /// How much of the end of stderr is kept to explain a trap.
 const STDERR_TAIL_BYTES: usize = 2048;
 
@@ -50,8 +52,11 @@ pub struct GuestLog {
 #[derive(Default)]
 struct LogState {
     lines: u32,
+    /// Every byte logged so far: messages, field keys and values.
     bytes: usize,
     dropped: u32,
+    /// Field keys or values cut to [`MAX_FIELD_BYTES`].
+    truncated: u32,
     /// The last bytes the guest wrote to stderr, whatever the budget: a Rust
     /// panic message lands there just before the trap it explains.
     stderr_tail: String,
@@ -102,14 +107,15 @@ impl GuestLog {
         }
     }
 
+    /// Logs one line if the call's budget admits all of it: the message and
+    /// the fields' JSON count alike.
     fn emit(&self, level: Level, source: Source, message: &str, fields: Option<&str>) {
+        let size = message.len() + fields.map_or(0, str::len);
         let admitted = match self.state.lock() {
             Ok(mut state) => {
-                if state.lines < MAX_LINES_PER_CALL
-                    && state.bytes + message.len() <= MAX_BYTES_PER_CALL
-                {
+                if state.lines < MAX_LINES_PER_CALL && state.bytes + size <= MAX_BYTES_PER_CALL {
                     state.lines += 1;
-                    state.bytes += message.len();
+                    state.bytes += size;
                     true
                 } else {
                     state.dropped += 1;
@@ -150,17 +156,32 @@ impl GuestLog {
         explain_stderr(&tail)
     }
 
-    /// Ends the call's log: says how many lines were dropped, if any.
+    /// Counts field keys or values that were cut short.
+    fn count_truncated(&self, count: u32) {
+        if count > 0
+            && let Ok(mut state) = self.state.lock()
+        {
+            state.truncated += count;
+        }
+    }
+
+    /// Ends the call's log: says how many lines were dropped and how many
+    /// fields were truncated, if any.
     pub fn finish(&self) {
-        let dropped = self.state.lock().map(|state| state.dropped).unwrap_or(0);
-        if dropped > 0 {
+        let (dropped, truncated) = self
+            .state
+            .lock()
+            .map(|state| (state.dropped, state.truncated))
+            .unwrap_or((0, 0));
+        if dropped > 0 || truncated > 0 {
             tracing::warn!(
                 target: "droplet::guest",
                 droplet = %self.droplet,
                 version = %self.version,
                 trace_id = %self.trace_id,
                 dropped,
-                "droplet log lines dropped: over the limit of {MAX_LINES_PER_CALL} lines or {MAX_BYTES_PER_CALL} bytes per request"
+                truncated_fields = truncated,
+                "droplet log over its limits: at most {MAX_LINES_PER_CALL} lines and {MAX_BYTES_PER_CALL} bytes (messages and fields) per request, {MAX_FIELD_BYTES} bytes per field key or value"
             );
         }
     }
@@ -208,15 +229,36 @@ fn explain_stderr(tail: &str) -> Option<String> {
 
 impl Host for Arc<GuestLog> {
     async fn log(&mut self, level: Level, message: String, fields: Vec<(String, String)>) {
+        let mut truncated = 0;
         let fields = (!fields.is_empty()).then(|| {
             let object: serde_json::Map<String, serde_json::Value> = fields
                 .into_iter()
-                .map(|(key, value)| (key, serde_json::Value::String(value)))
+                .map(|(key, value)| {
+                    let key = truncate(key, &mut truncated);
+                    let value = truncate(value, &mut truncated);
+                    (key, serde_json::Value::String(value))
+                })
                 .collect();
             serde_json::Value::Object(object).to_string()
         });
+        self.count_truncated(truncated);
         self.emit(level, Source::Log, &message, fields.as_deref());
     }
+}
+
+/// `text` cut to [`MAX_FIELD_BYTES`] (on a character boundary), counting
+/// the cut in `truncated`.
+fn truncate(mut text: String, truncated: &mut u32) -> String {
+    if text.len() > MAX_FIELD_BYTES {
+        let mut cut = MAX_FIELD_BYTES;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push('…');
+        *truncated += 1;
+    }
+    text
 }
 
 /// A guest stdio stream that turns written bytes into log lines.
@@ -355,6 +397,21 @@ mod tests {
             Some("memory allocation of 1048576 bytes failed")
         );
         assert_eq!(explain_stderr(""), None);
+    }
+
+    #[test]
+    fn fields_count_toward_the_budget_and_are_truncated() {
+        let log = GuestLog::new("d".into(), "v".into(), "t".into());
+        let huge = "x".repeat(1 << 20);
+        let mut truncated = 0;
+        let cut = truncate(huge, &mut truncated);
+        assert_eq!(truncated, 1);
+        assert!(cut.len() <= MAX_FIELD_BYTES + '…'.len_utf8());
+        // A line whose fields alone are over the budget is dropped.
+        let fields = format!("{{\"k\":\"{}\"}}", "y".repeat(MAX_BYTES_PER_CALL));
+        log.emit(Level::Info, Source::Log, "m", Some(&fields));
+        let state = log.state.lock().unwrap();
+        assert_eq!((state.lines, state.dropped), (0, 1));
     }
 
     #[test]

@@ -11,6 +11,7 @@ use anyhow::Context;
 use droplet_host::app::{App, ServeSettings};
 use droplet_host::jwt::{self, JwtSettings};
 use droplet_host::kv::{BackendConfig, Durability};
+use droplet_host::manifest::ConfigEnv;
 use droplet_host::registry::RegistrySettings;
 use droplet_host::shutdown::Shutdown;
 use droplet_host::telemetry::{self, LogFormat};
@@ -87,6 +88,11 @@ pub struct ServeArgs {
     /// The largest `memory_mb` a droplet's manifest may ask for.
     #[arg(long, env = "DROPLET_MAX_MEMORY_MB", default_value_t = 256)]
     pub max_memory_mb: u64,
+    /// Host environment variables manifests may expand with `${VAR}`, besides
+    /// those named DROPLET_CONFIG_* (comma-separated). The host's secrets are
+    /// never expanded.
+    #[arg(long, env = "DROPLET_CONFIG_ENV", value_delimiter = ',')]
+    pub config_env: Vec<String>,
     /// `durable`: a kv write returns once on disk (group commit);
     /// `relaxed`: once in memory (flushed every 500 ms).
     #[arg(
@@ -126,6 +132,9 @@ pub struct ServeArgs {
     /// Largest deploy body the admin API accepts, in MiB.
     #[arg(long, env = "DROPLET_ADMIN_MAX_BODY_MB", default_value_t = 64)]
     pub admin_max_body_mb: usize,
+    /// Seconds a request body (droplet or admin) may take to arrive.
+    #[arg(long, env = "DROPLET_BODY_TIMEOUT_S", default_value_t = 30)]
+    pub body_timeout_s: u64,
     /// `production` refuses to start with an insecure setup.
     #[arg(long, env = "ENVIRONMENT", default_value = "development")]
     pub environment: String,
@@ -158,6 +167,14 @@ pub fn serve(args: ServeArgs, dotenv: Option<PathBuf>) -> anyhow::Result<()> {
         shutdown_grace: Duration::from_secs(args.shutdown_grace_s),
         max_instances: args.max_instances,
         max_memory_mb: args.max_memory_mb,
+        config_env: ConfigEnv {
+            allowed: args
+                .config_env
+                .iter()
+                .map(|var| var.trim().to_string())
+                .filter(|var| !var.is_empty())
+                .collect(),
+        },
         kv: BackendConfig::Sled {
             dir: args.data_dir.join("kv"),
             durability: args.kv_durability.into(),
@@ -167,6 +184,7 @@ pub fn serve(args: ServeArgs, dotenv: Option<PathBuf>) -> anyhow::Result<()> {
         lazy: args.lazy,
         watch: !args.no_watch,
         admin_max_body_bytes: args.admin_max_body_mb.saturating_mul(1 << 20),
+        body_read_timeout: Duration::from_secs(args.body_timeout_s.max(1)),
         jwt: JwtSettings {
             public_key: args.registry_public_key,
             jwks_path: args.jwks_path,
