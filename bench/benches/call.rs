@@ -21,6 +21,7 @@ use droplet_host::imports::auth::AuthCapability;
 use droplet_host::imports::kv::KvCapability;
 use droplet_host::kv::{BackendConfig, DEFAULT_MAX_VALUE_BYTES, Durability};
 use droplet_host::manifest::ConfigEnv;
+use droplet_host::policy::Caller;
 use droplet_host::runtime::{Call, Runtime, RuntimeSettings};
 use droplet_host::shutdown::Shutdown;
 
@@ -59,9 +60,11 @@ impl Bench {
             panic!("the droplet is loaded");
         };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
-        let imports =
-            self.capabilities
-                .for_call(droplet.call_context(&self.trace_id, None, deadline));
+        let imports = self.capabilities.for_call(droplet.call_context(
+            &self.trace_id,
+            Caller::default(),
+            deadline,
+        ));
         self.runtime
             .call(Call {
                 droplet: &ready.pre,

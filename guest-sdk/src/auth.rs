@@ -20,6 +20,13 @@ pub fn caller() -> Option<Claims> {
     wit::caller()
 }
 
+/// Why this request's bearer token was refused, when it carried one that
+/// did not verify (then [`caller`] is `None`). The raw token never reaches
+/// the droplet unless its manifest sets `forward_authorization = true`.
+pub fn caller_error() -> Option<Error> {
+    wit::caller_error()
+}
+
 /// Verifies another token under the host's keys and rules.
 pub fn verify(token: &str) -> Result<Claims, Error> {
     wit::verify(token)

@@ -96,7 +96,7 @@ pub async fn call(
             memory_bytes: usize::try_from(manifest.memory_mb << 20).unwrap_or(usize::MAX),
             deadline,
             imports,
-            request: guest_request(&parts, path, body, trace_id),
+            request: guest_request(&parts, path, body, trace_id, manifest.forward_authorization),
             suspect: droplet.stats.failing(),
         })
         .await;

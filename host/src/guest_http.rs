@@ -30,17 +30,21 @@ const HOST_FRAMED_HEADERS: [HeaderName; 3] = [
 pub const TRACE_ID_HEADER: &str = "x-trace-id";
 
 /// The guest's view of a request: `path` is the path inside the droplet,
-/// and `x-trace-id` is the host's trace id for it.
+/// and `x-trace-id` is the host's trace id for it. The caller's
+/// `Authorization` header is left out unless `forward_authorization`: the
+/// droplet gets the verified claims instead (`auth::caller()`).
 pub fn guest_request(
     parts: &http::request::Parts,
     path: String,
     body: Bytes,
     trace_id: &str,
+    forward_authorization: bool,
 ) -> GuestRequest {
     let mut headers: Vec<(String, String)> = parts
         .headers
         .iter()
         .filter(|(name, _)| name.as_str() != TRACE_ID_HEADER)
+        .filter(|(name, _)| forward_authorization || *name != header::AUTHORIZATION)
         .map(|(name, value)| {
             (
                 name.as_str().to_string(),
@@ -114,10 +118,24 @@ mod tests {
         let (parts, ()) = http::Request::get("/x?a=b")
             .header("x-trace-id", "forged")
             .header("accept", "*/*")
+            .header("authorization", "Bearer secret")
             .body(())
             .unwrap()
             .into_parts();
-        let request = guest_request(&parts, "/x".into(), Bytes::new(), "t-1");
+        let request = guest_request(&parts, "/x".into(), Bytes::new(), "t-1", false);
+        assert!(
+            request
+                .headers
+                .iter()
+                .all(|(name, _)| name != "authorization")
+        );
+        let forwarded = guest_request(&parts, "/x".into(), Bytes::new(), "t-1", true);
+        assert!(
+            forwarded
+                .headers
+                .iter()
+                .any(|(name, _)| name == "authorization")
+        );
         let traces: Vec<_> = request
             .headers
             .iter()

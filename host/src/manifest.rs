@@ -63,6 +63,12 @@ pub struct Manifest {
     /// Scopes a caller's token must all carry.
     #[serde(default)]
     pub scopes: Vec<String>,
+    /// Hand the caller's raw `Authorization` header to the droplet. Off by
+    /// default: the host verifies the token and the droplet gets its claims
+    /// (`auth::caller()`), so a droplet cannot replay a caller's token
+    /// elsewhere unless its operator opts in.
+    #[serde(default)]
+    pub forward_authorization: bool,
     /// What the droplet says it can do (reported by `/capabilities`).
     #[serde(default)]
     pub capabilities: Vec<String>,
@@ -100,6 +106,7 @@ impl Default for Manifest {
             max_concurrency: DEFAULT_MAX_CONCURRENCY,
             auth: AuthPolicy::Public,
             scopes: Vec::new(),
+            forward_authorization: false,
             capabilities: Vec::new(),
             id: None,
             kv_quota_mb: None,

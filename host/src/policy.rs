@@ -28,24 +28,54 @@ pub fn bearer_token(headers: &http::HeaderMap) -> Option<Result<&str, TokenError
     }
 }
 
-/// Applies a droplet's auth policy: the verified claims of the request's
-/// bearer token, if it had a valid one.
+/// Who is calling, as the droplet's policy established it.
+#[derive(Debug, Clone, Default)]
+pub struct Caller {
+    /// The verified claims of the request's bearer token, if it had a valid
+    /// one.
+    pub claims: Option<Arc<VerifiedClaims>>,
+    /// Why the request's token was refused, if it had one that was (only a
+    /// public droplet is called then).
+    pub refused: Option<TokenError>,
+}
+
+/// Applies a droplet's auth policy: who is calling.
 ///
 /// `auth = "jwt"` needs a valid token carrying every scope in `scopes` (401
 /// without one, 403 without a scope). `auth = "public"` never refuses: an
-/// invalid token just leaves the request without a caller.
+/// invalid token leaves the request without a caller, with the reason.
 pub fn authorize(
     verifier: Option<&Verifier>,
     manifest: &Manifest,
     headers: &http::HeaderMap,
-) -> Result<Option<Arc<VerifiedClaims>>, HostError> {
+) -> Result<Caller, HostError> {
     match manifest.auth {
-        AuthPolicy::Public => Ok(match (bearer_token(headers), verifier) {
-            (Some(Ok(token)), Some(verifier)) => verifier.verify(token).ok().map(Arc::new),
-            _ => None,
-        }),
+        AuthPolicy::Public => {
+            let verified = match (bearer_token(headers), verifier) {
+                (None, _) => return Ok(Caller::default()),
+                (Some(Err(err)), _) => Err(err),
+                (Some(Ok(_)), None) => Err(TokenError::Invalid(
+                    "this host has no keys configured to verify tokens".to_string(),
+                )),
+                (Some(Ok(token)), Some(verifier)) => verifier.verify(token),
+            };
+            Ok(match verified {
+                Ok(claims) => Caller {
+                    claims: Some(Arc::new(claims)),
+                    refused: None,
+                },
+                Err(err) => Caller {
+                    claims: None,
+                    refused: Some(err),
+                },
+            })
+        }
         AuthPolicy::Jwt => {
-            require_token(verifier, headers, &manifest.scopes).map(|claims| Some(Arc::new(claims)))
+            let claims = require_token(verifier, headers, &manifest.scopes)?;
+            Ok(Caller {
+                claims: Some(Arc::new(claims)),
+                refused: None,
+            })
         }
     }
 }
@@ -117,7 +147,12 @@ mod tests {
     fn public_droplets_never_refuse_and_jwt_droplets_need_a_token() {
         let headers = http::HeaderMap::new();
         let public = Manifest::default();
-        assert!(matches!(authorize(None, &public, &headers), Ok(None)));
+        let anonymous = authorize(None, &public, &headers).unwrap();
+        assert!(anonymous.claims.is_none() && anonymous.refused.is_none());
+        let mut with_token = http::HeaderMap::new();
+        with_token.insert("authorization", "Bearer abc".parse().unwrap());
+        let refused = authorize(None, &public, &with_token).unwrap();
+        assert!(refused.claims.is_none() && refused.refused.is_some());
         let protected = Manifest {
             auth: AuthPolicy::Jwt,
             ..Manifest::default()

@@ -387,3 +387,37 @@ async fn todo_example_full_lifecycle() {
     let all = send("GET", "/todo/todos", None, Value::Null).await.json();
     assert_eq!(all["items"].as_array().unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn callers_tokens_stay_in_the_host_unless_the_manifest_forwards_them() {
+    let host = HostBuilder::new()
+        .droplet("echo", "echo")
+        .droplet_with("relay", "echo", "forward_authorization = true\n")
+        .env("JWT_SECRET", TEST_SECRET)
+        .start()
+        .await;
+    let token = hs256_token(&claims_with_scope("droplets:admin"));
+    let seen = |reply: &crate::support::Reply| -> Vec<String> {
+        reply.json()["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|pair| pair[0].as_str().unwrap().to_string())
+            .collect()
+    };
+    let reply = get_with_token(&host, "/echo/", &token).await;
+    assert_eq!(reply.status, 200);
+    assert!(
+        !seen(&reply).contains(&"authorization".to_string()),
+        "{}",
+        reply.text()
+    );
+    // The droplet still learns who called: the verified claims.
+    assert_eq!(reply.json()["caller"]["scopes"], json!(["droplets:admin"]));
+    let relayed = get_with_token(&host, "/relay/", &token).await;
+    assert!(
+        seen(&relayed).contains(&"authorization".to_string()),
+        "{}",
+        relayed.text()
+    );
+}

@@ -12,8 +12,8 @@ use super::loader::{Parsed, Ready};
 use super::stats::DropletStats;
 use super::version::VersionId;
 use crate::imports::CallContext;
-use crate::jwt::VerifiedClaims;
 use crate::manifest::Manifest;
+use crate::policy::Caller;
 
 /// One published version of a droplet.
 pub struct Droplet {
@@ -80,7 +80,7 @@ impl Droplet {
     pub fn call_context<'a>(
         &'a self,
         trace_id: &'a Arc<str>,
-        caller: Option<Arc<VerifiedClaims>>,
+        caller: Caller,
         deadline: Instant,
     ) -> CallContext<'a> {
         CallContext {

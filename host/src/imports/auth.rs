@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use crate::bindings::fp::droplet::auth::{Claims, Error, Host};
 use crate::jwt::{TokenError, VerifiedClaims, Verifier};
+use crate::policy::Caller;
 
 /// The host-wide half: the keys tokens are verified with.
 pub struct AuthCapability {
@@ -17,8 +18,8 @@ pub struct AuthCapability {
 
 /// What the `auth` import knows for one call.
 pub struct AuthAccess {
-    /// The verified claims of the request's bearer token, if valid.
-    pub caller: Option<Arc<VerifiedClaims>>,
+    /// Who is calling: verified claims, or why the token was refused.
+    pub caller: Caller,
     /// The host's verifier, if keys are configured.
     pub verifier: Option<Arc<Verifier>>,
 }
@@ -26,7 +27,7 @@ pub struct AuthAccess {
 impl AuthCapability {
     /// One call's view: its caller (verified by the droplet's policy before
     /// the instance was made) and the host's keys.
-    pub fn for_call(&self, caller: Option<Arc<VerifiedClaims>>) -> AuthAccess {
+    pub fn for_call(&self, caller: Caller) -> AuthAccess {
         AuthAccess {
             caller,
             verifier: self.verifier.clone(),
@@ -45,9 +46,22 @@ fn to_wit(claims: &VerifiedClaims) -> Claims {
     }
 }
 
+/// Why a token was refused, as the guest's error variant.
+fn error_to_wit(err: &TokenError) -> Error {
+    match err {
+        TokenError::Malformed => Error::Malformed,
+        TokenError::Expired | TokenError::NotYetValid => Error::Expired,
+        TokenError::Invalid(why) => Error::Invalid(why.clone()),
+    }
+}
+
 impl Host for AuthAccess {
     async fn caller(&mut self) -> Option<Claims> {
-        self.caller.as_deref().map(to_wit)
+        self.caller.claims.as_deref().map(to_wit)
+    }
+
+    async fn caller_error(&mut self) -> Option<Error> {
+        self.caller.refused.as_ref().map(error_to_wit)
     }
 
     async fn verify(&mut self, token: String) -> Result<Claims, Error> {
@@ -59,10 +73,6 @@ impl Host for AuthAccess {
         verifier
             .verify(&token)
             .map(|claims| to_wit(&claims))
-            .map_err(|err| match err {
-                TokenError::Malformed => Error::Malformed,
-                TokenError::Expired | TokenError::NotYetValid => Error::Expired,
-                TokenError::Invalid(why) => Error::Invalid(why),
-            })
+            .map_err(|err| error_to_wit(&err))
     }
 }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use crate::jwt::VerifiedClaims;
 use crate::manifest::Manifest;
+use crate::policy::Caller;
 
 /// One call of one droplet version.
 pub struct CallContext<'a> {
@@ -21,9 +21,8 @@ pub struct CallContext<'a> {
     pub config: &'a Arc<BTreeMap<String, String>>,
     /// The request's trace id.
     pub trace_id: &'a Arc<str>,
-    /// The verified claims of the request's bearer token, if it had a valid
-    /// one (the droplet's policy already ran).
-    pub caller: Option<Arc<VerifiedClaims>>,
+    /// Who is calling, as the droplet's policy established it.
+    pub caller: Caller,
     /// When the call must be over; host awaits are bounded by it.
     pub deadline: Instant,
 }
