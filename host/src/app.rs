@@ -38,6 +38,8 @@ pub struct ServeSettings {
     pub domain: Option<String>,
     /// How long in-flight requests may take to finish on shutdown.
     pub shutdown_grace: Duration,
+    /// Open connections and their idle timeout.
+    pub connections: crate::connection::ConnectionLimits,
     /// Instances that may run at once across all droplets.
     pub max_instances: u32,
     /// The largest `memory_mb` a droplet may ask for.

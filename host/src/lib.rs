@@ -15,6 +15,7 @@ pub mod bindings;
 pub mod body;
 pub mod cache;
 pub mod client;
+pub mod connection;
 pub mod contract;
 pub mod dispatch;
 pub mod droplets;

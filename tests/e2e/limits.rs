@@ -203,3 +203,78 @@ async fn log_fields_count_toward_the_per_request_log_limit() {
         .sum();
     assert!(logged < 128 * 1024, "the guest wrote {logged} bytes of log");
 }
+
+/// Reads from `stream` until the host closes it; whether it did within
+/// `within`.
+async fn closed_by_host(stream: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let read_to_end = async {
+        let mut buffer = [0u8; 4096];
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(within, read_to_end).await.is_ok()
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed_from_accept_on_and_the_host_keeps_serving() {
+    use tokio::io::AsyncWriteExt;
+    let host = HostBuilder::new()
+        .droplet("hello", "hello")
+        .arg("--idle-timeout-s")
+        .arg("1")
+        .start()
+        .await;
+    let connect = || tokio::net::TcpStream::connect(host.addr());
+    // Never sends a byte.
+    let mut silent = connect().await.unwrap();
+    // HTTP/2 preface and an empty SETTINGS frame, then nothing.
+    let mut h2 = connect().await.unwrap();
+    h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    // One request on a keep-alive connection, then nothing.
+    let mut kept = connect().await.unwrap();
+    kept.write_all(b"GET /hello/ HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(host.get("/hello/").await.status, 200);
+    for (name, stream) in [
+        ("silent", &mut silent),
+        ("h2", &mut h2),
+        ("keep-alive", &mut kept),
+    ] {
+        assert!(
+            closed_by_host(stream, Duration::from_secs(10)).await,
+            "the {name} connection was not closed"
+        );
+    }
+    assert_eq!(host.get("/hello/").await.status, 200);
+}
+
+#[tokio::test]
+async fn open_connections_are_capped_and_a_closed_one_frees_its_place() {
+    let host = HostBuilder::new()
+        .droplet("hello", "hello")
+        .arg("--max-connections")
+        .arg("2")
+        .start()
+        .await;
+    let first = tokio::net::TcpStream::connect(host.addr()).await.unwrap();
+    let _second = tokio::net::TcpStream::connect(host.addr()).await.unwrap();
+    // Both places taken: a third client waits in the backlog.
+    let waiting = tokio::time::timeout(Duration::from_millis(800), host.get("/hello/")).await;
+    assert!(
+        waiting.is_err(),
+        "a third connection was served past the cap"
+    );
+    drop(first);
+    let served = tokio::time::timeout(Duration::from_secs(10), host.get("/hello/"))
+        .await
+        .expect("served once a place is free");
+    assert_eq!(served.status, 200);
+}

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use droplet_host::app::{App, ServeSettings};
+use droplet_host::connection::ConnectionLimits;
 use droplet_host::jwt::{self, JwtSettings};
 use droplet_host::kv::{BackendConfig, Durability};
 use droplet_host::manifest::ConfigEnv;
@@ -82,6 +83,13 @@ pub struct ServeArgs {
     /// Seconds in-flight requests get to finish on shutdown.
     #[arg(long, env = "DROPLET_SHUTDOWN_GRACE_S", default_value_t = 30)]
     pub shutdown_grace_s: u64,
+    /// Client connections open at once [default: half the open-file limit].
+    #[arg(long, env = "DROPLET_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Seconds a connection may sit idle (no request in flight, no bytes,
+    /// from accept on) before it is closed.
+    #[arg(long, env = "DROPLET_IDLE_TIMEOUT_S", default_value_t = 30)]
+    pub idle_timeout_s: u64,
     /// Instances that may run at once across all droplets.
     #[arg(long, env = "DROPLET_MAX_INSTANCES", default_value_t = 1000)]
     pub max_instances: u32,
@@ -165,6 +173,13 @@ pub fn serve(args: ServeArgs, dotenv: Option<PathBuf>) -> anyhow::Result<()> {
         cache_dir: args.cache_dir,
         domain: args.domain,
         shutdown_grace: Duration::from_secs(args.shutdown_grace_s),
+        connections: ConnectionLimits {
+            max_connections: args
+                .max_connections
+                .unwrap_or_else(ConnectionLimits::default_max_connections)
+                .max(1),
+            idle_timeout: Duration::from_secs(args.idle_timeout_s.max(1)),
+        },
         max_instances: args.max_instances,
         max_memory_mb: args.max_memory_mb,
         config_env: ConfigEnv {
@@ -238,10 +253,17 @@ pub fn serve(args: ServeArgs, dotenv: Option<PathBuf>) -> anyhow::Result<()> {
             kv_backend = settings.kv.name(),
             jwt_keys = keys,
             admin_api = keys,
+            max_connections = settings.connections.max_connections,
             dotenv = dotenv.as_ref().map(|path| path.display().to_string()),
             "listening on http://{addr}"
         );
-        server::serve(listener, Arc::clone(&app), settings.shutdown_grace).await;
+        server::serve(
+            listener,
+            Arc::clone(&app),
+            settings.connections,
+            settings.shutdown_grace,
+        )
+        .await;
         if !shutdown.wait_for_tasks(BACKGROUND_GRACE).await {
             tracing::warn!(
                 "background tasks still running after {BACKGROUND_GRACE:?}; exiting anyway"
