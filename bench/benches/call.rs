@@ -95,6 +95,7 @@ fn call(c: &mut Criterion) {
     let kv = BackendConfig::Sled {
         dir: data.path().join("kv"),
         durability: Durability::Durable,
+        cache_bytes: 128 << 20,
     };
     let backend = rt
         .block_on(kv.open(&Shutdown::new()))
@@ -114,6 +115,7 @@ fn call(c: &mut Criterion) {
             kv: KvCapability {
                 backend,
                 max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
+                default_quota_bytes: None,
             },
             auth: AuthCapability { verifier: None },
         },

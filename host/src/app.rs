@@ -50,6 +50,8 @@ pub struct ServeSettings {
     pub kv: BackendConfig,
     /// The largest kv value, in bytes.
     pub kv_max_value_bytes: usize,
+    /// The kv quota of droplets whose manifest sets none; `None`: unlimited.
+    pub kv_default_quota_bytes: Option<u64>,
     /// JWT keys and rules.
     pub jwt: JwtSettings,
     /// Register droplets at start and compile each on its first request.
@@ -145,6 +147,7 @@ impl App {
             kv: KvCapability {
                 backend: kv,
                 max_value_bytes: settings.kv_max_value_bytes,
+                default_quota_bytes: settings.kv_default_quota_bytes,
             },
             auth: AuthCapability {
                 verifier: verifier.clone(),

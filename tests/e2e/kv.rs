@@ -335,3 +335,39 @@ async fn acknowledged_writes_survive_kill_9() {
         "acknowledged writes lost after kill -9: {missing:?}"
     );
 }
+
+#[tokio::test]
+async fn concurrent_writers_cannot_pass_the_quota_together() {
+    let host = HostBuilder::new()
+        .droplet_with("kv", "kvstore", "kv_quota_mb = 1\nmax_concurrency = 32\n")
+        .droplet("free", "kvstore")
+        .arg("--kv-default-quota-mb")
+        .arg("1")
+        .start()
+        .await;
+    for name in ["kv", "free"] {
+        let writes = (0..16).map(|i| {
+            let host = &host;
+            async move {
+                put(host, &format!("/{name}/k/w{i}"), vec![b'v'; 300 << 10])
+                    .await
+                    .status
+            }
+        });
+        let statuses = join_all(writes).await;
+        let stored = statuses.iter().filter(|status| **status == 200).count();
+        assert!(
+            statuses
+                .iter()
+                .all(|status| *status == 200 || *status == 507),
+            "{statuses:?}"
+        );
+        assert_eq!(
+            stored, 3,
+            "{name}: three 300 KiB values fit in 1 MiB: {statuses:?}"
+        );
+        let state = host.get(&format!("/{name}/state")).await.json();
+        let bytes = state["kv"]["bytes"].as_u64().unwrap();
+        assert!(bytes <= 1 << 20, "{name} stores {bytes} bytes");
+    }
+}

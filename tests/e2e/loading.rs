@@ -144,3 +144,36 @@ async fn files_that_are_not_droplet_names_are_skipped() {
     let health = host.get("/health").await.json();
     assert_eq!(health["droplets"], 1);
 }
+
+#[tokio::test]
+async fn a_broken_module_written_while_stopped_is_refused_at_start_and_the_last_good_one_serves() {
+    let data = tempfile::tempdir().unwrap();
+    let mut host = HostBuilder::new()
+        .droplet("app", "hello")
+        .data(data.path())
+        .start()
+        .await;
+    assert_eq!(host.get("/app/").await.status, 200);
+    host.signal("TERM");
+    host.wait_exit(std::time::Duration::from_secs(10))
+        .await
+        .expect("host exits");
+    drop(host);
+
+    let broken = b"\0asm not really a module".to_vec();
+    let host = HostBuilder::new()
+        .file("app.wasm", broken)
+        .data(data.path())
+        .start()
+        .await;
+    let reply = host.get("/app/").await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(reply.text().starts_with("Hello from droplet hello"));
+    let refused = host.log_lines().into_iter().any(|line| {
+        line["droplet"] == "app"
+            && line["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("refused"))
+    });
+    assert!(refused, "the refusal is logged");
+}

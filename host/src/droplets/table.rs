@@ -12,7 +12,8 @@
 //! restart serves what was published last and rollback can go back through
 //! the last versions. At start-up, a module in the droplets directory that
 //! is newer than the stored current version (and different) is published
-//! as a new version; otherwise the stored one is served.
+//! as a new version if it loads — the same check as a live swap — and
+//! otherwise the stored one is served.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -120,21 +121,14 @@ impl Droplets {
         names.sort();
         names.dedup();
 
-        let versions: Vec<(String, Result<VersionId, String>)> = names
-            .into_iter()
-            .map(|name| {
-                let version = droplets.startup_version(&name);
-                (name, version)
-            })
-            .collect();
-        let total = versions.len();
+        let total = names.len();
         if !lazy {
             progress.started(total);
         }
-        let loaded: Vec<(String, Arc<Droplet>)> = versions
+        let loaded: Vec<(String, Arc<Droplet>)> = names
             .into_par_iter()
-            .map(|(name, version)| {
-                let droplet = droplets.build(&name, version, lazy);
+            .map(|name| {
+                let droplet = droplets.load_one(&name, lazy);
                 if !lazy {
                     progress.loaded();
                 }
@@ -161,36 +155,82 @@ impl Droplets {
         Ok(droplets)
     }
 
-    /// Which version of `name` to serve at start-up: the stored current one,
-    /// unless the droplets directory holds a newer, different module (then
-    /// that is stored as a new version).
-    fn startup_version(&self, name: &str) -> Result<VersionId, String> {
-        let stored = self
-            .store
-            .current(name)
-            .map_err(|err| format!("cannot read the stored versions of {name}: {err}"))?;
-        let use_dir = match (&stored, directory::modified(&self.dir, name)) {
+    /// The version of `name` to serve from start-up: the stored current
+    /// one, unless the droplets directory holds a newer, different module
+    /// that loads — checked exactly as a live swap checks it, so a module
+    /// that would have been refused while the host ran is refused now too,
+    /// and the stored version keeps serving. Blocking.
+    fn load_one(&self, name: &str, lazy: bool) -> Droplet {
+        let stored = match self.store.current(name) {
+            Ok(stored) => stored,
+            Err(err) => {
+                let reason = format!("cannot read the stored versions of {name}: {err}");
+                return self.build(name, Err(reason), lazy);
+            }
+        };
+        let dir_is_newer = match (&stored, directory::modified(&self.dir, name)) {
             (None, Some(_)) => true,
             (Some((_, published)), Some(modified)) => modified > *published,
             (_, None) => false,
         };
-        if !use_dir {
-            return stored
-                .map(|(version, _)| version)
-                .ok_or_else(|| format!("{name} has no module"));
+        if dir_is_newer {
+            let current = stored.as_ref().map(|(version, _)| version);
+            match self.adopt_directory_version(name, current, lazy) {
+                Ok(Some(droplet)) => return droplet,
+                Ok(None) => {}
+                Err(reason) if current.is_some() => {
+                    tracing::error!(droplet = name, reason = %reason, "new version in the droplets directory refused; the stored version keeps serving");
+                }
+                Err(reason) => return self.build(name, Err(reason), lazy),
+            }
         }
+        let version = stored
+            .map(|(version, _)| version)
+            .ok_or_else(|| format!("{name} has no module"));
+        self.build(name, version, lazy)
+    }
+
+    /// Publishes the directory's version of `name` at start-up if it loads
+    /// and differs from `current`; `None` when it is the current content.
+    /// It is compiled now, even when `lazy`, if there is a `current` to
+    /// keep serving should it not load; a droplet seen for the first time
+    /// stays lazy (its first request compiles it). Blocking.
+    fn adopt_directory_version(
+        &self,
+        name: &str,
+        current: Option<&VersionId>,
+        lazy: bool,
+    ) -> Result<Option<Droplet>, String> {
+        let started = Instant::now();
         let (wasm, manifest) = directory::read_version(&self.dir, name)?;
         let hash = ContentHash::of(&wasm, manifest.as_deref());
-        if let Some((version, _)) = &stored
-            && version.has_content(&hash)
-        {
-            return Ok(version.clone());
+        if current.is_some_and(|version| version.has_content(&hash)) {
+            return Ok(None);
         }
+        let parsed = self.loader.parse(name, manifest.as_deref())?;
+        let ready = if lazy && current.is_none() {
+            None
+        } else {
+            Some(self.loader.compile(name, &wasm)?)
+        };
         let id = self.next_version_id(&hash);
         self.store
             .save(name, &id, &wasm, manifest.as_deref())
             .map_err(|err| format!("cannot store {name}: {err}"))?;
-        Ok(id)
+        let state = match ready {
+            Some(ready) => {
+                log_load(name, &id, &Ok(ready.origin), started);
+                DropletState::Ready(Arc::new(ready))
+            }
+            None => DropletState::Pending(Pending::default()),
+        };
+        Ok(Some(Droplet::new(
+            name,
+            id,
+            parsed,
+            state,
+            self.stats_for(name),
+        )))
     }
 
     /// Builds the droplet for a stored version: parsed always, compiled now

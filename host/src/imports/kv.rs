@@ -20,6 +20,9 @@ pub struct KvCapability {
     pub backend: Arc<dyn KvBackend>,
     /// The largest value accepted, in bytes.
     pub max_value_bytes: usize,
+    /// The quota of droplets whose manifest sets no `kv_quota_mb`, in
+    /// bytes; `None`: unlimited.
+    pub default_quota_bytes: Option<u64>,
 }
 
 /// What the `kv` import may reach for one call.
@@ -45,7 +48,8 @@ impl KvCapability {
                 quota_bytes: call
                     .manifest
                     .kv_quota_mb
-                    .map(|mb| mb.saturating_mul(1 << 20)),
+                    .map(|mb| mb.saturating_mul(1 << 20))
+                    .or(self.default_quota_bytes),
                 max_value_bytes: self.max_value_bytes,
             },
             deadline: call.deadline,

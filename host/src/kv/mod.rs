@@ -37,6 +37,8 @@ pub enum BackendConfig {
         dir: PathBuf,
         /// Whether writes wait for the disk.
         durability: Durability,
+        /// The most memory sled's page cache may use, in bytes.
+        cache_bytes: u64,
     },
 }
 
@@ -51,11 +53,16 @@ impl BackendConfig {
     /// Opens the backend and starts its upkeep, which ends at `shutdown`.
     pub async fn open(&self, shutdown: &Shutdown) -> Result<Arc<dyn KvBackend>, String> {
         match self.clone() {
-            BackendConfig::Sled { dir, durability } => {
-                let backend =
-                    tokio::task::spawn_blocking(move || sled::SledBackend::open(&dir, durability))
-                        .await
-                        .map_err(|err| format!("opening the kv store failed: {err}"))??;
+            BackendConfig::Sled {
+                dir,
+                durability,
+                cache_bytes,
+            } => {
+                let backend = tokio::task::spawn_blocking(move || {
+                    sled::SledBackend::open(&dir, durability, cache_bytes)
+                })
+                .await
+                .map_err(|err| format!("opening the kv store failed: {err}"))??;
                 backend.spawn_purger(shutdown);
                 Ok(Arc::new(backend))
             }
@@ -208,15 +215,6 @@ pub fn check_value(value: &[u8], limits: Limits) -> Result<(), KvError> {
     Ok(())
 }
 
-/// Whether a write that changes a namespace's size by `delta` bytes (from
-/// `current`) stays within `limits`. Shrinking writes always pass.
-pub fn within_quota(current: u64, delta: i64, limits: Limits) -> bool {
-    match limits.quota_bytes {
-        Some(quota) if delta > 0 => current.saturating_add(delta as u64) <= quota,
-        _ => true,
-    }
-}
-
 /// Counts an operation and its outcome for metrics.
 pub fn record<T>(op: &'static str, result: &Result<T, KvError>) {
     metrics::counter!("droplet_kv_operations_total", "op" => op).increment(1);
@@ -244,24 +242,5 @@ mod tests {
         };
         assert!(check_value(b"1234", limits).is_ok());
         assert_eq!(check_value(b"12345", limits), Err(KvError::ValueTooLarge));
-    }
-
-    #[test]
-    fn quota_allows_shrinking_and_growth_up_to_the_limit() {
-        let limits = Limits {
-            quota_bytes: Some(100),
-            max_value_bytes: 10,
-        };
-        assert!(within_quota(90, 10, limits));
-        assert!(!within_quota(90, 11, limits));
-        assert!(within_quota(200, -5, limits));
-        assert!(within_quota(
-            u64::MAX,
-            5,
-            Limits {
-                quota_bytes: None,
-                max_value_bytes: 1
-            }
-        ));
     }
 }

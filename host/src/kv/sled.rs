@@ -24,7 +24,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use tokio::sync::oneshot;
 
-use super::{Durability, KeyPage, KvBackend, KvError, Limits, MAX_LIST_LIMIT, Usage, within_quota};
+use super::{Durability, KeyPage, KvBackend, KvError, Limits, MAX_LIST_LIMIT, Usage};
 use crate::shutdown::Shutdown;
 
 /// How often expired keys are purged.
@@ -54,10 +54,12 @@ struct Namespace {
 }
 
 impl SledBackend {
-    /// Opens (or creates) the store in `dir`. Blocking.
-    pub fn open(dir: &Path, durability: Durability) -> Result<Self, String> {
+    /// Opens (or creates) the store in `dir`, its page cache bounded by
+    /// `cache_bytes`. Blocking.
+    pub fn open(dir: &Path, durability: Durability, cache_bytes: u64) -> Result<Self, String> {
         let db = sled::Config::new()
             .path(dir)
+            .cache_capacity(cache_bytes)
             .flush_every_ms(Some(500))
             .open()
             .map_err(|err| format!("cannot open the kv store at {}: {err}", dir.display()))?;
@@ -203,24 +205,9 @@ impl KvBackend for SledBackend {
         self.0
             .blocking(ns, move |namespace| {
                 let raw = encode(expires_at, &value);
-                let old_len = namespace
-                    .tree
-                    .get(key.as_bytes())
-                    .map_err(storage)?
-                    .map(|old| old.len());
-                let delta = size_delta(key.len(), old_len, Some(raw.len()));
-                if !within_quota(namespace.bytes.load(Ordering::Relaxed), delta, limits) {
-                    return Err(KvError::QuotaExceeded);
-                }
-                let old = namespace
-                    .tree
-                    .insert(key.as_bytes(), raw.as_slice())
-                    .map_err(storage)?;
-                apply_delta(
-                    namespace,
-                    size_delta(key.len(), old.map(|old| old.len()), Some(raw.len())),
-                );
-                Ok(())
+                swap_entry(namespace, &key, limits, |_| {
+                    Ok(Swap::Write(Some(raw.clone()), ()))
+                })
             })
             .await?;
         self.0.durable().await
@@ -396,8 +383,10 @@ enum Swap<T> {
 }
 
 /// Changes `key`'s stored entry atomically: `step` sees the current entry
-/// and decides; a write that would pass the quota is refused; if another
-/// writer changed the entry in between, `step` runs again on the new one.
+/// and decides; if another writer changed the entry in between, `step` runs
+/// again on the new one. Growth is reserved against the namespace's quota
+/// *before* the write ([`reserve`]), so concurrent writers cannot pass the
+/// quota together.
 fn swap_entry<T>(
     namespace: &Namespace,
     key: &str,
@@ -415,19 +404,42 @@ fn swap_entry<T>(
             current.as_ref().map(|raw| raw.len()),
             new_raw.as_ref().map(Vec::len),
         );
-        if !within_quota(namespace.bytes.load(Ordering::Relaxed), delta, limits) {
-            return Err(KvError::QuotaExceeded);
+        let grows = u64::try_from(delta).ok().filter(|&grow| grow > 0);
+        if let Some(grow) = grows {
+            reserve(namespace, grow, limits)?;
         }
-        let outcome = namespace
-            .tree
-            .compare_and_swap(key.as_bytes(), current.as_ref(), new_raw.as_deref())
-            .map_err(storage)?;
-        if outcome.is_ok() {
-            apply_delta(namespace, delta);
+        let outcome =
+            namespace
+                .tree
+                .compare_and_swap(key.as_bytes(), current.as_ref(), new_raw.as_deref());
+        let swapped = matches!(outcome, Ok(Ok(())));
+        if !swapped && let Some(grow) = grows {
+            namespace.bytes.fetch_sub(grow, Ordering::SeqCst);
+        }
+        outcome.map_err(storage)?.ok();
+        if swapped {
+            if grows.is_none() {
+                apply_delta(namespace, delta);
+            }
             return Ok(answer);
         }
         // Someone wrote in between: look again.
     }
+}
+
+/// Counts `grow` more bytes in the namespace if that stays within its
+/// quota, in one atomic step; refuses (counting nothing) otherwise. A
+/// reservation that loses its race is given back by the caller.
+fn reserve(namespace: &Namespace, grow: u64, limits: Limits) -> Result<(), KvError> {
+    let before = namespace.bytes.fetch_add(grow, Ordering::SeqCst);
+    if limits
+        .quota_bytes
+        .is_some_and(|quota| before.saturating_add(grow) > quota)
+    {
+        namespace.bytes.fetch_sub(grow, Ordering::SeqCst);
+        return Err(KvError::QuotaExceeded);
+    }
+    Ok(())
 }
 
 /// The decimal integer a stored value holds.
@@ -568,6 +580,49 @@ mod tests {
         let raw = encode(10, b"v");
         assert_eq!(live_value(&raw, 9), Some(&b"v"[..]));
         assert_eq!(live_value(&raw, 10), None);
+    }
+
+    #[test]
+    fn concurrent_writers_cannot_pass_the_quota_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend =
+            SledBackend::open(&dir.path().join("kv"), Durability::Relaxed, 1 << 20).unwrap();
+        let namespace = backend.0.namespace("ns").unwrap();
+        let limits = Limits {
+            quota_bytes: Some(1 << 20),
+            max_value_bytes: 1 << 20,
+        };
+        let value = vec![7u8; 300 * 1024];
+        let stored: usize = std::thread::scope(|scope| {
+            let writers: Vec<_> = (0..16)
+                .map(|i| {
+                    let (namespace, value) = (&namespace, &value);
+                    scope.spawn(move || {
+                        let raw = encode(0, value);
+                        swap_entry(namespace, &format!("k{i}"), limits, |_| {
+                            Ok(Swap::Write(Some(raw.clone()), ()))
+                        })
+                        .is_ok() as usize
+                    })
+                })
+                .collect();
+            writers
+                .into_iter()
+                .map(|writer| writer.join().unwrap())
+                .sum()
+        });
+        assert_eq!(
+            stored, 3,
+            "three 300 KiB values fit in 1 MiB, a fourth does not"
+        );
+        let counted = namespace.bytes.load(Ordering::SeqCst);
+        assert!(counted <= 1 << 20, "{counted} bytes counted");
+        let on_disk: usize = namespace
+            .tree
+            .iter()
+            .map(|entry| entry.map(|(k, v)| k.len() + v.len()).unwrap())
+            .sum();
+        assert_eq!(on_disk as u64, counted);
     }
 
     #[test]

@@ -110,6 +110,13 @@ pub struct ServeArgs {
         default_value = "durable"
     )]
     pub kv_durability: DurabilityArg,
+    /// The kv quota, in MiB, of droplets whose manifest sets no
+    /// `kv_quota_mb` (0: unlimited).
+    #[arg(long, env = "DROPLET_KV_DEFAULT_QUOTA_MB", default_value_t = 100)]
+    pub kv_default_quota_mb: u64,
+    /// The most memory the kv store's page cache may use, in MiB.
+    #[arg(long, env = "DROPLET_KV_CACHE_MB", default_value_t = 128)]
+    pub kv_cache_mb: u64,
     /// The largest kv value, in KiB.
     #[arg(long, env = "DROPLET_KV_MAX_VALUE_KB", default_value_t = 1024)]
     pub kv_max_value_kb: usize,
@@ -193,7 +200,10 @@ pub fn serve(args: ServeArgs, dotenv: Option<PathBuf>) -> anyhow::Result<()> {
         kv: BackendConfig::Sled {
             dir: args.data_dir.join("kv"),
             durability: args.kv_durability.into(),
+            cache_bytes: args.kv_cache_mb.saturating_mul(1 << 20),
         },
+        kv_default_quota_bytes: (args.kv_default_quota_mb > 0)
+            .then(|| args.kv_default_quota_mb.saturating_mul(1 << 20)),
         data_dir: args.data_dir,
         kv_max_value_bytes: args.kv_max_value_kb.saturating_mul(1024),
         lazy: args.lazy,

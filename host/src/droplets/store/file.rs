@@ -1,7 +1,8 @@
 //! The embedded deployment store: versions as files under
 //! `{data}/deployments/{name}/`: `{version}.wasm`, an optional
 //! `{version}.toml`, and `current`, which names the version being served.
-//! Every file is written to a temporary name and renamed into place.
+//! Every file is written to a temporary name, synced, and renamed into
+//! place (the directory synced too): a deploy acknowledged is on disk.
 
 use std::io::ErrorKind;
 use std::path::PathBuf;
@@ -9,7 +10,7 @@ use std::time::SystemTime;
 
 use super::{DeploymentStore, KEPT_VERSIONS, VersionFiles};
 use crate::droplets::version::VersionId;
-use crate::fs::{remove_if_present, write_atomic};
+use crate::fs::{remove_if_present, write_durable};
 
 /// Versions on the local disk.
 pub struct FileStore {
@@ -111,9 +112,9 @@ impl DeploymentStore for FileStore {
         manifest: Option<&str>,
     ) -> std::io::Result<()> {
         std::fs::create_dir_all(self.dir(name))?;
-        write_atomic(&self.wasm_path(name, version), wasm)?;
+        write_durable(&self.wasm_path(name, version), wasm)?;
         if let Some(manifest) = manifest {
-            write_atomic(&self.manifest_path(name, version), manifest.as_bytes())?;
+            write_durable(&self.manifest_path(name, version), manifest.as_bytes())?;
         }
         self.set_current(name, version)?;
         for old in self.versions(name)?.into_iter().skip(KEPT_VERSIONS) {
@@ -125,7 +126,7 @@ impl DeploymentStore for FileStore {
     }
 
     fn set_current(&self, name: &str, version: &VersionId) -> std::io::Result<()> {
-        write_atomic(&self.dir(name).join("current"), version.as_str().as_bytes())
+        write_durable(&self.dir(name).join("current"), version.as_str().as_bytes())
     }
 
     fn remove(&self, name: &str) -> std::io::Result<()> {
