@@ -27,8 +27,55 @@ use crate::imports::{self, HasImports, Imports};
 use crate::scheduler::{EpochTicker, LongRunningGate};
 
 /// How much of each memory and table is reset in place (not with madvise)
-/// when an instance is dropped.
+/// when an instance is dropped, without swap: with PAGEMAP_SCAN only the
+/// pages a call touched are rewritten.
 const KEEP_RESIDENT_BYTES: usize = 8 << 20;
+/// The same with swap: every kept byte is rewritten (no PAGEMAP_SCAN), so
+/// keep little; the rest is returned with madvise.
+const KEEP_RESIDENT_BYTES_WITH_SWAP: usize = 256 << 10;
+
+/// How an instance's memory is wiped before its slot is reused — the
+/// isolation between requests rests on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemoryReset {
+    /// Rewrite only the pages the call touched (found with PAGEMAP_SCAN,
+    /// Linux 6.7+) in an 8 MiB window; madvise beyond it.
+    TouchedPages,
+    /// Rewrite a small window whole, madvise the rest: chosen when the
+    /// machine has swap, because PAGEMAP_SCAN does not report dirty pages
+    /// the kernel swapped out (wasmtime PR #14357), which could then
+    /// survive into the next instance.
+    WholeWindow,
+}
+
+impl MemoryReset {
+    /// The safe strategy for this machine: [`MemoryReset::WholeWindow`] if
+    /// any swap is active (`/proc/swaps` lists a device or file).
+    pub fn for_this_machine() -> Self {
+        let swap_active = std::fs::read_to_string("/proc/swaps")
+            .map(|swaps| swaps.lines().skip(1).any(|line| !line.trim().is_empty()))
+            .unwrap_or(false);
+        if swap_active {
+            MemoryReset::WholeWindow
+        } else {
+            MemoryReset::TouchedPages
+        }
+    }
+
+    fn keep_resident(self) -> usize {
+        match self {
+            MemoryReset::TouchedPages => KEEP_RESIDENT_BYTES,
+            MemoryReset::WholeWindow => KEEP_RESIDENT_BYTES_WITH_SWAP,
+        }
+    }
+
+    fn pagemap_scan(self) -> Enabled {
+        match self {
+            MemoryReset::TouchedPages => Enabled::Auto,
+            MemoryReset::WholeWindow => Enabled::No,
+        }
+    }
+}
 
 /// Sizes of the runtime, from the host's settings.
 #[derive(Debug, Clone)]
@@ -107,6 +154,8 @@ impl Runtime {
     /// copy-on-write memory images), links WASI 0.2 and the droplet world, and
     /// starts the epoch ticker.
     pub fn new(settings: &RuntimeSettings) -> anyhow::Result<Self> {
+        let reset = MemoryReset::for_this_machine();
+        tracing::info!(strategy = ?reset, "instance memory reset");
         let mut pool = PoolingAllocationConfig::default();
         let instances = settings.max_instances;
         pool.total_component_instances(instances)
@@ -125,10 +174,11 @@ impl Runtime {
             // syscall and the TLB shootdowns it causes between CPUs cost far
             // more than rewriting the few pages a call dirtied. With
             // PAGEMAP_SCAN (Linux 6.7+) only the pages actually touched are
-            // reset, so a large keep-resident window costs nothing extra.
-            .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
-            .table_keep_resident(KEEP_RESIDENT_BYTES)
-            .pagemap_scan(Enabled::Auto);
+            // reset, so a large keep-resident window costs nothing extra —
+            // unless the machine swaps ([`MemoryReset`]).
+            .linear_memory_keep_resident(reset.keep_resident())
+            .table_keep_resident(reset.keep_resident())
+            .pagemap_scan(reset.pagemap_scan());
 
         let mut config = Config::new();
         config

@@ -8,6 +8,7 @@ mod support;
 mod admin;
 mod auth;
 mod contract;
+mod hostile;
 mod kv;
 mod limits;
 mod loading;

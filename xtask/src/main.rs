@@ -26,7 +26,7 @@ use anyhow::{Context, Result, bail, ensure};
 const TARGET: &str = "wasm32-wasip2";
 /// The example droplets, as crates under `examples/`.
 const EXAMPLES: &[&str] = &[
-    "hello", "echo", "spin", "hog", "panic", "counter", "todo", "kvstore",
+    "hello", "echo", "spin", "hog", "panic", "counter", "todo", "kvstore", "hostile",
 ];
 
 fn main() -> Result<()> {

@@ -1,0 +1,106 @@
+//! Attacks from inside: the `hostile` example droplet tries, one path per
+//! attack, what a hostile author could deploy. Each test asserts the
+//! documented answer and that a healthy droplet keeps answering meanwhile.
+
+use std::time::Duration;
+
+use futures::future::join_all;
+use serde_json::Value;
+
+use crate::support::{Host, HostBuilder};
+
+async fn hostile_host(manifest: &str) -> Host {
+    HostBuilder::new()
+        .droplet_with("hostile", "hostile", manifest)
+        .droplet("hello", "hello")
+        .start()
+        .await
+}
+
+/// Runs `attack` while `hello` is asked, and checks hello answered 200
+/// every time.
+async fn while_healthy_answers<T>(host: &Host, attack: impl std::future::Future<Output = T>) -> T {
+    let healthy = async {
+        let mut statuses = Vec::new();
+        for _ in 0..10 {
+            statuses.push(host.get("/hello/").await.status);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        statuses
+    };
+    let (result, statuses) = tokio::join!(attack, healthy);
+    assert!(statuses.iter().all(|status| *status == 200), "{statuses:?}");
+    result
+}
+
+#[tokio::test]
+async fn nothing_a_request_leaves_in_memory_is_seen_by_a_later_one() {
+    let host = hostile_host("max_concurrency = 64\n").await;
+    let check = |reply: crate::support::Reply| {
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        let seen = reply.json();
+        assert_eq!(seen["static"], Value::Null, "static memory leaked: {seen}");
+        assert_eq!(seen["heap"], Value::Null, "heap leaked: {seen}");
+    };
+    // One after another: each instance most likely reuses the last one's slot.
+    for i in 0..50 {
+        check(host.get(&format!("/hostile/remember?marker=seq-{i}")).await);
+    }
+    // Many at once, wave after wave.
+    for wave in 0..8 {
+        let replies = join_all((0..32).map(|i| {
+            let host = &host;
+            async move {
+                host.get(&format!("/hostile/remember?marker=w{wave}-{i}"))
+                    .await
+            }
+        }))
+        .await;
+        replies.into_iter().for_each(check);
+    }
+}
+
+#[tokio::test]
+async fn the_sandbox_denies_files_environment_and_sockets() {
+    let host = hostile_host("").await;
+    let reply = while_healthy_answers(&host, host.get("/hostile/escape")).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let attempts = reply.json();
+    for attempt in [
+        "read_root",
+        "read_passwd",
+        "write_tmp",
+        "connect",
+        "listen",
+        "resolve",
+    ] {
+        assert!(
+            attempts[attempt].get("denied").is_some(),
+            "{attempt} was allowed: {attempts}"
+        );
+    }
+    assert_eq!(attempts["environment"], serde_json::json!([]), "{attempts}");
+}
+
+#[tokio::test]
+async fn a_stack_overflow_is_a_500_and_others_keep_answering() {
+    let host = hostile_host("").await;
+    let reply = while_healthy_answers(&host, host.get("/hostile/stack")).await;
+    reply.assert_error(500, "droplet_trap");
+}
+
+#[tokio::test]
+async fn a_huge_response_is_a_502_and_others_keep_answering() {
+    let host = hostile_host("").await;
+    let reply = while_healthy_answers(&host, host.get("/hostile/huge?mb=20")).await;
+    let message = reply.assert_error(502, "invalid_response");
+    assert!(message.contains("over the limit"), "{message}");
+    assert_eq!(host.get("/hostile/huge?mb=1").await.status, 200);
+}
+
+#[tokio::test]
+async fn a_host_call_loop_is_stopped_at_its_budget() {
+    let host = hostile_host("budget_ms = 100\n").await;
+    let reply = while_healthy_answers(&host, host.get("/hostile/host-loop")).await;
+    reply.assert_error(504, "budget_exceeded");
+}
