@@ -168,4 +168,18 @@ mod tests {
         let framed = into_http(response(200, vec![("content-length", "999")])).unwrap();
         assert!(framed.headers().get(header::CONTENT_LENGTH).is_none());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_guest_response_is_forwarded_valid_or_refused(
+            status in proptest::num::u16::ANY,
+            headers in proptest::collection::vec((".{0,20}", ".{0,40}"), 0..8),
+            body in proptest::collection::vec(proptest::num::u8::ANY, 0..64),
+        ) {
+            let response = GuestResponse { status, headers, body };
+            if let Ok(http) = into_http(response) {
+                proptest::prop_assert!((200..=599).contains(&http.status().as_u16()));
+            }
+        }
+    }
 }

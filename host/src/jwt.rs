@@ -432,4 +432,18 @@ mod tests {
         let refused = verifier.verify(&critical).unwrap_err();
         assert!(refused.to_string().contains("crit"), "{refused}");
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_token_text_is_refused_without_panicking(token in ".{0,300}") {
+            proptest::prop_assert!(hs_verifier().verify(&token).is_err());
+        }
+
+        #[test]
+        fn any_three_part_token_is_refused_without_panicking(
+            parts in proptest::collection::vec("[A-Za-z0-9_-]{0,60}", 3),
+        ) {
+            proptest::prop_assert!(hs_verifier().verify(&parts.join(".")).is_err());
+        }
+    }
 }

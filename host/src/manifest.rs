@@ -365,4 +365,23 @@ mod tests {
             assert!(refused.contains("host's own secrets"), "{refused}");
         }
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_manifest_text_parses_or_is_refused_without_panicking(text in ".{0,400}") {
+            if let Ok(manifest) = Manifest::parse(&text, 256) {
+                let _ = manifest.resolve_config(&ConfigEnv::default(), |_| Some("v".into()));
+            }
+        }
+
+        #[test]
+        fn any_config_value_expands_or_is_refused_without_panicking(value in ".{0,200}") {
+            let manifest = Manifest {
+                config: [("k".to_string(), value)].into_iter().collect(),
+                ..Manifest::default()
+            };
+            let allowed = ConfigEnv { allowed: vec!["A".into()] };
+            let _ = manifest.resolve_config(&allowed, |_| Some("v".into()));
+        }
+    }
 }

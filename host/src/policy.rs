@@ -11,10 +11,19 @@ use crate::manifest::{AuthPolicy, Manifest};
 /// The scope every admin request needs.
 pub const ADMIN_SCOPE: &str = "droplets:admin";
 
+/// The longest bearer token read; a longer one is malformed, before any
+/// decoding or signature work is spent on it.
+pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+
 /// The token of an `Authorization: Bearer` header: `None` without one,
-/// `Some(Err)` for an Authorization header that is not a bearer token.
+/// `Some(Err)` for an Authorization header that is not one bearer token of
+/// a sane size (two Authorization headers are refused, not guessed between).
 pub fn bearer_token(headers: &http::HeaderMap) -> Option<Result<&str, TokenError>> {
-    let value = headers.get(http::header::AUTHORIZATION)?;
+    let mut values = headers.get_all(http::header::AUTHORIZATION).iter();
+    let value = values.next()?;
+    if values.next().is_some() || value.len() > MAX_TOKEN_BYTES + "Bearer ".len() {
+        return Some(Err(TokenError::Malformed));
+    }
     let Ok(value) = value.to_str() else {
         return Some(Err(TokenError::Malformed));
     };
@@ -144,6 +153,18 @@ mod tests {
     }
 
     #[test]
+    fn two_authorization_headers_or_a_huge_token_are_malformed() {
+        let mut two = http::HeaderMap::new();
+        two.append("authorization", "Bearer a".parse().unwrap());
+        two.append("authorization", "Bearer b".parse().unwrap());
+        assert_eq!(bearer_token(&two), Some(Err(TokenError::Malformed)));
+        let mut huge = http::HeaderMap::new();
+        let token = format!("Bearer {}", "a".repeat(MAX_TOKEN_BYTES + 1));
+        huge.insert("authorization", token.parse().unwrap());
+        assert_eq!(bearer_token(&huge), Some(Err(TokenError::Malformed)));
+    }
+
+    #[test]
     fn public_droplets_never_refuse_and_jwt_droplets_need_a_token() {
         let headers = http::HeaderMap::new();
         let public = Manifest::default();
@@ -161,5 +182,19 @@ mod tests {
         assert_eq!(refused.status(), 401);
         let admin = authorize_admin(None, &headers).unwrap_err();
         assert_eq!(admin.status(), 403);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_authorization_header_is_read_without_panicking(
+            value in proptest::collection::vec(32u8..127, 0..200),
+        ) {
+            let mut headers = http::HeaderMap::new();
+            if let Ok(value) = http::HeaderValue::from_bytes(&value) {
+                headers.insert("authorization", value);
+            }
+            let _ = bearer_token(&headers);
+            let _ = authorize(None, &Manifest::default(), &headers);
+        }
     }
 }

@@ -229,4 +229,26 @@ mod tests {
         assert!(!is_valid_name("a_b"));
         assert!(!is_valid_name(""));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_host_and_path_route_without_panicking(
+            host in proptest::option::of(".{0,80}"),
+            path in ".{0,200}",
+            domain in proptest::option::of("[a-zA-Z.]{0,20}"),
+        ) {
+            let host = host.map(|host| normalize_host(&host));
+            let route = route(host.as_deref(), &path, domain.as_deref());
+            if let Route::Droplet { name, path } = route {
+                proptest::prop_assert!(is_valid_name(name));
+                proptest::prop_assert!(path.starts_with('/') || host.is_some());
+            }
+        }
+
+        #[test]
+        fn names_and_clips_never_panic(text in ".{0,100}", max in 0usize..120) {
+            let _ = is_droplet_name(&text);
+            proptest::prop_assert!(clip(&text, max).chars().count() <= max + 1);
+        }
+    }
 }
