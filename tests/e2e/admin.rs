@@ -28,16 +28,7 @@ async fn admin(
     path: &str,
     body: Option<Value>,
 ) -> crate::support::Reply {
-    let body = body.map_or_else(Bytes::new, |body| Bytes::from(body.to_string()));
-    host.send(
-        Request::builder()
-            .method(method)
-            .uri(path)
-            .header("authorization", format!("Bearer {}", admin_token()))
-            .body(body)
-            .unwrap(),
-    )
-    .await
+    crate::support::admin_request(host, method, path, body.as_ref()).await
 }
 
 async fn admin_host() -> Host {

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use http::Request;
 use serde_json::json;
 
-use crate::support::{HostBuilder, TEST_SECRET, claims_with_scope, cli, hs256_token};
+use crate::support::{HostBuilder, TEST_SECRET, cli};
 
 /// `droplet serve` arguments for a host on `listen` with its own empty
 /// droplets directory and data directory `data`.
@@ -99,15 +99,8 @@ async fn metrics_leave_out_a_removed_droplet() {
     assert_eq!(host.get("/gone/").await.status, 200);
     let metrics = host.get("/metrics").await.text();
     assert!(metrics.contains("droplet=\"gone\""), "{metrics}");
-    let token = hs256_token(&claims_with_scope("droplets:admin"));
-    let removed = host
-        .send(
-            Request::delete("/_admin/droplets/gone")
-                .header("authorization", format!("Bearer {token}"))
-                .body(Bytes::new())
-                .unwrap(),
-        )
-        .await;
+    let removed =
+        crate::support::admin_request(&host, "DELETE", "/_admin/droplets/gone", None).await;
     assert_eq!(removed.status, 200, "{}", removed.text());
     let metrics = host.get("/metrics").await.text();
     assert!(!metrics.contains("droplet=\"gone\""), "{metrics}");

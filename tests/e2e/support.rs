@@ -510,3 +510,19 @@ pub fn claims_with_scope(scope: &str) -> Value {
         "scope": scope,
     })
 }
+
+/// Sends an admin API request with a `droplets:admin` token and an optional
+/// JSON body.
+pub async fn admin_request(host: &Host, method: &str, path: &str, body: Option<&Value>) -> Reply {
+    let token = hs256_token(&claims_with_scope("droplets:admin"));
+    let body = body.map_or_else(Bytes::new, |body| Bytes::from(body.to_string()));
+    host.send(
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {token}"))
+            .body(body)
+            .unwrap(),
+    )
+    .await
+}

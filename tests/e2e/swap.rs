@@ -344,18 +344,11 @@ async fn reading_the_directory_files_does_not_undo_a_deploy_but_new_content_wins
         .start()
         .await;
     assert!(is_hello(&host.get("/app/").await));
-    let token = hs256_token(&claims_with_scope("droplets:admin"));
     let body = json!({
         "module": base64::engine::general_purpose::STANDARD.encode(example("echo")),
     });
-    let deployed = host
-        .send(
-            Request::put("/_admin/droplets/app")
-                .header("authorization", format!("Bearer {token}"))
-                .body(Bytes::from(body.to_string()))
-                .unwrap(),
-        )
-        .await;
+    let deployed =
+        crate::support::admin_request(&host, "PUT", "/_admin/droplets/app", Some(&body)).await;
     assert_eq!(deployed.status, 200, "{}", deployed.text());
     assert!(is_echo(&host.get("/app/").await));
 
