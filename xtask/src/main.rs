@@ -152,7 +152,7 @@ fn announce_first_build(root: &Path, profile: &str) {
     if !target_dir(root).join(profile).join("droplet").exists() {
         eprintln!(
             "xtask: first build: compiling the host (wasmtime, hyper, sled and ~350 crates) \
-             takes several minutes (10-15 on two cores); later builds take seconds"
+             takes several minutes (about 6 on two idle cores); later builds take seconds"
         );
     }
 }
