@@ -22,9 +22,14 @@ use anyhow::{Context, Result, bail, ensure};
 use serde::Serialize;
 use serde_json::Value;
 
+mod soak;
+
 fn main() -> Result<()> {
     let opts = Opts::parse()?;
     std::fs::create_dir_all(&opts.out)?;
+    if let Some(minutes) = opts.soak_minutes {
+        return soak::run(&opts, minutes);
+    }
     let machine = Machine::read();
     eprintln!(
         "droplet-bench: {} mode, {} round(s) of {} s, {} cores ({})",
@@ -94,11 +99,17 @@ struct Args {
     /// Where the report and the scenarios' files go [default: target/release/../bench].
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Run only the soak scenario, for this many minutes (not part of CI).
+    #[arg(long)]
+    soak_minutes: Option<u64>,
 }
 
 /// What a run was asked to do, and where things are.
+#[derive(Clone)]
 struct Opts {
     short: bool,
+    /// Minutes of the soak scenario, when that is what runs.
+    soak_minutes: Option<u64>,
     rounds: usize,
     duration: Duration,
     out: PathBuf,
@@ -121,6 +132,7 @@ impl Opts {
             .unwrap_or_else(|| root.join("../target/wasm32-wasip2/release"));
         Ok(Self {
             short,
+            soak_minutes: args.soak_minutes,
             rounds: args.rounds.unwrap_or(if short { 1 } else { 3 }),
             duration: Duration::from_secs(args.duration.unwrap_or(if short { 1 } else { 5 })),
             out: args.out.unwrap_or_else(|| bin_dir.join("../bench")),
@@ -262,6 +274,8 @@ struct Load {
     connections: u32,
     method: &'static str,
     body: &'static str,
+    /// An `Authorization` header value, if any.
+    authorization: Option<String>,
 }
 
 impl Load {
@@ -271,6 +285,7 @@ impl Load {
             connections,
             method: "GET",
             body: "",
+            authorization: None,
         }
     }
 }
@@ -281,6 +296,10 @@ fn spawn_wrk(opts: &Opts, load: &Load) -> Result<Child> {
     Command::new("wrk")
         .env("WRK_METHOD", load.method)
         .env("WRK_BODY", load.body)
+        .env(
+            "WRK_AUTHORIZATION",
+            load.authorization.as_deref().unwrap_or_default(),
+        )
         .arg(format!("-t{threads}"))
         .arg(format!("-c{}", load.connections))
         .arg(format!("-d{}s", opts.duration.as_secs()))
@@ -684,6 +703,7 @@ fn kv_calls(opts: &Opts, host: &Server, report: &mut Report) -> Result<()> {
         connections: 1,
         method: "PUT",
         body: "a value of moderate size for the benchmark",
+        authorization: None,
     };
     let status = http_put_status(host.addr, "/kvstore/k/bench", setup.body)?;
     ensure!(

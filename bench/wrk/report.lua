@@ -1,6 +1,11 @@
 -- Optional request method and body from the environment (default GET).
 wrk.method = os.getenv("WRK_METHOD") or "GET"
 wrk.body = os.getenv("WRK_BODY")
+-- Optional authorization header (the soak's authenticated writes).
+local authorization = os.getenv("WRK_AUTHORIZATION")
+if authorization ~= nil and authorization ~= "" then
+  wrk.headers["Authorization"] = authorization
+end
 
 -- Prints wrk's summary as one JSON line prefixed with WRK_JSON, so the
 -- harness reads exact numbers (including p99.9) instead of wrk's text.
