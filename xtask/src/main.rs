@@ -24,6 +24,9 @@ use std::process::Command;
 use anyhow::{Context, Result, bail, ensure};
 
 const TARGET: &str = "wasm32-wasip2";
+/// Examples built for the tests only: never copied into a droplets
+/// directory that a host serves.
+const TEST_ONLY: &[&str] = &["hostile"];
 /// The example droplets, as crates under `examples/`.
 const EXAMPLES: &[&str] = &[
     "hello", "echo", "spin", "hog", "panic", "counter", "todo", "kvstore", "hostile",
@@ -252,7 +255,9 @@ fn ensure_target() -> Result<()> {
 }
 
 /// Builds every example for wasm32-wasip2 in release mode and copies each
-/// `{name}.wasm`, with its `{name}.toml` manifest when it has one, into `out`.
+/// `{name}.wasm`, with its `{name}.toml` manifest when it has one, into `out`
+/// — all but the [`TEST_ONLY`] ones, which the tests read from cargo's
+/// output directory.
 fn build_examples(root: &Path, out: &Path) -> Result<()> {
     ensure_target()?;
     let mut build = cargo(root);
@@ -263,7 +268,10 @@ fn build_examples(root: &Path, out: &Path) -> Result<()> {
     run(&mut build)?;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let built = examples_out(root);
-    for example in EXAMPLES {
+    for example in EXAMPLES
+        .iter()
+        .filter(|example| !TEST_ONLY.contains(example))
+    {
         let wasm = built.join(format!("{example}.wasm"));
         std::fs::copy(&wasm, out.join(format!("{example}.wasm")))
             .with_context(|| format!("cannot copy {}", wasm.display()))?;
@@ -278,7 +286,7 @@ fn build_examples(root: &Path, out: &Path) -> Result<()> {
     }
     eprintln!(
         "xtask: {} example droplets in {}",
-        EXAMPLES.len(),
+        EXAMPLES.len() - TEST_ONLY.len(),
         out.display()
     );
     Ok(())
