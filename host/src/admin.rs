@@ -45,7 +45,7 @@ pub async fn handle(
     req: Request<Incoming>,
     path: &str,
 ) -> Result<Response<Full<Bytes>>, HostError> {
-    policy::authorize_admin(app.verifier.as_deref(), req.headers())?;
+    policy::authorize_admin(app.verifier(), req.headers())?;
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let method = req.method().clone();
     match (method, segments.as_slice()) {

@@ -74,8 +74,6 @@ pub struct App {
     pub domain: Option<String>,
     /// The host-wide half of every capability droplets import.
     pub capabilities: Capabilities,
-    /// Verifies bearer tokens; `None` when no keys are configured.
-    pub verifier: Option<Arc<Verifier>>,
     /// Largest admin deploy body.
     pub admin_max_body_bytes: usize,
     /// Longest a request body may take to arrive: a trickling body is
@@ -149,9 +147,7 @@ impl App {
                 max_value_bytes: settings.kv_max_value_bytes,
                 default_quota_bytes: settings.kv_default_quota_bytes,
             },
-            auth: AuthCapability {
-                verifier: verifier.clone(),
-            },
+            auth: AuthCapability { verifier },
         };
         let runtime = Arc::new(Runtime::new(&RuntimeSettings {
             max_instances: settings.max_instances,
@@ -196,7 +192,6 @@ impl App {
                 .as_deref()
                 .map(crate::router::normalize_host),
             capabilities,
-            verifier,
             admin_max_body_bytes: settings.admin_max_body_bytes,
             body_read_timeout: settings.body_read_timeout,
             metrics,
@@ -205,6 +200,12 @@ impl App {
             shutdown: shutdown.clone(),
             _data_lock: data_lock,
         }))
+    }
+
+    /// Verifies bearer tokens (the auth capability's); `None` when no keys
+    /// are configured.
+    pub fn verifier(&self) -> Option<&Verifier> {
+        self.capabilities.auth.verifier.as_deref()
     }
 
     /// The kv backend every droplet's namespace lives in.
@@ -217,7 +218,7 @@ impl App {
     /// enabled by an HS256 secret shorter than 32 bytes.
     pub fn check_production(&self, jwt: &JwtSettings) -> Result<(), String> {
         let mut problems = Vec::new();
-        if self.verifier.is_none() {
+        if self.verifier().is_none() {
             let protected: Vec<String> = self
                 .droplets
                 .list()

@@ -95,9 +95,9 @@ impl Activity {
     }
 
     /// Marks a response as being sent until the guard (held by its body)
-    /// drops.
+    /// drops. Taken while the request is still being handled, whose end
+    /// records the time: nothing to record here.
     pub fn sending(self: &Arc<Self>) -> Phase {
-        self.touch();
         self.sending.fetch_add(1, Ordering::Relaxed);
         Phase {
             activity: Arc::clone(self),
@@ -259,20 +259,13 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for TrackedIo<S> {
 
 /// One warning a second at most for a repeating failure, saying how many
 /// were not logged in between.
+#[derive(Default)]
 pub struct RateLimitedLog {
     last: Option<Instant>,
     suppressed: u64,
 }
 
 impl RateLimitedLog {
-    /// Nothing logged yet.
-    pub fn new() -> Self {
-        Self {
-            last: None,
-            suppressed: 0,
-        }
-    }
-
     /// Logs `error` unless a line went out less than a second ago.
     pub fn accept_failed(&mut self, error: &io::Error) {
         let now = Instant::now();
@@ -290,12 +283,6 @@ impl RateLimitedLog {
         );
         self.last = Some(now);
         self.suppressed = 0;
-    }
-}
-
-impl Default for RateLimitedLog {
-    fn default() -> Self {
-        Self::new()
     }
 }
 

@@ -60,7 +60,7 @@ pub async fn answer(
         Endpoint::Health => health(droplet),
         Endpoint::Capabilities => capabilities(droplet),
         Endpoint::State => {
-            policy::authorize(app.verifier.as_deref(), &droplet.manifest, headers)?;
+            policy::authorize(app.verifier(), &droplet.manifest, headers)?;
             state(app, droplet).await
         }
     };

@@ -54,7 +54,7 @@ pub async fn call(
         });
     }
     let (parts, body) = req.into_parts();
-    let caller = policy::authorize(app.verifier.as_deref(), manifest, &parts.headers)?;
+    let caller = policy::authorize(app.verifier(), manifest, &parts.headers)?;
     let limit_kb = manifest.max_body_kb;
     let limit = usize::try_from(limit_kb.saturating_mul(1024)).unwrap_or(usize::MAX);
     let body = body::read_limited(&parts.headers, body, limit, Some(app.body_read_timeout))

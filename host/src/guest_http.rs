@@ -10,6 +10,7 @@ use http_body_util::Full;
 
 use crate::bindings::{GuestRequest, GuestResponse};
 use crate::error::HostError;
+use crate::headers::TRACE_ID_HEADER;
 
 /// Largest response body a droplet may return.
 pub const MAX_RESPONSE_BYTES: usize = 16 << 20;
@@ -24,10 +25,6 @@ const HOST_FRAMED_HEADERS: [HeaderName; 3] = [
     header::TRANSFER_ENCODING,
     header::CONNECTION,
 ];
-
-/// The request header that carries the host's trace id to the guest (the
-/// SDK puts it in error bodies); a client's own value is replaced.
-pub const TRACE_ID_HEADER: &str = "x-trace-id";
 
 /// The guest's view of a request: `path` is the path inside the droplet,
 /// and `x-trace-id` is the host's trace id for it. The caller's

@@ -3,6 +3,10 @@
 
 use http::header::{self, HeaderValue};
 
+/// The header that carries the host's trace id: on every response, and on
+/// the request a droplet sees (replacing a client's own).
+pub const TRACE_ID_HEADER: &str = "x-trace-id";
+
 /// Security headers on every response: `nosniff`, `DENY` framing and no
 /// referrer (unless a droplet set its own), and a strict CSP on the host's
 /// own JSON.

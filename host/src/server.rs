@@ -53,7 +53,7 @@ pub async fn serve(
     let shutdown = app.shutdown.clone();
     let open = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let mut backoff = Duration::ZERO;
-    let mut failures = RateLimitedLog::new();
+    let mut failures = RateLimitedLog::default();
 
     loop {
         // At the cap, stop accepting (clients wait in the listen backlog)

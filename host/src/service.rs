@@ -24,7 +24,7 @@ use crate::app::App;
 use crate::dispatch::{self, CallReport};
 use crate::droplets::stats::DropletStats;
 use crate::error::HostError;
-use crate::headers::{add_security_headers, trace_id};
+use crate::headers::{TRACE_ID_HEADER, add_security_headers, trace_id};
 use crate::router::{self, Route};
 use crate::{admin, contract, endpoints};
 
@@ -87,7 +87,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Full<Byte
     let headers = response.headers_mut();
     add_security_headers(headers, !outcome.call.from_droplet);
     if let Ok(value) = HeaderValue::from_str(&trace_id) {
-        headers.insert("x-trace-id", value);
+        headers.insert(TRACE_ID_HEADER, value);
     }
     if let Some(version) = &outcome.version
         && let Ok(value) = HeaderValue::from_str(version)

@@ -204,7 +204,8 @@ impl KvBackend for SledBackend {
         });
         self.0
             .blocking(ns, move |namespace| {
-                let raw = encode(expires_at, &value);
+                // An `IVec`: a retry clones a reference, not the value.
+                let raw = sled::IVec::from(encode(expires_at, &value));
                 swap_entry(namespace, &key, limits, |_| {
                     Ok(Swap::Write(Some(raw.clone()), ()))
                 })
@@ -290,7 +291,9 @@ impl KvBackend for SledBackend {
         let swapped = self
             .0
             .blocking(ns, move |namespace| {
-                let new_raw = new.as_deref().map(|value| encode(0, value));
+                let new_raw = new
+                    .as_deref()
+                    .map(|value| sled::IVec::from(encode(0, value)));
                 swap_entry(namespace, &key, limits, |current| {
                     let live = current.and_then(|raw| live_value(raw, now_ms()));
                     Ok(if live == expected.as_deref() {
@@ -327,7 +330,7 @@ impl KvBackend for SledBackend {
                     };
                     let next = number.checked_add(delta).ok_or(KvError::NotANumber)?;
                     Ok(Swap::Write(
-                        Some(encode(expires_at, next.to_string().as_bytes())),
+                        Some(encode(expires_at, next.to_string().as_bytes()).into()),
                         next,
                     ))
                 })
@@ -379,7 +382,7 @@ enum Swap<T> {
     /// Leave the entry as it is and answer `T`.
     Keep(T),
     /// Replace the entry (`None`: remove it), then answer `T`.
-    Write(Option<Vec<u8>>, T),
+    Write(Option<sled::IVec>, T),
 }
 
 /// Changes `key`'s stored entry atomically: `step` sees the current entry
@@ -402,16 +405,15 @@ fn swap_entry<T>(
         let delta = size_delta(
             key.len(),
             current.as_ref().map(|raw| raw.len()),
-            new_raw.as_ref().map(Vec::len),
+            new_raw.as_ref().map(|raw| raw.len()),
         );
         let grows = u64::try_from(delta).ok().filter(|&grow| grow > 0);
         if let Some(grow) = grows {
             reserve(namespace, grow, limits)?;
         }
-        let outcome =
-            namespace
-                .tree
-                .compare_and_swap(key.as_bytes(), current.as_ref(), new_raw.as_deref());
+        let outcome = namespace
+            .tree
+            .compare_and_swap(key.as_bytes(), current.as_ref(), new_raw);
         let swapped = matches!(outcome, Ok(Ok(())));
         if !swapped && let Some(grow) = grows {
             namespace.bytes.fetch_sub(grow, Ordering::SeqCst);
@@ -598,7 +600,7 @@ mod tests {
                 .map(|i| {
                     let (namespace, value) = (&namespace, &value);
                     scope.spawn(move || {
-                        let raw = encode(0, value);
+                        let raw = sled::IVec::from(encode(0, value));
                         swap_entry(namespace, &format!("k{i}"), limits, |_| {
                             Ok(Swap::Write(Some(raw.clone()), ()))
                         })

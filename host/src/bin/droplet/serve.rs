@@ -256,7 +256,7 @@ pub fn serve(args: ServeArgs, dotenv: Option<PathBuf>) -> anyhow::Result<()> {
             server::shutdown_signal().await;
             signal.trigger();
         });
-        let keys = app.verifier.is_some();
+        let keys = app.verifier().is_some();
         tracing::info!(
             addr = %addr,
             droplets = app.droplets.len(),
