@@ -77,6 +77,37 @@ async fn valid_token_lets_the_droplet_see_its_claims() {
 }
 
 #[tokio::test]
+async fn tokens_without_the_configured_issuer_or_with_crit_are_401_and_valid_ones_pass() {
+    let host = protected_host().await;
+    let mut no_issuer = good_claims();
+    no_issuer.as_object_mut().unwrap().remove("iss");
+    let refused = get_with_token(&host, "/echo/", &hs256_token(&no_issuer)).await;
+    let message = refused.assert_error(401, "unauthorized");
+    assert!(message.contains("`iss`"), "{message}");
+    assert_eq!(
+        refused.header("www-authenticate"),
+        Some("Bearer error=\"invalid_token\"")
+    );
+    let mut header = Header::new(Algorithm::HS256);
+    header.crit = Some(vec!["exp-ext".to_string()]);
+    let critical = encode(
+        &header,
+        &good_claims(),
+        &EncodingKey::from_secret(TEST_SECRET.as_bytes()),
+    )
+    .unwrap();
+    let refused = get_with_token(&host, "/echo/", &critical).await;
+    let message = refused.assert_error(401, "unauthorized");
+    assert!(message.contains("crit"), "{message}");
+    // No token at all: a bare challenge, not `invalid_token`.
+    let missing = host.get("/echo/").await;
+    missing.assert_error(401, "unauthorized");
+    assert_eq!(missing.header("www-authenticate"), Some("Bearer"));
+    let valid = get_with_token(&host, "/echo/", &hs256_token(&good_claims())).await;
+    assert_eq!(valid.status, 200);
+}
+
+#[tokio::test]
 async fn bad_tokens_are_401_with_a_bearer_challenge() {
     let host = protected_host().await;
     let rsa_public = std::fs::read(fixture("rsa-public.pem")).unwrap();

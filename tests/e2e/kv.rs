@@ -341,6 +341,7 @@ async fn concurrent_writers_cannot_pass_the_quota_together() {
     let host = HostBuilder::new()
         .droplet_with("kv", "kvstore", "kv_quota_mb = 1\nmax_concurrency = 32\n")
         .droplet("free", "kvstore")
+        .droplet("hello", "hello")
         .arg("--kv-default-quota-mb")
         .arg("1")
         .start()
@@ -354,7 +355,8 @@ async fn concurrent_writers_cannot_pass_the_quota_together() {
                     .status
             }
         });
-        let statuses = join_all(writes).await;
+        let (statuses, healthy) = tokio::join!(join_all(writes), host.get("/hello/"));
+        assert_eq!(healthy.status, 200, "a healthy droplet answers meanwhile");
         let stored = statuses.iter().filter(|status| **status == 200).count();
         assert!(
             statuses

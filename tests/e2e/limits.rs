@@ -175,16 +175,20 @@ async fn too_many_response_headers_are_a_502_and_the_host_keeps_serving() {
 
 #[tokio::test]
 async fn log_fields_count_toward_the_per_request_log_limit() {
-    let host = HostBuilder::new().droplet("echo", "echo").start().await;
-    let reply = host
-        .send(
-            Request::get("/echo/?log_flood=1024")
-                .header("x-request-id", "flood-1")
-                .body(Bytes::new())
-                .unwrap(),
-        )
+    let host = HostBuilder::new()
+        .droplet("echo", "echo")
+        .droplet("hello", "hello")
+        .start()
         .await;
+    let flood = host.send(
+        Request::get("/echo/?log_flood=1024")
+            .header("x-request-id", "flood-1")
+            .body(Bytes::new())
+            .unwrap(),
+    );
+    let (reply, healthy) = tokio::join!(flood, host.get("/hello/"));
     assert_eq!(reply.status, 200);
+    assert_eq!(healthy.status, 200);
     let summary = host
         .wait_for_log(
             |line| line["trace_id"] == "flood-1" && line["truncated_fields"].is_u64(),
