@@ -99,7 +99,8 @@ fn call(c: &mut Criterion) {
     };
     let backend = rt
         .block_on(kv.open(&Shutdown::new()))
-        .expect("open the kv store");
+        .expect("open the kv store")
+        .kv;
     let runtime = Arc::new(
         Runtime::new(&RuntimeSettings {
             max_instances: 100,

@@ -26,6 +26,7 @@ use crate::app::App;
 use crate::body::{self, BodyError};
 use crate::droplets::{ChangeError, Droplet, Published};
 use crate::error::{HostError, json_response};
+use crate::fleet::FleetView;
 use crate::policy;
 use crate::router::clip;
 
@@ -49,8 +50,8 @@ pub async fn handle(
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let method = req.method().clone();
     match (method, segments.as_slice()) {
-        (Method::GET, ["droplets"]) => Ok(list(app)),
-        (Method::GET, ["droplets", name]) => detail(app, name),
+        (Method::GET, ["droplets"]) => Ok(list(app).await),
+        (Method::GET, ["droplets", name]) => detail(app, name).await,
         (Method::PUT, ["droplets", name]) => deploy(app, name, req).await,
         (Method::DELETE, ["droplets", name]) => remove(app, name, req.uri().query()).await,
         (Method::POST, ["droplets", name, "rollback"]) => rollback(app, name).await,
@@ -92,25 +93,65 @@ fn summary(droplet: &Droplet) -> Value {
     value
 }
 
-fn list(app: &App) -> Response<Full<Bytes>> {
+/// In fleet mode, how far the fleet's current version of each droplet has
+/// spread; `None` outside a fleet. When the database cannot be read, every
+/// droplet says so instead of failing the whole answer.
+async fn fleet_view(app: &App) -> Option<Result<FleetView, String>> {
+    let fleet = app.fleet.as_ref()?;
+    Some(fleet.view().await.map_err(|err| err.to_string()))
+}
+
+/// A droplet's `fleet` field: `"2-ab… on 3/3 hosts"` and the detail.
+fn convergence(view: &Result<FleetView, String>, name: &str, detail: bool) -> Value {
+    let view = match view {
+        Ok(view) => view,
+        Err(why) => return json!({ "error": format!("cannot read the fleet's state: {why}") }),
+    };
+    let Some(droplet) = view.droplets.get(name) else {
+        return json!({ "summary": "not in the fleet's store", "hosts": view.hosts });
+    };
+    let mut value = json!({
+        "version": droplet.version,
+        "serving": droplet.serving,
+        "hosts": view.hosts,
+        "summary": format!("{} on {}/{} hosts", droplet.version, droplet.serving, view.hosts),
+    });
+    if detail {
+        value["on_hosts"] = json!(droplet.on_hosts);
+    }
+    value
+}
+
+async fn list(app: &App) -> Response<Full<Bytes>> {
+    let view = fleet_view(app).await;
     let droplets: Vec<Value> = app
         .droplets
         .list()
         .iter()
-        .map(|droplet| summary(droplet))
+        .map(|droplet| {
+            let mut value = summary(droplet);
+            if let Some(view) = &view {
+                value["fleet"] = convergence(view, &droplet.name, false);
+            }
+            value
+        })
         .collect();
     json_response(StatusCode::OK, &json!({ "droplets": droplets }))
 }
 
-fn detail(app: &App, name: &str) -> Result<Response<Full<Bytes>>, HostError> {
+async fn detail(app: &App, name: &str) -> Result<Response<Full<Bytes>>, HostError> {
     let droplet = app
         .droplets
         .get(name)
         .ok_or_else(|| HostError::DropletNotFound(format!("no droplet named `{name}`")))?;
     let mut value = summary(&droplet);
+    if let Some(view) = fleet_view(app).await {
+        value["fleet"] = convergence(&view, name, true);
+    }
     let versions: Vec<String> = app
         .droplets
         .history(name)
+        .await
         .iter()
         .map(ToString::to_string)
         .collect();

@@ -10,15 +10,18 @@ use anyhow::Context;
 use tokio::sync::Semaphore;
 
 use crate::cache::CodeCache;
+use crate::database::Database;
 use crate::droplets::loader::Loader;
 use crate::droplets::store::DeploymentStore;
 use crate::droplets::store::file::FileStore;
+use crate::droplets::store::postgres::PostgresStore;
 use crate::droplets::{Droplets, LoadProgress};
+use crate::fleet::Fleet;
 use crate::imports::Capabilities;
 use crate::imports::auth::AuthCapability;
 use crate::imports::kv::KvCapability;
 use crate::jwt::{JwtSettings, Verifier};
-use crate::kv::{BackendConfig, KvBackend};
+use crate::kv::{BackendConfig, KvBackend, OpenBackend};
 use crate::manifest::ConfigEnv;
 use crate::runtime::{Runtime, RuntimeSettings};
 use crate::shutdown::Shutdown;
@@ -62,6 +65,8 @@ pub struct ServeSettings {
     pub admin_max_body_bytes: usize,
     /// Longest a request body (droplet or admin) may take to arrive.
     pub body_read_timeout: Duration,
+    /// This host's id in a fleet [default: `{hostname}:{port}`].
+    pub host_id: Option<String>,
 }
 
 /// The host's shared state.
@@ -90,6 +95,10 @@ pub struct App {
     /// The host's shutdown: `/health` and new droplet calls answer 503 once
     /// it has begun.
     pub shutdown: Shutdown,
+    /// The database, when kv and deployments live in PostgreSQL.
+    pub database: Option<Arc<Database>>,
+    /// This host's part in a fleet (PostgreSQL only).
+    pub fleet: Option<Arc<Fleet>>,
     /// Held while the host runs: one host per data directory.
     _data_lock: std::fs::File,
 }
@@ -117,6 +126,22 @@ fn lock_data_dir(data_dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
     }
 }
 
+/// `{hostname}:{port}`: stable across restarts, so a host that comes back
+/// takes its own place in the fleet's records.
+fn default_host_id(port: u16) -> String {
+    let mut name = [0u8; 256];
+    // SAFETY: the buffer is valid for its whole length, and gethostname
+    // writes at most that many bytes.
+    let ok = unsafe { libc::gethostname(name.as_mut_ptr().cast(), name.len()) } == 0;
+    let len = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+    let host = if ok && len > 0 {
+        String::from_utf8_lossy(&name[..len]).into_owned()
+    } else {
+        "host".to_string()
+    };
+    format!("{host}:{port}")
+}
+
 impl App {
     /// Opens the kv backend, builds the runtime and loads every droplet in
     /// the droplets directory. Background tasks run under `shutdown`.
@@ -136,7 +161,7 @@ impl App {
             )
         })?;
         let data_lock = lock_data_dir(&settings.data_dir)?;
-        let kv = settings
+        let OpenBackend { kv, database } = settings
             .kv
             .open(shutdown)
             .await
@@ -164,8 +189,23 @@ impl App {
             settings.max_memory_mb,
             settings.config_env.clone(),
         ));
-        let store: Arc<dyn DeploymentStore> =
-            Arc::new(FileStore::new(settings.data_dir.join("deployments")));
+        let (store, fleet): (Arc<dyn DeploymentStore>, _) = match &database {
+            Some(database) => {
+                let store = Arc::new(PostgresStore::new(
+                    Arc::clone(database),
+                    tokio::runtime::Handle::current(),
+                ));
+                let host_id = settings
+                    .host_id
+                    .clone()
+                    .unwrap_or_else(|| default_host_id(settings.listen.port()));
+                (store.clone() as _, Some(Fleet::new(store, host_id)))
+            }
+            None => (
+                Arc::new(FileStore::new(settings.data_dir.join("deployments"))) as _,
+                None,
+            ),
+        };
         let droplets_dir = settings.droplets_dir.clone();
         std::fs::create_dir_all(&droplets_dir).with_context(|| {
             format!(
@@ -198,6 +238,8 @@ impl App {
             instance_slots: Semaphore::new(settings.max_instances as usize),
             started: Instant::now(),
             shutdown: shutdown.clone(),
+            database,
+            fleet,
             _data_lock: data_lock,
         }))
     }

@@ -42,22 +42,33 @@ pub fn metrics(app: &App) -> Response<Full<Bytes>> {
     response
 }
 
-/// `GET /health`: the host's own status; 503 once shutdown has begun.
+/// `GET /health`: the host's own status; 503 once shutdown has begun. In
+/// fleet mode it also names the host and says whether the database is
+/// reachable (`dependencies.database`: `ok` or `degraded`).
 pub fn health(app: &App) -> Response<Full<Bytes>> {
     let (status, word) = if app.shutdown.is_triggered() {
         (StatusCode::SERVICE_UNAVAILABLE, "inactive")
     } else {
         (StatusCode::OK, "active")
     };
-    json_response(
-        status,
-        &serde_json::json!({
-            "status": word,
-            "droplets": app.droplets.len(),
-            "version": env!("CARGO_PKG_VERSION"),
-            "uptime_s": app.started.elapsed().as_secs(),
-        }),
-    )
+    let mut body = serde_json::json!({
+        "status": word,
+        "droplets": app.droplets.len(),
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_s": app.started.elapsed().as_secs(),
+    });
+    // The database is a dependency, not the host's own health: droplets
+    // that need no kv keep serving while it is away, so `/health` stays 200
+    // and says `degraded`.
+    if let Some(database) = &app.database {
+        body["dependencies"] = serde_json::json!({
+            "database": if database.is_healthy() { "ok" } else { "degraded" },
+        });
+    }
+    if let Some(fleet) = &app.fleet {
+        body["host_id"] = serde_json::json!(fleet.host_id());
+    }
+    json_response(status, &body)
 }
 
 /// The value of a sample line's `droplet` label, if it has one.

@@ -3,13 +3,16 @@
 //!
 //! Run them with `cargo xtask test`, which builds the example droplets first.
 
+mod pg;
 mod support;
 
 mod admin;
 mod auth;
 mod contract;
+mod fleet;
 mod hostile;
 mod kv;
+mod kv_conformance;
 mod limits;
 mod loading;
 mod operator;

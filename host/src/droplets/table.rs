@@ -18,7 +18,6 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
@@ -74,7 +73,6 @@ pub struct Droplets {
     loader: Arc<Loader>,
     store: Arc<dyn DeploymentStore>,
     dir: PathBuf,
-    seq: AtomicU64,
     /// Counters by name, kept across versions and removals. A `std` mutex:
     /// held only to look up or insert.
     stats: std::sync::Mutex<HashMap<String, Arc<DropletStats>>>,
@@ -100,7 +98,6 @@ impl Droplets {
         let droplets = Self {
             table: ArcSwap::from_pointee(HashMap::new()),
             loader,
-            seq: AtomicU64::new(store.max_seq()?),
             store,
             dir: dir.to_path_buf(),
             stats: std::sync::Mutex::new(HashMap::new()),
@@ -213,9 +210,12 @@ impl Droplets {
         } else {
             Some(self.loader.compile(name, &wasm)?)
         };
-        let id = self.next_version_id(&hash);
-        self.store
-            .save(name, &id, &wasm, manifest.as_deref())
+        let id = self
+            .next_version_id(&hash)
+            .and_then(|id| {
+                self.store.save(name, &id, &wasm, manifest.as_deref())?;
+                Ok(id)
+            })
             .map_err(|err| format!("cannot store {name}: {err}"))?;
         let state = match ready {
             Some(ready) => {
@@ -280,9 +280,9 @@ impl Droplets {
         Droplet::new(name, id, parsed, state, stats)
     }
 
-    /// The id of the next version with content `hash`.
-    fn next_version_id(&self, hash: &ContentHash) -> VersionId {
-        VersionId::new(self.seq.fetch_add(1, Ordering::SeqCst) + 1, hash)
+    /// The id of the next version with content `hash`. Blocking.
+    fn next_version_id(&self, hash: &ContentHash) -> std::io::Result<VersionId> {
+        Ok(VersionId::new(self.store.next_seq()?, hash))
     }
 
     fn stats_for(&self, name: &str) -> Arc<DropletStats> {
@@ -364,9 +364,13 @@ impl Droplets {
             .map(|(wasm, _)| wasm)
     }
 
-    /// The stored versions of `name`, newest first. Blocking.
-    pub fn history(&self, name: &str) -> Vec<VersionId> {
-        self.store.versions(name).unwrap_or_default()
+    /// The stored versions of `name`, newest first, read off the async
+    /// workers.
+    pub async fn history(&self, name: &str) -> Vec<VersionId> {
+        let (store, name) = (Arc::clone(&self.store), name.to_string());
+        tokio::task::spawn_blocking(move || store.versions(&name).unwrap_or_default())
+            .await
+            .unwrap_or_default()
     }
 
     /// Publishes a new version of `name` (a new droplet if there is none):
@@ -408,11 +412,12 @@ impl Droplets {
         };
 
         let _change = self.changes.lock().await;
-        let id = self.next_version_id(&hash);
         let store = Arc::clone(&self.store);
-        let (owned_name, owned_id) = (name.to_string(), id.clone());
-        tokio::task::spawn_blocking(move || {
-            store.save(&owned_name, &owned_id, &wasm, manifest.as_deref())
+        let owned_name = name.to_string();
+        let id = tokio::task::spawn_blocking(move || {
+            let id = VersionId::new(store.next_seq()?, &hash);
+            store.save(&owned_name, &id, &wasm, manifest.as_deref())?;
+            Ok::<_, std::io::Error>(id)
         })
         .await
         .map_err(|_| "storing the version was abandoned".to_string())?
@@ -426,6 +431,97 @@ impl Droplets {
             "droplet version published"
         );
         Ok(Published::New(id))
+    }
+
+    /// Makes this host serve what the fleet wants: `wanted` (read under the
+    /// change lock, so no publish of this host's can come between the read
+    /// and the swaps) names every droplet's current version. A droplet
+    /// serving another version is compiled from the store and swapped in;
+    /// one the fleet no longer has is taken out of the table (its files
+    /// stay). A version that cannot serve here is refused: the current one
+    /// keeps serving, and `refused` remembers why, so it is not compiled
+    /// again until the fleet wants another version.
+    pub async fn converge<F>(
+        &self,
+        wanted: F,
+        refused: &mut HashMap<String, (VersionId, String)>,
+    ) -> Result<usize, String>
+    where
+        F: Future<Output = Result<Vec<(String, VersionId)>, String>>,
+    {
+        let _change = self.changes.lock().await;
+        let wanted = wanted.await?;
+        let names: std::collections::HashSet<&str> =
+            wanted.iter().map(|(name, _)| name.as_str()).collect();
+        let gone: Vec<Arc<Droplet>> = self
+            .list()
+            .into_iter()
+            .filter(|droplet| {
+                !names.contains(&*droplet.name) && droplet.version != VersionId::unloaded()
+            })
+            .collect();
+        if !gone.is_empty() {
+            self.table.rcu(|table| {
+                let mut table = HashMap::clone(table);
+                for droplet in &gone {
+                    table.remove(&*droplet.name);
+                }
+                table
+            });
+            for droplet in &gone {
+                tracing::info!(droplet = %droplet.name, "droplet removed by the fleet");
+            }
+            self.count_loaded();
+        }
+        refused.retain(|name, _| names.contains(name.as_str()));
+        let mut swapped = 0;
+        for (name, version) in wanted {
+            let current = self.get(&name);
+            if current.as_ref().is_some_and(|current| {
+                current.version == version && !matches!(current.state, DropletState::Failed(_))
+            }) {
+                refused.remove(&name);
+                continue;
+            }
+            if refused
+                .get(&name)
+                .is_some_and(|(refused, _)| *refused == version)
+            {
+                continue;
+            }
+            let started = Instant::now();
+            let (loader, store) = (Arc::clone(&self.loader), Arc::clone(&self.store));
+            let (owned_name, owned_version) = (name.clone(), version.clone());
+            let prepared = tokio::task::spawn_blocking(move || {
+                let (wasm, manifest) = store
+                    .read(&owned_name, &owned_version)
+                    .map_err(|err| format!("cannot read version {owned_version}: {err}"))?;
+                let parsed = loader.parse(&owned_name, manifest.as_deref())?;
+                let ready = loader.compile(&owned_name, &wasm)?;
+                Ok::<_, String>((parsed, ready))
+            })
+            .await
+            .unwrap_or_else(|_| Err("compilation was abandoned".to_string()));
+            match prepared {
+                Ok((parsed, ready)) => {
+                    self.swap_in(&name, &version, parsed, ready);
+                    swapped += 1;
+                    refused.remove(&name);
+                    tracing::info!(
+                        droplet = %name,
+                        version = %version,
+                        from = current.as_ref().map(|current| current.version.as_str()),
+                        duration_ms = started.elapsed().as_millis() as u64,
+                        "droplet version adopted from the fleet"
+                    );
+                }
+                Err(reason) => {
+                    tracing::error!(droplet = %name, version = %version, reason = %reason, "the fleet's version cannot serve here; the current one keeps serving");
+                    refused.insert(name, (version, reason));
+                }
+            }
+        }
+        Ok(swapped)
     }
 
     /// Makes `ready` the current version of `name` with one atomic swap.

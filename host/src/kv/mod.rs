@@ -1,12 +1,13 @@
 //! Key-value storage behind the `kv` import: the [`KvBackend`] trait, the
 //! limits every backend shares, and [`BackendConfig`], the one place a
 //! backend is chosen from the host's configuration. One module per backend
-//! ([`sled`]: the embedded default).
+//! ([`sled`]: the embedded default; [`postgres`]: a fleet's shared store).
 //!
 //! A namespace is chosen by the host (the droplet's name), never by the
 //! guest: backends keep namespaces in separate trees, so no key a droplet
 //! passes can reach another droplet's data.
 
+pub mod postgres;
 pub mod sled;
 
 use std::path::PathBuf;
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::database::{Database, DatabaseSettings};
 use crate::shutdown::Shutdown;
 
 /// Whether writes wait for the storage.
@@ -40,6 +42,23 @@ pub enum BackendConfig {
         /// The most memory sled's page cache may use, in bytes.
         cache_bytes: u64,
     },
+    /// PostgreSQL (`DATABASE_URL`): shared by every host of a fleet, which
+    /// also keeps its deployments there.
+    Postgres {
+        /// How to reach the database.
+        database: DatabaseSettings,
+        /// Whether a write waits for its commit to be durable.
+        durability: Durability,
+    },
+}
+
+/// An open backend, and the database it lives in (PostgreSQL only: the
+/// deployment store and the fleet use the same pool).
+pub struct OpenBackend {
+    /// The kv store.
+    pub kv: Arc<dyn KvBackend>,
+    /// The database, when the backend is PostgreSQL.
+    pub database: Option<Arc<Database>>,
 }
 
 impl BackendConfig {
@@ -47,11 +66,12 @@ impl BackendConfig {
     pub fn name(&self) -> &'static str {
         match self {
             BackendConfig::Sled { .. } => "sled",
+            BackendConfig::Postgres { .. } => "postgres",
         }
     }
 
     /// Opens the backend and starts its upkeep, which ends at `shutdown`.
-    pub async fn open(&self, shutdown: &Shutdown) -> Result<Arc<dyn KvBackend>, String> {
+    pub async fn open(&self, shutdown: &Shutdown) -> Result<OpenBackend, String> {
         match self.clone() {
             BackendConfig::Sled {
                 dir,
@@ -64,7 +84,27 @@ impl BackendConfig {
                 .await
                 .map_err(|err| format!("opening the kv store failed: {err}"))??;
                 backend.spawn_purger(shutdown);
-                Ok(Arc::new(backend))
+                Ok(OpenBackend {
+                    kv: Arc::new(backend),
+                    database: None,
+                })
+            }
+            BackendConfig::Postgres {
+                database,
+                durability,
+            } => {
+                let database = Database::connect(&database, shutdown)
+                    .await
+                    .map_err(|err| format!("{err:#}"))?;
+                let backend = Arc::new(postgres::PostgresBackend::new(
+                    Arc::clone(&database),
+                    durability,
+                ));
+                backend.spawn_purger(shutdown);
+                Ok(OpenBackend {
+                    kv: backend,
+                    database: Some(database),
+                })
             }
         }
     }
@@ -194,6 +234,23 @@ pub trait KvBackend: Send + Sync + 'static {
     async fn usage(&self, ns: &str) -> Result<Usage, KvError>;
     /// Deletes the whole namespace.
     async fn purge(&self, ns: &str) -> Result<(), KvError>;
+}
+
+/// Bytes every stored entry counts beyond its key and value (its expiry),
+/// in every backend: usage and quotas are the same whichever stores them.
+pub const ENTRY_OVERHEAD_BYTES: u64 = 8;
+
+/// The bytes an entry counts toward its namespace's usage and quota.
+pub fn entry_bytes(key_len: usize, value_len: usize) -> u64 {
+    (key_len + value_len) as u64 + ENTRY_OVERHEAD_BYTES
+}
+
+/// The decimal integer a stored value holds (`increment`).
+pub(crate) fn parse_number(value: &[u8]) -> Result<i64, KvError> {
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+        .ok_or(KvError::NotANumber)
 }
 
 /// Checks a key against the rules every backend shares.

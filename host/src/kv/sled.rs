@@ -322,12 +322,14 @@ impl KvBackend for SledBackend {
             .0
             .blocking(ns, move |namespace| {
                 swap_entry(namespace, &key, limits, |current| {
-                    let (expires_at, number) = match current
-                        .filter(|raw| !is_expired(raw, now_ms()))
-                    {
-                        None => (0, 0i64),
-                        Some(raw) => (expiry(raw), parse_number(raw.get(8..).unwrap_or_default())?),
-                    };
+                    let (expires_at, number) =
+                        match current.filter(|raw| !is_expired(raw, now_ms())) {
+                            None => (0, 0i64),
+                            Some(raw) => (
+                                expiry(raw),
+                                super::parse_number(raw.get(8..).unwrap_or_default())?,
+                            ),
+                        };
                     let next = number.checked_add(delta).ok_or(KvError::NotANumber)?;
                     Ok(Swap::Write(
                         Some(encode(expires_at, next.to_string().as_bytes()).into()),
@@ -442,14 +444,6 @@ fn reserve(namespace: &Namespace, grow: u64, limits: Limits) -> Result<(), KvErr
         return Err(KvError::QuotaExceeded);
     }
     Ok(())
-}
-
-/// The decimal integer a stored value holds.
-fn parse_number(value: &[u8]) -> Result<i64, KvError> {
-    std::str::from_utf8(value)
-        .ok()
-        .and_then(|text| text.trim().parse().ok())
-        .ok_or(KvError::NotANumber)
 }
 
 /// One flush for every write that completed before it started.

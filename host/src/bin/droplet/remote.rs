@@ -69,17 +69,18 @@ pub async fn list(args: HostArgs) -> anyhow::Result<()> {
         .send(Method::GET, "/_admin/droplets", None)
         .await?;
     check(status, &body)?;
-    let header = [
-        "NAME",
-        "VERSION",
-        "STATE",
-        "BUDGET_MS",
-        "REQUESTS",
-        "ERRORS",
-    ]
-    .map(String::from);
-    let mut rows = vec![header];
-    for droplet in body["droplets"].as_array().into_iter().flatten() {
+    let droplets = body["droplets"].as_array().cloned().unwrap_or_default();
+    // In fleet mode every droplet says how far its version has spread.
+    let fleet = droplets
+        .iter()
+        .any(|droplet| droplet.get("fleet").is_some());
+    let mut header = vec!["NAME", "VERSION", "STATE"];
+    if fleet {
+        header.push("FLEET");
+    }
+    header.extend(["BUDGET_MS", "REQUESTS", "ERRORS"]);
+    let mut rows = vec![header.into_iter().map(String::from).collect::<Vec<_>>()];
+    for droplet in &droplets {
         let requests: Vec<u64> = droplet["stats"]["requests"]
             .as_array()
             .into_iter()
@@ -89,32 +90,41 @@ pub async fn list(args: HostArgs) -> anyhow::Result<()> {
         let total: u64 = requests.iter().sum();
         let errors: u64 = requests.iter().skip(3).sum();
         let text = |key: &str| droplet[key].as_str().unwrap_or("?").to_string();
-        rows.push([
-            text("name"),
-            text("version"),
-            text("state"),
+        let mut row = vec![text("name"), text("version"), text("state")];
+        if fleet {
+            row.push(
+                droplet["fleet"]["summary"]
+                    .as_str()
+                    .unwrap_or("-")
+                    .to_string(),
+            );
+        }
+        row.extend([
             droplet["budget_ms"].to_string(),
             total.to_string(),
             errors.to_string(),
         ]);
+        rows.push(row);
     }
     print!("{}", table(&rows));
     Ok(())
 }
 
 /// Rows as aligned columns, each as wide as its widest cell: text columns
-/// to the left, the three numeric ones to the right.
-fn table(rows: &[[String; 6]]) -> String {
-    let widths: [usize; 6] =
-        std::array::from_fn(|column| rows.iter().map(|row| row[column].len()).max().unwrap_or(0));
+/// to the left, the last three (numeric) ones to the right.
+fn table(rows: &[Vec<String>]) -> String {
+    let columns = rows.first().map_or(0, Vec::len);
+    let widths: Vec<usize> = (0..columns)
+        .map(|column| rows.iter().map(|row| row[column].len()).max().unwrap_or(0))
+        .collect();
     let mut out = String::new();
     for row in rows {
         let cells: Vec<String> = row
             .iter()
-            .zip(widths)
+            .zip(widths.iter().copied())
             .enumerate()
             .map(|(column, (cell, width))| {
-                if column < 3 {
+                if column + 3 < columns {
                     format!("{cell:<width$}")
                 } else {
                     format!("{cell:>width$}")

@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use droplet_host::app::{App, ServeSettings};
 use droplet_host::connection::ConnectionLimits;
+use droplet_host::database::DatabaseSettings;
 use droplet_host::jwt::{self, JwtSettings};
 use droplet_host::kv::{BackendConfig, Durability};
 use droplet_host::manifest::ConfigEnv;
@@ -117,6 +118,21 @@ pub struct ServeArgs {
     /// The most memory the kv store's page cache may use, in MiB.
     #[arg(long, env = "DROPLET_KV_CACHE_MB", default_value_t = 128)]
     pub kv_cache_mb: u64,
+    /// PostgreSQL URL (`postgres://user@host:5432/db`): kv and deployments
+    /// live there, shared by every host of a fleet. Unset: sled and files
+    /// under --data.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Connections in the PostgreSQL pool.
+    #[arg(long, env = "DROPLET_DATABASE_POOL_SIZE", default_value_t = 16)]
+    pub database_pool_size: usize,
+    /// Seconds start-up keeps retrying an unreachable database before it
+    /// gives up.
+    #[arg(long, env = "DROPLET_DATABASE_CONNECT_TIMEOUT_S", default_value_t = 30)]
+    pub database_connect_timeout_s: u64,
+    /// This host's id in a fleet [default: {hostname}:{port}].
+    #[arg(long, env = "DROPLET_HOST_ID")]
+    pub host_id: Option<String>,
     /// The largest kv value, in KiB.
     #[arg(long, env = "DROPLET_KV_MAX_VALUE_KB", default_value_t = 1024)]
     pub kv_max_value_kb: usize,
@@ -197,11 +213,22 @@ pub fn serve(args: ServeArgs, dotenv: Option<PathBuf>) -> anyhow::Result<()> {
                 .filter(|var| !var.is_empty())
                 .collect(),
         },
-        kv: BackendConfig::Sled {
-            dir: args.data_dir.join("kv"),
-            durability: args.kv_durability.into(),
-            cache_bytes: args.kv_cache_mb.saturating_mul(1 << 20),
+        kv: match args.database_url {
+            Some(url) => BackendConfig::Postgres {
+                database: DatabaseSettings {
+                    url,
+                    pool_size: args.database_pool_size.max(1),
+                    connect_timeout: Duration::from_secs(args.database_connect_timeout_s),
+                },
+                durability: args.kv_durability.into(),
+            },
+            None => BackendConfig::Sled {
+                dir: args.data_dir.join("kv"),
+                durability: args.kv_durability.into(),
+                cache_bytes: args.kv_cache_mb.saturating_mul(1 << 20),
+            },
         },
+        host_id: args.host_id,
         kv_default_quota_bytes: (args.kv_default_quota_mb > 0)
             .then(|| args.kv_default_quota_mb.saturating_mul(1 << 20)),
         data_dir: args.data_dir,
@@ -238,6 +265,8 @@ pub fn serve(args: ServeArgs, dotenv: Option<PathBuf>) -> anyhow::Result<()> {
         let addr = listener.local_addr()?;
         let shutdown = Shutdown::new();
         let metrics = droplet_host::prometheus::install(&shutdown)?;
+        let mut settings = settings;
+        settings.listen = addr;
         let app = App::start(&settings, Some(metrics), &shutdown, &CompileProgress::new()).await?;
         if production {
             app.check_production(&settings.jwt).map_err(|why| {
@@ -247,6 +276,9 @@ pub fn serve(args: ServeArgs, dotenv: Option<PathBuf>) -> anyhow::Result<()> {
         if let Some(registry) = registry {
             app.droplets
                 .notify(droplet_host::registry::spawn(registry, &shutdown)?);
+        }
+        if let Some(fleet) = &app.fleet {
+            fleet.spawn(Arc::clone(&app.droplets), &shutdown);
         }
         if settings.watch {
             droplet_host::watch::spawn(Arc::clone(&app), settings.droplets_dir.clone(), &shutdown)?;
@@ -261,6 +293,8 @@ pub fn serve(args: ServeArgs, dotenv: Option<PathBuf>) -> anyhow::Result<()> {
             addr = %addr,
             droplets = app.droplets.len(),
             kv_backend = settings.kv.name(),
+            database = app.database.as_ref().map(|db| db.target().to_string()),
+            host_id = app.fleet.as_ref().map(|fleet| fleet.host_id().to_string()),
             jwt_keys = keys,
             admin_api = keys,
             max_connections = settings.connections.max_connections,

@@ -15,12 +15,29 @@ use crate::fs::{remove_if_present, write_durable};
 /// Versions on the local disk.
 pub struct FileStore {
     root: PathBuf,
+    /// The last sequence number given; read from the stored versions on
+    /// first use.
+    last_seq: std::sync::Mutex<Option<u64>>,
 }
 
 impl FileStore {
     /// The store in `root` (created when first written).
     pub fn new(root: PathBuf) -> Self {
-        Self { root }
+        Self {
+            root,
+            last_seq: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The highest sequence number stored, across every droplet (0: none).
+    fn max_seq(&self) -> std::io::Result<u64> {
+        let mut max = 0;
+        for name in self.names()? {
+            if let Some(newest) = self.versions(&name)?.first() {
+                max = max.max(newest.seq());
+            }
+        }
+        Ok(max)
     }
 
     fn dir(&self, name: &str) -> PathBuf {
@@ -94,14 +111,17 @@ impl DeploymentStore for FileStore {
         absent_is_none(std::fs::read_to_string(self.manifest_path(name, version)))
     }
 
-    fn max_seq(&self) -> std::io::Result<u64> {
-        let mut max = 0;
-        for name in self.names()? {
-            if let Some(newest) = self.versions(&name)?.first() {
-                max = max.max(newest.seq());
-            }
-        }
-        Ok(max)
+    fn next_seq(&self) -> std::io::Result<u64> {
+        let mut last = self
+            .last_seq
+            .lock()
+            .map_err(|_| std::io::Error::other("the version counter is poisoned"))?;
+        let next = match *last {
+            Some(seq) => seq,
+            None => self.max_seq()?,
+        } + 1;
+        *last = Some(next);
+        Ok(next)
     }
 
     fn save(
@@ -167,6 +187,10 @@ mod tests {
         );
         assert_eq!(store.current("app").unwrap().unwrap().0, id(7));
         assert_eq!(store.max_seq().unwrap(), 7);
+        assert_eq!(
+            FileStore::new(dir.path().to_path_buf()).next_seq().unwrap(),
+            8
+        );
         store.set_current("app", &id(5)).unwrap();
         assert_eq!(store.current("app").unwrap().unwrap().0, id(5));
         store.remove("app").unwrap();

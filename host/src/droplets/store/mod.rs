@@ -2,10 +2,11 @@
 //! published last and rollback can go back through the last versions.
 //!
 //! [`DeploymentStore`] is the seam: [`file::FileStore`] keeps versions under
-//! the data directory (the embedded default); a shared store for a fleet of
-//! hosts implements the same trait.
+//! the data directory (the embedded default); [`postgres::PostgresStore`]
+//! keeps them in the fleet's database, shared by every host.
 
 pub mod file;
+pub mod postgres;
 
 use std::time::SystemTime;
 
@@ -32,8 +33,10 @@ pub trait DeploymentStore: Send + Sync + 'static {
     fn read(&self, name: &str, version: &VersionId) -> std::io::Result<VersionFiles>;
     /// Only the manifest of a stored version (lazy start-up reads no module).
     fn read_manifest(&self, name: &str, version: &VersionId) -> std::io::Result<Option<String>>;
-    /// The highest sequence number stored, across every droplet (0: none).
-    fn max_seq(&self) -> std::io::Result<u64>;
+    /// A sequence number for a new version, higher than any given before
+    /// by this store (across every droplet, restarts and, for a shared
+    /// store, every host).
+    fn next_seq(&self) -> std::io::Result<u64>;
     /// Stores a new version and makes it current; keeps the newest
     /// [`KEPT_VERSIONS`].
     fn save(

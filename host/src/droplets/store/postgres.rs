@@ -1,0 +1,257 @@
+//! The fleet's deployment store: versions in PostgreSQL, shared by every
+//! host. `droplet_versions` holds modules and manifests, `droplet_current`
+//! which version each droplet serves; version sequence numbers come from
+//! one database sequence, so they increase across the whole fleet.
+//!
+//! Every change (a new current version, a rollback, a removal) is committed
+//! with a `NOTIFY` on the fleet's channel in the same transaction; the
+//! notification is only a hint — hosts also reconcile on a timer
+//! ([`crate::fleet`]), since a notification is lost while a host is
+//! disconnected.
+//!
+//! The trait's methods block (they run on the blocking pool or the loader's
+//! threads): each runs its query on the host's runtime and waits.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use tokio::runtime::Handle;
+
+use super::{DeploymentStore, KEPT_VERSIONS, VersionFiles};
+use crate::database::{Database, DbError};
+use crate::droplets::version::VersionId;
+
+/// Versions in the fleet's database.
+pub struct PostgresStore {
+    db: Arc<Database>,
+    runtime: Handle,
+}
+
+fn io(err: DbError) -> std::io::Error {
+    std::io::Error::other(err.to_string())
+}
+
+impl PostgresStore {
+    /// The store in `db`; its blocking calls run their queries on `runtime`.
+    pub fn new(db: Arc<Database>, runtime: Handle) -> Self {
+        Self { db, runtime }
+    }
+
+    /// The database.
+    pub fn database(&self) -> &Arc<Database> {
+        &self.db
+    }
+
+    /// Every droplet's current version: what every host should serve.
+    pub async fn wanted(&self) -> Result<Vec<(String, VersionId)>, DbError> {
+        let client = self.db.client().await?;
+        let rows = client
+            .query(
+                "SELECT c.name, v.id FROM droplet_current c
+                 JOIN droplet_versions v ON v.name = c.name AND v.seq = c.seq",
+                &[],
+            )
+            .await
+            .map_err(|err| self.db.fail(err))?;
+        self.db.mark_ok();
+        Ok(rows
+            .iter()
+            .filter_map(|row| Some((row.get(0), VersionId::parse(row.get(1))?)))
+            .collect())
+    }
+
+    /// Runs a query future on the host's runtime from a blocking thread.
+    fn block_on<T>(&self, query: impl Future<Output = Result<T, DbError>>) -> std::io::Result<T> {
+        self.runtime.block_on(query).map_err(io)
+    }
+
+    /// Makes `seq` the current version of `name` and tells the fleet, in
+    /// the transaction `tx`.
+    async fn make_current(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        name: &str,
+        version: &VersionId,
+    ) -> Result<(), tokio_postgres::Error> {
+        tx.execute(
+            "INSERT INTO droplet_current (name, seq, since) VALUES ($1, $2, now())
+             ON CONFLICT (name) DO UPDATE SET seq = excluded.seq, since = excluded.since",
+            &[&name, &(version.seq() as i64)],
+        )
+        .await?;
+        self.hint(tx, name, version.as_str()).await
+    }
+
+    /// The fleet's hint that `name` changed (to `version`, or `removed`).
+    async fn hint(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        name: &str,
+        version: &str,
+    ) -> Result<(), tokio_postgres::Error> {
+        tx.execute(
+            "SELECT pg_notify($1, $2)",
+            &[&self.db.channel(), &format!("{name} {version}")],
+        )
+        .await
+        .map(|_| ())
+    }
+}
+
+impl DeploymentStore for PostgresStore {
+    fn names(&self) -> std::io::Result<Vec<String>> {
+        self.block_on(async {
+            let client = self.db.client().await?;
+            let rows = client
+                .query("SELECT name FROM droplet_current", &[])
+                .await
+                .map_err(|err| self.db.fail(err))?;
+            Ok(rows.iter().map(|row| row.get(0)).collect())
+        })
+    }
+
+    fn versions(&self, name: &str) -> std::io::Result<Vec<VersionId>> {
+        self.block_on(async {
+            let client = self.db.client().await?;
+            let rows = client
+                .query(
+                    "SELECT id FROM droplet_versions WHERE name = $1 ORDER BY seq DESC",
+                    &[&name],
+                )
+                .await
+                .map_err(|err| self.db.fail(err))?;
+            Ok(rows
+                .iter()
+                .filter_map(|row| VersionId::parse(row.get(0)))
+                .collect())
+        })
+    }
+
+    fn current(&self, name: &str) -> std::io::Result<Option<(VersionId, SystemTime)>> {
+        self.block_on(async {
+            let client = self.db.client().await?;
+            let row = client
+                .query_opt(
+                    "SELECT v.id, c.since FROM droplet_current c
+                     JOIN droplet_versions v ON v.name = c.name AND v.seq = c.seq
+                     WHERE c.name = $1",
+                    &[&name],
+                )
+                .await
+                .map_err(|err| self.db.fail(err))?;
+            Ok(row.and_then(|row| Some((VersionId::parse(row.get(0))?, row.get(1)))))
+        })
+    }
+
+    fn read(&self, name: &str, version: &VersionId) -> std::io::Result<VersionFiles> {
+        self.block_on(async {
+            let client = self.db.client().await?;
+            let row = client
+                .query_opt(
+                    "SELECT module, manifest FROM droplet_versions
+                     WHERE name = $1 AND seq = $2 AND id = $3",
+                    &[&name, &(version.seq() as i64), &version.as_str()],
+                )
+                .await
+                .map_err(|err| self.db.fail(err))?;
+            Ok(row.map(|row| (row.get(0), row.get(1))))
+        })?
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("version {version} of {name} is not stored"),
+            )
+        })
+    }
+
+    fn read_manifest(&self, name: &str, version: &VersionId) -> std::io::Result<Option<String>> {
+        self.block_on(async {
+            let client = self.db.client().await?;
+            let row = client
+                .query_opt(
+                    "SELECT manifest FROM droplet_versions WHERE name = $1 AND seq = $2",
+                    &[&name, &(version.seq() as i64)],
+                )
+                .await
+                .map_err(|err| self.db.fail(err))?;
+            Ok(row.and_then(|row| row.get(0)))
+        })
+    }
+
+    fn next_seq(&self) -> std::io::Result<u64> {
+        self.block_on(async {
+            let client = self.db.client().await?;
+            let row = client
+                .query_one("SELECT nextval('droplet_version_seq')", &[])
+                .await
+                .map_err(|err| self.db.fail(err))?;
+            Ok(row.get::<_, i64>(0) as u64)
+        })
+    }
+
+    fn save(
+        &self,
+        name: &str,
+        version: &VersionId,
+        wasm: &[u8],
+        manifest: Option<&str>,
+    ) -> std::io::Result<()> {
+        self.block_on(async {
+            let mut client = self.db.client().await?;
+            let db = &self.db;
+            let tx = client.transaction().await.map_err(|err| db.fail(err))?;
+            let seq = version.seq() as i64;
+            let steps = async {
+                tx.execute(
+                    "INSERT INTO droplet_versions (name, seq, id, module, manifest)
+                     VALUES ($1, $2, $3, $4, $5)",
+                    &[&name, &seq, &version.as_str(), &wasm, &manifest],
+                )
+                .await?;
+                self.make_current(&tx, name, version).await?;
+                tx.execute(
+                    "DELETE FROM droplet_versions WHERE name = $1 AND seq NOT IN (
+                         SELECT seq FROM droplet_versions WHERE name = $1
+                         ORDER BY seq DESC LIMIT $2
+                     ) AND seq <> $3",
+                    &[&name, &(KEPT_VERSIONS as i64), &seq],
+                )
+                .await
+                .map(|_| ())
+            };
+            steps.await.map_err(|err| db.fail(err))?;
+            tx.commit().await.map_err(|err| db.fail(err))
+        })
+    }
+
+    fn set_current(&self, name: &str, version: &VersionId) -> std::io::Result<()> {
+        self.block_on(async {
+            let mut client = self.db.client().await?;
+            let db = &self.db;
+            let tx = client.transaction().await.map_err(|err| db.fail(err))?;
+            self.make_current(&tx, name, version)
+                .await
+                .map_err(|err| db.fail(err))?;
+            tx.commit().await.map_err(|err| db.fail(err))
+        })
+    }
+
+    fn remove(&self, name: &str) -> std::io::Result<()> {
+        self.block_on(async {
+            let mut client = self.db.client().await?;
+            let db = &self.db;
+            let tx = client.transaction().await.map_err(|err| db.fail(err))?;
+            let steps = async {
+                tx.execute("DELETE FROM droplet_current WHERE name = $1", &[&name])
+                    .await?;
+                tx.execute("DELETE FROM droplet_versions WHERE name = $1", &[&name])
+                    .await?;
+                tx.execute("DELETE FROM fleet_served WHERE name = $1", &[&name])
+                    .await?;
+                self.hint(&tx, name, "removed").await
+            };
+            steps.await.map_err(|err| db.fail(err))?;
+            tx.commit().await.map_err(|err| db.fail(err))
+        })
+    }
+}
