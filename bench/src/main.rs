@@ -22,6 +22,7 @@ use anyhow::{Context, Result, bail, ensure};
 use serde::Serialize;
 use serde_json::Value;
 
+mod fleet;
 mod soak;
 
 fn main() -> Result<()> {
@@ -68,6 +69,7 @@ fn main() -> Result<()> {
     budget_precision(&opts, &host, &mut report)?;
     swap_under_load(&opts, &host, &mut report)?;
     contract_endpoints(&opts, &host, &mut report)?;
+    fleet::run(&opts, &host, &mut report)?;
     drop(host);
     drop(native);
     many_droplets(&opts, &mut report)?;
@@ -240,14 +242,35 @@ fn http_put_status(addr: SocketAddr, path: &str, body: &str) -> Result<u16> {
 
 /// Sends one raw HTTP/1.1 request and returns the response's status.
 fn http_status(addr: SocketAddr, request: &str) -> Result<u16> {
+    let response = http_exchange(addr, request)?;
+    let status = response.split_whitespace().nth(1).context("status line")?;
+    Ok(status.parse()?)
+}
+
+/// `GET path` and the value of response header `name`, if any.
+fn http_get_header(addr: SocketAddr, path: &str, name: &str) -> Result<Option<String>> {
+    let response = http_exchange(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nhost: bench\r\nconnection: close\r\n\r\n"),
+    )?;
+    let head = response.split("\r\n\r\n").next().unwrap_or_default();
+    Ok(head.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| value.trim().to_string())
+    }))
+}
+
+/// Sends one raw HTTP/1.1 request and returns the whole response.
+fn http_exchange(addr: SocketAddr, request: &str) -> Result<String> {
     use std::io::{Read, Write};
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
     stream.write_all(request.as_bytes())?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
-    let status = response.split_whitespace().nth(1).context("status line")?;
-    Ok(status.parse()?)
+    Ok(response)
 }
 
 /// What one wrk run reported.
@@ -518,6 +541,8 @@ struct Report {
     duration_s: u64,
     rows: Vec<Row>,
     startups: Vec<Startup>,
+    /// Fleet: from a deploy through one host until all three serve it.
+    fleet_deploys_ms: Vec<f64>,
     failures: Vec<String>,
 }
 
@@ -563,6 +588,7 @@ impl Report {
             duration_s: opts.duration.as_secs(),
             rows: Vec::new(),
             startups: Vec::new(),
+            fleet_deploys_ms: Vec::new(),
             failures: Vec::new(),
         }
     }
@@ -646,6 +672,14 @@ impl Report {
                 med(&row.baseline_runs, |m| m.cpu_us_per_request),
                 med(&row.subject_runs, |m| m.peak_rss_mib),
                 row.note,
+            ));
+        }
+        if !self.fleet_deploys_ms.is_empty() {
+            let (lo, hi) = min_max(&self.fleet_deploys_ms);
+            md.push_str(&format!(
+                "\nfleet: deploy through host 1 until hosts 2 and 3 serve it: median {:.0} ms ({lo:.0}–{hi:.0}) over {} deploys\n",
+                median(&self.fleet_deploys_ms),
+                self.fleet_deploys_ms.len()
             ));
         }
         if !self.startups.is_empty() {

@@ -203,7 +203,7 @@ async fn deploy(
         .droplets
         .publish(name, module, deploy.manifest, "admin")
         .await
-        .map_err(HostError::BadRequest)?;
+        .map_err(change_error)?;
     let status = if existing.is_none() {
         StatusCode::CREATED
     } else {
@@ -272,9 +272,6 @@ fn change_error(err: ChangeError) -> HostError {
         ChangeError::NoPrevious(_) | ChangeError::Invalid(_) => {
             HostError::BadRequest(err.to_string())
         }
-        ChangeError::Storage(reason) => HostError::DropletUnavailable {
-            name: "admin".to_string(),
-            reason,
-        },
+        ChangeError::Storage(reason) => HostError::StoreUnavailable(reason),
     }
 }

@@ -58,6 +58,10 @@ pub enum HostError {
         /// Its budget.
         budget_ms: u64,
     },
+    /// The deployment store (the fleet's database) could not be reached:
+    /// nothing changed.
+    #[error("the deployment store is unavailable, nothing changed: {0}")]
+    StoreUnavailable(String),
     /// The host is shutting down and takes no new work.
     #[error("the host is shutting down")]
     ShuttingDown,
@@ -82,6 +86,7 @@ impl HostError {
             HostError::InvalidResponse(_) => StatusCode::BAD_GATEWAY,
             HostError::DropletUnavailable { .. }
             | HostError::DropletOverloaded(_)
+            | HostError::StoreUnavailable(_)
             | HostError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             HostError::BudgetExceeded { .. } => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -99,6 +104,7 @@ impl HostError {
             HostError::InvalidResponse(_) => "invalid_response",
             HostError::DropletUnavailable { .. } | HostError::ShuttingDown => "droplet_unavailable",
             HostError::DropletOverloaded(_) => "droplet_overloaded",
+            HostError::StoreUnavailable(_) => "store_unavailable",
             HostError::BudgetExceeded { .. } => "budget_exceeded",
             HostError::Internal => "internal_error",
         }
@@ -109,7 +115,9 @@ impl HostError {
         let status = self.status();
         let retry_after = matches!(
             self,
-            HostError::DropletOverloaded(_) | HostError::ShuttingDown
+            HostError::DropletOverloaded(_)
+                | HostError::ShuttingDown
+                | HostError::StoreUnavailable(_)
         );
         let mut response = json_response(
             status,

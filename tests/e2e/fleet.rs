@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http::Request;
 use serde_json::{Value, json};
 
-use crate::pg::TestDatabase;
+use crate::pg::{Proxy, TestDatabase};
 use crate::support::{
     Host, HostBuilder, TEST_SECRET, admin_request, cli, example, example_variant,
 };
@@ -392,6 +392,125 @@ async fn database_connections_killed_mid_load_give_503_lose_nothing_and_heal() {
             .await;
         assert_eq!(status, 200);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn while_the_database_is_away_kv_answers_503_the_rest_serves_and_the_host_heals() {
+    let Some(db) = TestDatabase::create("fleet_away").await else {
+        return;
+    };
+    let proxy = Proxy::start(db.server_addr()).await;
+    let host = HostBuilder::new()
+        .env("DATABASE_URL", &db.url_via(&proxy))
+        .env("JWT_SECRET", TEST_SECRET)
+        .arg("--no-watch")
+        .droplet("kvstore", "kvstore")
+        .droplet("hello", "hello")
+        .start()
+        .await;
+    let client = reqwest_like::Client::new(&host.url());
+    for i in 0..20 {
+        assert_eq!(
+            client.put(&format!("/kvstore/k/before{i}"), "v").await.0,
+            200
+        );
+    }
+    assert_eq!(
+        host.get("/health").await.json()["dependencies"]["database"],
+        "ok"
+    );
+    let hello_before = version_of(&host, "/hello/").await.unwrap();
+
+    proxy.pause();
+    let started = Instant::now();
+    let (status, body) = client.put("/kvstore/k/during", "v").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "a kv call waited {:?}",
+        started.elapsed()
+    );
+    assert!(
+        !body.contains("127.0.0.1"),
+        "the guest was told where the database is: {body}"
+    );
+    let reply = host.get("/hello/").await;
+    assert_eq!(reply.status, 200, "a droplet without kv stops serving");
+    let module = json!({ "module": base64::engine::general_purpose::STANDARD.encode(example_variant("hello", 9)) });
+    let reply = admin_request(&host, "PUT", "/_admin/droplets/hello", Some(&module)).await;
+    reply.assert_error(503, "store_unavailable");
+    assert_eq!(reply.header("retry-after"), Some("1"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let health = host.get("/health").await;
+        assert_eq!(health.status, 200, "the host itself is fine");
+        if health.json()["dependencies"]["database"] == "degraded" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", health.text());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    proxy.resume();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while client.put("/kvstore/k/after", "v").await.0 != 200 {
+        assert!(Instant::now() < deadline, "kv never came back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for i in 0..20 {
+        assert_eq!(
+            client.get(&format!("/kvstore/k/before{i}")).await,
+            (200, "v".to_string())
+        );
+    }
+    // The deploy refused while the database was away changed nothing.
+    let version = version_of(&host, "/hello/").await.unwrap();
+    assert!(
+        version.ends_with(&hello_before[hello_before.len() - 12..]),
+        "{version}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while host.get("/health").await.json()["dependencies"]["database"] != "ok" {
+        assert!(Instant::now() < deadline, "/health never said ok again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hosts_starting_together_migrate_the_schema_once() {
+    let Some(db) = TestDatabase::create("fleet_together").await else {
+        return;
+    };
+    let (a, b, c, d) = tokio::join!(
+        fleet_host(&db, "a").start(),
+        fleet_host(&db, "b").start(),
+        fleet_host(&db, "c").start(),
+        fleet_host(&db, "d").start(),
+    );
+    for host in [&a, &b, &c, &d] {
+        assert_eq!(host.get("/health").await.status, 200);
+    }
+    let client = db.client().await;
+    let versions: Vec<i32> = client
+        .query(
+            "SELECT version FROM droplet_schema_migrations ORDER BY version",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(versions, [1], "every migration applied exactly once");
+    let migrated = [&a, &b, &c, &d]
+        .iter()
+        .filter(|host| {
+            host.log_lines()
+                .iter()
+                .any(|line| line["message"] == "database migrated")
+        })
+        .count();
+    assert_eq!(migrated, 1, "one host migrated, the others found it done");
 }
 
 #[tokio::test]

@@ -63,6 +63,31 @@ impl TestDatabase {
         )
     }
 
+    /// [`TestDatabase::url`] through `proxy` instead of straight to the
+    /// server (the base URL must name its host and port).
+    pub fn url_via(&self, proxy: &Proxy) -> String {
+        let target = self.server_addr().to_string();
+        let url = self.url();
+        assert!(
+            url.contains(&target),
+            "the test database URL must name {target}"
+        );
+        url.replacen(&target, &proxy.addr().to_string(), 1)
+    }
+
+    /// The server's address, from the base URL.
+    pub fn server_addr(&self) -> std::net::SocketAddr {
+        let config: tokio_postgres::Config = self.base.parse().expect("a valid URL");
+        let host = match config.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+            _ => "127.0.0.1".to_string(),
+        };
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        format!("{host}:{port}")
+            .parse()
+            .expect("an IP address in the test database URL")
+    }
+
     /// The application name hosts on [`TestDatabase::url`] connect with.
     pub fn application_name(&self) -> &str {
         &self.schema
@@ -103,4 +128,59 @@ async fn connect(url: &str) -> Result<tokio_postgres::Client, tokio_postgres::Er
     let (client, connection) = config.connect(NoTls).await?;
     tokio::spawn(connection);
     Ok(client)
+}
+
+/// A TCP proxy in front of the test database: pausing it makes the
+/// database go away for the hosts behind it (every open connection is cut,
+/// new ones are closed at once), without touching the real server that
+/// other tests share.
+pub struct Proxy {
+    addr: std::net::SocketAddr,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    cut: tokio::sync::watch::Sender<u64>,
+}
+
+impl Proxy {
+    /// A proxy to `target`, listening on a free loopback port.
+    pub async fn start(target: std::net::SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (cut, _) = tokio::sync::watch::channel(0u64);
+        let (accepting, cuts) = (std::sync::Arc::clone(&up), cut.clone());
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !accepting.load(std::sync::atomic::Ordering::SeqCst) {
+                    continue;
+                }
+                let mut cut = cuts.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cut.changed() => {}
+                    }
+                });
+            }
+        });
+        Self { addr, up, cut }
+    }
+
+    /// Where hosts connect.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.addr
+    }
+
+    /// The database goes away: open connections are cut, new ones refused.
+    pub fn pause(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.cut.send_modify(|n| *n += 1);
+    }
+
+    /// The database is back.
+    pub fn resume(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
 }

@@ -300,9 +300,11 @@ impl Droplets {
             DropletState::Failed(reason) => return Err(reason.clone()),
             DropletState::Pending(pending) => pending,
         };
-        pending
+        // A module that does not compile is remembered; a store that could
+        // not be read (the database away) is not: the next request retries.
+        let compiled = pending
             .compiled
-            .get_or_init(|| async {
+            .get_or_try_init(|| async {
                 let (loader, store) = (Arc::clone(&self.loader), Arc::clone(&self.store));
                 let (name, version) = (droplet.name.to_string(), droplet.version.clone());
                 let started = Instant::now();
@@ -310,20 +312,20 @@ impl Droplets {
                     let (wasm, _) = store
                         .read(&name, &version)
                         .map_err(|err| format!("cannot read {name}.wasm: {err}"))?;
-                    loader.compile(&name, &wasm).map(Arc::new)
+                    Ok(loader.compile(&name, &wasm).map(Arc::new))
                 })
                 .await
-                .unwrap_or_else(|_| Err("compilation was abandoned".to_string()));
+                .unwrap_or_else(|_| Err("compilation was abandoned".to_string()))?;
                 log_load(
                     &droplet.name,
                     &droplet.version,
                     &compiled.as_ref().map(|ready| ready.origin),
                     started,
                 );
-                compiled
+                Ok::<_, String>(compiled)
             })
-            .await
-            .clone()
+            .await?;
+        compiled.clone()
     }
 
     /// The droplets directory.
@@ -375,16 +377,19 @@ impl Droplets {
 
     /// Publishes a new version of `name` (a new droplet if there is none):
     /// compiled and checked first, off the async workers; refused with the
-    /// reason if it cannot serve, and then nothing changes.
+    /// reason if it cannot serve ([`ChangeError::Invalid`]) or cannot be
+    /// stored ([`ChangeError::Storage`]), and then nothing changes.
     pub async fn publish(
         &self,
         name: &str,
         wasm: Vec<u8>,
         manifest: Option<String>,
         source: &'static str,
-    ) -> Result<Published, String> {
+    ) -> Result<Published, ChangeError> {
         if !is_droplet_name(name) {
-            return Err(format!("`{name}` is not a valid droplet name: {NAME_RULE}"));
+            return Err(ChangeError::Invalid(format!(
+                "`{name}` is not a valid droplet name: {NAME_RULE}"
+            )));
         }
         let hash = ContentHash::of(&wasm, manifest.as_deref());
         if let Some(current) = self.get(name)
@@ -402,12 +407,12 @@ impl Droplets {
             Ok::<_, String>((parsed, ready, wasm))
         })
         .await
-        .map_err(|_| "compilation was abandoned".to_string())?;
+        .map_err(|_| ChangeError::Invalid("compilation was abandoned".to_string()))?;
         let (parsed, ready, wasm) = match checked {
             Ok(checked) => checked,
             Err(reason) => {
                 tracing::error!(droplet = name, source, reason = %reason, "new version refused; the current one keeps serving");
-                return Err(reason);
+                return Err(ChangeError::Invalid(reason));
             }
         };
 
@@ -420,8 +425,11 @@ impl Droplets {
             Ok::<_, std::io::Error>(id)
         })
         .await
-        .map_err(|_| "storing the version was abandoned".to_string())?
-        .map_err(|err| format!("cannot store the new version: {err}"))?;
+        .map_err(|_| ChangeError::Storage("storing the version was abandoned".to_string()))?
+        .map_err(|err| {
+            tracing::error!(droplet = name, source, error = %err, "new version not stored; the current one keeps serving");
+            ChangeError::Storage(format!("cannot store the new version: {err}"))
+        })?;
         self.swap_in(name, &id, parsed, ready);
         tracing::info!(
             droplet = name,
