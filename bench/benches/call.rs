@@ -18,6 +18,7 @@ use droplet_host::droplets::version::{ContentHash, VersionId};
 use droplet_host::droplets::{Droplet, DropletState};
 use droplet_host::imports::Capabilities;
 use droplet_host::imports::auth::AuthCapability;
+use droplet_host::imports::body::BodyCapability;
 use droplet_host::imports::kv::KvCapability;
 use droplet_host::kv::{BackendConfig, DEFAULT_MAX_VALUE_BYTES, Durability};
 use droplet_host::manifest::ConfigEnv;
@@ -82,6 +83,7 @@ impl Bench {
             })
             .await
             .expect("the droplet answers")
+            .response
             .status
     }
 }
@@ -119,6 +121,7 @@ fn call(c: &mut Criterion) {
                 default_quota_bytes: None,
             },
             auth: AuthCapability { verifier: None },
+            body: BodyCapability::new(512 << 20),
         },
         trace_id: "trace".into(),
         _data: data,

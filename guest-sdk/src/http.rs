@@ -2,7 +2,10 @@
 
 use std::cell::RefCell;
 
-use crate::bindings::fp::droplet::types;
+use crate::bindings::fp::droplet::{response_body, types};
+
+/// The largest piece of a response body handed to the host in one call.
+const BODY_CHUNK: usize = 1 << 20;
 
 thread_local! {
     /// The trace id of the request being handled (an instance serves one
@@ -199,11 +202,18 @@ impl Response {
         self.status
     }
 
+    /// Hands the body to the host in pieces of at most [`BODY_CHUNK`]
+    /// bytes, then gives the status and headers. A refused piece ends the
+    /// hand-over: the host answers for the droplet then.
     pub(crate) fn into_wit(self) -> types::Response {
+        for chunk in self.body.chunks(BODY_CHUNK) {
+            if response_body::write(chunk).is_err() {
+                break;
+            }
+        }
         types::Response {
             status: self.status,
             headers: self.headers,
-            body: self.body,
         }
     }
 }

@@ -19,6 +19,7 @@ use crate::droplets::{Droplets, LoadProgress};
 use crate::fleet::Fleet;
 use crate::imports::Capabilities;
 use crate::imports::auth::AuthCapability;
+use crate::imports::body::BodyCapability;
 use crate::imports::kv::KvCapability;
 use crate::jwt::{JwtSettings, Verifier};
 use crate::kv::{BackendConfig, KvBackend, OpenBackend};
@@ -67,6 +68,9 @@ pub struct ServeSettings {
     pub body_read_timeout: Duration,
     /// This host's id in a fleet [default: `{hostname}:{port}`].
     pub host_id: Option<String>,
+    /// Response bytes the host holds at once, across every call and every
+    /// response still being sent.
+    pub response_buffer_bytes: usize,
 }
 
 /// The host's shared state.
@@ -173,6 +177,7 @@ impl App {
                 default_quota_bytes: settings.kv_default_quota_bytes,
             },
             auth: AuthCapability { verifier },
+            body: BodyCapability::new(settings.response_buffer_bytes),
         };
         let runtime = Arc::new(Runtime::new(&RuntimeSettings {
             max_instances: settings.max_instances,

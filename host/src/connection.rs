@@ -10,6 +10,7 @@
 //! Slowly trickled headers are hyper's `header_read_timeout` as well; slowly
 //! trickled bodies the body read timeout.
 
+use crate::imports::body::HeldBytes;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -150,19 +151,22 @@ impl Drop for Phase {
     }
 }
 
-/// A response body that keeps its connection's [`Phase::Sending`] open
-/// until hyper has sent it (and dropped it).
+/// A response body that keeps its connection's [`Phase::Sending`] open —
+/// and the response bytes it holds against the host's budget held — until
+/// hyper has sent it (and dropped it).
 pub struct SendingBody<B> {
     inner: B,
     _sending: Phase,
+    _held: Option<HeldBytes>,
 }
 
 impl<B> SendingBody<B> {
-    /// `inner`, sent under `sending`.
-    pub fn new(inner: B, sending: Phase) -> Self {
+    /// `inner`, sent under `sending`, holding `held`.
+    pub fn new(inner: B, sending: Phase, held: Option<HeldBytes>) -> Self {
         Self {
             inner,
             _sending: sending,
+            _held: held,
         }
     }
 }

@@ -62,6 +62,10 @@ pub enum HostError {
     /// nothing changed.
     #[error("the deployment store is unavailable, nothing changed: {0}")]
     StoreUnavailable(String),
+    /// The host holds as many response bytes as it allows: the call's
+    /// response was dropped.
+    #[error("{0}")]
+    HostBusy(String),
     /// The host is shutting down and takes no new work.
     #[error("the host is shutting down")]
     ShuttingDown,
@@ -87,6 +91,7 @@ impl HostError {
             HostError::DropletUnavailable { .. }
             | HostError::DropletOverloaded(_)
             | HostError::StoreUnavailable(_)
+            | HostError::HostBusy(_)
             | HostError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             HostError::BudgetExceeded { .. } => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -105,6 +110,7 @@ impl HostError {
             HostError::DropletUnavailable { .. } | HostError::ShuttingDown => "droplet_unavailable",
             HostError::DropletOverloaded(_) => "droplet_overloaded",
             HostError::StoreUnavailable(_) => "store_unavailable",
+            HostError::HostBusy(_) => "host_busy",
             HostError::BudgetExceeded { .. } => "budget_exceeded",
             HostError::Internal => "internal_error",
         }
@@ -118,6 +124,7 @@ impl HostError {
             HostError::DropletOverloaded(_)
                 | HostError::ShuttingDown
                 | HostError::StoreUnavailable(_)
+                | HostError::HostBusy(_)
         );
         let mut response = json_response(
             status,

@@ -8,9 +8,11 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::{Response, StatusCode};
 use http_body_util::Full;
 
-use crate::bindings::{GuestRequest, GuestResponse};
+use crate::bindings::GuestRequest;
+use crate::bindings::fp::droplet::response_body::BodyError;
 use crate::error::HostError;
 use crate::headers::TRACE_ID_HEADER;
+use crate::runtime::Answer;
 
 /// Largest response body a droplet may return.
 pub const MAX_RESPONSE_BYTES: usize = 16 << 20;
@@ -59,20 +61,25 @@ pub fn guest_request(
     }
 }
 
-/// Checks a guest's response and turns it into an HTTP response.
-pub fn into_http(response: GuestResponse) -> Result<Response<Full<Bytes>>, HostError> {
+/// Checks a guest's response and turns it into an HTTP response. The
+/// response bytes it holds against the host's budget travel in the
+/// response's extensions ([`HeldBytes`]) until it has been sent.
+pub fn into_http(answer: Answer) -> Result<Response<Full<Bytes>>, HostError> {
+    let Answer { response, body } = answer;
     let status = StatusCode::from_u16(response.status)
         .ok()
         .filter(|status| (200..=599).contains(&status.as_u16()))
         .ok_or_else(|| {
             HostError::InvalidResponse(format!("status {} is not in 200..=599", response.status))
         })?;
-    if response.body.len() > MAX_RESPONSE_BYTES {
-        return Err(HostError::InvalidResponse(format!(
-            "body of {} bytes is over the limit of {MAX_RESPONSE_BYTES}",
-            response.body.len()
-        )));
-    }
+    let (body, held) = body.finish().map_err(|refused| match refused {
+        BodyError::TooLarge => HostError::InvalidResponse(format!(
+            "the body is over the limit of {MAX_RESPONSE_BYTES} bytes"
+        )),
+        BodyError::HostBusy => HostError::HostBusy(
+            "the host holds as many response bytes as it allows; retry shortly".to_string(),
+        ),
+    })?;
     if response.headers.len() > MAX_RESPONSE_HEADERS {
         return Err(HostError::InvalidResponse(format!(
             "{} headers are over the limit of {MAX_RESPONSE_HEADERS}",
@@ -89,8 +96,11 @@ pub fn into_http(response: GuestResponse) -> Result<Response<Full<Bytes>>, HostE
             "{header_bytes} bytes of headers are over the limit of {MAX_RESPONSE_HEADER_BYTES}"
         )));
     }
-    let mut http_response = Response::new(Full::new(Bytes::from(response.body)));
+    let mut http_response = Response::new(Full::new(body));
     *http_response.status_mut() = status;
+    if let Some(held) = held {
+        http_response.extensions_mut().insert(held);
+    }
     let headers = http_response.headers_mut();
     for (name, value) in response.headers {
         let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
@@ -109,6 +119,8 @@ pub fn into_http(response: GuestResponse) -> Result<Response<Full<Bytes>>, HostE
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bindings::GuestResponse;
+    use crate::imports::body::BodyCapability;
 
     #[test]
     fn the_guest_sees_the_hosts_trace_id_not_the_clients() {
@@ -142,15 +154,52 @@ mod tests {
         assert_eq!(request.query, "a=b");
     }
 
+    fn answer(status: u16, headers: Vec<(String, String)>, body: &[u8]) -> Answer {
+        let mut written = BodyCapability::new(1 << 20).for_call();
+        written.write(body).unwrap();
+        Answer {
+            response: GuestResponse { status, headers },
+            body: written,
+        }
+    }
+
+    #[test]
+    fn a_body_refused_while_handed_over_is_a_502_or_a_503() {
+        let budget = BodyCapability::new(MAX_RESPONSE_BYTES * 2);
+        let mut body = budget.for_call();
+        assert!(body.write(&vec![0; MAX_RESPONSE_BYTES + 1]).is_err());
+        let refused = into_http(Answer {
+            response: GuestResponse {
+                status: 200,
+                headers: vec![],
+            },
+            body,
+        });
+        assert_eq!(refused.unwrap_err().code(), "invalid_response");
+        let tiny = BodyCapability::new(4);
+        let mut body = tiny.for_call();
+        assert!(body.write(b"12345").is_err());
+        let busy = into_http(Answer {
+            response: GuestResponse {
+                status: 200,
+                headers: vec![],
+            },
+            body,
+        });
+        assert_eq!(busy.unwrap_err().code(), "host_busy");
+    }
+
     #[test]
     fn guest_responses_are_validated() {
-        let response = |status, headers: Vec<(&str, &str)>| GuestResponse {
-            status,
-            headers: headers
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            body: b"x".to_vec(),
+        let response = |status, headers: Vec<(&str, &str)>| {
+            answer(
+                status,
+                headers
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                b"x",
+            )
         };
         assert!(into_http(response(200, vec![("x-a", "b")])).is_ok());
         assert!(into_http(response(99, vec![])).is_err());
@@ -173,8 +222,7 @@ mod tests {
             headers in proptest::collection::vec((".{0,20}", ".{0,40}"), 0..8),
             body in proptest::collection::vec(proptest::num::u8::ANY, 0..64),
         ) {
-            let response = GuestResponse { status, headers, body };
-            if let Ok(http) = into_http(response) {
+            if let Ok(http) = into_http(answer(status, headers, &body)) {
                 proptest::prop_assert!((200..=599).contains(&http.status().as_u16()));
             }
         }

@@ -135,6 +135,15 @@ pub struct Call<'a> {
     pub suspect: bool,
 }
 
+/// What a call answered: the status and headers `handle` returned, and
+/// the body handed over before.
+pub struct Answer {
+    /// Status and headers.
+    pub response: GuestResponse,
+    /// The body, or why it was refused.
+    pub body: crate::imports::body::ResponseBody,
+}
+
 /// Why a call produced no response.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
@@ -218,7 +227,7 @@ impl Runtime {
     }
 
     /// Runs one request in a fresh instance and drops the instance.
-    pub async fn call(&self, call: Call<'_>) -> Result<GuestResponse, CallError> {
+    pub async fn call(&self, call: Call<'_>) -> Result<Answer, CallError> {
         let log = Arc::clone(&call.imports.log);
         let wasi = WasiCtxBuilder::new()
             .stdout(log.stdout())
@@ -252,11 +261,12 @@ impl Runtime {
                 .await
         };
         let outcome = tokio::time::timeout_at(call.deadline, run).await;
+        let body = store.data_mut().imports.body.take();
         // Drop the instance before logging: its stdio streams flush on drop.
         drop(store);
         let result = match outcome {
             Err(_elapsed) => Err(CallError::BudgetExceeded),
-            Ok(Ok(response)) => Ok(response),
+            Ok(Ok(response)) => Ok(Answer { response, body }),
             Ok(Err(err)) => Err(classify(&err, log.failure_hint())),
         };
         log.finish();

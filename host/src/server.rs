@@ -21,6 +21,7 @@ use tokio::sync::Semaphore;
 
 use crate::app::App;
 use crate::connection::{Activity, ConnectionLimits, RateLimitedLog, SendingBody, TrackedIo};
+use crate::imports::body::HeldBytes;
 use crate::service;
 
 /// How long a client may take to send a request's headers.
@@ -95,11 +96,12 @@ pub async fn serve(
             let requests = Arc::clone(&requests);
             let handling = requests.handling();
             async move {
-                let response = service::handle(app, req).await;
+                let mut response = service::handle(app, req).await;
                 // Sending starts before handling ends: never idle between.
                 let sending = requests.sending();
                 drop(handling);
-                Ok::<_, Infallible>(response.map(|body| SendingBody::new(body, sending)))
+                let held = response.extensions_mut().remove::<HeldBytes>();
+                Ok::<_, Infallible>(response.map(|body| SendingBody::new(body, sending, held)))
             }
         });
         let io = TokioIo::new(TrackedIo::new(stream, Arc::clone(&activity)));

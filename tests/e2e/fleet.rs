@@ -159,6 +159,60 @@ async fn three_hosts_share_kv_and_every_deploy_and_rollback_reaches_all() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_host_that_cannot_serve_a_version_keeps_its_own_and_says_why() {
+    let Some(db) = TestDatabase::create("fleet_refuse").await else {
+        return;
+    };
+    let big = fleet_host(&db, "big")
+        .droplet("hello", "hello")
+        .start()
+        .await;
+    let small = fleet_host(&db, "small")
+        .arg("--max-memory-mb")
+        .arg("128")
+        .start()
+        .await;
+    let first = version_of(&big, "/hello/").await.unwrap();
+    wait_until_all_serve(&[&big, &small], "/hello/", &first).await;
+    // A manifest only the big host allows.
+    let body = json!({
+        "module": base64::engine::general_purpose::STANDARD.encode(example("hello")),
+        "manifest": "memory_mb = 200\n",
+    });
+    let reply = admin_request(&big, "PUT", "/_admin/droplets/hello", Some(&body)).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let wanted = reply.json()["version"].as_str().unwrap().to_string();
+    assert_eq!(
+        version_of(&big, "/hello/").await.as_deref(),
+        Some(wanted.as_str())
+    );
+    let deadline = Instant::now() + CONVERGE_WITHIN;
+    let refusal = loop {
+        let fleet = fleet_summary(&big, "hello").await;
+        let small_row = fleet["on_hosts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|row| row["host"] == "small")
+            .cloned();
+        if let Some(row) = small_row.filter(|row| row["error"].is_string()) {
+            assert_eq!(fleet["summary"], json!(format!("{wanted} on 1/2 hosts")));
+            break row;
+        }
+        assert!(Instant::now() < deadline, "no refusal reported: {fleet}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        refusal["version"],
+        json!(first),
+        "small keeps serving its version"
+    );
+    let why = refusal["error"].as_str().unwrap();
+    assert!(why.contains(&wanted) && why.contains("memory_mb"), "{why}");
+    assert_eq!(version_of(&small, "/hello/").await, Some(first));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_host_leaves_the_others_serving_and_converges_when_it_returns() {
     let Some(db) = TestDatabase::create("fleet_kill").await else {
         return;

@@ -99,6 +99,42 @@ async fn a_huge_response_is_a_502_and_others_keep_answering() {
 }
 
 #[tokio::test]
+async fn an_oversized_body_is_refused_before_the_host_copies_it() {
+    let host = hostile_host("memory_mb = 200\n").await;
+    // Warm up: the droplet compiled and one instance run.
+    assert_eq!(host.get("/hostile/huge?mb=1").await.status, 200);
+    let before = host.memory_kib("VmRSS");
+    // 120 MiB offered in one piece, past the SDK: the guest holds it in its
+    // own memory (which counts in the host's RSS); the host must not copy it.
+    let reply = while_healthy_answers(&host, host.get("/hostile/huge-chunk?mb=120")).await;
+    let message = reply.assert_error(502, "invalid_response");
+    assert!(message.contains("over the limit"), "{message}");
+    let grown_mib = host.memory_kib("VmHWM").saturating_sub(before) / 1024;
+    eprintln!("peak grew {grown_mib} MiB");
+    // The guest's 120 MiB plus its allocator's slack; a copy would add 120.
+    assert!(
+        grown_mib < 190,
+        "the host's peak memory grew {grown_mib} MiB for a 120 MiB body"
+    );
+}
+
+#[tokio::test]
+async fn response_bytes_past_the_hosts_budget_are_a_503() {
+    let host = HostBuilder::new()
+        .droplet("hostile", "hostile")
+        .droplet("hello", "hello")
+        .arg("--max-response-buffer-mb")
+        .arg("1")
+        .start()
+        .await;
+    let reply = host.get("/hostile/huge?mb=2").await;
+    reply.assert_error(503, "host_busy");
+    assert_eq!(reply.header("retry-after"), Some("1"));
+    assert_eq!(host.get("/hostile/huge?mb=0").await.status, 200);
+    assert_eq!(host.get("/hello/").await.status, 200);
+}
+
+#[tokio::test]
 async fn a_host_call_loop_is_stopped_at_its_budget() {
     let host = hostile_host("budget_ms = 100\n").await;
     let reply = while_healthy_answers(&host, host.get("/hostile/host-loop")).await;

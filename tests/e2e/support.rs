@@ -366,6 +366,17 @@ impl Host {
         }
     }
 
+    /// A line of the host process's `/proc/PID/status`, in KiB (`VmRSS`,
+    /// `VmHWM`: the peak).
+    pub fn memory_kib(&self, field: &str) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("the host's /proc status")
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("{field}:")))
+            .and_then(|value| value.split_whitespace().next()?.parse().ok())
+            .expect("the field in /proc status")
+    }
+
     /// Sends a signal (`TERM`, `INT`, `KILL`) to the host process.
     pub fn signal(&self, signal: &str) {
         let status = Command::new("kill")

@@ -7,6 +7,7 @@
 //! | `/escape` | reads files, the environment, opens sockets | 200 with every attempt denied |
 //! | `/stack` | unbounded recursion | 500 `droplet_trap` |
 //! | `/huge?mb=N` | an N MiB response body | 502 `invalid_response` past 16 MiB |
+//! | `/huge-chunk?mb=N` | an N MiB body offered in one piece, past the SDK | 502 `invalid_response` past 16 MiB, nothing copied |
 //! | `/host-loop` | calls a host import in a loop, forever | 504 `budget_exceeded` |
 
 use std::alloc::{Layout, alloc};
@@ -33,6 +34,17 @@ fn handle(req: Request) -> Response {
                 .and_then(|mb| mb.parse().ok())
                 .unwrap_or(20);
             Response::new(200).with_body(vec![b'h'; mb << 20])
+        }
+        "/huge-chunk" => {
+            let mb: usize = req
+                .query_param("mb")
+                .and_then(|mb| mb.parse().ok())
+                .unwrap_or(100);
+            // Straight to the import, in one piece: the host must refuse it
+            // without copying it.
+            let offered =
+                droplet_sdk::bindings::fp::droplet::response_body::write(&vec![b'h'; mb << 20]);
+            Response::json(&json!({ "offered_mb": mb, "refused": offered.is_err() }))
         }
         "/host-loop" => loop {
             let _ = kv::exists("spin");

@@ -17,6 +17,7 @@
 //! module, its tests (see `CONTRIBUTING.md`).
 
 pub mod auth;
+pub mod body;
 pub mod call;
 pub mod config;
 pub mod kv;
@@ -36,6 +37,8 @@ pub struct Capabilities {
     pub kv: kv::KvCapability,
     /// `fp:droplet/auth`: the host's token verifier.
     pub auth: auth::AuthCapability,
+    /// `fp:droplet/response-body`: the host-wide budget of response bytes.
+    pub body: body::BodyCapability,
 }
 
 impl Capabilities {
@@ -46,11 +49,13 @@ impl Capabilities {
             config: config::for_call(&call),
             kv: self.kv.for_call(&call),
             auth: self.auth.for_call(call.caller),
+            body: self.body.for_call(),
         }
     }
 }
 
-/// Per-call state behind the `kv`, `log`, `auth` and `config` imports.
+/// Per-call state behind the `kv`, `log`, `auth`, `config` and
+/// `response-body` imports.
 pub struct Imports {
     /// Where this call's log lines (and stdout/stderr) go.
     pub log: Arc<log::GuestLog>,
@@ -60,6 +65,8 @@ pub struct Imports {
     pub kv: kv::KvAccess,
     /// This request's caller and the host's verifier.
     pub auth: auth::AuthAccess,
+    /// The response body handed over so far.
+    pub body: body::ResponseBody,
 }
 
 /// A store's data that carries a call's [`Imports`].
@@ -81,6 +88,7 @@ pub fn add_to_linker<T: HasImports>(linker: &mut Linker<T>) -> wasmtime::Result<
     wit::auth::add_to_linker::<T, HasSelf<auth::AuthAccess>>(linker, |state| {
         &mut state.imports().auth
     })?;
+    body::add_to_linker(linker)?;
     Ok(())
 }
 

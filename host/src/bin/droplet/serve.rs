@@ -94,6 +94,10 @@ pub struct ServeArgs {
     /// Instances that may run at once across all droplets.
     #[arg(long, env = "DROPLET_MAX_INSTANCES", default_value_t = 1000)]
     pub max_instances: u32,
+    /// Response bytes the host holds at once, in MiB, across every call and
+    /// every response still being sent; past it, calls answer 503 host_busy.
+    #[arg(long, env = "DROPLET_MAX_RESPONSE_BUFFER_MB", default_value_t = 512)]
+    pub max_response_buffer_mb: usize,
     /// The largest `memory_mb` a droplet's manifest may ask for.
     #[arg(long, env = "DROPLET_MAX_MEMORY_MB", default_value_t = 256)]
     pub max_memory_mb: u64,
@@ -229,6 +233,7 @@ pub fn serve(args: ServeArgs, dotenv: Option<PathBuf>) -> anyhow::Result<()> {
             },
         },
         host_id: args.host_id,
+        response_buffer_bytes: args.max_response_buffer_mb.saturating_mul(1 << 20),
         kv_default_quota_bytes: (args.kv_default_quota_mb > 0)
             .then(|| args.kv_default_quota_mb.saturating_mul(1 << 20)),
         data_dir: args.data_dir,
