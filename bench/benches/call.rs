@@ -20,8 +20,10 @@ use droplet_host::imports::Capabilities;
 use droplet_host::imports::auth::AuthCapability;
 use droplet_host::imports::body::BodyCapability;
 use droplet_host::imports::kv::KvCapability;
+use droplet_host::imports::outbound::OutboundCapability;
 use droplet_host::kv::{BackendConfig, DEFAULT_MAX_VALUE_BYTES, Durability};
 use droplet_host::manifest::ConfigEnv;
+use droplet_host::outbound::Outbound;
 use droplet_host::policy::Caller;
 use droplet_host::runtime::{Call, Runtime, RuntimeSettings};
 use droplet_host::shutdown::Shutdown;
@@ -122,6 +124,9 @@ fn call(c: &mut Criterion) {
             },
             auth: AuthCapability { verifier: None },
             body: BodyCapability::new(512 << 20),
+            outbound: OutboundCapability {
+                outbound: Arc::new(Outbound::new(256).expect("outbound client")),
+            },
         },
         trace_id: "trace".into(),
         _data: data,

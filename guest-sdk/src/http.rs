@@ -66,6 +66,17 @@ impl Request {
         })
     }
 
+    /// Every value of query parameter `name`, percent-decoded, in order.
+    pub fn query_params(&self, name: &str) -> Vec<String> {
+        self.query
+            .split('&')
+            .filter_map(|pair| {
+                let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+                (percent_decode(key) == name).then(|| percent_decode(value))
+            })
+            .collect()
+    }
+
     /// All headers, names in lower case, in arrival order.
     pub fn headers(&self) -> &[(String, String)] {
         &self.headers
@@ -200,6 +211,25 @@ impl Response {
     /// The status.
     pub fn status(&self) -> u16 {
         self.status
+    }
+
+    /// The headers, in order (for a fetched response: as received, names in
+    /// lower case).
+    pub fn headers(&self) -> &[(String, String)] {
+        &self.headers
+    }
+
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// The body.
+    pub fn body(&self) -> &[u8] {
+        &self.body
     }
 
     /// Hands the body to the host in pieces of at most [`BODY_CHUNK`]

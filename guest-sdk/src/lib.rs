@@ -37,6 +37,7 @@ pub mod bindings {
 
 pub mod auth;
 pub mod config;
+pub mod fetch;
 mod http;
 pub mod kv;
 pub mod log;

@@ -21,9 +21,11 @@ use crate::imports::Capabilities;
 use crate::imports::auth::AuthCapability;
 use crate::imports::body::BodyCapability;
 use crate::imports::kv::KvCapability;
+use crate::imports::outbound::OutboundCapability;
 use crate::jwt::{JwtSettings, Verifier};
 use crate::kv::{BackendConfig, KvBackend, OpenBackend};
 use crate::manifest::ConfigEnv;
+use crate::outbound::Outbound;
 use crate::runtime::{Runtime, RuntimeSettings};
 use crate::shutdown::Shutdown;
 
@@ -71,6 +73,8 @@ pub struct ServeSettings {
     /// Response bytes the host holds at once, across every call and every
     /// response still being sent.
     pub response_buffer_bytes: usize,
+    /// Outbound HTTP requests in flight at once across every droplet.
+    pub max_outbound_in_flight: usize,
 }
 
 /// The host's shared state.
@@ -178,6 +182,12 @@ impl App {
             },
             auth: AuthCapability { verifier },
             body: BodyCapability::new(settings.response_buffer_bytes),
+            outbound: OutboundCapability {
+                outbound: Arc::new(
+                    Outbound::new(settings.max_outbound_in_flight)
+                        .map_err(|err| anyhow::anyhow!(err))?,
+                ),
+            },
         };
         let runtime = Arc::new(Runtime::new(&RuntimeSettings {
             max_instances: settings.max_instances,

@@ -35,6 +35,9 @@ pub struct CallReport {
     pub droplet_time: Option<Duration>,
     /// Whether the droplet (not the host) wrote the response.
     pub from_droplet: bool,
+    /// Outbound requests the call sent, and the time spent waiting for
+    /// their responses; `None` when it sent none.
+    pub outbound: Option<(u32, Duration)>,
 }
 
 /// Calls `droplet` with `req`, whose path inside the droplet is `path`.
@@ -87,6 +90,7 @@ pub async fn call(
     let imports = app
         .capabilities
         .for_call(droplet.call_context(trace_id, caller, deadline));
+    let outbound = imports.outbound.report();
     let call_started = Instant::now();
     let in_flight = droplet.stats.enter();
     let result = app
@@ -103,6 +107,8 @@ pub async fn call(
     drop(in_flight);
     let elapsed = call_started.elapsed();
     report.droplet_time = Some(elapsed);
+    let (requests, micros) = outbound.totals();
+    report.outbound = (requests > 0).then(|| (requests, Duration::from_micros(micros)));
     report.from_droplet = result.is_ok();
     record(droplet, elapsed, &result);
     match result {

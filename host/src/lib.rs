@@ -30,6 +30,7 @@ pub mod imports;
 pub mod jwt;
 pub mod kv;
 pub mod manifest;
+pub mod outbound;
 pub mod policy;
 pub mod prometheus;
 pub mod registry;

@@ -4,8 +4,11 @@
 //! never silently ignored, so a typo cannot quietly weaken a limit.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::Deserialize;
+
+use crate::outbound::allow::Allowlist;
 
 /// Default latency budget: the droplet contract's "other endpoints < 1000 ms".
 pub const DEFAULT_BUDGET_MS: u64 = 1000;
@@ -17,6 +20,8 @@ pub const DEFAULT_MAX_BODY_KB: u64 = 1024;
 pub const DEFAULT_MAX_CONCURRENCY: u32 = 100;
 /// The longest budget a manifest may ask for.
 pub const MAX_BUDGET_MS: u64 = 300_000;
+/// The most outbound requests a manifest may allow one call.
+pub const MAX_OUTBOUND_REQUESTS: u32 = 1000;
 /// The largest body limit a manifest may ask for (64 MiB).
 pub const MAX_BODY_KB: u64 = 64 * 1024;
 
@@ -82,6 +87,16 @@ pub struct Manifest {
     /// environment variable.
     #[serde(default)]
     pub config: BTreeMap<String, String>,
+    /// Where outbound HTTP may go: `scheme://host[:port]`, `*.` wildcards
+    /// for subdomains. Empty: nowhere.
+    #[serde(default)]
+    pub allowed_outbound_hosts: Vec<String>,
+    /// Outbound requests one call may send.
+    #[serde(default = "default_max_outbound_requests")]
+    pub max_outbound_requests: u32,
+    /// `allowed_outbound_hosts`, parsed when the manifest is.
+    #[serde(skip)]
+    pub outbound: Arc<Allowlist>,
 }
 
 fn default_budget_ms() -> u64 {
@@ -95,6 +110,9 @@ fn default_max_body_kb() -> u64 {
 }
 fn default_max_concurrency() -> u32 {
     DEFAULT_MAX_CONCURRENCY
+}
+fn default_max_outbound_requests() -> u32 {
+    crate::outbound::DEFAULT_MAX_REQUESTS
 }
 
 impl Default for Manifest {
@@ -111,6 +129,9 @@ impl Default for Manifest {
             id: None,
             kv_quota_mb: None,
             config: BTreeMap::new(),
+            allowed_outbound_hosts: Vec::new(),
+            max_outbound_requests: crate::outbound::DEFAULT_MAX_REQUESTS,
+            outbound: Arc::default(),
         }
     }
 }
@@ -194,11 +215,17 @@ impl Manifest {
     /// Parses and validates manifest text. `max_memory_mb` is the host's
     /// ceiling for `memory_mb`.
     pub fn parse(text: &str, max_memory_mb: u64) -> Result<Self, ManifestError> {
-        let manifest: Manifest = toml::from_str(text).map_err(|err| {
+        let mut manifest: Manifest = toml::from_str(text).map_err(|err| {
             // toml's message spans lines and quotes the source; keep it, on one line.
             ManifestError::Parse(err.message().trim().replace('\n', " "))
         })?;
         manifest.validate(max_memory_mb)?;
+        manifest.outbound = Arc::new(Allowlist::parse(&manifest.allowed_outbound_hosts).map_err(
+            |problem| ManifestError::Invalid {
+                field: "allowed_outbound_hosts",
+                problem,
+            },
+        )?);
         Ok(manifest)
     }
 
@@ -218,6 +245,12 @@ impl Manifest {
         }
         if self.max_body_kb > MAX_BODY_KB {
             return invalid("max_body_kb", format!("must be at most {MAX_BODY_KB}"));
+        }
+        if self.max_outbound_requests > MAX_OUTBOUND_REQUESTS {
+            return invalid(
+                "max_outbound_requests",
+                format!("must be at most {MAX_OUTBOUND_REQUESTS}"),
+            );
         }
         if self.max_concurrency == 0 {
             return invalid("max_concurrency", "must be at least 1".to_string());

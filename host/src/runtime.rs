@@ -13,6 +13,7 @@
 //! same deadline.
 
 use std::sync::Arc;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use tokio::time::Instant;
 use wasmtime::component::{Component, Linker, ResourceTable};
@@ -98,6 +99,7 @@ pub struct Runtime {
 /// What a `Store` holds for one call.
 pub struct CallState {
     wasi: WasiCtx,
+    http: WasiHttpCtx,
     table: ResourceTable,
     limits: StoreLimits,
     imports: Imports,
@@ -106,6 +108,16 @@ pub struct CallState {
 impl HasImports for CallState {
     fn imports(&mut self) -> &mut Imports {
         &mut self.imports
+    }
+}
+
+impl WasiHttpView for CallState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.imports.outbound,
+        }
     }
 }
 
@@ -199,6 +211,8 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|err| anyhow::anyhow!("{err:#}"))?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(|err| anyhow::anyhow!("{err:#}"))?;
         imports::add_to_linker(&mut linker).map_err(|err| anyhow::anyhow!("{err:#}"))?;
 
         let ticker = EpochTicker::start(engine.clone())?;
@@ -240,6 +254,7 @@ impl Runtime {
             &self.engine,
             CallState {
                 wasi,
+                http: WasiHttpCtx::new(),
                 table: ResourceTable::new(),
                 limits,
                 imports: call.imports,

@@ -96,8 +96,13 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Full<Byte
     }
     let total = started.elapsed();
     if let Some(droplet_time) = outcome.call.droplet_time {
+        let outbound = outcome
+            .call
+            .outbound
+            .map(|(_, time)| format!(", outbound;dur={:.3}", time.as_secs_f64() * 1e3))
+            .unwrap_or_default();
         let timing = format!(
-            "droplet;dur={:.3}, total;dur={:.3}",
+            "droplet;dur={:.3}{outbound}, total;dur={:.3}",
             droplet_time.as_secs_f64() * 1e3,
             total.as_secs_f64() * 1e3
         );
@@ -115,6 +120,8 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Full<Byte
         endpoint = %endpoint,
         status_code = response.status().as_u16(),
         duration_ms = total.as_secs_f64() * 1e3,
+        outbound_requests = outcome.call.outbound.map(|(count, _)| count),
+        outbound_ms = outcome.call.outbound.map(|(_, time)| time.as_secs_f64() * 1e3),
         error = outcome.error,
         "request"
     );

@@ -16,6 +16,7 @@ mod kv_conformance;
 mod limits;
 mod loading;
 mod operator;
+mod outbound;
 mod serving;
 mod shutdown;
 mod swap;

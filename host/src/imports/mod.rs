@@ -22,6 +22,7 @@ pub mod call;
 pub mod config;
 pub mod kv;
 pub mod log;
+pub mod outbound;
 
 use std::sync::Arc;
 
@@ -39,6 +40,8 @@ pub struct Capabilities {
     pub auth: auth::AuthCapability,
     /// `fp:droplet/response-body`: the host-wide budget of response bytes.
     pub body: body::BodyCapability,
+    /// `wasi:http/outgoing-handler`: the process's outbound client.
+    pub outbound: outbound::OutboundCapability,
 }
 
 impl Capabilities {
@@ -48,8 +51,9 @@ impl Capabilities {
             log: log::for_call(&call),
             config: config::for_call(&call),
             kv: self.kv.for_call(&call),
-            auth: self.auth.for_call(call.caller),
             body: self.body.for_call(),
+            outbound: self.outbound.for_call(&call),
+            auth: self.auth.for_call(call.caller),
         }
     }
 }
@@ -67,6 +71,8 @@ pub struct Imports {
     pub auth: auth::AuthAccess,
     /// The response body handed over so far.
     pub body: body::ResponseBody,
+    /// The droplet's allowlist and caps for outbound HTTP.
+    pub outbound: outbound::OutboundAccess,
 }
 
 /// A store's data that carries a call's [`Imports`].

@@ -98,6 +98,10 @@ pub struct ServeArgs {
     /// every response still being sent; past it, calls answer 503 host_busy.
     #[arg(long, env = "DROPLET_MAX_RESPONSE_BUFFER_MB", default_value_t = 512)]
     pub max_response_buffer_mb: usize,
+    /// Outbound HTTP requests in flight at once across every droplet; past
+    /// it a droplet's request fails at once.
+    #[arg(long, env = "DROPLET_MAX_OUTBOUND_CONNECTIONS", default_value_t = 256)]
+    pub max_outbound_connections: usize,
     /// The largest `memory_mb` a droplet's manifest may ask for.
     #[arg(long, env = "DROPLET_MAX_MEMORY_MB", default_value_t = 256)]
     pub max_memory_mb: u64,
@@ -234,6 +238,7 @@ pub fn serve(args: ServeArgs, dotenv: Option<PathBuf>) -> anyhow::Result<()> {
         },
         host_id: args.host_id,
         response_buffer_bytes: args.max_response_buffer_mb.saturating_mul(1 << 20),
+        max_outbound_in_flight: args.max_outbound_connections.max(1),
         kv_default_quota_bytes: (args.kv_default_quota_mb > 0)
             .then(|| args.kv_default_quota_mb.saturating_mul(1 << 20)),
         data_dir: args.data_dir,

@@ -1,0 +1,332 @@
+//! Outbound HTTP: call an API from a droplet.
+//!
+//! A small buffered client over the standard `wasi:http/outgoing-handler`:
+//! the request is sent whole and the response read whole (at most 16 MiB).
+//! The host lets a request out only to the destinations the droplet's
+//! manifest lists in `allowed_outbound_hosts`, and only within the call's
+//! budget; every refusal is a [`FetchError`] naming why.
+//!
+//! ```no_run
+//! use droplet_sdk::{Request, Response, fetch};
+//!
+//! fn handle(_req: Request) -> Response {
+//!     // Manifest: allowed_outbound_hosts = ["https://api.example.com"]
+//!     match fetch::get("https://api.example.com/status") {
+//!         Ok(upstream) => upstream,
+//!         Err(err) => Response::error(502, "upstream_failed", &err.to_string()),
+//!     }
+//! }
+//! ```
+//!
+//! Crates that speak `wasi:http` themselves (such as `wstd`) work inside a
+//! droplet too, under the same rules.
+
+use wasip2::http::outgoing_handler;
+use wasip2::http::types::{
+    ErrorCode, Fields, IncomingBody, Method, OutgoingBody, OutgoingRequest, Scheme,
+};
+use wasip2::io::streams::StreamError;
+
+use crate::Response;
+
+/// The largest response body read.
+const MAX_BODY: usize = 16 << 20;
+
+/// An outbound request.
+#[derive(Debug, Clone)]
+pub struct FetchRequest {
+    method: String,
+    url: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl FetchRequest {
+    /// A request with `method` (upper case, e.g. `GET`) to `url`
+    /// (`http://` or `https://`).
+    pub fn new(method: &str, url: &str) -> Self {
+        Self {
+            method: method.to_string(),
+            url: url.to_string(),
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
+    /// `GET url`.
+    pub fn get(url: &str) -> Self {
+        Self::new("GET", url)
+    }
+
+    /// `POST url` with `body`.
+    pub fn post(url: &str, body: impl Into<Vec<u8>>) -> Self {
+        Self::new("POST", url).with_body(body)
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// Sets the body.
+    pub fn with_body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.body = body.into();
+        self
+    }
+}
+
+/// Why a request got no response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchError {
+    /// The URL is not `http(s)://host[:port]/...`.
+    InvalidUrl(String),
+    /// A header name or value is not valid (for example, it holds a line
+    /// break), or the host does not let droplets set it.
+    InvalidHeader(String),
+    /// The host refused the destination: it is not in the manifest's
+    /// `allowed_outbound_hosts`, or it resolves to an address that is not
+    /// public.
+    Denied(String),
+    /// The call's budget ran out before the response did.
+    Timeout,
+    /// The response body is larger than 16 MiB.
+    TooLarge,
+    /// Anything else: the string says what.
+    Failed(String),
+}
+
+impl std::fmt::Display for FetchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FetchError::InvalidUrl(why) => write!(f, "invalid URL: {why}"),
+            FetchError::InvalidHeader(name) => write!(f, "invalid header `{name}`"),
+            FetchError::Denied(why) => write!(f, "denied: {why}"),
+            FetchError::Timeout => write!(f, "timed out within the call's budget"),
+            FetchError::TooLarge => write!(f, "the response body is over {MAX_BODY} bytes"),
+            FetchError::Failed(why) => write!(f, "failed: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for FetchError {}
+
+/// `GET url`.
+pub fn get(url: &str) -> Result<Response, FetchError> {
+    fetch(FetchRequest::get(url))
+}
+
+/// `POST url` with `value` as JSON.
+#[cfg(feature = "json")]
+pub fn post_json<T: serde::Serialize>(url: &str, value: &T) -> Result<Response, FetchError> {
+    let body = serde_json::to_vec(value).map_err(|err| FetchError::Failed(err.to_string()))?;
+    fetch(FetchRequest::post(url, body).with_header("content-type", "application/json"))
+}
+
+/// Sends `request` and reads the whole response. Redirects are not
+/// followed: a 3xx is the response.
+pub fn fetch(request: FetchRequest) -> Result<Response, FetchError> {
+    let url = Url::parse(&request.url)?;
+    let headers = Fields::new();
+    for (name, value) in &request.headers {
+        headers
+            .append(name, value.as_bytes())
+            .map_err(|_| FetchError::InvalidHeader(name.clone()))?;
+    }
+    let outgoing = OutgoingRequest::new(headers);
+    let method = match request.method.as_str() {
+        "GET" => Method::Get,
+        "HEAD" => Method::Head,
+        "POST" => Method::Post,
+        "PUT" => Method::Put,
+        "DELETE" => Method::Delete,
+        "PATCH" => Method::Patch,
+        "OPTIONS" => Method::Options,
+        other => Method::Other(other.to_string()),
+    };
+    let invalid = |what: &str| FetchError::InvalidUrl(format!("{what} of {}", request.url));
+    outgoing
+        .set_method(&method)
+        .map_err(|()| invalid("the method"))?;
+    outgoing
+        .set_scheme(Some(&if url.https {
+            Scheme::Https
+        } else {
+            Scheme::Http
+        }))
+        .map_err(|()| invalid("the scheme"))?;
+    outgoing
+        .set_authority(Some(url.authority))
+        .map_err(|()| invalid("the host"))?;
+    outgoing
+        .set_path_with_query(Some(url.path))
+        .map_err(|()| invalid("the path"))?;
+    let body = outgoing
+        .body()
+        .map_err(|()| FetchError::Failed("no request body".to_string()))?;
+    let pending =
+        outgoing_handler::handle(outgoing, None).map_err(|code| error(code, &request.url))?;
+    {
+        let stream = body
+            .write()
+            .map_err(|()| FetchError::Failed("no request body stream".to_string()))?;
+        for chunk in request.body.chunks(4096) {
+            stream
+                .blocking_write_and_flush(chunk)
+                .map_err(|err| stream_error(err, &request.url))?;
+        }
+    }
+    OutgoingBody::finish(body, None).map_err(|code| error(code, &request.url))?;
+
+    let response = loop {
+        match pending.get() {
+            Some(Ok(Ok(response))) => break response,
+            Some(Ok(Err(code))) => return Err(error(code, &request.url)),
+            Some(Err(())) => return Err(FetchError::Failed("the response was taken".into())),
+            None => pending.subscribe().block(),
+        }
+    };
+    let status = response.status();
+    let headers = response
+        .headers()
+        .entries()
+        .into_iter()
+        .map(|(name, value)| (name, String::from_utf8_lossy(&value).into_owned()))
+        .collect::<Vec<_>>();
+    let incoming = response
+        .consume()
+        .map_err(|()| FetchError::Failed("the response body was taken".into()))?;
+    let mut bytes = Vec::new();
+    {
+        let stream = incoming
+            .stream()
+            .map_err(|()| FetchError::Failed("no response body stream".into()))?;
+        loop {
+            match stream.blocking_read(64 * 1024) {
+                Ok(chunk) => {
+                    if bytes.len() + chunk.len() > MAX_BODY {
+                        return Err(FetchError::TooLarge);
+                    }
+                    bytes.extend_from_slice(&chunk);
+                }
+                Err(StreamError::Closed) => break,
+                Err(err) => return Err(stream_error(err, &request.url)),
+            }
+        }
+    }
+    let _trailers = IncomingBody::finish(incoming);
+    let mut answer = Response::new(status);
+    for (name, value) in headers {
+        answer = answer.with_header(&name, &value);
+    }
+    Ok(answer.with_body(bytes))
+}
+
+/// What the host's error code means to the droplet.
+fn error(code: ErrorCode, url: &str) -> FetchError {
+    match code {
+        ErrorCode::HttpRequestDenied => FetchError::Denied(format!(
+            "{url} is not allowed: add its origin to allowed_outbound_hosts in the droplet's manifest"
+        )),
+        ErrorCode::DestinationIpProhibited => FetchError::Denied(format!(
+            "{url} resolves to an address that is not public; list that address in allowed_outbound_hosts to reach it"
+        )),
+        ErrorCode::ConnectionTimeout
+        | ErrorCode::ConnectionReadTimeout
+        | ErrorCode::ConnectionWriteTimeout
+        | ErrorCode::HttpResponseTimeout => FetchError::Timeout,
+        ErrorCode::HttpResponseBodySize(_) => FetchError::TooLarge,
+        ErrorCode::HttpRequestUriInvalid => FetchError::InvalidUrl(url.to_string()),
+        ErrorCode::DnsError(_) => FetchError::Failed(format!("{url}: the name does not resolve")),
+        ErrorCode::ConnectionRefused => FetchError::Failed(format!("{url}: connection refused")),
+        ErrorCode::InternalError(Some(why)) => by_text(why),
+        other => FetchError::Failed(format!("{url}: {other:?}")),
+    }
+}
+
+/// Some hosts give body-stream errors as text only (wasmtime-wasi-http
+/// passes a response body's error on as an internal error with its
+/// message): the text still says which.
+fn by_text(text: String) -> FetchError {
+    let lower = text.to_ascii_lowercase();
+    if lower.contains("body size") {
+        FetchError::TooLarge
+    } else if lower.contains("timeout") || lower.contains("timed out") {
+        FetchError::Timeout
+    } else {
+        FetchError::Failed(text)
+    }
+}
+
+fn stream_error(err: StreamError, url: &str) -> FetchError {
+    match err {
+        StreamError::LastOperationFailed(io) => match wasip2::http::types::http_error_code(&io) {
+            Some(code) => error(code, url),
+            None => by_text(io.to_debug_string()),
+        },
+        StreamError::Closed => FetchError::Failed(format!("{url}: the connection closed")),
+    }
+}
+
+/// The parts of an `http(s)://` URL a request needs.
+struct Url<'a> {
+    https: bool,
+    authority: &'a str,
+    path: &'a str,
+}
+
+impl<'a> Url<'a> {
+    fn parse(url: &'a str) -> Result<Self, FetchError> {
+        let invalid = |why: &str| FetchError::InvalidUrl(format!("{url}: {why}"));
+        let (https, rest) = if let Some(rest) = url.strip_prefix("https://") {
+            (true, rest)
+        } else if let Some(rest) = url.strip_prefix("http://") {
+            (false, rest)
+        } else {
+            return Err(invalid("the scheme must be http:// or https://"));
+        };
+        let split = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, path) = rest.split_at(split);
+        if authority.is_empty() || authority.contains(['@', ' ', '\r', '\n']) {
+            return Err(invalid("no valid host"));
+        }
+        let path = if path.is_empty() { "/" } else { path };
+        if path.contains(['\r', '\n', ' ']) {
+            return Err(invalid("the path holds spaces or line breaks"));
+        }
+        Ok(Self {
+            https,
+            authority,
+            path,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_split_into_scheme_authority_and_path() {
+        let url = Url::parse("https://api.example.com:8443/v1/x?y=1")
+            .ok()
+            .unwrap();
+        assert!(url.https);
+        assert_eq!(url.authority, "api.example.com:8443");
+        assert_eq!(url.path, "/v1/x?y=1");
+        let url = Url::parse("http://127.0.0.1:9000").ok().unwrap();
+        assert_eq!(
+            (url.https, url.authority, url.path),
+            (false, "127.0.0.1:9000", "/")
+        );
+        for bad in [
+            "ftp://x",
+            "x.com/a",
+            "http:///a",
+            "http://u@x.com/",
+            "http://x.com/a b",
+        ] {
+            assert!(Url::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

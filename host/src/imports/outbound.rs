@@ -1,0 +1,73 @@
+//! `wasi:http/outgoing-handler`: outbound HTTP under the droplet's
+//! allowlist, caps and deadline. The standard interface is implemented by
+//! `wasmtime-wasi-http`; this capability is its send hook, which hands every
+//! request to [`crate::outbound::Outbound`].
+
+use std::sync::Arc;
+
+use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
+
+use super::call::CallContext;
+use crate::outbound::{CallLimits, Outbound, OutboundReport};
+
+/// The host-wide half: the process's outbound client and limits.
+pub struct OutboundCapability {
+    /// The client every droplet's requests go through.
+    pub outbound: Arc<Outbound>,
+}
+
+/// What one call may send.
+pub struct OutboundAccess {
+    outbound: Arc<Outbound>,
+    limits: CallLimits,
+}
+
+impl OutboundCapability {
+    /// One call's view: the droplet's allowlist and request cap, the call's
+    /// deadline and trace id.
+    pub fn for_call(&self, call: &CallContext<'_>) -> OutboundAccess {
+        OutboundAccess {
+            outbound: Arc::clone(&self.outbound),
+            limits: CallLimits {
+                droplet: Arc::clone(call.droplet),
+                allowed: Arc::clone(&call.manifest.outbound),
+                remaining: call.manifest.max_outbound_requests,
+                deadline: call.deadline,
+                trace_id: Arc::clone(call.trace_id),
+                report: Arc::new(OutboundReport::default()),
+            },
+        }
+    }
+}
+
+impl OutboundAccess {
+    /// Where this call's outbound costs are summed.
+    pub fn report(&self) -> Arc<OutboundReport> {
+        Arc::clone(&self.limits.report)
+    }
+}
+
+type Sent = Result<
+    (
+        http::Response<WasiBody>,
+        Box<dyn Future<Output = Result<(), Error>> + Send>,
+    ),
+    Error,
+>;
+
+impl WasiHttpHooks for OutboundAccess {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        _options: Option<RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), Error>> + Send>,
+    ) -> Box<dyn Future<Output = Sent> + Send> {
+        let sent = self.outbound.send(request, &mut self.limits);
+        Box::new(async move {
+            let response = sent.await?;
+            let done: Box<dyn Future<Output = Result<(), Error>> + Send> =
+                Box::new(async { Ok(()) });
+            Ok((response, done))
+        })
+    }
+}

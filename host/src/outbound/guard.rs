@@ -1,0 +1,166 @@
+//! The SSRF guard: a droplet reaches a name only at its public addresses.
+//!
+//! Names are resolved by the host ([`PublicOnly`], the outbound client's
+//! resolver), and every address that is not public — loopback, private,
+//! link-local (which holds cloud metadata services such as
+//! 169.254.169.254), carrier-grade NAT, unique-local, unspecified,
+//! multicast, documentation and benchmarking ranges — is dropped before
+//! connecting. The resolved address is checked, not the name, so a name
+//! that points at `127.0.0.1` is refused like the address itself. An IP
+//! address written in the URL is not resolved: it is allowed only when the
+//! manifest lists that very address.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+
+/// Why a name gave no address to connect to.
+#[derive(Debug, thiserror::Error)]
+pub enum Refused {
+    /// The name does not resolve.
+    #[error("the name does not resolve")]
+    NotFound,
+    /// It resolves only to addresses that are not public.
+    #[error("the name resolves only to addresses that are not public (SSRF guard)")]
+    PrivateOnly,
+}
+
+impl Refused {
+    /// The refusal whose text is `text`, if it is one.
+    pub fn from_text(text: &str) -> Option<Self> {
+        [Refused::NotFound, Refused::PrivateOnly]
+            .into_iter()
+            .find(|refused| refused.to_string() == text)
+    }
+
+    /// What the guest is told.
+    pub fn code(&self) -> wasmtime_wasi_http::Error {
+        match self {
+            Refused::NotFound => wasmtime_wasi_http::Error::DnsError {
+                rcode: Some("NXDOMAIN".to_string()),
+                info_code: None,
+            },
+            Refused::PrivateOnly => wasmtime_wasi_http::Error::DestinationIpProhibited,
+        }
+    }
+}
+
+/// The outbound client's resolver: the system's answers, public addresses
+/// only.
+pub struct PublicOnly;
+
+impl Resolve for PublicOnly {
+    fn resolve(&self, name: Name) -> Resolving {
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await
+                .map_err(|_| Box::new(Refused::NotFound) as Box<_>)?
+                .collect();
+            if found.is_empty() {
+                return Err(Box::new(Refused::NotFound) as Box<_>);
+            }
+            let public: Vec<SocketAddr> = found
+                .into_iter()
+                .filter(|addr| is_public(addr.ip()))
+                .collect();
+            if public.is_empty() {
+                tracing::warn!(host = %host, "outbound request refused: the name resolves only to addresses that are not public");
+                return Err(Box::new(Refused::PrivateOnly) as Box<_>);
+            }
+            Ok(Box::new(public.into_iter()) as Addrs)
+        })
+    }
+}
+
+/// Whether `ip` is a public unicast address.
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(ip) => is_public_v4(ip),
+        IpAddr::V6(ip) => match ip.to_ipv4_mapped() {
+            Some(v4) => is_public_v4(v4),
+            None => is_public_v6(ip),
+        },
+    }
+}
+
+fn is_public_v4(ip: Ipv4Addr) -> bool {
+    let [a, b, c, _] = ip.octets();
+    !(ip.is_unspecified()
+        || ip.is_loopback()
+        || ip.is_private()
+        || ip.is_link_local()
+        || ip.is_broadcast()
+        || ip.is_multicast()
+        || ip.is_documentation()
+        || a == 0
+        // Carrier-grade NAT, 100.64.0.0/10.
+        || (a == 100 && (64..128).contains(&b))
+        // IETF protocol assignments, 192.0.0.0/24.
+        || (a == 192 && b == 0 && c == 0)
+        // Benchmarking, 198.18.0.0/15.
+        || (a == 198 && (b == 18 || b == 19))
+        // Reserved, 240.0.0.0/4.
+        || a >= 240)
+}
+
+fn is_public_v6(ip: Ipv6Addr) -> bool {
+    let first = ip.segments()[0];
+    !(ip.is_unspecified()
+        || ip.is_loopback()
+        || ip.is_multicast()
+        // Unique local, fc00::/7.
+        || (first & 0xfe00) == 0xfc00
+        // Link-local, fe80::/10.
+        || (first & 0xffc0) == 0xfe80
+        // Documentation, 2001:db8::/32.
+        || (first == 0x2001 && ip.segments()[1] == 0x0db8)
+        // NAT64 well-known prefix, 64:ff9b::/96, can reach IPv4 inside.
+        || first == 0x0064)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_public_addresses_pass() {
+        for private in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "224.0.0.1",
+            "::1",
+            "::",
+            "fc00::1",
+            "fd12:3456::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+            "64:ff9b::a9fe:a9fe",
+        ] {
+            assert!(!is_public(private.parse().unwrap()), "{private}");
+        }
+        for public in ["93.184.216.34", "1.1.1.1", "2606:4700:4700::1111"] {
+            assert!(is_public(public.parse().unwrap()), "{public}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_name_that_points_at_loopback_is_refused() {
+        let refused = PublicOnly
+            .resolve("localhost".parse().unwrap())
+            .await
+            .err()
+            .expect("localhost is loopback");
+        assert!(matches!(
+            refused.downcast_ref::<Refused>(),
+            Some(Refused::PrivateOnly)
+        ));
+    }
+}

@@ -1,0 +1,307 @@
+//! Outbound HTTP: the `gateway` droplet calls a real HTTP server on
+//! loopback, under its manifest's allowlist and caps and its budget.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+
+use crate::support::{Host, HostBuilder};
+
+/// A server the droplet may call: `/hello` (echoes the `traceparent` it
+/// got), `/slow` (answers after 10 s), `/big` (20 MiB), `/trickle` (a
+/// byte a second, forever), `/redirect` (302 elsewhere).
+struct Upstream {
+    addr: SocketAddr,
+    traceparents: Arc<Mutex<Vec<String>>>,
+}
+
+impl Upstream {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let traceparents = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&traceparents);
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let seen = Arc::clone(&seen);
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                        let seen = Arc::clone(&seen);
+                        async move {
+                            if let Some(tp) = req.headers().get("traceparent") {
+                                seen.lock()
+                                    .unwrap()
+                                    .push(tp.to_str().unwrap_or("").to_string());
+                            }
+                            Ok::<_, Infallible>(respond(req.uri().path()).await)
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self { addr, traceparents }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+async fn respond(path: &str) -> hyper::Response<Body> {
+    let full = |bytes: Vec<u8>| Full::new(Bytes::from(bytes)).boxed();
+    match path {
+        "/hello" => hyper::Response::new(full(b"hi from upstream".to_vec())),
+        "/slow" => {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            hyper::Response::new(full(b"late".to_vec()))
+        }
+        "/big" => hyper::Response::new(full(vec![b'b'; 20 << 20])),
+        "/trickle" => {
+            let stream = futures::stream::unfold((), |()| async {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                Some((
+                    Ok::<_, Infallible>(Frame::data(Bytes::from_static(b"."))),
+                    (),
+                ))
+            });
+            hyper::Response::new(StreamBody::new(stream).boxed())
+        }
+        "/redirect" => hyper::Response::builder()
+            .status(302)
+            .header("location", "http://elsewhere.example/")
+            .body(full(Vec::new()))
+            .unwrap(),
+        _ => hyper::Response::builder()
+            .status(404)
+            .body(full(Vec::new()))
+            .unwrap(),
+    }
+}
+
+async fn gateway(manifest: &str) -> Host {
+    HostBuilder::new()
+        .droplet_with("gateway", "gateway", manifest)
+        .droplet("hello", "hello")
+        .start()
+        .await
+}
+
+/// `/gateway/fetch?url=…` and the JSON it answers.
+async fn fetch(host: &Host, url: &str, extra: &str) -> (u16, Value) {
+    let reply = host
+        .get(&format!(
+            "/gateway/fetch?url={}{extra}",
+            form_urlencoded::byte_serialize(url.as_bytes()).collect::<String>()
+        ))
+        .await;
+    (
+        reply.status,
+        serde_json::from_slice(&reply.body).unwrap_or(Value::Null),
+    )
+}
+
+fn error_kind(body: &Value) -> &str {
+    body["error"]["kind"].as_str().unwrap_or("none")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_allowed_request_goes_out_with_the_trace_id_and_is_counted() {
+    let upstream = Upstream::start().await;
+    let host = gateway(&format!(
+        "allowed_outbound_hosts = [\"http://{}\"]\n",
+        upstream.addr
+    ))
+    .await;
+    let trace = "0af7651916cd43dd8448eb211c80319c";
+    let reply = host
+        .send(
+            http::Request::get(format!(
+                "/gateway/fetch?url={}",
+                form_urlencoded::byte_serialize(upstream.url("/hello").as_bytes())
+                    .collect::<String>()
+            ))
+            .header("traceparent", format!("00-{trace}-b7ad6b7169203331-01"))
+            .body(Bytes::new())
+            .unwrap(),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let body = reply.json();
+    assert_eq!(body["status"], 200);
+    assert_eq!(body["body"], "hi from upstream");
+    let seen = upstream.traceparents.lock().unwrap().clone();
+    assert!(
+        seen.iter()
+            .any(|tp| tp.starts_with(&format!("00-{trace}-"))),
+        "upstream saw {seen:?}"
+    );
+    let timing = reply.header("server-timing").unwrap_or_default();
+    assert!(timing.contains("outbound;dur="), "{timing}");
+    let access = host
+        .wait_for_log(
+            |line| {
+                line["target"] == "droplet::access"
+                    && line["endpoint"]
+                        .as_str()
+                        .is_some_and(|e| e.starts_with("/gateway/fetch"))
+            },
+            Duration::from_secs(5),
+        )
+        .await
+        .expect("the access line");
+    assert_eq!(access["outbound_requests"], 1, "{access}");
+    let metrics = host.get("/metrics").await.text();
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line.starts_with("droplet_outbound_requests_total")
+                && line.contains("droplet=\"gateway\"")
+                && line.contains("host=\"127.0.0.1\"")
+                && line.contains("class=\"2xx\"")),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anything_not_listed_is_denied_inside_the_guest() {
+    let upstream = Upstream::start().await;
+    let other = Upstream::start().await;
+    let host = gateway(&format!(
+        "allowed_outbound_hosts = [\"http://{}\"]\n",
+        upstream.addr
+    ))
+    .await;
+    // Another port on the same address, another scheme: both denied.
+    for url in [
+        other.url("/hello"),
+        format!("https://{}/hello", upstream.addr),
+    ] {
+        let (status, body) = fetch(&host, &url, "").await;
+        assert_eq!(
+            (status, error_kind(&body)),
+            (502, "denied"),
+            "{url}: {body}"
+        );
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("allowed_outbound_hosts"), "{message}");
+    }
+    assert!(
+        other.traceparents.lock().unwrap().is_empty(),
+        "nothing reached it"
+    );
+    // No allowlist at all: nowhere.
+    let closed = gateway("").await;
+    let (_, body) = fetch(&closed, &upstream.url("/hello"), "").await;
+    assert_eq!(error_kind(&body), "denied");
+    let metrics = closed.get("/metrics").await.text();
+    assert!(metrics.contains("class=\"denied\""), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_that_resolves_to_a_private_address_is_refused() {
+    let upstream = Upstream::start().await;
+    let port = upstream.addr.port();
+    let host = gateway(&format!(
+        "allowed_outbound_hosts = [\"http://localhost:{port}\"]\n"
+    ))
+    .await;
+    let (status, body) = fetch(&host, &format!("http://localhost:{port}/hello"), "").await;
+    assert_eq!((status, error_kind(&body)), (502, "denied"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not public")
+    );
+    assert!(upstream.traceparents.lock().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caps_bad_input_and_misbehaving_servers_are_typed_errors_and_the_host_stays_healthy() {
+    let upstream = Upstream::start().await;
+    let host = gateway(&format!(
+        "allowed_outbound_hosts = [\"http://{}\", \"http://no-such-host.invalid\"]\nmax_outbound_requests = 2\nbudget_ms = 1500\n",
+        upstream.addr
+    ))
+    .await;
+    // The per-call cap.
+    let reply = host
+        .get(&format!(
+            "/gateway/many?n=3&url={}",
+            form_urlencoded::byte_serialize(upstream.url("/hello").as_bytes()).collect::<String>()
+        ))
+        .await;
+    let body = reply.json();
+    assert_eq!(body["ok"], 2, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("max_outbound_requests"),
+        "{body}"
+    );
+    // Too large a response body.
+    let (_, body) = fetch(&host, &upstream.url("/big"), "").await;
+    assert_eq!(error_kind(&body), "too_large", "{body}");
+    // A redirect is handed back, not followed.
+    let (status, body) = fetch(&host, &upstream.url("/redirect"), "").await;
+    assert_eq!(
+        (status, body["status"].as_u64()),
+        (200, Some(302)),
+        "{body}"
+    );
+    // Header injection.
+    let (_, body) = fetch(
+        &host,
+        &upstream.url("/hello"),
+        "&header=x-a:b%0D%0Ax-evil:1",
+    )
+    .await;
+    assert_eq!(error_kind(&body), "invalid_header", "{body}");
+    // An unknown scheme and a malformed URL.
+    for url in ["ftp://x.example/", "http://", "not a url"] {
+        let (_, body) = fetch(&host, url, "").await;
+        assert_eq!(error_kind(&body), "invalid_url", "{url}: {body}");
+    }
+    // A name that does not resolve.
+    let (_, body) = fetch(&host, "http://no-such-host.invalid/", "").await;
+    assert_eq!(error_kind(&body), "failed", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("resolve"),
+        "{body}"
+    );
+    // Slow and trickling servers end at the budget: 504, on time.
+    for path in ["/slow", "/trickle"] {
+        let started = Instant::now();
+        let reply = host
+            .get(&format!(
+                "/gateway/fetch?url={}",
+                form_urlencoded::byte_serialize(upstream.url(path).as_bytes()).collect::<String>()
+            ))
+            .await;
+        reply.assert_error(504, "budget_exceeded");
+        assert!(
+            started.elapsed() < Duration::from_millis(2500),
+            "{path}: {:?}",
+            started.elapsed()
+        );
+    }
+    assert_eq!(host.get("/hello/").await.status, 200);
+    assert_eq!(host.get("/health").await.status, 200);
+}
