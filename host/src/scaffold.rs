@@ -30,6 +30,10 @@ const SDK_SOURCES: &[(&str, &str)] = &[
         include_str!("../../guest-sdk/src/config.rs"),
     ),
     (
+        "droplet-sdk/src/fetch.rs",
+        include_str!("../../guest-sdk/src/fetch.rs"),
+    ),
+    (
         "droplet-sdk/src/http.rs",
         include_str!("../../guest-sdk/src/http.rs"),
     ),
