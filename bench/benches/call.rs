@@ -67,6 +67,7 @@ impl Bench {
             &self.trace_id,
             Caller::default(),
             deadline,
+            0,
         ));
         self.runtime
             .call(Call {

@@ -25,7 +25,7 @@ use crate::imports::outbound::OutboundCapability;
 use crate::jwt::{JwtSettings, Verifier};
 use crate::kv::{BackendConfig, KvBackend, OpenBackend};
 use crate::manifest::ConfigEnv;
-use crate::outbound::Outbound;
+use crate::outbound::{InternalCalls, Outbound};
 use crate::runtime::{Runtime, RuntimeSettings};
 use crate::shutdown::Shutdown;
 
@@ -239,7 +239,7 @@ impl App {
                 droplets_dir.display()
             )
         })?;
-        Ok(Arc::new(Self {
+        let app = Arc::new(Self {
             runtime,
             droplets: Arc::new(droplets),
             domain: settings
@@ -256,7 +256,11 @@ impl App {
             database,
             fleet,
             _data_lock: data_lock,
-        }))
+        });
+        // `*.droplet.internal` is answered by this host, in process.
+        let internal: std::sync::Weak<dyn InternalCalls> = Arc::downgrade(&app) as _;
+        app.capabilities.outbound.outbound.set_internal(internal);
+        Ok(app)
     }
 
     /// Verifies bearer tokens (the auth capability's); `None` when no keys

@@ -13,7 +13,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::Full;
-use hyper::body::Incoming;
 use tokio::sync::SemaphorePermit;
 use tokio::time::Instant;
 
@@ -40,15 +39,33 @@ pub struct CallReport {
     pub outbound: Option<(u32, Duration)>,
 }
 
-/// Calls `droplet` with `req`, whose path inside the droplet is `path`.
-pub async fn call(
+/// Where an in-process call comes from: the calling droplet, how many
+/// calls led here, and the caller's deadline (the callee's is never later).
+#[derive(Debug, Clone)]
+pub struct Hop {
+    /// The calling droplet.
+    pub caller: Arc<str>,
+    /// Calls in the chain so far, this one included.
+    pub hops: u32,
+    /// The caller's deadline.
+    pub deadline: Instant,
+}
+
+/// Calls `droplet` with `req`, whose path inside the droplet is `path`;
+/// `hop` when another droplet calls it in process.
+pub async fn call<B>(
     app: &App,
     droplet: &Droplet,
-    req: Request<Incoming>,
+    req: Request<B>,
     path: String,
     trace_id: &Arc<str>,
     report: &mut CallReport,
-) -> Result<Response<Full<Bytes>>, HostError> {
+    hop: Option<&Hop>,
+) -> Result<Response<Full<Bytes>>, HostError>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let manifest = &droplet.manifest;
     if let DropletState::Failed(reason) = &droplet.state {
         return Err(HostError::DropletUnavailable {
@@ -72,7 +89,8 @@ pub async fn call(
             }
         })?;
 
-    let deadline = Instant::now() + Duration::from_millis(manifest.budget_ms);
+    let own = Instant::now() + Duration::from_millis(manifest.budget_ms);
+    let deadline = hop.map_or(own, |hop| own.min(hop.deadline));
     let _slots = acquire_slots(app, droplet, deadline).await?;
     // Compiles a lazily registered droplet on its first request; that time is
     // the host's cost, not the droplet's, so it extends the deadline.
@@ -87,9 +105,12 @@ pub async fn call(
             })?;
     let deadline = deadline + compile_started.elapsed();
 
-    let imports = app
-        .capabilities
-        .for_call(droplet.call_context(trace_id, caller, deadline));
+    let imports = app.capabilities.for_call(droplet.call_context(
+        trace_id,
+        caller,
+        deadline,
+        hop.map_or(0, |hop| hop.hops),
+    ));
     let outbound = imports.outbound.report();
     let call_started = Instant::now();
     let in_flight = droplet.stats.enter();
@@ -100,7 +121,14 @@ pub async fn call(
             memory_bytes: usize::try_from(manifest.memory_mb << 20).unwrap_or(usize::MAX),
             deadline,
             imports,
-            request: guest_request(&parts, path, body, trace_id, manifest.forward_authorization),
+            request: guest_request(
+                &parts,
+                path,
+                body,
+                trace_id,
+                manifest.forward_authorization,
+                hop.map(|hop| &*hop.caller),
+            ),
             suspect: droplet.stats.failing(),
         })
         .await;

@@ -62,6 +62,9 @@ pub enum HostError {
     /// nothing changed.
     #[error("the deployment store is unavailable, nothing changed: {0}")]
     StoreUnavailable(String),
+    /// A chain of in-process droplet calls went too deep.
+    #[error("{0}")]
+    LoopDetected(String),
     /// The host holds as many response bytes as it allows: the call's
     /// response was dropped.
     #[error("{0}")]
@@ -94,6 +97,7 @@ impl HostError {
             | HostError::HostBusy(_)
             | HostError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             HostError::BudgetExceeded { .. } => StatusCode::GATEWAY_TIMEOUT,
+            HostError::LoopDetected(_) => StatusCode::LOOP_DETECTED,
         }
     }
 
@@ -111,6 +115,7 @@ impl HostError {
             HostError::DropletOverloaded(_) => "droplet_overloaded",
             HostError::StoreUnavailable(_) => "store_unavailable",
             HostError::HostBusy(_) => "host_busy",
+            HostError::LoopDetected(_) => "loop_detected",
             HostError::BudgetExceeded { .. } => "budget_exceeded",
             HostError::Internal => "internal_error",
         }

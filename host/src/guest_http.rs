@@ -28,21 +28,28 @@ const HOST_FRAMED_HEADERS: [HeaderName; 3] = [
     header::CONNECTION,
 ];
 
+/// The header naming the droplet that made an in-process call. Set only
+/// by the host: one arriving from outside is dropped.
+pub const CALLER_HEADER: &str = "x-droplet-caller";
+
 /// The guest's view of a request: `path` is the path inside the droplet,
-/// and `x-trace-id` is the host's trace id for it. The caller's
-/// `Authorization` header is left out unless `forward_authorization`: the
-/// droplet gets the verified claims instead (`auth::caller()`).
+/// and `x-trace-id` is the host's trace id for it; `x-droplet-caller` names
+/// the calling droplet of an in-process call (`caller`), and is never
+/// taken from outside. The caller's `Authorization` header is left out
+/// unless `forward_authorization`: the droplet gets the verified claims
+/// instead (`auth::caller()`).
 pub fn guest_request(
     parts: &http::request::Parts,
     path: String,
     body: Bytes,
     trace_id: &str,
     forward_authorization: bool,
+    caller: Option<&str>,
 ) -> GuestRequest {
     let mut headers: Vec<(String, String)> = parts
         .headers
         .iter()
-        .filter(|(name, _)| name.as_str() != TRACE_ID_HEADER)
+        .filter(|(name, _)| name.as_str() != TRACE_ID_HEADER && name.as_str() != CALLER_HEADER)
         .filter(|(name, _)| forward_authorization || *name != header::AUTHORIZATION)
         .map(|(name, value)| {
             (
@@ -52,6 +59,9 @@ pub fn guest_request(
         })
         .collect();
     headers.push((TRACE_ID_HEADER.to_string(), trace_id.to_string()));
+    if let Some(caller) = caller {
+        headers.push((CALLER_HEADER.to_string(), caller.to_string()));
+    }
     GuestRequest {
         method: parts.method.as_str().to_string(),
         path,
@@ -131,14 +141,14 @@ mod tests {
             .body(())
             .unwrap()
             .into_parts();
-        let request = guest_request(&parts, "/x".into(), Bytes::new(), "t-1", false);
+        let request = guest_request(&parts, "/x".into(), Bytes::new(), "t-1", false, None);
         assert!(
             request
                 .headers
                 .iter()
                 .all(|(name, _)| name != "authorization")
         );
-        let forwarded = guest_request(&parts, "/x".into(), Bytes::new(), "t-1", true);
+        let forwarded = guest_request(&parts, "/x".into(), Bytes::new(), "t-1", true, None);
         assert!(
             forwarded
                 .headers

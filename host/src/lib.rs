@@ -27,6 +27,7 @@ pub mod fs;
 pub mod guest_http;
 pub mod headers;
 pub mod imports;
+pub mod internal;
 pub mod jwt;
 pub mod kv;
 pub mod manifest;

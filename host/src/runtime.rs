@@ -16,6 +16,7 @@ use std::sync::Arc;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use tokio::time::Instant;
+use wasmtime::CallHook;
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, PoolConcurrencyLimitError,
@@ -263,6 +264,14 @@ impl Runtime {
         store.limiter(|state| &mut state.limits);
         store.set_epoch_deadline(1);
         let mut scheduler = self.long_running.scheduler(call.deadline, call.suspect);
+        // A call waiting on the host gives its gate permit back at once.
+        let gate = scheduler.gate();
+        store.call_hook(move |_, hook| {
+            if matches!(hook, CallHook::CallingHost) {
+                gate.release();
+            }
+            Ok(())
+        });
         store.epoch_deadline_callback(move |_| Ok(scheduler.on_tick()));
 
         let run = async {

@@ -63,7 +63,7 @@ impl LongRunningGate {
             short: !suspect,
             short_calls: Arc::clone(&self.short_calls),
             permits: Arc::clone(&self.permits),
-            held: None,
+            held: GateHold::default(),
         }
     }
 }
@@ -78,12 +78,56 @@ pub struct TickScheduler {
     short_calls: Arc<AtomicUsize>,
     permits: Arc<Semaphore>,
     /// The gate permit this call holds while it runs, if any. Shared with the
-    /// yield future that acquires it; dropped with the store. Made at the
-    /// first long-running tick, so short calls never allocate it.
-    held: Option<Arc<std::sync::Mutex<Option<OwnedSemaphorePermit>>>>,
+    /// yield future that acquires it and with the call's host imports, which
+    /// give it back while the call waits on something slow; dropped with the
+    /// store.
+    held: GateHold,
+}
+
+/// The long-running gate's permit one call holds, if any.
+#[derive(Clone, Default)]
+pub struct GateHold(Arc<GateSlot>);
+
+#[derive(Default)]
+struct GateSlot {
+    /// Whether `permit` holds one: checked before taking the lock, so that
+    /// calls holding none (nearly all) pay one atomic load.
+    holding: AtomicBool,
+    permit: std::sync::Mutex<Option<OwnedSemaphorePermit>>,
+}
+
+impl GateHold {
+    /// Gives the permit back, if the call holds one. The runtime calls this
+    /// whenever the guest calls into the host: a permit is for running
+    /// guest code, and a call waiting on the host (an outbound request,
+    /// another droplet, a slow store) must not keep other calls' guest code
+    /// from running. Its next tick queues for a permit again.
+    pub fn release(&self) {
+        if self.0.holding.load(Ordering::Acquire) {
+            self.take();
+        }
+    }
+
+    fn take(&self) -> Option<OwnedSemaphorePermit> {
+        let mut permit = self.0.permit.lock().ok()?;
+        self.0.holding.store(false, Ordering::Release);
+        permit.take()
+    }
+
+    fn hold(&self, permit: OwnedSemaphorePermit) {
+        if let Ok(mut held) = self.0.permit.lock() {
+            *held = Some(permit);
+            self.0.holding.store(true, Ordering::Release);
+        }
+    }
 }
 
 impl TickScheduler {
+    /// The permit this call may hold, for its imports to give back.
+    pub fn gate(&self) -> GateHold {
+        self.held.clone()
+    }
+
     /// What the call does at this tick.
     pub fn on_tick(&mut self) -> UpdateDeadline {
         let now = std::time::Instant::now();
@@ -101,8 +145,8 @@ impl TickScheduler {
         // running) and queue for it again, behind the other long-running
         // calls; waiting ends at the deadline at the latest (the next tick
         // then traps).
-        let held = Arc::clone(self.held.get_or_insert_with(Arc::default));
-        let returned = held.lock().ok().and_then(|mut held| held.take());
+        let held = self.held.clone();
+        let returned = held.take();
         if let Some(permit) = returned
             && self.short_calls.load(Ordering::Relaxed) > 0
         {
@@ -119,9 +163,8 @@ impl TickScheduler {
                 tokio::task::yield_now().await;
                 if let Ok(Ok(permit)) =
                     tokio::time::timeout_at(deadline, permits.acquire_owned()).await
-                    && let Ok(mut held) = held.lock()
                 {
-                    *held = Some(permit);
+                    held.hold(permit);
                 }
             }),
         )

@@ -182,5 +182,5 @@ async fn respond(
         return contract::answer(app, &droplet, endpoint, req.headers()).await;
     }
     outcome.stats = Some(Arc::clone(&droplet.stats));
-    dispatch::call(app, &droplet, req, path, trace_id, &mut outcome.call).await
+    dispatch::call(app, &droplet, req, path, trace_id, &mut outcome.call, None).await
 }

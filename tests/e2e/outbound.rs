@@ -305,3 +305,117 @@ async fn caps_bad_input_and_misbehaving_servers_are_typed_errors_and_the_host_st
     assert_eq!(host.get("/hello/").await.status, 200);
     assert_eq!(host.get("/health").await.status, 200);
 }
+
+fn encoded(url: &str) -> String {
+    form_urlencoded::byte_serialize(url.as_bytes()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn droplets_call_droplets_in_process_with_one_trace_and_a_trusted_caller() {
+    let internal = "allowed_outbound_hosts = [\"http://*.droplet.internal\"]\n";
+    let host = HostBuilder::new()
+        .droplet_with("a", "gateway", internal)
+        .droplet_with("b", "gateway", internal)
+        .droplet("c", "echo")
+        .start()
+        .await;
+    // a → b → c: c echoes what it was sent.
+    let to_c = "http://c.droplet.internal/echoed?x=1";
+    let to_b = format!("http://b.droplet.internal/relay?url={}", encoded(to_c));
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let reply = host
+        .send(
+            http::Request::get(format!("/a/relay?url={}", encoded(&to_b)))
+                .header("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"))
+                .header("x-droplet-caller", "forged")
+                .body(Bytes::new())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let echoed = reply.json();
+    assert_eq!(echoed["path"], "/echoed");
+    let headers = echoed["headers"].as_array().unwrap();
+    let header = |name: &str| -> Vec<&str> {
+        headers
+            .iter()
+            .filter(|pair| pair[0] == name)
+            .filter_map(|pair| pair[1].as_str())
+            .collect()
+    };
+    assert_eq!(
+        header("x-droplet-caller"),
+        ["b"],
+        "the host names the caller"
+    );
+    assert_eq!(header("x-trace-id"), [trace], "one trace id down the chain");
+    // Straight from outside, the caller header is not believed.
+    let outside = host
+        .send(
+            http::Request::get("/c/")
+                .header("x-droplet-caller", "forged")
+                .body(Bytes::new())
+                .unwrap(),
+        )
+        .await
+        .json();
+    assert!(
+        !outside.to_string().contains("forged"),
+        "a forged caller reached the droplet: {outside}"
+    );
+    // Both hops are in the access log, under the same trace id.
+    let internal_lines = host
+        .log_lines()
+        .into_iter()
+        .filter(|line| line["message"] == "internal request" && line["trace_id"] == trace)
+        .count();
+    assert_eq!(internal_lines, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_cycle_is_a_508_and_the_callee_never_outlives_the_callers_budget() {
+    let host = HostBuilder::new()
+        .droplet_with(
+            "a",
+            "gateway",
+            "allowed_outbound_hosts = [\"http://*.droplet.internal\"]\nbudget_ms = 400\nmax_concurrency = 20\n",
+        )
+        .droplet_with("slow", "spin", "budget_ms = 10000\n")
+        .start()
+        .await;
+    let reply = host.get("/a/loop?to=a").await;
+    let message = reply.assert_error(508, "loop_detected");
+    assert!(message.contains("in-process calls"), "{message}");
+    // A callee with a long budget still stops at its caller's deadline.
+    let started = Instant::now();
+    let reply = host
+        .get(&format!(
+            "/a/relay?url={}",
+            encoded("http://slow.droplet.internal/")
+        ))
+        .await;
+    reply.assert_error(504, "budget_exceeded");
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "took {:?}",
+        started.elapsed()
+    );
+    // Not listed: denied, even for another droplet.
+    let closed = HostBuilder::new()
+        .droplet_with(
+            "a",
+            "gateway",
+            "allowed_outbound_hosts = [\"http://b.droplet.internal\"]\n",
+        )
+        .droplet("c", "echo")
+        .start()
+        .await;
+    let reply = closed
+        .get(&format!(
+            "/a/fetch?url={}",
+            encoded("http://c.droplet.internal/")
+        ))
+        .await;
+    let body = reply.json();
+    assert_eq!(error_kind(&body), "denied", "{body}");
+}

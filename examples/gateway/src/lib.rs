@@ -6,6 +6,8 @@
 //! | --- | --- |
 //! | `GET /fetch?url=U[&method=M][&header=name:value][&body=B]` | one request to `U`; answers what came back: `{"status", "headers", "body"}`, or `{"error": {"kind", "message"}}` with 502 |
 //! | `GET /many?url=U&n=N` | `N` requests to `U` in a row: `{"ok": count, "error": first error}` |
+//! | `GET /relay?url=U` | fetches `U` and answers with exactly what came back (status, headers, body) |
+//! | `GET /loop?to=NAME` | relays `http://NAME.droplet.internal/loop?to=NAME`: a call cycle, which the host stops (508) |
 //! | `GET /todos` | lists the `todo` droplet's items, through `http://todo.droplet.internal` |
 
 use droplet_sdk::fetch::{self, FetchError, FetchRequest};
@@ -55,11 +57,26 @@ fn handle(req: Request) -> Response {
             }
             Response::json(&json!({ "ok": ok, "error": first_error }))
         }
+        "/relay" => {
+            let Some(url) = req.query_param("url") else {
+                return Response::error(400, "bad_request", "give ?url=");
+            };
+            fetch::get(&url).unwrap_or_else(|err| failed(&err))
+        }
+        "/loop" => {
+            let to = req.query_param("to").unwrap_or_else(|| "gateway".into());
+            fetch::get(&format!("http://{to}.droplet.internal/loop?to={to}"))
+                .unwrap_or_else(|err| failed(&err))
+        }
         "/todos" => match fetch::get("http://todo.droplet.internal/todos") {
             Ok(todos) => todos,
             Err(err) => failed(&err),
         },
-        _ => Response::error(404, "not_found", "try /fetch, /many or /todos"),
+        _ => Response::error(
+            404,
+            "not_found",
+            "try /fetch, /many, /relay, /loop or /todos",
+        ),
     }
 }
 

@@ -82,6 +82,7 @@ impl Droplet {
         trace_id: &'a Arc<str>,
         caller: Caller,
         deadline: Instant,
+        hops: u32,
     ) -> CallContext<'a> {
         CallContext {
             droplet: &self.name,
@@ -91,6 +92,7 @@ impl Droplet {
             trace_id,
             caller,
             deadline,
+            hops,
         }
     }
 

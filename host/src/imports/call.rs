@@ -25,4 +25,7 @@ pub struct CallContext<'a> {
     pub caller: Caller,
     /// When the call must be over; host awaits are bounded by it.
     pub deadline: Instant,
+    /// How many in-process calls led to this one (0: a request from
+    /// outside).
+    pub hops: u32,
 }

@@ -35,6 +35,7 @@ impl OutboundCapability {
                 deadline: call.deadline,
                 trace_id: Arc::clone(call.trace_id),
                 report: Arc::new(OutboundReport::default()),
+                hops: call.hops,
             },
         }
     }

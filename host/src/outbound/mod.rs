@@ -49,6 +49,8 @@ pub const DEFAULT_MAX_REQUESTS: u32 = 16;
 /// The process's outbound client and limits.
 pub struct Outbound {
     client: reqwest::Client,
+    /// The host, for `*.droplet.internal`.
+    internal: std::sync::OnceLock<std::sync::Weak<dyn InternalCalls>>,
     /// Requests in flight across the process (until the response body is
     /// read or dropped).
     in_flight: Arc<Semaphore>,
@@ -88,6 +90,39 @@ pub struct CallLimits {
     pub trace_id: Arc<str>,
     /// Where the call's costs are summed.
     pub report: Arc<OutboundReport>,
+    /// In-process calls that led to this one.
+    pub hops: u32,
+}
+
+/// The suffix of the names that reach other droplets on this host:
+/// `http://{name}.droplet.internal/...`, dispatched in process.
+pub const INTERNAL_SUFFIX: &str = ".droplet.internal";
+/// The longest chain of in-process calls; a deeper one is a loop (508).
+pub const MAX_HOPS: u32 = 8;
+
+/// An in-process call to another droplet.
+pub struct InternalCall {
+    /// The droplet called.
+    pub callee: String,
+    /// The request, its body read.
+    pub request: http::Request<Bytes>,
+    /// The calling droplet.
+    pub caller: Arc<str>,
+    /// Calls in the chain, this one included.
+    pub hops: u32,
+    /// The caller's deadline.
+    pub deadline: Instant,
+    /// The shared trace id.
+    pub trace_id: Arc<str>,
+}
+
+/// What answers in-process calls: the host itself (set once it exists).
+pub trait InternalCalls: Send + Sync {
+    /// Runs `call` through the callee's policy, in a fresh instance.
+    fn call(
+        self: Arc<Self>,
+        call: InternalCall,
+    ) -> Pin<Box<dyn Future<Output = http::Response<WasiBody>> + Send>>;
 }
 
 impl Outbound {
@@ -103,9 +138,15 @@ impl Outbound {
             .map_err(|err| format!("cannot build the outbound HTTP client: {err}"))?;
         Ok(Self {
             client,
+            internal: std::sync::OnceLock::new(),
             in_flight: Arc::new(Semaphore::new(max_in_flight.max(1))),
             max_in_flight: max_in_flight.max(1),
         })
+    }
+
+    /// Makes `host` answer `*.droplet.internal` (once, at start-up).
+    pub fn set_internal(&self, host: std::sync::Weak<dyn InternalCalls>) {
+        let _ = self.internal.set(host);
     }
 
     /// Sends `request` for a call limited by `limits`; the future resolves
@@ -127,10 +168,45 @@ impl Outbound {
             Arc::clone(&limits.trace_id),
             Arc::clone(&limits.report),
         );
+        let internal = self.internal.get().and_then(std::sync::Weak::upgrade);
+        let hops = limits.hops;
         async move {
             let destination = checked?;
             let host = destination.host.clone();
             let started = std::time::Instant::now();
+            if let Some(callee) = host.strip_suffix(INTERNAL_SUFFIX) {
+                let internal = internal.ok_or(Error::DestinationUnavailable)?;
+                let (parts, body) = request.into_parts();
+                let body = tokio::time::timeout_at(
+                    deadline,
+                    http_body_util::Limited::new(body, MAX_REQUEST_BYTES).collect(),
+                )
+                .await
+                .map_err(|_| Error::ConnectionTimeout)?
+                .map_err(|_| Error::HttpRequestBodySize(Some(MAX_REQUEST_BYTES as u64)))?
+                .to_bytes();
+                let response = internal
+                    .call(InternalCall {
+                        callee: callee.to_string(),
+                        request: http::Request::from_parts(parts, body),
+                        caller: Arc::clone(&droplet),
+                        hops: hops + 1,
+                        deadline,
+                        trace_id,
+                    })
+                    .await;
+                let elapsed = started.elapsed();
+                report
+                    .micros
+                    .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+                count(
+                    &droplet,
+                    &host,
+                    status_class(response.status()),
+                    Some(elapsed),
+                );
+                return Ok(response);
+            }
             let result = async {
                 let permit = in_flight.try_acquire_owned().map_err(|_| {
                     Error::InternalError(Some(format!(
@@ -205,7 +281,12 @@ impl Outbound {
 }
 
 fn status_class(status: http::StatusCode) -> &'static str {
-    match status.as_u16() {
+    class_of(status.as_u16())
+}
+
+/// `2xx`, `4xx`…: a status's class, for metrics labels.
+pub fn class_of(status: u16) -> &'static str {
+    match status {
         100..=199 => "1xx",
         200..=299 => "2xx",
         300..=399 => "3xx",
