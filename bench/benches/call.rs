@@ -51,8 +51,11 @@ impl Bench {
     /// Example `name`, loaded as the host loads a droplet.
     fn load(&self, name: &str) -> Droplet {
         let wasm = example(name);
-        let ready = self.loader.compile(name, &wasm).expect("compile");
         let parsed = self.loader.parse(name, None).expect("manifest");
+        let ready = self
+            .loader
+            .compile(name, &wasm, &parsed.manifest)
+            .expect("compile");
         let version = VersionId::new(1, &ContentHash::of(&wasm, None));
         let state = DropletState::Ready(Arc::new(ready));
         Droplet::new(name, version, parsed, state, Arc::default())

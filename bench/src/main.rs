@@ -51,7 +51,7 @@ fn main() -> Result<()> {
         opts.examples.join("hello.wasm"),
         droplets.join("swapme.wasm"),
     )?;
-    for name in ["hello", "spin", "kvstore"] {
+    for name in ["hello", "spin", "kvstore", "gateway"] {
         let from = opts.examples.join(format!("{name}.wasm"));
         std::fs::copy(&from, droplets.join(format!("{name}.wasm")))
             .with_context(|| format!("copy {} (build the examples first)", from.display()))?;
@@ -59,8 +59,15 @@ fn main() -> Result<()> {
     std::fs::write(droplets.join("spin.toml"), "budget_ms = 50\n")?;
     std::fs::write(droplets.join("kvstore.toml"), "max_concurrency = 128\n")?;
 
-    let host = Server::start_host(&opts, &droplets)?;
     let native = Server::start_native(&opts)?;
+    std::fs::write(
+        droplets.join("gateway.toml"),
+        format!(
+            "allowed_outbound_hosts = [\"http://{}\", \"http://*.droplet.internal\"]\nmax_concurrency = 128\n",
+            native.addr
+        ),
+    )?;
+    let host = Server::start_host(&opts, &droplets)?;
     let mut report = Report::new(machine, &opts);
 
     throughput(&opts, &host, &native, &mut report)?;
@@ -69,6 +76,7 @@ fn main() -> Result<()> {
     budget_precision(&opts, &host, &mut report)?;
     swap_under_load(&opts, &host, &mut report)?;
     contract_endpoints(&opts, &host, &mut report)?;
+    outbound_calls(&opts, &host, &native, &mut report)?;
     fleet::run(&opts, &host, &mut report)?;
     drop(host);
     drop(native);
@@ -862,6 +870,49 @@ fn deploy(
             body.len()
         ),
     )
+}
+
+/// Calling out, at 16 connections: `gateway` fetching the native server's
+/// hello once per request vs `gateway` answering alone; and `gateway`
+/// calling `hello` in process vs `hello` called directly.
+fn outbound_calls(opts: &Opts, host: &Server, native: &Server, report: &mut Report) -> Result<()> {
+    let connections = 16;
+    let encode = |url: &str| url.replace(':', "%3A").replace('/', "%2F");
+    let cases = [
+        (
+            "gateway + one outbound request to a native server",
+            "gateway fetching",
+            format!("/gateway/fetch?url={}", encode(&native.url("/hello/"))),
+            "gateway alone",
+            "/gateway/ping".to_string(),
+            "",
+        ),
+        (
+            "droplet-to-droplet: gateway calling hello in process vs hello direct",
+            "gateway → hello",
+            format!(
+                "/gateway/relay?url={}",
+                encode("http://hello.droplet.internal/")
+            ),
+            "hello direct",
+            "/hello/".to_string(),
+            "target: the in-process call adds ≤ 1.5× hello's CPU/req",
+        ),
+    ];
+    for (scenario, subject, subject_path, baseline, baseline_path, note) in cases {
+        let mut row = Row::new(scenario, subject, baseline, connections, note);
+        let (with, without) = (
+            Load::get(host.url(&subject_path), connections),
+            Load::get(host.url(&baseline_path), connections),
+        );
+        row.measure_rounds(
+            opts,
+            || measure(opts, host, &with, None),
+            || measure(opts, host, &without, None),
+        )?;
+        report.push_clean(row);
+    }
+    Ok(())
 }
 
 /// hello at 16 connections while it is swapped 20 times through the admin

@@ -97,6 +97,7 @@ fn capabilities(droplet: &Droplet) -> Value {
         "droplet": &*droplet.name,
         "version": droplet.version.as_str(),
         "capabilities": manifest.capabilities,
+        "granted": manifest.granted(),
         "imports": imports,
         "budget_ms": manifest.budget_ms,
         "memory_mb": manifest.memory_mb,

@@ -74,9 +74,12 @@ pub struct Manifest {
     /// elsewhere unless its operator opts in.
     #[serde(default)]
     pub forward_authorization: bool,
-    /// What the droplet says it can do (reported by `/capabilities`).
+    /// What the droplet may import, when given: of `kv`, `log`, `config`,
+    /// `auth` (and `http`, which `allowed_outbound_hosts` grants anyway);
+    /// other words only describe it (reported by `/capabilities`). Absent:
+    /// `kv`, `log`, `config` and `auth`.
     #[serde(default)]
-    pub capabilities: Vec<String>,
+    pub capabilities: Option<Vec<String>>,
     /// The droplet's id as the registry knows it (defaults to its name).
     #[serde(default)]
     pub id: Option<String>,
@@ -125,7 +128,7 @@ impl Default for Manifest {
             auth: AuthPolicy::Public,
             scopes: Vec::new(),
             forward_authorization: false,
-            capabilities: Vec::new(),
+            capabilities: None,
             id: None,
             kv_quota_mb: None,
             config: BTreeMap::new(),
@@ -133,6 +136,25 @@ impl Default for Manifest {
             max_outbound_requests: crate::outbound::DEFAULT_MAX_REQUESTS,
             outbound: Arc::default(),
         }
+    }
+}
+
+/// The capabilities a manifest can grant: each is one or more imported
+/// interfaces ([`grant_for`]). Everything else a component may import —
+/// the request and response types and all of WASI 0.2, with nothing
+/// granted — needs no grant.
+pub const GRANTABLE: [&str; 5] = ["kv", "log", "config", "auth", "http"];
+
+/// The capability an imported interface needs, if any.
+pub fn grant_for(import: &str) -> Option<&'static str> {
+    let interface = import.split('@').next().unwrap_or(import);
+    match interface {
+        "fp:droplet/kv" => Some("kv"),
+        "fp:droplet/log" => Some("log"),
+        "fp:droplet/config" => Some("config"),
+        "fp:droplet/auth" => Some("auth"),
+        "wasi:http/outgoing-handler" | "wasi:http/types" => Some("http"),
+        _ => None,
     }
 }
 
@@ -260,6 +282,48 @@ impl Manifest {
                 "scopes",
                 "needs `auth = \"jwt\"`: a public droplet cannot require scopes".to_string(),
             );
+        }
+        Ok(())
+    }
+
+    /// The capabilities this manifest grants: of [`GRANTABLE`], those its
+    /// `capabilities` list names (all but `http` when there is no list),
+    /// and `http` when `allowed_outbound_hosts` lists anywhere.
+    pub fn granted(&self) -> Vec<&'static str> {
+        let mut granted: Vec<&'static str> = match &self.capabilities {
+            None => vec!["kv", "log", "config", "auth"],
+            Some(list) => GRANTABLE
+                .iter()
+                .copied()
+                .filter(|grant| *grant != "http" && list.iter().any(|named| named == grant))
+                .collect(),
+        };
+        if !self.allowed_outbound_hosts.is_empty() {
+            granted.push("http");
+        }
+        granted
+    }
+
+    /// Checks a component's `imports` against what this manifest grants;
+    /// the error names the first interface not granted and the line to add.
+    pub fn check_imports(&self, imports: &[String]) -> Result<(), String> {
+        let granted = self.granted();
+        for import in imports {
+            let Some(needs) = grant_for(import) else {
+                continue;
+            };
+            if granted.contains(&needs) {
+                continue;
+            }
+            return Err(if needs == "http" {
+                format!(
+                    "it imports {import} (outbound HTTP), which is denied by default: list where it may go in `allowed_outbound_hosts = [\"https://…\"]`"
+                )
+            } else {
+                format!(
+                    "it imports {import}, which its manifest does not grant: add \"{needs}\" to `capabilities = [...]`"
+                )
+            });
         }
         Ok(())
     }
@@ -416,5 +480,39 @@ mod tests {
             let allowed = ConfigEnv { allowed: vec!["A".into()] };
             let _ = manifest.resolve_config(&allowed, |_| Some("v".into()));
         }
+    }
+
+    #[test]
+    fn imports_need_their_grants() {
+        let imports = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let all = imports(&[
+            "fp:droplet/types@0.2.0",
+            "fp:droplet/kv@0.2.0",
+            "fp:droplet/log@0.2.0",
+            "wasi:cli/environment@0.2.6",
+        ]);
+        assert!(
+            Manifest::default().check_imports(&all).is_ok(),
+            "no list: the sandboxed imports"
+        );
+        let only_log = Manifest::parse("capabilities = [\"log\", \"greets\"]", 256).unwrap();
+        let err = only_log.check_imports(&all).unwrap_err();
+        assert!(
+            err.contains("fp:droplet/kv@0.2.0") && err.contains("add \"kv\""),
+            "{err}"
+        );
+        let http = imports(&["wasi:http/outgoing-handler@0.2.12"]);
+        let err = Manifest::default().check_imports(&http).unwrap_err();
+        assert!(err.contains("allowed_outbound_hosts"), "{err}");
+        let allowed =
+            Manifest::parse("allowed_outbound_hosts = [\"https://x.example\"]", 256).unwrap();
+        assert!(allowed.check_imports(&http).is_ok());
+        assert_eq!(allowed.granted(), ["kv", "log", "config", "auth", "http"]);
+        let none = Manifest::parse("capabilities = []", 256).unwrap();
+        assert!(none.granted().is_empty());
+        assert!(
+            none.check_imports(&imports(&["fp:droplet/types@0.2.0"]))
+                .is_ok()
+        );
     }
 }

@@ -20,7 +20,7 @@ async fn contract_endpoints_describe_each_droplet_without_calling_it() {
         .droplet_with(
             "hello",
             "hello",
-            "capabilities = [\"greet\"]\nbudget_ms = 700\n",
+            "capabilities = [\"greet\", \"config\"]\nbudget_ms = 700\n",
         )
         .droplet("kv", "kvstore")
         .start()
@@ -38,7 +38,8 @@ async fn contract_endpoints_describe_each_droplet_without_calling_it() {
     assert!(body["uptime_s"].is_u64());
 
     let caps = host.get("/hello/capabilities").await.json();
-    assert_eq!(caps["capabilities"], json!(["greet"]));
+    assert_eq!(caps["capabilities"], json!(["greet", "config"]));
+    assert_eq!(caps["granted"], json!(["config"]));
     assert_eq!(caps["budget_ms"], 700);
     assert_eq!(caps["memory_mb"], 64);
     assert_eq!(caps["auth"], "public");

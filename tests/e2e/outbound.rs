@@ -11,7 +11,7 @@ use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Frame;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::support::{Host, HostBuilder};
 
@@ -203,11 +203,45 @@ async fn anything_not_listed_is_denied_inside_the_guest() {
         "nothing reached it"
     );
     // No allowlist at all: nowhere.
-    let closed = gateway("").await;
-    let (_, body) = fetch(&closed, &upstream.url("/hello"), "").await;
-    assert_eq!(error_kind(&body), "denied");
-    let metrics = closed.get("/metrics").await.text();
+    let metrics = host.get("/metrics").await.text();
     assert!(metrics.contains("class=\"denied\""), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capabilities_are_enforced_when_the_component_loads() {
+    let host = HostBuilder::new()
+        // Imports wasi:http with no allowlist: outbound HTTP is not granted.
+        .droplet("gateway", "gateway")
+        // Imports kv, but its list grants only log.
+        .droplet_with("counter", "counter", "capabilities = [\"log\"]\n")
+        // Its list grants what it imports.
+        .droplet_with(
+            "todo",
+            "todo",
+            "capabilities = [\"kv\", \"auth\", \"todo-list\"]\n",
+        )
+        .start()
+        .await;
+    let message = host
+        .get("/gateway/ping")
+        .await
+        .assert_error(503, "droplet_unavailable");
+    assert!(
+        message.contains("wasi:http/") && message.contains("allowed_outbound_hosts"),
+        "{message}"
+    );
+    let message = host
+        .get("/counter/")
+        .await
+        .assert_error(503, "droplet_unavailable");
+    assert!(
+        message.contains("fp:droplet/kv") && message.contains("add \"kv\" to `capabilities"),
+        "{message}"
+    );
+    assert_eq!(host.get("/todo/todos").await.status, 200);
+    let caps = host.get("/todo/capabilities").await.json();
+    assert_eq!(caps["granted"], json!(["kv", "auth"]));
+    assert_eq!(caps["capabilities"], json!(["kv", "auth", "todo-list"]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,6 +8,7 @@
 //! | `GET /many?url=U&n=N` | `N` requests to `U` in a row: `{"ok": count, "error": first error}` |
 //! | `GET /relay?url=U` | fetches `U` and answers with exactly what came back (status, headers, body) |
 //! | `GET /loop?to=NAME` | relays `http://NAME.droplet.internal/loop?to=NAME`: a call cycle, which the host stops (508) |
+//! | `GET /ping` | `pong`, without calling out (the benchmarks' baseline) |
 //! | `GET /todos` | lists the `todo` droplet's items, through `http://todo.droplet.internal` |
 
 use droplet_sdk::fetch::{self, FetchError, FetchRequest};
@@ -57,6 +58,7 @@ fn handle(req: Request) -> Response {
             }
             Response::json(&json!({ "ok": ok, "error": first_error }))
         }
+        "/ping" => Response::text("pong"),
         "/relay" => {
             let Some(url) = req.query_param("url") else {
                 return Response::error(400, "bad_request", "give ?url=");

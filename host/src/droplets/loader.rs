@@ -73,21 +73,25 @@ impl Loader {
         })
     }
 
-    /// Compiles `{name}.wasm` (or loads it from the cache) and links it.
-    pub fn compile(&self, name: &str, wasm: &[u8]) -> Result<Ready, String> {
+    /// Compiles `{name}.wasm` (or loads it from the cache), checks that it
+    /// imports nothing its `manifest` does not grant, and links it.
+    pub fn compile(&self, name: &str, wasm: &[u8], manifest: &Manifest) -> Result<Ready, String> {
         let (component, origin) = self
             .cache
             .load_or_compile(self.runtime.engine(), wasm)
             .map_err(|err| format!("{name}.wasm is not a valid component: {err}"))?;
-        let pre = self
-            .runtime
-            .link(&component)
-            .map_err(|err| format!("{name}.wasm cannot serve: {err}"))?;
-        let imports = component
+        let imports: Vec<String> = component
             .component_type()
             .imports(self.runtime.engine())
             .map(|(import, _)| import.to_string())
             .collect();
+        manifest
+            .check_imports(&imports)
+            .map_err(|why| format!("{name}.wasm cannot serve: {why}, in {name}.toml"))?;
+        let pre = self
+            .runtime
+            .link(&component)
+            .map_err(|err| format!("{name}.wasm cannot serve: {err}"))?;
         Ok(Ready {
             pre,
             origin,

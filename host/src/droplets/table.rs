@@ -208,7 +208,7 @@ impl Droplets {
         let ready = if lazy && current.is_none() {
             None
         } else {
-            Some(self.loader.compile(name, &wasm)?)
+            Some(self.loader.compile(name, &wasm, &parsed.manifest)?)
         };
         let id = self
             .next_version_id(&hash)
@@ -263,7 +263,7 @@ impl Droplets {
             }
             Ok((_, parsed)) if lazy => (parsed, DropletState::Pending(Pending::default())),
             Ok((wasm, parsed)) => {
-                let compiled = self.loader.compile(name, &wasm);
+                let compiled = self.loader.compile(name, &wasm, &parsed.manifest);
                 log_load(
                     name,
                     &id,
@@ -307,12 +307,13 @@ impl Droplets {
             .get_or_try_init(|| async {
                 let (loader, store) = (Arc::clone(&self.loader), Arc::clone(&self.store));
                 let (name, version) = (droplet.name.to_string(), droplet.version.clone());
+                let manifest = droplet.manifest.clone();
                 let started = Instant::now();
                 let compiled = tokio::task::spawn_blocking(move || {
                     let (wasm, _) = store
                         .read(&name, &version)
                         .map_err(|err| format!("cannot read {name}.wasm: {err}"))?;
-                    Ok(loader.compile(&name, &wasm).map(Arc::new))
+                    Ok(loader.compile(&name, &wasm, &manifest).map(Arc::new))
                 })
                 .await
                 .unwrap_or_else(|_| Err("compilation was abandoned".to_string()))?;
@@ -403,7 +404,7 @@ impl Droplets {
         let (owned_name, manifest_for_check) = (name.to_string(), manifest.clone());
         let checked = tokio::task::spawn_blocking(move || {
             let parsed = loader.parse(&owned_name, manifest_for_check.as_deref())?;
-            let ready = loader.compile(&owned_name, &wasm)?;
+            let ready = loader.compile(&owned_name, &wasm, &parsed.manifest)?;
             Ok::<_, String>((parsed, ready, wasm))
         })
         .await
@@ -505,7 +506,7 @@ impl Droplets {
                     .read(&owned_name, &owned_version)
                     .map_err(|err| format!("cannot read version {owned_version}: {err}"))?;
                 let parsed = loader.parse(&owned_name, manifest.as_deref())?;
-                let ready = loader.compile(&owned_name, &wasm)?;
+                let ready = loader.compile(&owned_name, &wasm, &parsed.manifest)?;
                 Ok::<_, String>((parsed, ready))
             })
             .await
@@ -596,7 +597,7 @@ impl Droplets {
                 .parse(&owned_name, manifest.as_deref())
                 .map_err(ChangeError::Invalid)?;
             let ready = loader
-                .compile(&owned_name, &wasm)
+                .compile(&owned_name, &wasm, &parsed.manifest)
                 .map_err(ChangeError::Invalid)?;
             store
                 .set_current(&owned_name, &previous)
