@@ -25,7 +25,7 @@ use droplet_host::kv::{BackendConfig, DEFAULT_MAX_VALUE_BYTES, Durability};
 use droplet_host::manifest::ConfigEnv;
 use droplet_host::outbound::Outbound;
 use droplet_host::policy::Caller;
-use droplet_host::runtime::{Call, Runtime, RuntimeSettings};
+use droplet_host::runtime::{Call, CallRequest, Runtime, RuntimeSettings};
 use droplet_host::shutdown::Shutdown;
 
 fn example(name: &str) -> Vec<u8> {
@@ -78,13 +78,13 @@ impl Bench {
                 memory_bytes: 64 << 20,
                 deadline,
                 imports,
-                request: GuestRequest {
+                request: CallRequest::Droplet(GuestRequest {
                     method: method.into(),
                     path: path.into(),
                     query: String::new(),
                     headers: Vec::new(),
                     body: b"value".to_vec(),
-                },
+                }),
                 suspect: false,
             })
             .await

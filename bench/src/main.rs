@@ -51,7 +51,7 @@ fn main() -> Result<()> {
         opts.examples.join("hello.wasm"),
         droplets.join("swapme.wasm"),
     )?;
-    for name in ["hello", "spin", "kvstore", "gateway"] {
+    for name in ["hello", "spin", "kvstore", "gateway", "proxy-hello"] {
         let from = opts.examples.join(format!("{name}.wasm"));
         std::fs::copy(&from, droplets.join(format!("{name}.wasm")))
             .with_context(|| format!("copy {} (build the examples first)", from.display()))?;
@@ -897,6 +897,14 @@ fn outbound_calls(opts: &Opts, host: &Server, native: &Server, report: &mut Repo
             "hello direct",
             "/hello/".to_string(),
             "target: the in-process call adds ≤ 1.5× hello's CPU/req",
+        ),
+        (
+            "wasi:http component (wstd) hello vs our hello",
+            "proxy-hello",
+            "/proxy-hello/".to_string(),
+            "hello",
+            "/hello/".to_string(),
+            "target: within 20 % of hello's req/s",
         ),
     ];
     for (scenario, subject, subject_path, baseline, baseline_path, note) in cases {

@@ -88,9 +88,9 @@ fn health(droplet: &Droplet) -> Value {
 }
 
 fn capabilities(droplet: &Droplet) -> Value {
-    let imports = match &droplet.state {
-        DropletState::Ready(ready) => json!(ready.imports),
-        _ => Value::Null,
+    let (imports, world) = match &droplet.state {
+        DropletState::Ready(ready) => (json!(ready.imports), json!(ready.pre.world())),
+        _ => (Value::Null, Value::Null),
     };
     let manifest = &droplet.manifest;
     json!({
@@ -99,6 +99,7 @@ fn capabilities(droplet: &Droplet) -> Value {
         "capabilities": manifest.capabilities,
         "granted": manifest.granted(),
         "imports": imports,
+        "world": world,
         "budget_ms": manifest.budget_ms,
         "memory_mb": manifest.memory_mb,
         "max_body_kb": manifest.max_body_kb,

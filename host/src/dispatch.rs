@@ -20,9 +20,9 @@ use crate::app::App;
 use crate::body::{self, BodyError};
 use crate::droplets::{Droplet, DropletState};
 use crate::error::HostError;
-use crate::guest_http::{guest_request, into_http};
+use crate::guest_http::{guest_request, http_request, into_http};
 use crate::policy;
-use crate::runtime::{Call, CallError};
+use crate::runtime::{Call, CallError, CallRequest, Linked};
 
 /// Longest a request waits for a concurrency slot (and never past its budget).
 pub const MAX_QUEUE_WAIT: Duration = Duration::from_millis(100);
@@ -121,14 +121,24 @@ where
             memory_bytes: usize::try_from(manifest.memory_mb << 20).unwrap_or(usize::MAX),
             deadline,
             imports,
-            request: guest_request(
-                &parts,
-                path,
-                body,
-                trace_id,
-                manifest.forward_authorization,
-                hop.map(|hop| &*hop.caller),
-            ),
+            request: match &ready.pre {
+                Linked::Droplet(_) => CallRequest::Droplet(guest_request(
+                    &parts,
+                    path,
+                    body,
+                    trace_id,
+                    manifest.forward_authorization,
+                    hop.map(|hop| &*hop.caller),
+                )),
+                Linked::Proxy(_) => CallRequest::Http(http_request(
+                    &parts,
+                    &path,
+                    body,
+                    trace_id,
+                    manifest.forward_authorization,
+                    hop.map(|hop| &*hop.caller),
+                )),
+            },
             suspect: droplet.stats.failing(),
         })
         .await;

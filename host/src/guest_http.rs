@@ -71,6 +71,63 @@ pub fn guest_request(
     }
 }
 
+/// A `wasi:http/proxy` component's view of a request: the same headers a
+/// droplet gets (trace id, caller, no `Authorization` unless forwarded),
+/// the path inside the droplet, and the original `Host` as authority.
+pub fn http_request(
+    parts: &http::request::Parts,
+    path: &str,
+    body: Bytes,
+    trace_id: &str,
+    forward_authorization: bool,
+    caller: Option<&str>,
+) -> http::Request<Full<Bytes>> {
+    let guest = guest_request(
+        parts,
+        String::new(),
+        Bytes::new(),
+        trace_id,
+        forward_authorization,
+        caller,
+    );
+    let authority = parts
+        .uri
+        .authority()
+        .map(|authority| authority.as_str().to_string())
+        .or_else(|| {
+            parts
+                .headers
+                .get(header::HOST)
+                .and_then(|host| host.to_str().ok())
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| "localhost".to_string());
+    let query = parts
+        .uri
+        .query()
+        .map(|query| format!("?{query}"))
+        .unwrap_or_default();
+    let uri = http::Uri::builder()
+        .scheme("http")
+        .authority(authority.as_str())
+        .path_and_query(format!("{path}{query}"))
+        .build()
+        .unwrap_or_else(|_| http::Uri::from_static("http://localhost/"));
+    let mut request = http::Request::new(Full::new(body));
+    *request.method_mut() = parts.method.clone();
+    *request.uri_mut() = uri;
+    let headers = request.headers_mut();
+    for (name, value) in guest.headers {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            headers.append(name, value);
+        }
+    }
+    request
+}
+
 /// Checks a guest's response and turns it into an HTTP response. The
 /// response bytes it holds against the host's budget travel in the
 /// response's extensions ([`HeldBytes`]) until it has been sent.

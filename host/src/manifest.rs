@@ -139,10 +139,11 @@ impl Default for Manifest {
     }
 }
 
-/// The capabilities a manifest can grant: each is one or more imported
-/// interfaces ([`grant_for`]). Everything else a component may import —
-/// the request and response types and all of WASI 0.2, with nothing
-/// granted — needs no grant.
+/// The capabilities a manifest can grant: each is an imported interface
+/// ([`grant_for`]). Everything else a component may import — the request
+/// and response types (`wasi:http/types` too: a `wasi:http` component
+/// needs them to be served) and all of WASI 0.2, with nothing granted —
+/// needs no grant.
 pub const GRANTABLE: [&str; 5] = ["kv", "log", "config", "auth", "http"];
 
 /// The capability an imported interface needs, if any.
@@ -153,7 +154,7 @@ pub fn grant_for(import: &str) -> Option<&'static str> {
         "fp:droplet/log" => Some("log"),
         "fp:droplet/config" => Some("config"),
         "fp:droplet/auth" => Some("auth"),
-        "wasi:http/outgoing-handler" | "wasi:http/types" => Some("http"),
+        "wasi:http/outgoing-handler" => Some("http"),
         _ => None,
     }
 }

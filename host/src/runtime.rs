@@ -13,6 +13,12 @@
 //! same deadline.
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use tokio::time::Instant;
@@ -131,10 +137,37 @@ impl WasiView for CallState {
     }
 }
 
+/// A component linked and ready to instantiate: a droplet (our world) or
+/// a standard `wasi:http/proxy` component.
+pub enum Linked {
+    /// Exports `fp:droplet/handler`.
+    Droplet(DropletPre<CallState>),
+    /// Exports `wasi:http/incoming-handler`.
+    Proxy(ProxyPre<CallState>),
+}
+
+impl Linked {
+    /// The world it serves, for `/capabilities` and logs.
+    pub fn world(&self) -> &'static str {
+        match self {
+            Linked::Droplet(_) => "fp:droplet/droplet",
+            Linked::Proxy(_) => "wasi:http/proxy",
+        }
+    }
+}
+
+/// The request a call hands to the component, in its world's terms.
+pub enum CallRequest {
+    /// For a droplet's `handle`.
+    Droplet(bindings::GuestRequest),
+    /// For a `wasi:http/proxy` component's `incoming-handler.handle`.
+    Http(http::Request<Full<Bytes>>),
+}
+
 /// One call into a droplet.
 pub struct Call<'a> {
     /// The droplet, linked and ready to instantiate.
-    pub droplet: &'a DropletPre<CallState>,
+    pub droplet: &'a Linked,
     /// The droplet's linear-memory cap in bytes.
     pub memory_bytes: usize,
     /// When the call must be over.
@@ -142,20 +175,24 @@ pub struct Call<'a> {
     /// The imports' state for this call.
     pub imports: Imports,
     /// The request to hand to `handle`.
-    pub request: bindings::GuestRequest,
+    pub request: CallRequest,
     /// The droplet's recent calls mostly trapped or overran: schedule this
     /// call as long-running from its start.
     pub suspect: bool,
 }
 
-/// What a call answered: the status and headers `handle` returned, and
-/// the body handed over before.
+/// What a call answered: the status and headers, and the body handed over
+/// (counted against the host's response-byte budget like any other).
 pub struct Answer {
     /// Status and headers.
     pub response: GuestResponse,
     /// The body, or why it was refused.
     pub body: crate::imports::body::ResponseBody,
 }
+
+/// How long a `wasi:http` component that has returned may take to finish
+/// its response (whatever it wrote is buffered by then).
+const PROXY_FINISH_GRACE: Duration = Duration::from_millis(100);
 
 /// Why a call produced no response.
 #[derive(Debug, thiserror::Error)]
@@ -232,13 +269,21 @@ impl Runtime {
 
     /// Checks a compiled component against the world and pre-links it.
     /// Blocking work: call it off the async workers.
-    pub fn link(&self, component: &Component) -> Result<DropletPre<CallState>, String> {
+    pub fn link(&self, component: &Component) -> Result<Linked, String> {
         let instance_pre = self
             .linker
             .instantiate_pre(component)
             .map_err(|err| format!("it imports something this host does not provide: {err:#}"))?;
-        DropletPre::new(instance_pre)
-            .map_err(|err| format!("it does not export the droplet world's handler: {err:#}"))
+        match DropletPre::new(instance_pre.clone()) {
+            Ok(droplet) => Ok(Linked::Droplet(droplet)),
+            Err(droplet_err) => ProxyPre::new(instance_pre)
+                .map(Linked::Proxy)
+                .map_err(|_| {
+                    format!(
+                        "it exports neither the droplet world's handler nor wasi:http/incoming-handler: {droplet_err:#}"
+                    )
+                }),
+        }
     }
 
     /// Runs one request in a fresh instance and drops the instance.
@@ -276,26 +321,127 @@ impl Runtime {
 
         let run = async {
             let instantiating = std::time::Instant::now();
-            let instance = call.droplet.instantiate_async(&mut store).await?;
-            metrics::histogram!("droplet_instantiation_seconds")
-                .record(instantiating.elapsed().as_secs_f64());
-            instance
-                .fp_droplet_handler()
-                .call_handle(&mut store, &call.request)
-                .await
+            match (call.droplet, call.request) {
+                (Linked::Droplet(pre), CallRequest::Droplet(request)) => {
+                    let instance = pre.instantiate_async(&mut store).await?;
+                    metrics::histogram!("droplet_instantiation_seconds")
+                        .record(instantiating.elapsed().as_secs_f64());
+                    let response = instance
+                        .fp_droplet_handler()
+                        .call_handle(&mut store, &request)
+                        .await?;
+                    let body = store.data_mut().imports.body.take();
+                    Ok(Answer { response, body })
+                }
+                (Linked::Proxy(pre), CallRequest::Http(request)) => {
+                    let instance = pre.instantiate_async(&mut store).await?;
+                    metrics::histogram!("droplet_instantiation_seconds")
+                        .record(instantiating.elapsed().as_secs_f64());
+                    serve_http(&mut store, &instance, request).await
+                }
+                _ => Err(wasmtime::format_err!(
+                    "the request does not match the component's world"
+                )),
+            }
         };
         let outcome = tokio::time::timeout_at(call.deadline, run).await;
-        let body = store.data_mut().imports.body.take();
         // Drop the instance before logging: its stdio streams flush on drop.
         drop(store);
         let result = match outcome {
             Err(_elapsed) => Err(CallError::BudgetExceeded),
-            Ok(Ok(response)) => Ok(Answer { response, body }),
+            Ok(Ok(answer)) => Ok(answer),
             Ok(Err(err)) => Err(classify(&err, log.failure_hint())),
         };
         log.finish();
         result
     }
+}
+
+/// Runs a `wasi:http/proxy` component's `incoming-handler.handle` on
+/// `request`, reading its response body as it is written (so a component
+/// that streams is never blocked on a full buffer), into the call's
+/// response body: the same size limit and host-wide budget as a droplet's.
+async fn serve_http(
+    store: &mut Store<CallState>,
+    proxy: &wasmtime_wasi_http::p2::bindings::Proxy,
+    request: http::Request<Full<Bytes>>,
+) -> wasmtime::Result<Answer> {
+    use http_body_util::BodyExt;
+
+    let incoming = store.data_mut().http().new_incoming_request(
+        Scheme::Http,
+        request.map(|body| {
+            body.map_err(
+                |never| -> wasmtime_wasi_http::p2::bindings::http::types::ErrorCode {
+                    match never {}
+                },
+            )
+        }),
+    )?;
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    let outparam = store.data_mut().http().new_response_outparam(sender)?;
+    let mut written = store.data_mut().imports.body.take();
+    let collect = async move {
+        let response = receiver
+            .await
+            .map_err(|_| {
+                wasmtime::format_err!("the component returned without setting a response")
+            })?
+            .map_err(|code| {
+                wasmtime::format_err!("the component answered with an error: {code:?}")
+            })?;
+        let (parts, mut body) = response.into_parts();
+        while let Some(frame) = body.frame().await {
+            let frame =
+                frame.map_err(|err| wasmtime::format_err!("its response body failed: {err}"))?;
+            // A refused body ends the call: the answer is the host's, and
+            // the instance (perhaps blocked writing the rest) is dropped.
+            if let Some(data) = frame.data_ref()
+                && written.write(data).is_err()
+            {
+                break;
+            }
+        }
+        Ok::<_, wasmtime::Error>((parts, written))
+    };
+    let handle = proxy
+        .wasi_http_incoming_handler()
+        .call_handle(&mut *store, incoming, outparam);
+    tokio::pin!(collect, handle);
+    let mut returned = false;
+    let collected = tokio::select! {
+        collected = &mut collect => collected,
+        handled = &mut handle => {
+            handled?;
+            returned = true;
+            // It has returned: whatever it wrote is buffered.
+            tokio::time::timeout(PROXY_FINISH_GRACE, &mut collect)
+                .await
+                .map_err(|_| wasmtime::format_err!("the component returned without finishing its response"))?
+        }
+    };
+    let (parts, body) = collected?;
+    // Let the handler finish too (it may still be running after the body).
+    if !returned {
+        let _ = tokio::time::timeout(PROXY_FINISH_GRACE, handle).await;
+    }
+    let headers = parts
+        .headers
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str().to_string(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    Ok(Answer {
+        response: GuestResponse {
+            status: parts.status.as_u16(),
+            headers,
+        },
+        body,
+    })
 }
 
 /// Turns a wasmtime error into what the client may know about it.

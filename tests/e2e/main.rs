@@ -17,6 +17,7 @@ mod limits;
 mod loading;
 mod operator;
 mod outbound;
+mod proxy;
 mod serving;
 mod shutdown;
 mod swap;

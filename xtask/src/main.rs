@@ -29,7 +29,17 @@ const TARGET: &str = "wasm32-wasip2";
 const TEST_ONLY: &[&str] = &["hostile"];
 /// The example droplets, as crates under `examples/`.
 const EXAMPLES: &[&str] = &[
-    "hello", "echo", "spin", "hog", "panic", "counter", "todo", "kvstore", "gateway", "hostile",
+    "hello",
+    "echo",
+    "spin",
+    "hog",
+    "panic",
+    "counter",
+    "todo",
+    "kvstore",
+    "gateway",
+    "proxy-hello",
+    "hostile",
 ];
 
 fn main() -> Result<()> {

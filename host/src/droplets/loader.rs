@@ -6,15 +6,14 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::bindings::DropletPre;
 use crate::cache::{CodeCache, Origin};
 use crate::manifest::{ConfigEnv, Manifest};
-use crate::runtime::{CallState, Runtime};
+use crate::runtime::{Linked, Runtime};
 
 /// A droplet that can be instantiated.
 pub struct Ready {
     /// The pre-linked component.
-    pub pre: DropletPre<CallState>,
+    pub pre: Linked,
     /// Where its compiled code came from.
     pub origin: Origin,
     /// The interfaces the component imports (read from the component).
