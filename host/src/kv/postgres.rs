@@ -443,27 +443,22 @@ impl KvBackend for PostgresBackend {
     }
 
     async fn purge(&self, ns: &str) -> Result<(), KvError> {
-        let mut client = self.db.client().await.map_err(unavailable)?;
-        let db = &self.db;
-        let tx = client
-            .transaction()
-            .await
-            .map_err(|err| unavailable(db.fail(err)))?;
-        let result = async {
-            tx.execute(
-                "SELECT 1 FROM kv_namespaces WHERE ns = $1 FOR UPDATE",
-                &[&ns],
-            )
-            .await?;
-            tx.execute("DELETE FROM kv_entries WHERE ns = $1", &[&ns])
+        // The namespace's counts go with it: nothing is left to update.
+        self.in_namespace(ns, |tx, ns| {
+            Box::pin(async move {
+                tx.execute(
+                    "SELECT 1 FROM kv_namespaces WHERE ns = $1 FOR UPDATE",
+                    &[&ns],
+                )
                 .await?;
-            tx.execute("DELETE FROM kv_namespaces WHERE ns = $1", &[&ns])
-                .await?;
-            Ok::<_, tokio_postgres::Error>(())
-        }
-        .await;
-        result.map_err(|err| unavailable(db.fail(err)))?;
-        tx.commit().await.map_err(|err| unavailable(db.fail(err)))
+                tx.execute("DELETE FROM kv_entries WHERE ns = $1", &[&ns])
+                    .await?;
+                tx.execute("DELETE FROM kv_namespaces WHERE ns = $1", &[&ns])
+                    .await?;
+                Ok(Ok(((), 0, 0)))
+            })
+        })
+        .await
     }
 }
 

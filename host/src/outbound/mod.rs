@@ -177,14 +177,7 @@ impl Outbound {
             if let Some(callee) = host.strip_suffix(INTERNAL_SUFFIX) {
                 let internal = internal.ok_or(Error::DestinationUnavailable)?;
                 let (parts, body) = request.into_parts();
-                let body = tokio::time::timeout_at(
-                    deadline,
-                    http_body_util::Limited::new(body, MAX_REQUEST_BYTES).collect(),
-                )
-                .await
-                .map_err(|_| Error::ConnectionTimeout)?
-                .map_err(|_| Error::HttpRequestBodySize(Some(MAX_REQUEST_BYTES as u64)))?
-                .to_bytes();
+                let body = read_body(body, deadline).await?;
                 let response = internal
                     .call(InternalCall {
                         callee: callee.to_string(),
@@ -318,19 +311,25 @@ async fn into_reqwest(
     deadline: Instant,
 ) -> Result<reqwest::Request, Error> {
     let (mut parts, body) = request.into_parts();
-    let body = tokio::time::timeout_at(
+    let body = read_body(body, deadline).await?;
+    if let Ok(value) = http::HeaderValue::from_str(&traceparent(trace_id)) {
+        parts.headers.insert("traceparent", value);
+    }
+    let request = http::Request::from_parts(parts, body);
+    reqwest::Request::try_from(request).map_err(|_| Error::HttpRequestUriInvalid)
+}
+
+/// A guest's request body, read whole: at most [`MAX_REQUEST_BYTES`],
+/// within the deadline.
+async fn read_body(body: WasiBody, deadline: Instant) -> Result<Bytes, Error> {
+    Ok(tokio::time::timeout_at(
         deadline,
         http_body_util::Limited::new(body, MAX_REQUEST_BYTES).collect(),
     )
     .await
     .map_err(|_| Error::ConnectionTimeout)?
     .map_err(|_| Error::HttpRequestBodySize(Some(MAX_REQUEST_BYTES as u64)))?
-    .to_bytes();
-    if let Ok(value) = http::HeaderValue::from_str(&traceparent(trace_id)) {
-        parts.headers.insert("traceparent", value);
-    }
-    let request = http::Request::from_parts(parts, body);
-    reqwest::Request::try_from(request).map_err(|_| Error::HttpRequestUriInvalid)
+    .to_bytes())
 }
 
 /// A W3C `traceparent` carrying `trace_id` (32 hex digits when it is one;
