@@ -86,6 +86,7 @@ impl Bench {
                     body: b"value".to_vec(),
                 }),
                 suspect: false,
+                calls_out: false,
             })
             .await
             .expect("the droplet answers")

@@ -140,6 +140,7 @@ where
                 )),
             },
             suspect: droplet.stats.failing(),
+            calls_out: !manifest.allowed_outbound_hosts.is_empty(),
         })
         .await;
     drop(in_flight);

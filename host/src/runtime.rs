@@ -179,6 +179,9 @@ pub struct Call<'a> {
     /// The droplet's recent calls mostly trapped or overran: schedule this
     /// call as long-running from its start.
     pub suspect: bool,
+    /// The droplet may call out (its manifest allows outbound HTTP), so
+    /// the call may wait on the host for long.
+    pub calls_out: bool,
 }
 
 /// What a call answered: the status and headers, and the body handed over
@@ -309,14 +312,18 @@ impl Runtime {
         store.limiter(|state| &mut state.limits);
         store.set_epoch_deadline(1);
         let mut scheduler = self.long_running.scheduler(call.deadline, call.suspect);
-        // A call waiting on the host gives its gate permit back at once.
-        let gate = scheduler.gate();
-        store.call_hook(move |_, hook| {
-            if matches!(hook, CallHook::CallingHost) {
-                gate.release();
-            }
-            Ok(())
-        });
+        // A call that may wait long on the host (outbound HTTP, another
+        // droplet) gives its gate permit back whenever it calls the host.
+        // Only such calls pay for the hook.
+        if call.calls_out {
+            let gate = scheduler.gate();
+            store.call_hook(move |_, hook| {
+                if matches!(hook, CallHook::CallingHost) {
+                    gate.release();
+                }
+                Ok(())
+            });
+        }
         store.epoch_deadline_callback(move |_| Ok(scheduler.on_tick()));
 
         let run = async {
