@@ -453,3 +453,45 @@ async fn a_call_cycle_is_a_508_and_the_callee_never_outlives_the_callers_budget(
     let body = reply.json();
     assert_eq!(error_kind(&body), "denied", "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_requests_in_flight_are_capped_per_host() {
+    let upstream = Upstream::start().await;
+    let host = HostBuilder::new()
+        .droplet_with(
+            "gateway",
+            "gateway",
+            &format!(
+                "allowed_outbound_hosts = [\"http://{}\"]\nbudget_ms = 1500\n",
+                upstream.addr
+            ),
+        )
+        .arg("--max-outbound-connections")
+        .arg("1")
+        .start()
+        .await;
+    let slow_path = format!("/gateway/fetch?url={}", encoded(&upstream.url("/slow")));
+    let slow = host.get(&slow_path);
+    let second = async {
+        // Let the slow one take the only slot first.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        fetch(&host, &upstream.url("/hello"), "").await
+    };
+    let (slow, (_, second)) = tokio::join!(slow, second);
+    slow.assert_error(504, "budget_exceeded");
+    assert_eq!(error_kind(&second), "failed", "{second}");
+    assert!(
+        second["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("in flight"),
+        "{second}"
+    );
+    // The slot is free again once the slow request is gone.
+    let (status, body) = fetch(&host, &upstream.url("/hello"), "").await;
+    assert_eq!(
+        (status, body["body"].as_str()),
+        (200, Some("hi from upstream")),
+        "{body}"
+    );
+}
