@@ -414,10 +414,17 @@ async fn a_call_cycle_is_a_508_and_the_callee_never_outlives_the_callers_budget(
             "gateway",
             "allowed_outbound_hosts = [\"http://*.droplet.internal\"]\nbudget_ms = 400\nmax_concurrency = 20\n",
         )
+        // The cycle runs 9 instances deep: a budget that a loaded machine
+        // cannot overrun before the hop limit is reached.
+        .droplet_with(
+            "looper",
+            "gateway",
+            "allowed_outbound_hosts = [\"http://*.droplet.internal\"]\nbudget_ms = 20000\nmax_concurrency = 20\n",
+        )
         .droplet_with("slow", "spin", "budget_ms = 10000\n")
         .start()
         .await;
-    let reply = host.get("/a/loop?to=a").await;
+    let reply = host.get("/looper/loop?to=looper").await;
     let message = reply.assert_error(508, "loop_detected");
     assert!(message.contains("in-process calls"), "{message}");
     // A callee with a long budget still stops at its caller's deadline.

@@ -59,6 +59,8 @@ async fn a_wasi_http_component_is_served_like_a_droplet() {
 async fn budgets_and_limits_hold_for_wasi_http_components() {
     let host = HostBuilder::new()
         .droplet_with("web", "proxy-hello", "budget_ms = 300\nmax_body_kb = 1\n")
+        // Streaming 20 MiB must not race a short budget on a loaded machine.
+        .droplet_with("bigweb", "proxy-hello", "budget_ms = 20000\n")
         .droplet("hello", "hello")
         .start()
         .await;
