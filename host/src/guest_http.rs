@@ -46,6 +46,25 @@ pub fn guest_request(
     forward_authorization: bool,
     caller: Option<&str>,
 ) -> GuestRequest {
+    let headers = guest_headers(parts, trace_id, forward_authorization, caller);
+    GuestRequest {
+        method: parts.method.as_str().to_string(),
+        path,
+        query: parts.uri.query().unwrap_or("").to_string(),
+        headers,
+        body: Vec::from(body),
+    }
+}
+
+/// The headers a component sees: the client's, without its `x-trace-id`,
+/// `x-droplet-caller` and (unless `forward_authorization`) `Authorization`;
+/// then the host's trace id and, for an in-process call, the caller.
+fn guest_headers(
+    parts: &http::request::Parts,
+    trace_id: &str,
+    forward_authorization: bool,
+    caller: Option<&str>,
+) -> Vec<(String, String)> {
     let mut headers: Vec<(String, String)> = parts
         .headers
         .iter()
@@ -62,13 +81,7 @@ pub fn guest_request(
     if let Some(caller) = caller {
         headers.push((CALLER_HEADER.to_string(), caller.to_string()));
     }
-    GuestRequest {
-        method: parts.method.as_str().to_string(),
-        path,
-        query: parts.uri.query().unwrap_or("").to_string(),
-        headers,
-        body: Vec::from(body),
-    }
+    headers
 }
 
 /// A `wasi:http/proxy` component's view of a request: the same headers a
@@ -82,14 +95,7 @@ pub fn http_request(
     forward_authorization: bool,
     caller: Option<&str>,
 ) -> http::Request<Full<Bytes>> {
-    let guest = guest_request(
-        parts,
-        String::new(),
-        Bytes::new(),
-        trace_id,
-        forward_authorization,
-        caller,
-    );
+    let guest_headers = guest_headers(parts, trace_id, forward_authorization, caller);
     let authority = parts
         .uri
         .authority()
@@ -117,7 +123,7 @@ pub fn http_request(
     *request.method_mut() = parts.method.clone();
     *request.uri_mut() = uri;
     let headers = request.headers_mut();
-    for (name, value) in guest.headers {
+    for (name, value) in guest_headers {
         if let (Ok(name), Ok(value)) = (
             HeaderName::from_bytes(name.as_bytes()),
             HeaderValue::from_str(&value),

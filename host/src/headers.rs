@@ -61,6 +61,17 @@ pub fn trace_id(headers: &http::HeaderMap) -> String {
         .unwrap_or_else(|| format!("{:032x}", fastrand::u128(1..)))
 }
 
+/// A status's class for metrics labels: `1xx` … `5xx`.
+pub fn status_class(status: u16) -> &'static str {
+    match status / 100 {
+        1 => "1xx",
+        2 => "2xx",
+        3 => "3xx",
+        4 => "4xx",
+        _ => "5xx",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use http::header::HeaderName;

@@ -24,7 +24,7 @@ use crate::app::App;
 use crate::dispatch::{self, CallReport};
 use crate::droplets::stats::DropletStats;
 use crate::error::HostError;
-use crate::headers::{TRACE_ID_HEADER, add_security_headers, trace_id};
+use crate::headers::{TRACE_ID_HEADER, add_security_headers, status_class, trace_id};
 use crate::router::{self, Route};
 use crate::{admin, contract, endpoints};
 
@@ -72,13 +72,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Full<Byte
     let status = response.status().as_u16();
     if let (Some(stats), Some(droplet)) = (&outcome.stats, &outcome.droplet) {
         stats.record_status(status);
-        let class = match status / 100 {
-            1 => "1xx",
-            2 => "2xx",
-            3 => "3xx",
-            4 => "4xx",
-            _ => "5xx",
-        };
+        let class = status_class(status);
         metrics::counter!("droplet_requests_total", "droplet" => Arc::clone(droplet), "class" => class).increment(1);
         metrics::histogram!("droplet_request_duration_seconds", "droplet" => Arc::clone(droplet))
             .record(started.elapsed().as_secs_f64());

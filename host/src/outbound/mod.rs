@@ -38,6 +38,7 @@ use tokio::time::Instant;
 use wasmtime_wasi_http::{Error, WasiBody};
 
 use self::allow::{Allowlist, Destination};
+use crate::headers::status_class;
 
 /// The largest outbound response body a droplet may receive.
 pub const MAX_RESPONSE_BYTES: u64 = 16 << 20;
@@ -195,7 +196,7 @@ impl Outbound {
                 count(
                     &droplet,
                     &host,
-                    status_class(response.status()),
+                    status_class(response.status().as_u16()),
                     Some(elapsed),
                 );
                 return Ok(response);
@@ -228,7 +229,7 @@ impl Outbound {
                 .micros
                 .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
             let class = match &result {
-                Ok(response) => status_class(response.status()),
+                Ok(response) => status_class(response.status().as_u16()),
                 Err(Error::ConnectionTimeout) => "timeout",
                 Err(_) => "error",
             };
@@ -270,21 +271,6 @@ impl Outbound {
             return Err(Error::DestinationIpProhibited);
         }
         Ok(destination)
-    }
-}
-
-fn status_class(status: http::StatusCode) -> &'static str {
-    class_of(status.as_u16())
-}
-
-/// `2xx`, `4xx`…: a status's class, for metrics labels.
-pub fn class_of(status: u16) -> &'static str {
-    match status {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
     }
 }
 
