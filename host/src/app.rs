@@ -107,6 +107,8 @@ pub struct App {
     pub database: Option<Arc<Database>>,
     /// This host's part in a fleet (PostgreSQL only).
     pub fleet: Option<Arc<Fleet>>,
+    /// kv usage the dashboard read lately.
+    pub kv_usage: crate::admin::KvUsageCache,
     /// Held while the host runs: one host per data directory.
     _data_lock: std::fs::File,
 }
@@ -255,6 +257,7 @@ impl App {
             shutdown: shutdown.clone(),
             database,
             fleet,
+            kv_usage: crate::admin::KvUsageCache::default(),
             _data_lock: data_lock,
         });
         // `*.droplet.internal` is answered by this host, in process.

@@ -15,6 +15,7 @@ use http::{Request, Response};
 use http_body_util::Full;
 use tokio::sync::SemaphorePermit;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::app::App;
 use crate::body::{self, BodyError};
@@ -91,7 +92,9 @@ where
 
     let own = Instant::now() + Duration::from_millis(manifest.budget_ms);
     let deadline = hop.map_or(own, |hop| own.min(hop.deadline));
-    let _slots = acquire_slots(app, droplet, deadline).await?;
+    let _slots = acquire_slots(app, droplet, deadline)
+        .instrument(crate::step_span!("queue"))
+        .await?;
     // Compiles a lazily registered droplet on its first request; that time is
     // the host's cost, not the droplet's, so it extends the deadline.
     let compile_started = Instant::now();

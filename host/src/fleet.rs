@@ -72,7 +72,7 @@ pub struct DropletConvergence {
 }
 
 /// What one host serves of a droplet.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct HostServing {
     /// The host's id.
     pub host: String,

@@ -9,7 +9,7 @@ pub const TRACE_ID_HEADER: &str = "x-trace-id";
 
 /// Security headers on every response: `nosniff`, `DENY` framing and no
 /// referrer (unless a droplet set its own), and a strict CSP on the host's
-/// own JSON.
+/// own JSON (the dashboard's pages bring their own, only a little wider).
 pub fn add_security_headers(headers: &mut http::HeaderMap, host_made: bool) {
     let defaults = [
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
@@ -21,7 +21,7 @@ pub fn add_security_headers(headers: &mut http::HeaderMap, host_made: bool) {
             headers.insert(name, HeaderValue::from_static(value));
         }
     }
-    if host_made {
+    if host_made && !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
         headers.insert(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
@@ -32,6 +32,12 @@ pub fn add_security_headers(headers: &mut http::HeaderMap, host_made: bool) {
 /// The request's trace id: the trace id of a W3C `traceparent`, else a sane
 /// `x-request-id`, else a new random one.
 pub fn trace_id(headers: &http::HeaderMap) -> String {
+    given_trace_id(headers).unwrap_or_else(|| format!("{:032x}", fastrand::u128(1..)))
+}
+
+/// The trace id the request brings: its W3C `traceparent`'s, else a sane
+/// `x-request-id`.
+pub fn given_trace_id(headers: &http::HeaderMap) -> Option<String> {
     let from_traceparent = headers
         .get("traceparent")
         .and_then(|value| value.to_str().ok())
@@ -56,9 +62,7 @@ pub fn trace_id(headers: &http::HeaderMap) -> String {
             })
             .map(str::to_string)
     };
-    from_traceparent
-        .or_else(from_request_id)
-        .unwrap_or_else(|| format!("{:032x}", fastrand::u128(1..)))
+    from_traceparent.or_else(from_request_id)
 }
 
 /// A status's class for metrics labels: `1xx` … `5xx`.

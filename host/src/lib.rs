@@ -30,6 +30,7 @@ pub mod imports;
 pub mod internal;
 pub mod jwt;
 pub mod kv;
+pub mod log_tail;
 pub mod manifest;
 pub mod outbound;
 pub mod policy;

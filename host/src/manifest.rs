@@ -26,7 +26,9 @@ pub const MAX_OUTBOUND_REQUESTS: u32 = 1000;
 pub const MAX_BODY_KB: u64 = 64 * 1024;
 
 /// Whether a droplet needs a verified bearer token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum AuthPolicy {
     /// A token is optional; when present and valid its claims are available.
@@ -46,8 +48,9 @@ impl AuthPolicy {
     }
 }
 
-/// A parsed, validated manifest.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// A parsed, validated manifest (shown by the admin API as parsed, with
+/// `${VAR}` references in `config` left unexpanded).
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
     /// Wall-clock budget for one call, in milliseconds.

@@ -22,6 +22,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use tokio::time::Instant;
+use tracing::Instrument;
 use wasmtime::CallHook;
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{
@@ -330,21 +331,30 @@ impl Runtime {
             let instantiating = std::time::Instant::now();
             match (call.droplet, call.request) {
                 (Linked::Droplet(pre), CallRequest::Droplet(request)) => {
-                    let instance = pre.instantiate_async(&mut store).await?;
+                    let instance = pre
+                        .instantiate_async(&mut store)
+                        .instrument(crate::step_span!("instantiate"))
+                        .await?;
                     metrics::histogram!("droplet_instantiation_seconds")
                         .record(instantiating.elapsed().as_secs_f64());
                     let response = instance
                         .fp_droplet_handler()
                         .call_handle(&mut store, &request)
+                        .instrument(crate::step_span!("guest"))
                         .await?;
                     let body = store.data_mut().imports.body.take();
                     Ok(Answer { response, body })
                 }
                 (Linked::Proxy(pre), CallRequest::Http(request)) => {
-                    let instance = pre.instantiate_async(&mut store).await?;
+                    let instance = pre
+                        .instantiate_async(&mut store)
+                        .instrument(crate::step_span!("instantiate"))
+                        .await?;
                     metrics::histogram!("droplet_instantiation_seconds")
                         .record(instantiating.elapsed().as_secs_f64());
-                    serve_http(&mut store, &instance, request).await
+                    serve_http(&mut store, &instance, request)
+                        .instrument(crate::step_span!("guest"))
+                        .await
                 }
                 _ => Err(wasmtime::format_err!(
                     "the request does not match the component's world"

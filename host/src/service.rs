@@ -19,14 +19,15 @@ use http::{Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::app::App;
 use crate::dispatch::{self, CallReport};
 use crate::droplets::stats::DropletStats;
 use crate::error::HostError;
-use crate::headers::{TRACE_ID_HEADER, add_security_headers, status_class, trace_id};
+use crate::headers::{TRACE_ID_HEADER, add_security_headers, status_class};
 use crate::router::{self, Route};
-use crate::{admin, contract, endpoints};
+use crate::{admin, contract, endpoints, telemetry};
 
 /// What the access log says about a request beyond its status.
 #[derive(Default)]
@@ -44,9 +45,10 @@ struct Outcome {
 /// Answers one request. Never fails: every error becomes its JSON response.
 pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let started = Instant::now();
-    let trace_id: Arc<str> = trace_id(req.headers()).into();
     let method = req.method().clone();
     let endpoint = req.uri().path().to_string();
+    let span = telemetry::request_span(&method, &endpoint);
+    let trace_id: Arc<str> = telemetry::adopt_trace(&span, req.headers()).into();
 
     let mut outcome = Outcome::default();
     // A panic anywhere below is a host bug: the panic hook logs it (as JSON,
@@ -54,6 +56,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Full<Byte
     // JSON 500, and the connection and the host carry on.
     let answered = AssertUnwindSafe(respond(&app, req, &trace_id, &mut outcome))
         .catch_unwind()
+        .instrument(span.clone())
         .await
         .unwrap_or(Err(HostError::Internal));
     let mut response = match answered {
@@ -70,6 +73,18 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Full<Byte
     };
 
     let status = response.status().as_u16();
+    if !span.is_disabled() {
+        span.record("http.response.status_code", status);
+        if let Some(droplet) = &outcome.droplet {
+            span.record("droplet", &**droplet);
+        }
+        if let Some(version) = &outcome.version {
+            span.record("droplet.version", &**version);
+        }
+        if status >= 500 {
+            span.record("otel.status_code", "ERROR");
+        }
+    }
     if let (Some(stats), Some(droplet)) = (&outcome.stats, &outcome.droplet) {
         stats.record_status(status);
         let class = status_class(status);

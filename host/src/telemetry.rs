@@ -1,14 +1,46 @@
-//! The host's log: JSON lines for machines (the default) or pretty lines for
-//! humans, filtered by `RUST_LOG` (default `info`).
+//! The host's log and traces.
 //!
-//! Lines are handed to a dedicated writer thread and written to stdout in
-//! batches, so a request never waits on a `write` syscall for its access-log
-//! line. The channel applies backpressure rather than dropping lines.
+//! - **Log**: JSON lines for machines (the default) or pretty lines for
+//!   humans, filtered by `RUST_LOG` (default `info`). Lines are handed to a
+//!   dedicated writer thread and written to stdout in batches, so a request
+//!   never waits on a `write` syscall for its access-log line. The channel
+//!   applies backpressure rather than dropping lines.
+//! - **Tail**: the lines naming a droplet are also kept in memory for the
+//!   dashboard ([`crate::log_tail`]).
+//! - **Traces**: with `OTEL_EXPORTER_OTLP_ENDPOINT` (or
+//!   `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) set, spans of target
+//!   [`TRACE_TARGET`] are exported over OTLP/HTTP (`http/protobuf`, or
+//!   `http/json` by `OTEL_EXPORTER_OTLP_PROTOCOL`) in batches from a thread
+//!   of their own. Unset, no layer wants those spans: each `info_span!` of
+//!   that target is one cached "disabled" check.
 
 use std::io::BufWriter;
+use std::sync::atomic::{AtomicBool, Ordering};
 
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::{Protocol, WithExportConfig};
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{FilterExt, filter_fn};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{Layer, Registry};
+
+use crate::log_tail::{LogTail, TailLayer, TailLimits};
+
+/// The target of the spans exported as OpenTelemetry traces (and never
+/// written to the log).
+pub const TRACE_TARGET: &str = "droplet::trace";
+
+/// Whether traces are exported: set once by [`init`].
+static TRACING: AtomicBool = AtomicBool::new(false);
+
+/// Whether OpenTelemetry traces are exported, so a caller can skip work
+/// (parsing `traceparent`, recording attributes) that only spans need.
+pub fn traces_on() -> bool {
+    TRACING.load(Ordering::Relaxed)
+}
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,28 +51,114 @@ pub enum LogFormat {
     Pretty,
 }
 
-/// Installs the global subscriber, writing to stdout. Keep the returned guard
-/// alive until exit: dropping it flushes the lines still queued.
-pub fn init(format: LogFormat) -> WorkerGuard {
+/// The installed log and traces. Keep it alive until exit: dropping it
+/// exports the spans still queued and flushes the lines still queued.
+pub struct Telemetry {
+    tracer: Option<SdkTracerProvider>,
+    _log: WorkerGuard,
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        if let Some(tracer) = self.tracer.take()
+            && let Err(err) = tracer.shutdown()
+        {
+            tracing::warn!(error = %err, "the last traces could not be exported");
+        }
+    }
+}
+
+/// An environment variable's value, unless unset or blank.
+fn env(name: &str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .map(|value| value.trim().to_string())
+        .filter(|value| !value.is_empty())
+}
+
+/// The OTLP trace exporter the standard variables ask for, if any.
+fn otlp_tracer() -> anyhow::Result<Option<SdkTracerProvider>> {
+    let endpoint =
+        env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").or_else(|| env("OTEL_EXPORTER_OTLP_ENDPOINT"));
+    let disabled = env("OTEL_SDK_DISABLED").is_some_and(|value| value.eq_ignore_ascii_case("true"))
+        || env("OTEL_TRACES_EXPORTER").is_some_and(|value| value.eq_ignore_ascii_case("none"));
+    if endpoint.is_none() || disabled {
+        return Ok(None);
+    }
+    let protocol = env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+        .or_else(|| env("OTEL_EXPORTER_OTLP_PROTOCOL"))
+        .unwrap_or_else(|| "http/protobuf".to_string());
+    let protocol = match protocol.as_str() {
+        "http/protobuf" => Protocol::HttpBinary,
+        "http/json" => Protocol::HttpJson,
+        other => anyhow::bail!(
+            "OTEL_EXPORTER_OTLP_PROTOCOL={other} is not supported: use http/protobuf (the default) or http/json"
+        ),
+    };
+    // The exporter reads the endpoint, headers and timeout variables itself.
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_protocol(protocol)
+        .build()
+        .map_err(|err| anyhow::anyhow!("cannot build the OTLP trace exporter: {err}"))?;
+    let service = env("OTEL_SERVICE_NAME").unwrap_or_else(|| "droplet".to_string());
+    let resource = opentelemetry_sdk::Resource::builder()
+        .with_service_name(service)
+        .build();
+    Ok(Some(
+        SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_resource(resource)
+            .build(),
+    ))
+}
+
+/// Installs the global subscriber: the log on stdout, the droplet-line
+/// tail kept within `tail`, and the OTLP exporter when the standard
+/// variables ask for one.
+pub fn init(format: LogFormat, tail: TailLimits) -> anyhow::Result<Telemetry> {
     let (writer, guard) = NonBlockingBuilder::default()
         .lossy(false)
         .thread_name("log-writer")
         .finish(BufWriter::new(std::io::stdout()));
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer);
-    match format {
-        LogFormat::Json => builder
+    let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let not_a_trace = || filter_fn(|meta| !meta.target().starts_with(TRACE_TARGET));
+    let log = tracing_subscriber::fmt::layer().with_writer(writer);
+    let log = match format {
+        LogFormat::Json => log
             .json()
             .flatten_event(true)
             .with_current_span(false)
             .with_span_list(false)
-            .init(),
-        LogFormat::Pretty => builder.with_ansi(false).init(),
+            .boxed(),
+        LogFormat::Pretty => log.with_ansi(false).boxed(),
     }
+    .with_filter(filter().and(not_a_trace()));
+    let tail = (tail.lines > 0).then(|| {
+        LogTail::new(tail)
+            .install()
+            .with_filter(filter().and(filter_fn(TailLayer::wants)))
+    });
+    let tracer = otlp_tracer()?;
+    let traces = tracer.as_ref().map(|provider| {
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("droplet"))
+            .with_location(false)
+            .with_threads(false)
+            .with_filter(filter_fn(|meta| meta.target() == TRACE_TARGET))
+    });
+    TRACING.store(tracer.is_some(), Ordering::Relaxed);
+    Registry::default()
+        .with(log)
+        .with(tail)
+        .with(traces)
+        .try_init()
+        .map_err(|err| anyhow::anyhow!("cannot install the log: {err}"))?;
     log_panics();
-    guard
+    Ok(Telemetry {
+        tracer,
+        _log: guard,
+    })
 }
 
 /// Logs a panic as one error line of the host's log (message and location,
@@ -64,4 +182,74 @@ fn log_panics() {
             "the host panicked; the request it was serving answers 500"
         );
     }));
+}
+
+/// The span of one request: the root of its trace (or a child of the
+/// caller's `traceparent`). Disabled, at no cost, when traces are off.
+pub fn request_span(method: &http::Method, path: &str) -> tracing::Span {
+    tracing::info_span!(
+        target: TRACE_TARGET,
+        "request",
+        otel.kind = "server",
+        otel.name = %format_args!("{method} {}", span_route(path)),
+        http.request.method = %method,
+        url.path = %path,
+        droplet = tracing::field::Empty,
+        droplet.version = tracing::field::Empty,
+        droplet.trace_id = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    )
+}
+
+/// A request's span name keeps only the path's first segment (the droplet
+/// or the host endpoint): names must not grow with every URL.
+fn span_route(path: &str) -> String {
+    let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
+    format!("/{first}")
+}
+
+/// The request's trace id, tying `span` to it: with a valid `traceparent`
+/// the span continues that trace; without, the span's own new trace id is
+/// the request's (so `x-trace-id` finds the trace), unless the request
+/// brings an `x-request-id`, which stays its id in the log and on the span.
+pub fn adopt_trace(span: &tracing::Span, headers: &http::HeaderMap) -> String {
+    use opentelemetry::propagation::TextMapPropagator;
+    use opentelemetry::trace::TraceContextExt;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+    let given = crate::headers::given_trace_id(headers);
+    if !traces_on() || span.is_disabled() {
+        return given.unwrap_or_else(|| crate::headers::trace_id(headers));
+    }
+    let parent = opentelemetry_sdk::propagation::TraceContextPropagator::new()
+        .extract(&HeaderExtractor(headers));
+    if parent.span().span_context().is_valid() {
+        let _ = span.set_parent(parent);
+    }
+    let id = given
+        .unwrap_or_else(|| format!("{:032x}", span.context().span().span_context().trace_id()));
+    span.record("droplet.trace_id", id.as_str());
+    id
+}
+
+/// Reads `traceparent`/`tracestate` from request headers.
+struct HeaderExtractor<'a>(&'a http::HeaderMap);
+
+impl opentelemetry::propagation::Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|value| value.to_str().ok())
+    }
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(http::HeaderName::as_str).collect()
+    }
+}
+
+/// A child span of the current one (a step of a request: `queue`,
+/// `instantiate`, `guest`, a kv operation, an outbound request).
+#[macro_export]
+macro_rules! step_span {
+    ($name:literal $(, $($fields:tt)*)?) => {
+        tracing::info_span!(target: $crate::telemetry::TRACE_TARGET, $name $(, $($fields)*)?)
+    };
 }

@@ -1,11 +1,12 @@
 //! Per-droplet counters, kept across versions: requests by status class,
-//! traps, budget overruns, calls in flight, and a window of recent calls for
-//! latency percentiles and health.
+//! traps, budget overruns, calls in flight, a window of recent calls for
+//! latency percentiles and health, and a per-second series of the last five
+//! minutes for the dashboard.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 /// How many recent calls the latency window and the health verdict use.
 const WINDOW: usize = 256;
@@ -19,14 +20,137 @@ pub struct DropletStats {
     traps: AtomicU64,
     budget_overruns: AtomicU64,
     in_flight: AtomicI64,
-    /// Recent calls: latency and whether the droplet failed (trap or
-    /// overrun). A `std` mutex: held for a push or a copy, never across an
-    /// await.
-    recent: Mutex<VecDeque<(Duration, bool)>>,
+    /// Recent calls and the per-second series. A `std` mutex: held for a
+    /// push or a copy, never across an await; one lock per call (and one
+    /// more for a 5xx answer).
+    recent: Mutex<Recent>,
+}
+
+/// What [`DropletStats`] keeps under its one lock.
+#[derive(Debug, Default)]
+struct Recent {
+    /// The last [`WINDOW`] calls: latency and whether the droplet failed
+    /// (trap or overrun).
+    calls: VecDeque<(Duration, bool)>,
+    /// Allocated on the first call, so an idle droplet costs nothing here.
+    series: Option<Box<Series>>,
+}
+
+/// Seconds of history the per-second series keeps.
+pub const SERIES_SECONDS: usize = 300;
+/// Latency buckets of one second's histogram: exact below 8 µs, then four
+/// per power of two (at most 25 % wide) up to 2^28 µs (4.5 minutes).
+const BUCKETS: usize = 8 + 4 * 26;
+
+/// One finished second of a droplet's traffic.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Point {
+    /// Calls that finished in that second.
+    pub requests: u32,
+    /// Responses with a 5xx status.
+    pub errors: u32,
+    /// The 99th percentile of those calls' latency, in microseconds (the
+    /// upper edge of its histogram bucket; 0 without calls).
+    pub p99_us: u32,
+}
+
+/// The per-second ring: the second being counted and the finished ones.
+#[derive(Debug)]
+struct Series {
+    /// The second (on [`clock`]) being counted.
+    now: u64,
+    requests: u32,
+    errors: u32,
+    histogram: [u32; BUCKETS],
+    /// Finished seconds, at `second % SERIES_SECONDS`.
+    history: [Point; SERIES_SECONDS],
+}
+
+/// Bytes one droplet's per-second series takes once it has traffic.
+pub const SERIES_BYTES: usize = std::mem::size_of::<Series>();
+
+/// Whole seconds since the first time anyone asked: the series' clock.
+fn clock() -> u64 {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    ORIGIN.get_or_init(Instant::now).elapsed().as_secs()
+}
+
+fn bucket(micros: u64) -> usize {
+    if micros < 8 {
+        return micros as usize;
+    }
+    let log = 63 - u64::from(micros.leading_zeros());
+    let sub = (micros >> (log - 2)) & 3;
+    (8 + (log as usize - 3) * 4 + sub as usize).min(BUCKETS - 1)
+}
+
+/// The largest latency (µs) bucket `index` holds.
+fn bucket_top(index: usize) -> u64 {
+    if index < 8 {
+        return index as u64;
+    }
+    let (log, sub) = ((index - 8) / 4 + 3, (index - 8) % 4);
+    ((4 + sub as u64 + 1) << (log - 2)) - 1
+}
+
+impl Series {
+    fn new(now: u64) -> Self {
+        Self {
+            now,
+            requests: 0,
+            errors: 0,
+            histogram: [0; BUCKETS],
+            history: [Point::default(); SERIES_SECONDS],
+        }
+    }
+
+    /// Moves the counting on to `second`: finishes the current one and
+    /// zeroes the seconds nobody called in.
+    fn advance(&mut self, second: u64) {
+        if second <= self.now {
+            return;
+        }
+        self.history[(self.now % SERIES_SECONDS as u64) as usize] = Point {
+            requests: self.requests,
+            errors: self.errors,
+            p99_us: self.p99_us(),
+        };
+        let idle = (second - self.now - 1).min(SERIES_SECONDS as u64);
+        for gap in 1..=idle {
+            self.history[((self.now + gap) % SERIES_SECONDS as u64) as usize] = Point::default();
+        }
+        self.now = second;
+        self.requests = 0;
+        self.errors = 0;
+        self.histogram = [0; BUCKETS];
+    }
+
+    fn p99_us(&self) -> u32 {
+        if self.requests == 0 {
+            return 0;
+        }
+        let rank = (u64::from(self.requests) * 99).div_ceil(100);
+        let mut seen = 0u64;
+        for (index, count) in self.histogram.iter().enumerate() {
+            seen += u64::from(*count);
+            if seen >= rank {
+                return u32::try_from(bucket_top(index)).unwrap_or(u32::MAX);
+            }
+        }
+        0
+    }
+
+    /// The last `seconds` finished seconds, oldest first.
+    fn points(&self, seconds: usize) -> Vec<Point> {
+        let seconds = seconds.min(SERIES_SECONDS) as u64;
+        (self.now.saturating_sub(seconds)..self.now)
+            .map(|second| self.history[(second % SERIES_SECONDS as u64) as usize])
+            .collect()
+    }
 }
 
 /// A snapshot of [`DropletStats`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct StatsSnapshot {
     /// Responses 1xx..5xx, by class.
     pub requests: [u64; 5],
@@ -39,7 +163,7 @@ pub struct StatsSnapshot {
 }
 
 /// Latency percentiles over the recent window.
-#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct Latency {
     /// Calls in the window.
     pub samples: usize,
@@ -54,6 +178,16 @@ impl DropletStats {
     pub fn record_status(&self, status: u16) {
         let class = usize::from(status / 100).clamp(1, 5) - 1;
         self.by_class[class].fetch_add(1, Ordering::Relaxed);
+        if status >= 500
+            && let Ok(mut recent) = self.recent.lock()
+        {
+            let second = clock();
+            let series = recent
+                .series
+                .get_or_insert_with(|| Box::new(Series::new(second)));
+            series.advance(second);
+            series.errors += 1;
+        }
     }
 
     /// Counts a trap.
@@ -68,18 +202,41 @@ impl DropletStats {
 
     /// Records a finished call: its latency and whether the droplet failed.
     pub fn record_call(&self, latency: Duration, failed: bool) {
+        let second = clock();
         if let Ok(mut recent) = self.recent.lock() {
-            if recent.len() == WINDOW {
-                recent.pop_front();
+            if recent.calls.len() == WINDOW {
+                recent.calls.pop_front();
             }
-            recent.push_back((latency, failed));
+            recent.calls.push_back((latency, failed));
+            let series = recent
+                .series
+                .get_or_insert_with(|| Box::new(Series::new(second)));
+            series.advance(second);
+            series.requests += 1;
+            series.histogram[bucket(latency.as_micros() as u64)] += 1;
+        }
+    }
+
+    /// The last `seconds` finished seconds (at most [`SERIES_SECONDS`]),
+    /// oldest first; seconds without calls are zeros.
+    pub fn series(&self, seconds: usize) -> Vec<Point> {
+        let second = clock();
+        let Ok(mut recent) = self.recent.lock() else {
+            return vec![Point::default(); seconds.min(SERIES_SECONDS)];
+        };
+        match recent.series.as_mut() {
+            Some(series) => {
+                series.advance(second);
+                series.points(seconds)
+            }
+            None => vec![Point::default(); seconds.min(SERIES_SECONDS)],
         }
     }
 
     /// p50 and p99 of the recent calls.
     pub fn latency(&self) -> Latency {
         let mut samples: Vec<Duration> = match self.recent.lock() {
-            Ok(recent) => recent.iter().map(|(latency, _)| *latency).collect(),
+            Ok(recent) => recent.calls.iter().map(|(latency, _)| *latency).collect(),
             Err(_) => return Latency::default(),
         };
         if samples.is_empty() {
@@ -103,8 +260,9 @@ impl DropletStats {
         let Ok(recent) = self.recent.lock() else {
             return false;
         };
-        let last = recent.len().min(HEALTH_WINDOW);
+        let last = recent.calls.len().min(HEALTH_WINDOW);
         let failed = recent
+            .calls
             .iter()
             .rev()
             .take(last)
@@ -142,6 +300,51 @@ impl Drop for InFlight<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn buckets_are_ordered_and_at_most_a_quarter_wide() {
+        let mut last = 0;
+        for micros in 0..2_000_000u64 {
+            let index = bucket(micros);
+            assert!(index >= last, "{micros}");
+            assert!(micros <= bucket_top(index), "{micros} above bucket {index}");
+            if micros >= 8 {
+                assert!(bucket_top(index) <= micros + micros / 4, "{micros}");
+            }
+            last = index;
+        }
+        assert_eq!(bucket(u64::MAX), BUCKETS - 1);
+    }
+
+    #[test]
+    fn series_finishes_seconds_and_zeroes_idle_ones() {
+        let mut series = Series::new(10);
+        for micros in 1..=100 {
+            series.requests += 1;
+            series.histogram[bucket(micros * 1000)] += 1;
+        }
+        series.errors = 3;
+        series.advance(11);
+        series.requests = 1;
+        series.advance(14);
+        let points = series.points(4);
+        assert_eq!(points.len(), 4);
+        assert_eq!(points[0].requests, 100);
+        assert_eq!(points[0].errors, 3);
+        // The 99th of 1..=100 ms, to its bucket's 25 %.
+        assert!((99_000..=124_000).contains(&points[0].p99_us), "{points:?}");
+        assert_eq!(points[1].requests, 1);
+        assert_eq!(points[2], Point::default());
+        assert_eq!(points[3], Point::default());
+        // A long silence clears the whole ring.
+        series.advance(14 + 2 * SERIES_SECONDS as u64);
+        assert!(
+            series
+                .points(SERIES_SECONDS)
+                .iter()
+                .all(|p| p.requests == 0)
+        );
+    }
 
     #[test]
     fn counts_by_class_and_in_flight() {

@@ -7,6 +7,7 @@
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 use tokio::time::Instant;
 
@@ -77,7 +78,11 @@ impl KvAccess {
         op: &'static str,
         call: impl Future<Output = Result<T, KvError>>,
     ) -> Result<T, Error> {
-        let result = match tokio::time::timeout_at(self.deadline, call).await {
+        let span = crate::step_span!("kv", otel.name = %format_args!("kv.{op}"), kv.op = op);
+        let result = match tokio::time::timeout_at(self.deadline, call)
+            .instrument(span)
+            .await
+        {
             Ok(result) => result,
             Err(_) => Err(KvError::Unavailable(
                 "the request's budget ran out".to_string(),

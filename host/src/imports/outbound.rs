@@ -4,6 +4,7 @@
 //! request to [`crate::outbound::Outbound`].
 
 use std::sync::Arc;
+use tracing::Instrument;
 
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
@@ -63,9 +64,20 @@ impl WasiHttpHooks for OutboundAccess {
         _options: Option<RequestOptions>,
         _fut: Box<dyn Future<Output = Result<(), Error>> + Send>,
     ) -> Box<dyn Future<Output = Sent> + Send> {
+        let span = crate::step_span!(
+            "outbound",
+            otel.kind = "client",
+            otel.name = %format_args!("{} {}", request.method(), request.uri().host().unwrap_or("")),
+            http.request.method = %request.method(),
+            server.address = request.uri().host().unwrap_or(""),
+            // The path without the query: queries carry keys.
+            url.path = request.uri().path(),
+            http.response.status_code = tracing::field::Empty,
+        );
         let sent = self.outbound.send(request, &mut self.limits);
         Box::new(async move {
-            let response = sent.await?;
+            let response = sent.instrument(span.clone()).await?;
+            span.record("http.response.status_code", response.status().as_u16());
             let done: Box<dyn Future<Output = Result<(), Error>> + Send> =
                 Box::new(async { Ok(()) });
             Ok((response, done))

@@ -13,6 +13,7 @@ use droplet_host::connection::ConnectionLimits;
 use droplet_host::database::DatabaseSettings;
 use droplet_host::jwt::{self, JwtSettings};
 use droplet_host::kv::{BackendConfig, Durability};
+use droplet_host::log_tail::TailLimits;
 use droplet_host::manifest::ConfigEnv;
 use droplet_host::registry::RegistrySettings;
 use droplet_host::shutdown::Shutdown;
@@ -81,6 +82,13 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, env = "DROPLET_LOG_FORMAT", value_enum, default_value = "json")]
     pub log_format: LogFormatArg,
+    /// Log lines naming a droplet kept in memory for the dashboard's live
+    /// tail, across all droplets (0: no tail).
+    #[arg(long, env = "DROPLET_LOG_TAIL_LINES", default_value_t = 5000)]
+    pub log_tail_lines: usize,
+    /// Memory the dashboard's log tail may take, in MiB.
+    #[arg(long, env = "DROPLET_LOG_TAIL_MB", default_value_t = 4)]
+    pub log_tail_mb: usize,
     /// Seconds in-flight requests get to finish on shutdown.
     #[arg(long, env = "DROPLET_SHUTDOWN_GRACE_S", default_value_t = 30)]
     pub shutdown_grace_s: u64,
@@ -191,7 +199,13 @@ pub struct ServeArgs {
 
 /// `droplet serve`; `dotenv` is the `.env` file that was read, if any.
 pub fn serve(args: ServeArgs, dotenv: Option<PathBuf>) -> anyhow::Result<()> {
-    let _log_guard = telemetry::init(args.log_format.into());
+    let _telemetry = telemetry::init(
+        args.log_format.into(),
+        TailLimits {
+            lines: args.log_tail_lines,
+            bytes: args.log_tail_mb.saturating_mul(1 << 20),
+        },
+    )?;
     anyhow::ensure!(args.max_instances > 0, "--max-instances must be at least 1");
     anyhow::ensure!(
         args.max_memory_mb >= manifest::DEFAULT_MEMORY_MB,

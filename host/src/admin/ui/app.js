@@ -1,0 +1,454 @@
+// The droplet dashboard. Plain script, no build step, no outside files:
+// everything comes from the host's documented admin routes. The admin token
+// lives in sessionStorage (this tab, until it closes or the user logs out).
+// All text from the host is put in the page with textContent, never as HTML.
+"use strict";
+
+const REFRESH_MS = 1000;
+const PAGE_SIZE = 50;
+const TOKEN_KEY = "droplet-admin-token";
+const SVG = "http://www.w3.org/2000/svg";
+
+const state = {
+  sort: "name",
+  order: null,
+  offset: 0,
+  filter: "",
+  timer: null,
+  logAfter: null,
+  logTrace: null,
+  view: null,
+};
+
+const $ = (id) => document.getElementById(id);
+
+function token() {
+  return sessionStorage.getItem(TOKEN_KEY);
+}
+
+class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+async function api(method, path) {
+  const response = await fetch(path, {
+    method,
+    headers: { authorization: "Bearer " + token() },
+    cache: "no-store",
+  });
+  let body = null;
+  try {
+    body = await response.json();
+  } catch (_) {
+    body = null;
+  }
+  if (!response.ok) {
+    const error = body && body.error ? body.error : {};
+    throw new ApiError(response.status, error.code || "error", error.message || response.statusText);
+  }
+  return body;
+}
+
+function explain(error) {
+  if (error instanceof ApiError) {
+    if (error.status === 401) {
+      return "The token was refused (" + error.message + "). Paste a valid admin token.";
+    }
+    if (error.status === 403) {
+      return "This token may not use the admin API (" + error.message + ").";
+    }
+    return error.message + " (" + error.code + ")";
+  }
+  return "The host did not answer: " + error.message;
+}
+
+function el(tag, text, className) {
+  const node = document.createElement(tag);
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  if (className) node.className = className;
+  return node;
+}
+
+function fmt(value, digits) {
+  if (value === undefined || value === null) return "–";
+  return Number(value).toLocaleString("en-US", { maximumFractionDigits: digits === undefined ? 1 : digits });
+}
+
+function bytes(value) {
+  const units = ["B", "KiB", "MiB", "GiB"];
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return fmt(value, unit === 0 ? 0 : 1) + " " + units[unit];
+}
+
+// A small chart: requests/s (filled) and p99 ms (line), each on its own scale.
+function chart(series, width, height, label) {
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("viewBox", "0 0 " + width + " " + height);
+  svg.setAttribute("width", width);
+  svg.setAttribute("height", height);
+  svg.setAttribute("class", "spark");
+  svg.setAttribute("role", "img");
+  const rates = series.requests_per_s;
+  const p99 = series.p99_ms;
+  const maxRate = Math.max(1, ...rates);
+  const maxP99 = Math.max(1, ...p99);
+  const step = rates.length > 1 ? width / (rates.length - 1) : width;
+  const y = (value, max) => (height - 2 - (value / max) * (height - 4)).toFixed(1);
+  let area = "M0," + height;
+  rates.forEach((value, index) => {
+    area += " L" + (index * step).toFixed(1) + "," + y(value, maxRate);
+  });
+  area += " L" + width + "," + height + " Z";
+  const fill = document.createElementNS(SVG, "path");
+  fill.setAttribute("d", area);
+  fill.setAttribute("class", "spark-rate");
+  svg.appendChild(fill);
+  const line = document.createElementNS(SVG, "polyline");
+  line.setAttribute("points", p99.map((value, index) => (index * step).toFixed(1) + "," + y(value, maxP99)).join(" "));
+  line.setAttribute("class", "spark-p99");
+  svg.appendChild(line);
+  const last = rates.length ? rates[rates.length - 1] : 0;
+  const title = document.createElementNS(SVG, "title");
+  title.textContent = label + ": peak " + fmt(maxRate) + " req/s, worst p99 " + fmt(maxP99, 2) + " ms, last " + fmt(last) + " req/s";
+  svg.appendChild(title);
+  svg.setAttribute("aria-label", title.textContent);
+  return svg;
+}
+
+function stateBadge(row) {
+  const badge = el("span", row.state, "badge badge-" + row.state);
+  if (row.error) badge.title = row.error;
+  return badge;
+}
+
+function show(section) {
+  for (const id of ["login", "overview", "droplet"]) {
+    $(id).hidden = id !== section;
+  }
+  $("logout").hidden = section === "login";
+  state.view = section;
+}
+
+function schedule(fn) {
+  clearTimeout(state.timer);
+  state.timer = setTimeout(fn, REFRESH_MS);
+}
+
+// ---- overview ----
+
+function overviewPath() {
+  const query = new URLSearchParams({
+    sort: state.sort,
+    offset: String(state.offset),
+    limit: String(PAGE_SIZE),
+    points: "60",
+  });
+  if (state.order) query.set("order", state.order);
+  if (state.filter) query.set("filter", state.filter);
+  return "/_admin/overview?" + query;
+}
+
+function renderHost(host) {
+  const parts = [
+    host.droplets + " droplets",
+    fmt(host.requests_per_s) + " req/s",
+    host.in_flight + " in flight",
+    "up " + fmt(host.uptime_s / 60, 0) + " min",
+  ];
+  if (host.fleet_hosts !== undefined) parts.push(host.fleet_hosts + " hosts in the fleet");
+  $("host-line").textContent = parts.join(" · ");
+}
+
+function renderOverview(data) {
+  renderHost(data.host);
+  const body = $("droplets").tBodies[0];
+  const rows = [];
+  for (const row of data.droplets) {
+    const tr = el("tr");
+    tr.dataset.name = row.name;
+    const nameCell = el("th");
+    nameCell.scope = "row";
+    const link = el("a", row.name);
+    link.href = "#/droplet/" + encodeURIComponent(row.name);
+    nameCell.appendChild(link);
+    tr.appendChild(nameCell);
+    const stateCell = el("td");
+    stateCell.appendChild(stateBadge(row));
+    tr.appendChild(stateCell);
+    const version = el("td", row.fleet || row.version, "version");
+    tr.appendChild(version);
+    tr.appendChild(el("td", fmt(row.requests_per_s), "num rate"));
+    tr.appendChild(el("td", fmt(row.p50_ms, 2), "num"));
+    tr.appendChild(el("td", fmt(row.p99_ms, 2), "num"));
+    tr.appendChild(el("td", fmt(row.error_pct, 2), "num"));
+    tr.appendChild(el("td", fmt(row.budget_overruns, 0), "num"));
+    tr.appendChild(el("td", fmt(row.traps, 0), "num"));
+    tr.appendChild(el("td", fmt(row.in_flight, 0), "num"));
+    tr.appendChild(el("td", row.kv ? fmt(row.kv.keys, 0) + " / " + bytes(row.kv.bytes) : "–", "num"));
+    const spark = el("td");
+    if (row.series) spark.appendChild(chart(row.series, 120, 28, row.name));
+    tr.appendChild(spark);
+    rows.push(tr);
+  }
+  body.replaceChildren(...rows);
+  if (data.droplets.length === 0) {
+    const tr = el("tr");
+    const td = el("td", data.total === 0 && state.filter ? "No droplet matches the filter." : "No droplets.");
+    td.colSpan = 12;
+    tr.appendChild(td);
+    body.appendChild(tr);
+  }
+  const pages = Math.max(1, Math.ceil(data.total / PAGE_SIZE));
+  const page = Math.floor(data.offset / PAGE_SIZE) + 1;
+  $("page").textContent = "Page " + page + " of " + pages;
+  $("count").textContent = data.total + " shown of " + data.host.droplets;
+  $("prev").disabled = page <= 1;
+  $("next").disabled = page >= pages;
+  for (const th of document.querySelectorAll("th[data-sort]")) {
+    const active = th.dataset.sort === state.sort;
+    const descending = state.order ? state.order === "desc" : !["name", "state"].includes(state.sort);
+    th.setAttribute("aria-sort", active ? (descending ? "descending" : "ascending") : "none");
+  }
+}
+
+async function refreshOverview() {
+  if (state.view !== "overview") return;
+  try {
+    const data = await api("GET", overviewPath());
+    if (state.view !== "overview") return;
+    $("overview-error").textContent = "";
+    renderOverview(data);
+  } catch (error) {
+    if (error instanceof ApiError && (error.status === 401 || error.status === 403)) {
+      return logout(explain(error));
+    }
+    $("overview-error").textContent = explain(error);
+  }
+  schedule(refreshOverview);
+}
+
+// ---- one droplet ----
+
+function facts(list, entries) {
+  const nodes = [];
+  for (const [term, value] of entries) {
+    if (value === undefined || value === null) continue;
+    nodes.push(el("dt", term));
+    nodes.push(el("dd", Array.isArray(value) ? (value.length ? value.join(", ") : "none") : value));
+  }
+  list.replaceChildren(...nodes);
+}
+
+async function loadDroplet(name) {
+  try {
+    const detail = await api("GET", "/_admin/droplets/" + encodeURIComponent(name));
+    if (state.view !== "droplet") return;
+    $("droplet-error").textContent = "";
+    $("droplet-title").textContent = detail.name;
+    const stats = detail.stats;
+    facts($("droplet-facts"), [
+      ["State", detail.state + (detail.error ? ": " + detail.error : "")],
+      ["Version", detail.version],
+      ["Fleet", detail.fleet ? detail.fleet.summary : undefined],
+      ["Requests", stats.requests.reduce((a, b) => a + b, 0).toLocaleString("en-US")],
+      ["By class (1xx–5xx)", stats.requests.join(" / ")],
+      ["p50 / p99", fmt(detail.latency.p50_ms, 2) + " / " + fmt(detail.latency.p99_ms, 2) + " ms"],
+      ["504s / traps / in flight", stats.budget_overruns + " / " + stats.traps + " / " + stats.in_flight],
+    ]);
+    const versions = detail.versions.map((version, index) => {
+      const item = el("li", version);
+      if (version === detail.version) item.appendChild(el("span", " (serving)", "muted"));
+      if (index === 0 && version !== detail.version) item.appendChild(el("span", " (newest)", "muted"));
+      return item;
+    });
+    $("versions").replaceChildren(...versions);
+    const current = detail.versions.indexOf(detail.version);
+    const previous = current >= 0 ? detail.versions[current + 1] : undefined;
+    const button = $("rollback");
+    button.disabled = !previous;
+    button.textContent = previous ? "Roll back to " + previous : "No earlier version";
+    facts($("capabilities"), [
+      ["World", detail.world],
+      ["Granted", detail.granted],
+      ["Imports", detail.imports],
+      ["Declared", detail.capabilities],
+    ]);
+    $("manifest").textContent = JSON.stringify(detail.manifest, null, 2);
+  } catch (error) {
+    if (error instanceof ApiError && (error.status === 401 || error.status === 403)) {
+      return logout(explain(error));
+    }
+    $("droplet-error").textContent = explain(error);
+  }
+}
+
+function logLine(line) {
+  const row = el("div", null, "line level-" + String(line.level || "").toLowerCase());
+  row.appendChild(el("span", String(line.timestamp || "").replace("T", " ").replace("Z", ""), "ts"));
+  row.appendChild(el("span", line.level, "lvl"));
+  const source = line.target === "droplet::access" ? "access" : line.source || line.target;
+  row.appendChild(el("span", source, "src"));
+  let message = line.message || "";
+  if (line.target === "droplet::access") {
+    message = line.method + " " + line.endpoint + " → " + line.status_code + " in " + fmt(line.duration_ms, 2) + " ms" + (line.error ? " (" + line.error + ")" : "");
+  } else if (line.fields) {
+    message += " " + line.fields;
+  } else if (line.error) {
+    message += ": " + line.error;
+  }
+  row.appendChild(el("span", message, "msg"));
+  if (line.trace_id) {
+    const trace = el("button", line.trace_id.slice(0, 12), "trace");
+    trace.type = "button";
+    trace.title = "Show only trace " + line.trace_id;
+    trace.setAttribute("aria-label", "Show only trace " + line.trace_id);
+    trace.addEventListener("click", () => filterTrace(line.trace_id));
+    row.appendChild(trace);
+  }
+  return row;
+}
+
+function filterTrace(trace) {
+  state.logTrace = trace;
+  state.logAfter = null;
+  $("log").replaceChildren();
+  $("log-filter").textContent = trace ? "(trace " + trace + ")" : "";
+  $("clear-trace").hidden = !trace;
+}
+
+async function refreshDroplet(name) {
+  if (state.view !== "droplet") return;
+  await loadDroplet(name);
+  try {
+    const series = await api("GET", "/_admin/droplets/" + encodeURIComponent(name) + "/series");
+    $("chart").replaceChildren(chart(series, 600, 120, name + ", last 5 minutes"));
+    $("chart").setAttribute("aria-label", "Requests per second and p99 latency of " + name + " over the last 5 minutes");
+    const query = new URLSearchParams({ limit: "200" });
+    if (state.logAfter !== null) query.set("after", String(state.logAfter));
+    if (state.logTrace) query.set("trace_id", state.logTrace);
+    const tail = await api("GET", "/_admin/droplets/" + encodeURIComponent(name) + "/logs?" + query);
+    const log = $("log");
+    const atBottom = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
+    for (const line of tail.lines) log.appendChild(logLine(line));
+    while (log.childElementCount > 500) log.firstElementChild.remove();
+    if (atBottom) log.scrollTop = log.scrollHeight;
+    state.logAfter = tail.next;
+  } catch (error) {
+    if (error instanceof ApiError && (error.status === 401 || error.status === 403)) {
+      return logout(explain(error));
+    }
+    $("droplet-error").textContent = explain(error);
+  }
+  schedule(() => refreshDroplet(name));
+}
+
+async function rollback() {
+  const name = $("droplet-title").textContent;
+  const result = $("rollback-result");
+  $("rollback").disabled = true;
+  try {
+    const answer = await api("POST", "/_admin/droplets/" + encodeURIComponent(name) + "/rollback");
+    result.textContent = "Now serving " + answer.version + ".";
+  } catch (error) {
+    result.textContent = "Rollback refused: " + explain(error);
+  }
+  await loadDroplet(name);
+}
+
+// ---- navigation ----
+
+function logout(message) {
+  sessionStorage.removeItem(TOKEN_KEY);
+  clearTimeout(state.timer);
+  show("login");
+  $("host-line").textContent = "";
+  $("login-error").textContent = message || "";
+  $("token").value = "";
+  $("token").focus();
+}
+
+function route() {
+  clearTimeout(state.timer);
+  if (!token()) return logout("");
+  const match = location.hash.match(/^#\/droplet\/(.+)$/);
+  if (match) {
+    show("droplet");
+    const name = decodeURIComponent(match[1]);
+    $("droplet-title").textContent = name;
+    $("rollback-result").textContent = "";
+    filterTrace(null);
+    refreshDroplet(name);
+  } else {
+    show("overview");
+    refreshOverview();
+  }
+}
+
+async function login(event) {
+  event.preventDefault();
+  const value = $("token").value.trim();
+  if (!value) return;
+  sessionStorage.setItem(TOKEN_KEY, value);
+  try {
+    await api("GET", "/_admin/overview?limit=1");
+    $("login-error").textContent = "";
+    route();
+  } catch (error) {
+    logout(explain(error));
+  }
+}
+
+function init() {
+  $("login-form").addEventListener("submit", login);
+  $("logout").addEventListener("click", () => logout("Logged out."));
+  $("rollback").addEventListener("click", rollback);
+  $("clear-trace").addEventListener("click", () => filterTrace(null));
+  $("prev").addEventListener("click", () => {
+    state.offset = Math.max(0, state.offset - PAGE_SIZE);
+    refreshOverview();
+  });
+  $("next").addEventListener("click", () => {
+    state.offset += PAGE_SIZE;
+    refreshOverview();
+  });
+  let typing = null;
+  $("filter").addEventListener("input", (event) => {
+    clearTimeout(typing);
+    typing = setTimeout(() => {
+      state.filter = event.target.value.trim();
+      state.offset = 0;
+      refreshOverview();
+    }, 200);
+  });
+  for (const th of document.querySelectorAll("th[data-sort]")) {
+    const button = el("button", th.textContent, "sort");
+    button.type = "button";
+    button.addEventListener("click", () => {
+      if (state.sort === th.dataset.sort) {
+        const descending = state.order ? state.order === "desc" : !["name", "state"].includes(state.sort);
+        state.order = descending ? "asc" : "desc";
+      } else {
+        state.sort = th.dataset.sort;
+        state.order = null;
+      }
+      state.offset = 0;
+      refreshOverview();
+    });
+    th.replaceChildren(button);
+  }
+  document.addEventListener("visibilitychange", () => {
+    if (!document.hidden) route();
+  });
+  window.addEventListener("hashchange", route);
+  route();
+}
+
+document.addEventListener("DOMContentLoaded", init);
