@@ -74,7 +74,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Full<Byte
 
     let status = response.status().as_u16();
     if !span.is_disabled() {
-        span.record("http.response.status_code", status);
+        span.record("http.response.status_code", i64::from(status));
         if let Some(droplet) = &outcome.droplet {
             span.record("droplet", &**droplet);
         }

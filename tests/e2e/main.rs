@@ -9,6 +9,7 @@ mod support;
 mod admin;
 mod auth;
 mod contract;
+mod dashboard;
 mod fleet;
 mod hostile;
 mod kv;

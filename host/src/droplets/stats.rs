@@ -140,12 +140,17 @@ impl Series {
         0
     }
 
-    /// The last `seconds` finished seconds, oldest first.
+    /// The last `seconds` finished seconds, oldest first (zeros before the
+    /// clock began).
     fn points(&self, seconds: usize) -> Vec<Point> {
         let seconds = seconds.min(SERIES_SECONDS) as u64;
-        (self.now.saturating_sub(seconds)..self.now)
-            .map(|second| self.history[(second % SERIES_SECONDS as u64) as usize])
-            .collect()
+        let before_start = seconds.saturating_sub(self.now) as usize;
+        let mut points = vec![Point::default(); before_start];
+        points.extend(
+            (self.now.saturating_sub(seconds)..self.now)
+                .map(|second| self.history[(second % SERIES_SECONDS as u64) as usize]),
+        );
+        points
     }
 }
 

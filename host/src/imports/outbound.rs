@@ -77,7 +77,10 @@ impl WasiHttpHooks for OutboundAccess {
         let sent = self.outbound.send(request, &mut self.limits);
         Box::new(async move {
             let response = sent.instrument(span.clone()).await?;
-            span.record("http.response.status_code", response.status().as_u16());
+            span.record(
+                "http.response.status_code",
+                i64::from(response.status().as_u16()),
+            );
             let done: Box<dyn Future<Output = Result<(), Error>> + Send> =
                 Box::new(async { Ok(()) });
             Ok((response, done))
