@@ -4,8 +4,9 @@
 //!   missing, build the example droplets into `./droplets`, and start
 //!   `droplet serve` on 127.0.0.1:8080 with its embedded defaults; extra
 //!   arguments go to `droplet serve`.
-//! - `cargo xtask test [ARGS...]`: build the example droplets, then run every
-//!   test of the workspace; extra arguments go to `cargo test`.
+//! - `cargo xtask test [ARGS...]`: build the example droplets, install
+//!   Chromium for the dashboard's browser test if it is missing (apt-get),
+//!   then run every test of the workspace; extra arguments go to `cargo test`.
 //! - `cargo xtask install [--root DIR]`: build the `droplet` binary (the same
 //!   build `serve` runs) and copy it into `DIR/bin` (default: cargo's own
 //!   bin directory, `$CARGO_HOME/bin`, which rustup puts on `PATH`).
@@ -106,6 +107,7 @@ fn main() -> Result<()> {
         "test" => {
             announce_first_build(&root, "debug");
             build_examples(&root, &root.join("droplets"))?;
+            ensure_browser();
             let mut test = cargo(&root);
             test.args(["test", "--workspace", "--exclude", "xtask"]);
             for example in EXAMPLES {
@@ -216,6 +218,24 @@ fn examples_out(root: &Path) -> PathBuf {
     target_dir(root).join(TARGET).join("release")
 }
 
+/// Installs Debian `packages` with apt-get (updating the package lists
+/// once if the first try fails); whether it worked.
+fn apt_install(packages: &[&str]) -> bool {
+    let install = || {
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq"])
+            .args(packages)
+            .status()
+            .is_ok_and(|status| status.success())
+    };
+    install()
+        || (Command::new("apt-get")
+            .args(["update", "-qq"])
+            .status()
+            .is_ok_and(|status| status.success())
+            && install())
+}
+
 /// Makes sure the `wrk` load generator is installed: from Debian's packages
 /// when it is missing and apt-get is available.
 fn ensure_wrk() -> Result<()> {
@@ -224,23 +244,29 @@ fn ensure_wrk() -> Result<()> {
         return Ok(());
     }
     eprintln!("xtask: installing wrk with apt-get");
-    let installed = Command::new("apt-get")
-        .args(["install", "-y", "-qq", "wrk"])
-        .status()
-        .is_ok_and(|status| status.success())
-        || (Command::new("apt-get")
-            .args(["update", "-qq"])
-            .status()
-            .is_ok_and(|status| status.success())
-            && Command::new("apt-get")
-                .args(["install", "-y", "-qq", "wrk"])
-                .status()
-                .is_ok_and(|status| status.success()));
     ensure!(
-        installed && present(),
+        apt_install(&["wrk"]) && present(),
         "the benchmarks need wrk: install it (Debian/Ubuntu: `apt-get install wrk`)"
     );
     Ok(())
+}
+
+/// Installs Debian's `chromium` and `chromium-driver` for the dashboard's
+/// browser test when they are missing and apt-get is available. Never
+/// fails: without them that test is skipped and says why (unless
+/// `DROPLET_REQUIRE_BROWSER=1`).
+fn ensure_browser() {
+    let present =
+        || Path::new("/usr/bin/chromedriver").exists() && Path::new("/usr/bin/chromium").exists();
+    if present() || std::env::var_os("CHROMEDRIVER").is_some() {
+        return;
+    }
+    eprintln!(
+        "xtask: installing chromium and chromium-driver with apt-get (the dashboard's browser test)"
+    );
+    if !(apt_install(&["chromium", "chromium-driver"]) && present()) {
+        eprintln!("xtask: chromium could not be installed; the browser test will be skipped");
+    }
 }
 
 /// Adds the wasm target when rustup is there and the target is not.
