@@ -42,7 +42,7 @@ fn main() -> Result<()> {
     );
 
     // Every run starts from scratch: no stored versions or data of an earlier one.
-    for dir in ["droplets", "data", "many"] {
+    for dir in ["droplets", "data", "data-traced", "many"] {
         let _ = std::fs::remove_dir_all(opts.out.join(dir));
     }
     let droplets = opts.out.join("droplets");
@@ -77,6 +77,7 @@ fn main() -> Result<()> {
     swap_under_load(&opts, &host, &mut report)?;
     contract_endpoints(&opts, &host, &mut report)?;
     outbound_calls(&opts, &host, &native, &mut report)?;
+    tracing_cost(&opts, &droplets, &host, &native, &mut report)?;
     fleet::run(&opts, &host, &mut report)?;
     drop(host);
     drop(native);
@@ -167,8 +168,24 @@ impl Server {
     /// Starts `droplet serve` with extra flags; the admin API is enabled with
     /// [`BENCH_SECRET`].
     fn start_host_with(opts: &Opts, droplets: &Path, data: &Path, args: &[&str]) -> Result<Self> {
+        Self::start_host_env(opts, droplets, data, args, &[])
+    }
+
+    /// [`Server::start_host_with`] with extra environment variables; its log
+    /// goes to `{data}.log`.
+    fn start_host_env(
+        opts: &Opts,
+        droplets: &Path,
+        data: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Self> {
         let addr = free_addr()?;
-        let log = std::fs::File::create(opts.out.join("host.log"))?;
+        let log_name = match data.file_name().and_then(|name| name.to_str()) {
+            Some("data") | None => "host.log".to_string(),
+            Some(name) => format!("{name}.log"),
+        };
+        let log = std::fs::File::create(opts.out.join(log_name))?;
         let child = Command::new(opts.bin_dir.join("droplet"))
             .arg("serve")
             .arg("--listen")
@@ -179,6 +196,7 @@ impl Server {
             .arg(data)
             .args(args)
             .env("JWT_SECRET", BENCH_SECRET)
+            .envs(env.iter().copied())
             .stdout(log)
             .stderr(Stdio::inherit())
             .spawn()
@@ -567,6 +585,9 @@ struct Startup {
     /// Latency of the first request to one droplet, then of the second.
     first_request_ms: f64,
     second_request_ms: f64,
+    /// The dashboard's table (`GET /_admin/overview?points=60`, one page of
+    /// 50 with sparklines, sorted by rate over every droplet): median of 5.
+    overview_ms: f64,
 }
 
 fn median(values: &[f64]) -> f64 {
@@ -692,19 +713,20 @@ impl Report {
         }
         if !self.startups.is_empty() {
             md.push_str(
-                "\n| droplets | cache | loading | start-up (ms) | idle RSS (MiB) | first request (ms) | second request (ms) |\n\
-                 | --- | --- | --- | --- | --- | --- | --- |\n",
+                "\n| droplets | cache | loading | start-up (ms) | idle RSS (MiB) | first request (ms) | second request (ms) | dashboard overview (ms) |\n\
+                 | --- | --- | --- | --- | --- | --- | --- | --- |\n",
             );
             for start in &self.startups {
                 md.push_str(&format!(
-                    "| {} | {} | {} | {:.0} | {:.1} | {:.2} | {:.2} |\n",
+                    "| {} | {} | {} | {:.0} | {:.1} | {:.2} | {:.2} | {:.2} |\n",
                     start.droplets,
                     start.cache,
                     start.loading,
                     start.startup_ms,
                     start.idle_rss_mib,
                     start.first_request_ms,
-                    start.second_request_ms
+                    start.second_request_ms,
+                    start.overview_ms
                 ));
             }
         }
@@ -923,6 +945,45 @@ fn outbound_calls(opts: &Opts, host: &Server, native: &Server, report: &mut Repo
     Ok(())
 }
 
+/// hello on a host exporting OpenTelemetry traces (OTLP/HTTP protobuf, to
+/// the native server, which answers every export 200) vs hello on the host
+/// with traces off (the default), at 16 connections.
+fn tracing_cost(
+    opts: &Opts,
+    droplets: &Path,
+    host: &Server,
+    native: &Server,
+    report: &mut Report,
+) -> Result<()> {
+    let connections = 16;
+    let sink = native.url("");
+    let traced = Server::start_host_env(
+        opts,
+        droplets,
+        &opts.out.join("data-traced"),
+        &[],
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", sink.as_str())],
+    )?;
+    let mut row = Row::new(
+        "OpenTelemetry traces: hello with OTLP export on vs off",
+        "hello, traces on",
+        "hello, traces off",
+        connections,
+        "a span per request + queue, instantiate, guest; off is the default",
+    );
+    let (on, off) = (
+        Load::get(traced.url("/hello/"), connections),
+        Load::get(host.url("/hello/"), connections),
+    );
+    row.measure_rounds(
+        opts,
+        || measure(opts, &traced, &on, None),
+        || measure(opts, host, &off, None),
+    )?;
+    report.push_clean(row);
+    Ok(())
+}
+
 /// hello at 16 connections while it is swapped 20 times through the admin
 /// API, vs the same load without swaps.
 fn swap_under_load(opts: &Opts, host: &Server, report: &mut Report) -> Result<()> {
@@ -1022,6 +1083,21 @@ fn many_droplets(opts: &Opts, report: &mut Report) -> Result<()> {
         };
         let first_request_ms = timed("/d7/")?;
         let second_request_ms = timed("/d7/")?;
+        let token = admin_token(opts)?;
+        let mut overview = Vec::new();
+        for _ in 0..5 {
+            let started = Instant::now();
+            let status = http_status(
+                host.addr,
+                &format!(
+                    "GET /_admin/overview?points=60&sort=requests_per_s HTTP/1.1\r\nhost: bench\r\n\
+                     authorization: Bearer {token}\r\nconnection: close\r\n\r\n"
+                ),
+            )?;
+            ensure!(status == 200, "the overview answered {status}");
+            overview.push(started.elapsed().as_secs_f64() * 1e3);
+        }
+        let overview_ms = median(&overview);
         report.check(
             startup_ms > 0.0,
             format!("many droplets ({cache}, {loading}) did not start"),
@@ -1034,6 +1110,7 @@ fn many_droplets(opts: &Opts, report: &mut Report) -> Result<()> {
             idle_rss_mib,
             first_request_ms,
             second_request_ms,
+            overview_ms,
         });
     }
     Ok(())

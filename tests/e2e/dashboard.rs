@@ -14,7 +14,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
-use crate::support::{Host, HostBuilder, TEST_SECRET, admin_request};
+use crate::support::{Host, HostBuilder, TEST_SECRET, admin_request, example_variant};
 
 async fn watched_host() -> Host {
     HostBuilder::new()
@@ -525,4 +525,41 @@ async fn traces_reach_an_otlp_receiver_with_their_steps() {
             .then_some(())
     })
     .await;
+}
+
+#[tokio::test]
+async fn the_overview_sorts_filters_and_pages_a_thousand_droplets() {
+    let mut builder = HostBuilder::new()
+        .arg("--lazy")
+        .env("JWT_SECRET", TEST_SECRET);
+    for i in 0..1000 {
+        builder = builder.file(&format!("d{i:04}.wasm"), example_variant("hello", i));
+    }
+    let host = builder.start().await;
+    for _ in 0..5 {
+        assert_eq!(host.get("/d0500/").await.status, 200);
+    }
+    let overview = |query: &'static str| {
+        let host = &host;
+        async move {
+            let reply = admin_request(host, "GET", &format!("/_admin/overview?{query}"), None).await;
+            assert_eq!(reply.status, 200, "{}", reply.text());
+            reply.json()
+        }
+    };
+    let first = overview("points=60").await;
+    assert_eq!(first["total"], 1000);
+    assert_eq!(first["droplets"].as_array().map(Vec::len), Some(50));
+    assert_eq!(first["droplets"][0]["name"], "d0000");
+    assert_eq!(first["droplets"][0]["state"], "inactive");
+    let last = overview("offset=990&limit=50").await;
+    assert_eq!(last["droplets"].as_array().map(Vec::len), Some(10));
+    assert_eq!(last["droplets"][9]["name"], "d0999");
+    let busiest = overview("sort=requests&limit=1").await;
+    assert_eq!(busiest["droplets"][0]["name"], "d0500");
+    assert_eq!(busiest["droplets"][0]["requests"], 5);
+    let filtered = overview("filter=d099").await;
+    assert_eq!(filtered["total"], 10);
+    let backwards = overview("sort=name&order=desc&limit=2").await;
+    assert_eq!(backwards["droplets"][0]["name"], "d0999");
 }

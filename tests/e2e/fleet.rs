@@ -140,6 +140,16 @@ async fn three_hosts_share_kv_and_every_deploy_and_rollback_reaches_all() {
     assert!(ok, "{err}");
     assert!(out.contains("FLEET"), "{out}");
     assert!(out.contains(&format!("{deployed} on 3/3 hosts")), "{out}");
+    // The dashboard's table says the same, with the fleet's size.
+    let overview = admin_request(&three, "GET", "/_admin/overview?filter=hello", None)
+        .await
+        .json();
+    assert_eq!(overview["host"]["fleet_hosts"], 3, "{overview}");
+    assert_eq!(
+        overview["droplets"][0]["fleet"],
+        json!(format!("{deployed} on 3/3 hosts")),
+        "{overview}"
+    );
 
     // A rollback through host two: all three go back.
     let reply = admin_request(&two, "POST", "/_admin/droplets/hello/rollback", None).await;

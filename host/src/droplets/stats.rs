@@ -322,6 +322,14 @@ mod tests {
     }
 
     #[test]
+    fn the_series_costs_a_droplet_under_4_kib() {
+        // The dashboard's memory per droplet with traffic: five minutes of
+        // seconds plus the second being counted.
+        assert!(SERIES_BYTES <= 4096, "{SERIES_BYTES}");
+        println!("series: {SERIES_BYTES} bytes per droplet");
+    }
+
+    #[test]
     fn series_finishes_seconds_and_zeroes_idle_ones() {
         let mut series = Series::new(10);
         for micros in 1..=100 {
