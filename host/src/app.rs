@@ -75,6 +75,8 @@ pub struct ServeSettings {
     pub response_buffer_bytes: usize,
     /// Outbound HTTP requests in flight at once across every droplet.
     pub max_outbound_in_flight: usize,
+    /// Which requests get an access-log line.
+    pub access_log: crate::access_log::AccessLogMode,
 }
 
 /// The host's shared state.
@@ -107,6 +109,8 @@ pub struct App {
     pub database: Option<Arc<Database>>,
     /// This host's part in a fleet (PostgreSQL only).
     pub fleet: Option<Arc<Fleet>>,
+    /// Which requests get an access-log line.
+    pub access_log: crate::access_log::AccessLog,
     /// kv usage the dashboard read lately.
     pub kv_usage: crate::admin::KvUsageCache,
     /// Held while the host runs: one host per data directory.
@@ -257,6 +261,7 @@ impl App {
             shutdown: shutdown.clone(),
             database,
             fleet,
+            access_log: crate::access_log::AccessLog::new(settings.access_log),
             kv_usage: crate::admin::KvUsageCache::default(),
             _data_lock: data_lock,
         });

@@ -59,18 +59,20 @@ impl InternalCalls for App {
             if let Ok(value) = http::HeaderValue::from_str(&trace_id) {
                 response.headers_mut().insert(TRACE_ID_HEADER, value);
             }
-            tracing::info!(
-                target: "droplet::access",
-                trace_id = %trace_id,
-                droplet = %callee,
-                caller = %caller,
-                method = %method,
-                endpoint = %endpoint,
-                status_code = response.status().as_u16(),
-                duration_ms = started.elapsed().as_secs_f64() * 1e3,
-                error,
-                "internal request"
-            );
+            if self.access_log.wants(response.status().as_u16()) {
+                tracing::info!(
+                    target: "droplet::access",
+                    trace_id = %trace_id,
+                    droplet = %callee,
+                    caller = %caller,
+                    method = %method,
+                    endpoint = %endpoint,
+                    status_code = response.status().as_u16(),
+                    duration_ms = started.elapsed().as_secs_f64() * 1e3,
+                    error,
+                    "internal request"
+                );
+            }
             let held = response.extensions_mut().remove::<HeldBytes>();
             response.map(|body| {
                 Holding {

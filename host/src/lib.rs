@@ -9,6 +9,7 @@
 //! instance, scheduled by [`scheduler`]. The droplets and their versions
 //! live in [`droplets`]; kv storage in [`kv`]. `CONTRIBUTING.md` has the map.
 
+pub mod access_log;
 pub mod admin;
 pub mod app;
 pub mod bindings;

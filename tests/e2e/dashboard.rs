@@ -542,7 +542,8 @@ async fn the_overview_sorts_filters_and_pages_a_thousand_droplets() {
     let overview = |query: &'static str| {
         let host = &host;
         async move {
-            let reply = admin_request(host, "GET", &format!("/_admin/overview?{query}"), None).await;
+            let reply =
+                admin_request(host, "GET", &format!("/_admin/overview?{query}"), None).await;
             assert_eq!(reply.status, 200, "{}", reply.text());
             reply.json()
         }

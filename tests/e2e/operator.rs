@@ -155,3 +155,60 @@ async fn droplet_errors_have_the_hosts_shape_and_say_why_a_token_failed() {
     let message = forged.assert_error(401, "unauthorized");
     assert!(message.contains("invalid"), "{message}");
 }
+
+/// The access lines a host wrote so far, by trace id.
+fn access_lines(host: &crate::support::Host) -> Vec<serde_json::Value> {
+    host.log_lines()
+        .into_iter()
+        .filter(|line| line["target"] == "droplet::access")
+        .collect()
+}
+
+#[tokio::test]
+async fn the_access_log_keeps_what_the_operator_chose() {
+    for (mode, sample) in [("errors", None), ("sampled", Some("5")), ("off", None)] {
+        let mut builder = HostBuilder::new()
+            .droplet("echo", "echo")
+            .arg("--access-log")
+            .arg(mode);
+        if let Some(sample) = sample {
+            builder = builder.env("DROPLET_ACCESS_LOG_SAMPLE", sample);
+        }
+        let host = builder.start().await;
+        for _ in 0..20 {
+            assert_eq!(host.get("/echo/").await.status, 200);
+        }
+        let failed = host.get("/echo/?status=503").await;
+        assert_eq!(failed.status, 503);
+        let trace = failed.header("x-trace-id").unwrap_or_default().to_string();
+        // A marker request, then wait for its line (or, with the log off,
+        // for the guest line of the same request) so every earlier line is in.
+        let marker = host.get("/echo/?status=404").await;
+        let marker_trace = marker.header("x-trace-id").unwrap_or_default().to_string();
+        host.wait_for_log(
+            |line| line["trace_id"] == marker_trace.as_str(),
+            std::time::Duration::from_secs(5),
+        )
+        .await
+        .expect("the marker request's lines");
+        let lines = access_lines(&host);
+        let ok = lines
+            .iter()
+            .filter(|line| line["status_code"] == 200)
+            .count();
+        let errors_logged = lines
+            .iter()
+            .any(|line| line["trace_id"] == trace.as_str() && line["status_code"] == 503);
+        match mode {
+            "errors" => {
+                assert_eq!(ok, 0, "{mode}: {lines:?}");
+                assert!(errors_logged, "{mode}: {lines:?}");
+            }
+            "sampled" => {
+                assert_eq!(ok, 4, "{mode}: one in 5 of 20: {lines:?}");
+                assert!(errors_logged, "{mode}: errors always: {lines:?}");
+            }
+            _ => assert!(lines.is_empty(), "{mode}: {lines:?}"),
+        }
+    }
+}

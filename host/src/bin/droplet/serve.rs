@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use droplet_host::access_log::AccessLogMode;
 use droplet_host::app::{App, ServeSettings};
 use droplet_host::connection::ConnectionLimits;
 use droplet_host::database::DatabaseSettings;
@@ -61,6 +62,19 @@ impl From<LogFormatArg> for LogFormat {
     }
 }
 
+/// `--access-log`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum AccessLogArg {
+    /// Every request.
+    All,
+    /// Requests not answered 2xx.
+    Errors,
+    /// One in `--access-log-sample`, and every error.
+    Sampled,
+    /// None.
+    Off,
+}
+
 /// Arguments of `droplet serve`.
 #[derive(clap::Args)]
 pub struct ServeArgs {
@@ -82,6 +96,13 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, env = "DROPLET_LOG_FORMAT", value_enum, default_value = "json")]
     pub log_format: LogFormatArg,
+    /// Which requests get an access-log line: `all`, `errors` (not 2xx),
+    /// `sampled` (one in --access-log-sample, and every error) or `off`.
+    #[arg(long, env = "DROPLET_ACCESS_LOG", value_enum, default_value = "all")]
+    pub access_log: AccessLogArg,
+    /// With `--access-log sampled`: log one request in this many.
+    #[arg(long, env = "DROPLET_ACCESS_LOG_SAMPLE", default_value_t = 100)]
+    pub access_log_sample: u64,
     /// Log lines naming a droplet kept in memory for the dashboard's live
     /// tail, across all droplets (0: no tail).
     #[arg(long, env = "DROPLET_LOG_TAIL_LINES", default_value_t = 5000)]
@@ -253,6 +274,12 @@ pub fn serve(args: ServeArgs, dotenv: Option<PathBuf>) -> anyhow::Result<()> {
         host_id: args.host_id,
         response_buffer_bytes: args.max_response_buffer_mb.saturating_mul(1 << 20),
         max_outbound_in_flight: args.max_outbound_connections.max(1),
+        access_log: match args.access_log {
+            AccessLogArg::All => AccessLogMode::All,
+            AccessLogArg::Errors => AccessLogMode::Errors,
+            AccessLogArg::Sampled => AccessLogMode::Sampled(args.access_log_sample.max(1)),
+            AccessLogArg::Off => AccessLogMode::Off,
+        },
         kv_default_quota_bytes: (args.kv_default_quota_mb > 0)
             .then(|| args.kv_default_quota_mb.saturating_mul(1 << 20)),
         data_dir: args.data_dir,
