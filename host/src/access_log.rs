@@ -42,7 +42,11 @@ impl AccessLog {
             AccessLogMode::All => true,
             AccessLogMode::Errors => failed,
             AccessLogMode::Sampled(every) => {
-                failed || self.seen.fetch_add(1, Ordering::Relaxed) % every.max(1) == 0
+                failed
+                    || self
+                        .seen
+                        .fetch_add(1, Ordering::Relaxed)
+                        .is_multiple_of(every.max(1))
             }
             AccessLogMode::Off => false,
         }
