@@ -114,6 +114,7 @@ fn call(c: &mut Criterion) {
         Runtime::new(&RuntimeSettings {
             max_instances: 100,
             max_memory_mb: 256,
+            keep_resident_bytes: None,
         })
         .expect("runtime"),
     );

@@ -77,6 +77,9 @@ pub struct ServeSettings {
     pub max_outbound_in_flight: usize,
     /// Which requests get an access-log line.
     pub access_log: crate::access_log::AccessLogMode,
+    /// Bytes of each instance memory wiped in place on drop; `None`: the
+    /// runtime's default.
+    pub keep_resident_bytes: Option<usize>,
 }
 
 /// The host's shared state.
@@ -198,6 +201,7 @@ impl App {
         let runtime = Arc::new(Runtime::new(&RuntimeSettings {
             max_instances: settings.max_instances,
             max_memory_mb: settings.max_memory_mb,
+            keep_resident_bytes: settings.keep_resident_bytes,
         })?);
         let cache_dir = settings
             .cache_dir

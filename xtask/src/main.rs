@@ -25,9 +25,9 @@ use std::process::Command;
 use anyhow::{Context, Result, bail, ensure};
 
 const TARGET: &str = "wasm32-wasip2";
-/// Examples built for the tests only: never copied into a droplets
+/// Examples built for the tests and benchmarks only: never copied into a droplets
 /// directory that a host serves.
-const TEST_ONLY: &[&str] = &["hostile"];
+const TEST_ONLY: &[&str] = &["hostile", "dirty"];
 /// The example droplets, as crates under `examples/`.
 const EXAMPLES: &[&str] = &[
     "hello",
@@ -41,6 +41,7 @@ const EXAMPLES: &[&str] = &[
     "gateway",
     "proxy-hello",
     "hostile",
+    "dirty",
 ];
 
 fn main() -> Result<()> {

@@ -70,6 +70,7 @@ pub fn build(args: BuildArgs) -> anyhow::Result<()> {
     let runtime = Runtime::new(&RuntimeSettings {
         max_instances: 1,
         max_memory_mb: 64,
+        keep_resident_bytes: None,
     })?;
     let check = |wasm: &[u8]| -> Result<(), String> {
         let component = wasmtime::component::Component::new(runtime.engine(), wasm)
