@@ -24,6 +24,7 @@ use serde_json::Value;
 
 mod fleet;
 mod soak;
+mod targets;
 
 fn main() -> Result<()> {
     let opts = Opts::parse()?;
@@ -42,7 +43,16 @@ fn main() -> Result<()> {
     );
 
     // Every run starts from scratch: no stored versions or data of an earlier one.
-    for dir in ["droplets", "data", "data-traced", "data-wide", "many"] {
+    for dir in [
+        "droplets",
+        "data",
+        "data-traced",
+        "data-wide",
+        "data-log-off",
+        "data-log-errors",
+        "data-log-sampled",
+        "many",
+    ] {
         let _ = std::fs::remove_dir_all(opts.out.join(dir));
     }
     let droplets = opts.out.join("droplets");
@@ -86,6 +96,7 @@ fn main() -> Result<()> {
     outbound_calls(&opts, &host, &native, &mut report)?;
     tracing_cost(&opts, &droplets, &host, &native, &mut report)?;
     dirty_pages(&opts, &host, &mut report)?;
+    access_log_modes(&opts, &droplets, &host, &mut report)?;
     fleet::run(&opts, &host, &mut report)?;
     drop(host);
     drop(native);
@@ -93,6 +104,13 @@ fn main() -> Result<()> {
 
     report.write(&opts.out)?;
     println!("{}", report.markdown());
+    // Only a full run with the default rounds speaks for the README.
+    if !opts.short && opts.rounds == 3 && report.failures.is_empty() {
+        targets::write_into_readme(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"),
+            &report.markdown(),
+        )?;
+    }
     ensure!(
         report.failures.is_empty(),
         "sanity checks failed:\n{}",
@@ -667,8 +685,9 @@ impl Report {
     }
 
     fn markdown(&self) -> String {
-        let mut md = format!(
-            "Run {} ({} mode, {} round(s) × {} s, alternating A/B), commit `{}`, {} cores, {}.\n\n\
+        let mut md = targets::markdown(self);
+        md.push_str(&format!(
+            "\nEvery row, same run {} ({} mode, {} round(s) × {} s, alternating A/B), commit `{}`, {} cores, {}.\n\n\
              | scenario | conns | subject vs baseline | req/s ratio: median (min–max) | subject req/s | baseline req/s | subject p50 / p99 / p99.9 (ms) | baseline p50 / p99 / p99.9 (ms) | subject CPU µs/req | baseline CPU µs/req | subject peak RSS MiB | note |\n\
              | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
             self.machine.date,
@@ -678,7 +697,7 @@ impl Report {
             self.machine.commit,
             self.machine.nproc,
             self.machine.cpu
-        );
+        ));
         for row in &self.rows {
             let (lo, hi) = min_max(&row.ratios);
             let med = |runs: &[Measurement], f: fn(&Measurement) -> f64| {
@@ -989,6 +1008,41 @@ fn tracing_cost(
         || measure(opts, host, &off, None),
     )?;
     report.push_clean(row);
+    Ok(())
+}
+
+/// hello at 16 connections on hosts started with `--access-log off`,
+/// `errors` and `sampled` (1 in 100), each vs the default `all`.
+fn access_log_modes(
+    opts: &Opts,
+    droplets: &Path,
+    host: &Server,
+    report: &mut Report,
+) -> Result<()> {
+    let connections = 16;
+    let all = Load::get(host.url("/hello/"), connections);
+    for mode in ["off", "errors", "sampled"] {
+        let other = Server::start_host_with(
+            opts,
+            droplets,
+            &opts.out.join(format!("data-log-{mode}")),
+            &["--access-log", mode, "--no-watch"],
+        )?;
+        let mut row = Row::new(
+            &format!("access log: --access-log {mode} vs all"),
+            &format!("hello, access log {mode}"),
+            "hello, access log all",
+            connections,
+            "CPU µs/req: the access line's share of hello's cost",
+        );
+        let load = Load::get(other.url("/hello/"), connections);
+        row.measure_rounds(
+            opts,
+            || measure(opts, &other, &load, None),
+            || measure(opts, host, &all, None),
+        )?;
+        report.push_clean(row);
+    }
     Ok(())
 }
 

@@ -1,0 +1,260 @@
+//! The targets the host is held to, judged from one run's rows: every row
+//! of the targets table comes from the same `results.json`, with that run's
+//! date and commit, and says met or missed (or that the run did not measure
+//! it). A full run also writes the table, and the run's full results, into
+//! `bench/README.md` between its `results` markers: the README's figures are
+//! always one run's.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use crate::{Measurement, Report, Row, median};
+
+/// One target and what the run measured.
+pub struct Target {
+    what: &'static str,
+    goal: String,
+    measured: String,
+    /// `None`: the run has no row for it.
+    met: Option<bool>,
+}
+
+fn find<'a>(report: &'a Report, scenario: &str, connections: Option<u32>) -> Option<&'a Row> {
+    report.rows.iter().find(|row| {
+        row.scenario.starts_with(scenario) && connections.is_none_or(|c| row.connections == c)
+    })
+}
+
+fn med(runs: &[Measurement], f: fn(&Measurement) -> f64) -> f64 {
+    median(&runs.iter().map(f).collect::<Vec<_>>())
+}
+
+fn cpu(runs: &[Measurement]) -> f64 {
+    med(runs, |m| m.cpu_us_per_request)
+}
+
+fn p99_ms(runs: &[Measurement]) -> f64 {
+    med(runs, |m| m.wrk.p99_us as f64) / 1e3
+}
+
+fn absent(what: &'static str, goal: String) -> Target {
+    Target {
+        what,
+        goal,
+        measured: "not measured in this run".into(),
+        met: None,
+    }
+}
+
+/// Every target, judged from `report`.
+pub fn judge(report: &Report) -> Vec<Target> {
+    let mut targets = Vec::new();
+    for connections in [16, 64] {
+        let what = if connections == 16 {
+            "hello: server CPU per request, 16 conns"
+        } else {
+            "hello: server CPU per request, 64 conns"
+        };
+        let goal = "≤ 25 µs (host CPU time ÷ hello requests served)".to_string();
+        targets.push(
+            match find(report, "hello, fresh instance", Some(connections)) {
+                Some(row) => {
+                    let (host, native) = (cpu(&row.subject_runs), cpu(&row.baseline_runs));
+                    Target {
+                        what,
+                        goal,
+                        measured: format!("{host:.1} µs (native hyper: {native:.1} µs)"),
+                        met: Some(host <= 25.0),
+                    }
+                }
+                None => absent(what, goal),
+            },
+        );
+    }
+    let ratio_target = |scenario: &str, what: &'static str, goal: &str, at_least: f64| match find(
+        report, scenario, None,
+    ) {
+        Some(row) => {
+            let ratio = median(&row.ratios);
+            Target {
+                what,
+                goal: goal.to_string(),
+                measured: format!(
+                    "{ratio:.2}× ({:.0} vs {:.0} req/s)",
+                    med(&row.subject_runs, |m| m.rps),
+                    med(&row.baseline_runs, |m| m.rps)
+                ),
+                met: Some(ratio >= at_least),
+            }
+        }
+        None => absent(what, goal.to_string()),
+    };
+    targets.push(ratio_target(
+        "hello + one kv get",
+        "one kv get costs ≤ 10 % of hello's throughput",
+        "kvstore GET ≥ 0.90× hello req/s",
+        0.90,
+    ));
+    targets.push(ratio_target(
+        "noisy neighbour",
+        "noisy neighbour keeps ≥ 70 % of a healthy droplet's throughput",
+        "hello with spin hammered ≥ 0.70× hello alone",
+        0.70,
+    ));
+    let what = "504 for a 50 ms budget";
+    let goal = "p99 time to the 504 ≤ 53 ms".to_string();
+    targets.push(match find(report, "budget precision", None) {
+        Some(row) => {
+            let p99 = p99_ms(&row.subject_runs);
+            Target {
+                what,
+                goal,
+                measured: format!("p99 {p99:.2} ms"),
+                met: Some(p99 <= 53.0),
+            }
+        }
+        None => absent(what, goal),
+    });
+    let what = "p99 at 64 conns vs native";
+    let goal = "hello's p99 ≤ 1.5× native hyper's".to_string();
+    targets.push(match find(report, "hello, fresh instance", Some(64)) {
+        Some(row) => {
+            let (ours, native) = (p99_ms(&row.subject_runs), p99_ms(&row.baseline_runs));
+            Target {
+                what,
+                goal,
+                measured: format!(
+                    "{ours:.2} vs {native:.2} ms = {:.2}×",
+                    ours / native.max(1e-9)
+                ),
+                met: Some(ours <= 1.5 * native),
+            }
+        }
+        None => absent(what, goal),
+    });
+    // Cost as the work grows: CPU/req may grow at most like the pages.
+    let mut previous: Option<(f64, u32)> = None;
+    for (label, pages) in [("1 MiB", 256u32), ("4 MiB", 1024), ("16 MiB", 4096)] {
+        let what = match label {
+            "1 MiB" => "dirty 1 MiB vs 64 KiB: CPU/req grows ≤ pages",
+            "4 MiB" => "dirty 4 MiB vs 64 KiB: CPU/req grows ≤ pages, no cliff",
+            _ => "dirty 16 MiB vs 64 KiB: CPU/req grows ≤ pages, no cliff",
+        };
+        let factor = pages / 16;
+        let goal = match previous {
+            Some((_, before)) => format!(
+                "≤ {factor}× the 64 KiB CPU/req, and ≤ {}× the previous size's",
+                pages / before
+            ),
+            None => format!("≤ {factor}× the 64 KiB CPU/req"),
+        };
+        let scenario = format!("cost as work grows: dirty {label} ");
+        match find(report, &scenario, None) {
+            Some(row) => {
+                let (big, small) = (cpu(&row.subject_runs), cpu(&row.baseline_runs));
+                let growth = big / small.max(1e-9);
+                let step_ok = previous.is_none_or(|(before_cpu, before)| {
+                    big / before_cpu <= f64::from(pages / before)
+                });
+                targets.push(Target {
+                    what,
+                    goal,
+                    measured: format!("{big:.1} vs {small:.1} µs = {growth:.1}×"),
+                    met: Some(growth <= f64::from(factor) && step_ok),
+                });
+                previous = Some((big, pages));
+            }
+            None => targets.push(absent(what, goal)),
+        }
+    }
+    let what = "in-process droplet-to-droplet call";
+    let goal = "adds ≤ 1.5× hello's CPU/req".to_string();
+    targets.push(match find(report, "droplet-to-droplet", None) {
+        Some(row) => {
+            let (call, hello) = (cpu(&row.subject_runs), cpu(&row.baseline_runs));
+            let added = (call - hello) / hello.max(1e-9);
+            Target {
+                what,
+                goal,
+                measured: format!("{call:.1} vs {hello:.1} µs: adds {added:.2}×"),
+                met: Some(added <= 1.5),
+            }
+        }
+        None => absent(what, goal),
+    });
+    targets.push(ratio_target(
+        "wasi:http component",
+        "a wasi:http (wstd) hello within 20 % of ours",
+        "proxy-hello ≥ 0.80× hello req/s",
+        0.80,
+    ));
+    targets
+}
+
+/// Figures the run measured without a target: what each option costs.
+fn figures(report: &Report) -> Vec<(String, String)> {
+    let mut figures = Vec::new();
+    for row in &report.rows {
+        let costs = row.scenario.starts_with("access log:")
+            || row.scenario.starts_with("OpenTelemetry")
+            || row.scenario.starts_with("dirty 16 MiB:");
+        if costs {
+            figures.push((
+                row.scenario.clone(),
+                format!(
+                    "{:.1} vs {:.1} µs CPU/req, {:.2}× req/s",
+                    cpu(&row.subject_runs),
+                    cpu(&row.baseline_runs),
+                    median(&row.ratios)
+                ),
+            ));
+        }
+    }
+    figures
+}
+
+/// The targets table of `report`, headed with its run.
+pub fn markdown(report: &Report) -> String {
+    let machine = &report.machine;
+    let mut md = format!(
+        "Targets, judged from this one run ({}, {} mode, commit `{}`):\n\n\
+         | target | goal | measured | status |\n| --- | --- | --- | --- |\n",
+        machine.date, report.mode, machine.commit
+    );
+    for target in judge(report) {
+        let status = match target.met {
+            Some(true) => "met",
+            Some(false) => "**missed**",
+            None => "not measured",
+        };
+        md.push_str(&format!(
+            "| {} | {} | {} | {status} |\n",
+            target.what, target.goal, target.measured
+        ));
+    }
+    let figures = figures(report);
+    if !figures.is_empty() {
+        md.push_str("\nWhat options cost (same run, no target):\n\n| option | subject vs baseline |\n| --- | --- |\n");
+        for (what, measured) in figures {
+            md.push_str(&format!("| {what} | {measured} |\n"));
+        }
+    }
+    md
+}
+
+const BEGIN: &str = "<!-- results:begin (written by a full `cargo xtask bench`; do not edit) -->";
+const END: &str = "<!-- results:end -->";
+
+/// Replaces the run section of `readme` with `section`.
+pub fn write_into_readme(readme: &Path, section: &str) -> Result<()> {
+    let text =
+        std::fs::read_to_string(readme).with_context(|| format!("read {}", readme.display()))?;
+    let (Some(start), Some(end)) = (text.find(BEGIN), text.find(END)) else {
+        anyhow::bail!("{} has no results markers", readme.display());
+    };
+    let updated = format!("{}{BEGIN}\n\n{section}\n{}", &text[..start], &text[end..]);
+    std::fs::write(readme, updated).with_context(|| format!("write {}", readme.display()))?;
+    eprintln!("droplet-bench: wrote this run into {}", readme.display());
+    Ok(())
+}
