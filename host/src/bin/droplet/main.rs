@@ -9,6 +9,13 @@ mod serve;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc: every request allocates and frees hundreds of small blocks
+/// (headers, the guest's request and response records, wasmtime's per-store
+/// tables) across threads; glibc's malloc spent over a tenth of the host's
+/// CPU in them (profile in bench/README.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Serve many WebAssembly droplets from one process.
 #[derive(Parser)]
 #[command(name = "droplet", version, about)]
