@@ -143,8 +143,8 @@ impl TickScheduler {
         self.leave_short();
         // Give the permit back (after a one-tick rest while short calls are
         // running) and queue for it again, behind the other long-running
-        // calls; waiting ends at the deadline at the latest (the next tick
-        // then traps).
+        // calls; waiting ends at the deadline at the latest, where the
+        // call's timeout answers 504 without running the guest again.
         let held = self.held.clone();
         let returned = held.take();
         if let Some(permit) = returned
@@ -161,10 +161,15 @@ impl TickScheduler {
             1,
             Box::pin(async move {
                 tokio::task::yield_now().await;
-                if let Ok(Ok(permit)) =
-                    tokio::time::timeout_at(deadline, permits.acquire_owned()).await
-                {
-                    held.hold(permit);
+                match tokio::time::timeout_at(deadline, permits.acquire_owned()).await {
+                    Ok(Ok(permit)) => held.hold(permit),
+                    // Past the deadline: never resume the guest (it would
+                    // run up to one more tick before trapping); the call's
+                    // own timeout, at the same deadline, ends it now.
+                    Err(_) => std::future::pending::<()>().await,
+                    // The gate is closed (the runtime is going away): run on
+                    // to the next tick, which traps at the deadline.
+                    Ok(Err(_)) => {}
                 }
             }),
         )
