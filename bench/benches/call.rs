@@ -61,6 +61,16 @@ impl Bench {
         Droplet::new(name, version, parsed, state, Arc::default())
     }
 
+    fn imports(&self, droplet: &Droplet) -> droplet_host::imports::Imports {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        self.capabilities.for_call(droplet.call_context(
+            &self.trace_id,
+            Caller::default(),
+            deadline,
+            0,
+        ))
+    }
+
     async fn call(&self, droplet: &Droplet, method: &str, path: &str) -> u16 {
         let DropletState::Ready(ready) = &droplet.state else {
             panic!("the droplet is loaded");
@@ -141,6 +151,26 @@ fn call(c: &mut Criterion) {
     let kvstore = bench.load("kvstore");
     assert_eq!(rt.block_on(bench.call(&kvstore, "PUT", "/k/bench")), 200);
 
+    // The breakdown of one hello call: each step adds to the one before.
+    c.bench_function(
+        "hello step 1: per-call capabilities (Capabilities::for_call)",
+        |b| b.iter(|| drop(bench.imports(&hello))),
+    );
+    c.bench_function("hello step 2: + store and WASI context, dropped", |b| {
+        b.iter(|| bench.runtime.measure_store(bench.imports(&hello), 64 << 20))
+    });
+    let DropletState::Ready(hello_ready) = &hello.state else {
+        panic!("hello is loaded");
+    };
+    c.bench_function("hello step 3: + instantiate, dropped", |b| {
+        b.to_async(&rt).iter(|| async {
+            bench
+                .runtime
+                .measure_instantiate(&hello_ready.pre, bench.imports(&hello), 64 << 20)
+                .await
+                .expect("instantiates")
+        })
+    });
     c.bench_function("hello: instantiate + handle + drop", |b| {
         b.to_async(&rt)
             .iter(|| async { assert_eq!(bench.call(&hello, "GET", "/").await, 200) })

@@ -135,6 +135,7 @@ fn kv_on_postgres(opts: &Opts, pg: &Server, sled: &Server, report: &mut Report) 
         method: "PUT",
         body,
         authorization: None,
+        spread: 0,
     };
     let cases = [
         (

@@ -351,6 +351,9 @@ struct Load {
     body: &'static str,
     /// An `Authorization` header value, if any.
     authorization: Option<String>,
+    /// Spread requests round robin over droplets `d0` … `d{spread-1}`
+    /// (`/d{i}/`) instead of `url`'s path; 0: no spread.
+    spread: u32,
 }
 
 impl Load {
@@ -361,6 +364,7 @@ impl Load {
             method: "GET",
             body: "",
             authorization: None,
+            spread: 0,
         }
     }
 }
@@ -375,6 +379,7 @@ fn spawn_wrk(opts: &Opts, load: &Load) -> Result<Child> {
             "WRK_AUTHORIZATION",
             load.authorization.as_deref().unwrap_or_default(),
         )
+        .env("WRK_SPREAD", load.spread.to_string())
         .arg(format!("-t{threads}"))
         .arg(format!("-c{}", load.connections))
         .arg(format!("-d{}s", opts.duration.as_secs()))
@@ -795,6 +800,7 @@ fn kv_calls(opts: &Opts, host: &Server, report: &mut Report) -> Result<()> {
         method: "PUT",
         body: "a value of moderate size for the benchmark",
         authorization: None,
+        spread: 0,
     };
     let status = http_put_status(host.addr, "/kvstore/k/bench", setup.body)?;
     ensure!(
@@ -1178,7 +1184,7 @@ fn many_droplets(opts: &Opts, report: &mut Report) -> Result<()> {
         ("cold", "eager", warm_cache.clone()),
         ("warm", "eager", warm_cache.clone()),
         ("cold", "lazy", dir.join("cache-cold-lazy")),
-        ("warm", "lazy", warm_cache),
+        ("warm", "lazy", warm_cache.clone()),
     ];
     for (index, (cache, loading, cache_dir)) in runs.into_iter().enumerate() {
         let data = dir.join(format!("data-{index}"));
@@ -1232,6 +1238,52 @@ fn many_droplets(opts: &Opts, report: &mut Report) -> Result<()> {
             overview_ms,
         });
     }
+    spread_over_droplets(opts, &droplets, &warm_cache, count, report)
+}
+
+/// 100 droplets receiving traffic at once (round robin: a working set larger
+/// than the caches) vs one droplet, at 16 connections, on a host serving the
+/// many-droplets directory from the warm code cache.
+fn spread_over_droplets(
+    opts: &Opts,
+    droplets: &Path,
+    cache: &Path,
+    count: usize,
+    report: &mut Report,
+) -> Result<()> {
+    let spread = count.min(100) as u32;
+    let host = Server::start_host_with(
+        opts,
+        droplets,
+        &opts.out.join("many").join("data-spread"),
+        &[
+            "--no-watch",
+            "--cache",
+            cache.to_str().context("cache path")?,
+        ],
+    )?;
+    let connections = 16;
+    let many = Load {
+        spread,
+        ..Load::get(host.url("/"), connections)
+    };
+    let one = Load {
+        spread: 1,
+        ..Load::get(host.url("/"), connections)
+    };
+    let mut row = Row::new(
+        &format!("{spread} droplets receiving traffic at once vs one droplet"),
+        &format!("round robin over {spread} droplets"),
+        "one droplet",
+        connections,
+        "the same hello module, a distinct compiled copy each",
+    );
+    row.measure_rounds(
+        opts,
+        || measure(opts, &host, &many, None),
+        || measure(opts, &host, &one, None),
+    )?;
+    report.push_clean(row);
     Ok(())
 }
 

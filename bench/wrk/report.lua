@@ -7,6 +7,18 @@ if authorization ~= nil and authorization ~= "" then
   wrk.headers["Authorization"] = authorization
 end
 
+-- Optional spread over droplets: with WRK_SPREAD=N, request i goes to
+-- /d{i mod N}/ (droplets d0 … d{N-1}), round robin per wrk thread.
+local spread = tonumber(os.getenv("WRK_SPREAD") or "")
+if spread ~= nil and spread > 0 then
+  local next = 0
+  request = function()
+    local path = "/d" .. next .. "/"
+    next = (next + 1) % spread
+    return wrk.format(nil, path)
+  end
+end
+
 -- Prints wrk's summary as one JSON line prefixed with WRK_JSON, so the
 -- harness reads exact numbers (including p99.9) instead of wrk's text.
 done = function(summary, latency, requests)

@@ -300,16 +300,15 @@ impl Runtime {
         }
     }
 
-    /// Runs one request in a fresh instance and drops the instance.
-    pub async fn call(&self, call: Call<'_>) -> Result<Answer, CallError> {
-        let log = Arc::clone(&call.imports.log);
+    /// A fresh store for one call: its WASI context (stdout and stderr into
+    /// the call's log), its memory limit and the call's imports.
+    fn new_store(&self, imports: Imports, memory_bytes: usize) -> Store<CallState> {
+        let log = &imports.log;
         let wasi = WasiCtxBuilder::new()
             .stdout(log.stdout())
             .stderr(log.stderr())
             .build();
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(call.memory_bytes)
-            .build();
+        let limits = StoreLimitsBuilder::new().memory_size(memory_bytes).build();
         let mut store = Store::new(
             &self.engine,
             CallState {
@@ -317,10 +316,47 @@ impl Runtime {
                 http: WasiHttpCtx::new(),
                 table: ResourceTable::new(),
                 limits,
-                imports: call.imports,
+                imports,
             },
         );
         store.limiter(|state| &mut state.limits);
+        store
+    }
+
+    /// For the benchmarks' breakdown of a call: builds the store (WASI
+    /// context and all) as [`Runtime::call`] does, and drops it.
+    #[doc(hidden)]
+    pub fn measure_store(&self, imports: Imports, memory_bytes: usize) {
+        drop(self.new_store(imports, memory_bytes));
+    }
+
+    /// For the benchmarks' breakdown of a call: builds the store,
+    /// instantiates `droplet` in it as [`Runtime::call`] does, and drops
+    /// both without calling the guest.
+    #[doc(hidden)]
+    pub async fn measure_instantiate(
+        &self,
+        droplet: &Linked,
+        imports: Imports,
+        memory_bytes: usize,
+    ) -> anyhow::Result<()> {
+        let mut store = self.new_store(imports, memory_bytes);
+        store.set_epoch_deadline(u64::MAX / 2);
+        match droplet {
+            Linked::Droplet(pre) => {
+                pre.instantiate_async(&mut store).await?;
+            }
+            Linked::Proxy(pre) => {
+                pre.instantiate_async(&mut store).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs one request in a fresh instance and drops the instance.
+    pub async fn call(&self, call: Call<'_>) -> Result<Answer, CallError> {
+        let log = Arc::clone(&call.imports.log);
+        let mut store = self.new_store(call.imports, call.memory_bytes);
         store.set_epoch_deadline(1);
         let mut scheduler = self.long_running.scheduler(call.deadline, call.suspect);
         // A call that may wait long on the host (outbound HTTP, another
