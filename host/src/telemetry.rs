@@ -22,7 +22,7 @@ use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::filter::{FilterExt, filter_fn};
+use tracing_subscriber::filter::{FilterExt, LevelFilter, filter_fn};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, Registry};
@@ -122,7 +122,14 @@ pub fn init(format: LogFormat, tail: TailLimits) -> anyhow::Result<Telemetry> {
         .thread_name("log-writer")
         .finish(BufWriter::new(std::io::stdout()));
     let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let not_a_trace = || filter_fn(|meta| !meta.target().starts_with(TRACE_TARGET));
+    // Every filter says how verbose it can be: combined with `and`, a filter
+    // without a hint leaves the whole subscriber without one, and then every
+    // `log` record of every dependency (wasmtime, hyper, sled, at debug and
+    // trace) would be converted and filtered instead of skipped at its call.
+    let not_a_trace = || {
+        filter_fn(|meta| !meta.target().starts_with(TRACE_TARGET))
+            .with_max_level_hint(LevelFilter::TRACE)
+    };
     let log = tracing_subscriber::fmt::layer().with_writer(writer);
     let log = match format {
         LogFormat::Json => log
@@ -135,9 +142,9 @@ pub fn init(format: LogFormat, tail: TailLimits) -> anyhow::Result<Telemetry> {
     }
     .with_filter(filter().and(not_a_trace()));
     let tail = (tail.lines > 0).then(|| {
-        LogTail::new(tail)
-            .install()
-            .with_filter(filter().and(filter_fn(TailLayer::wants)))
+        LogTail::new(tail).install().with_filter(
+            filter().and(filter_fn(TailLayer::wants).with_max_level_hint(LevelFilter::TRACE)),
+        )
     });
     let tracer = otlp_tracer()?;
     let traces = tracer.as_ref().map(|provider| {
@@ -145,7 +152,10 @@ pub fn init(format: LogFormat, tail: TailLimits) -> anyhow::Result<Telemetry> {
             .with_tracer(provider.tracer("droplet"))
             .with_location(false)
             .with_threads(false)
-            .with_filter(filter_fn(|meta| meta.target() == TRACE_TARGET))
+            .with_filter(
+                filter_fn(|meta| meta.target() == TRACE_TARGET)
+                    .with_max_level_hint(LevelFilter::INFO),
+            )
     });
     TRACING.store(tracer.is_some(), Ordering::Relaxed);
     Registry::default()
