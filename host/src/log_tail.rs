@@ -1,20 +1,26 @@
 //! The recent log lines about droplets, kept in memory for the dashboard's
 //! live tail (`GET /_admin/droplets/{name}/logs`).
 //!
-//! A `tracing` layer beside the JSON output keeps every event that names a
-//! `droplet` (guest log lines, stdout/stderr, access lines, failed calls) as
-//! the same fields the JSON line has. One ring for the whole host, bounded
-//! in lines and in bytes: the oldest lines go first, whichever droplet wrote
-//! them. Each line gets a sequence number, so a reader asks for what came
-//! after the last line it saw and learns when it fell behind.
+//! Every log line that names a `droplet` (guest log lines, stdout/stderr,
+//! access lines, failed calls) is kept as written: with the JSON log (the
+//! default) the writer hands each formatted line to [`LogTail::offer_json`]
+//! ([`TeeWriter`]), which finds the droplet and trace id in the text — one
+//! copy, no re-formatting; with the pretty log a `tracing` layer
+//! ([`TailLayer`]) records the same fields as JSON. Lines are parsed back
+//! into JSON only when read. One ring for the whole host, bounded in lines
+//! and in bytes: the oldest lines go first, whichever droplet wrote them.
+//! Each line gets a sequence number, so a reader asks for what came after
+//! the last line it saw and learns when it fell behind.
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::{Context, Layer};
 
 /// Longest text kept of one field; longer text is cut and marked.
@@ -29,14 +35,13 @@ pub struct TailLimits {
     pub bytes: usize,
 }
 
-/// One kept line.
+/// One kept line: its JSON text, and what readers filter on.
 #[derive(Debug, Clone)]
 struct Line {
     seq: u64,
-    droplet: Arc<str>,
-    trace_id: Option<String>,
-    fields: Map<String, Value>,
-    bytes: usize,
+    droplet: Box<str>,
+    trace_id: Option<Box<str>>,
+    text: Box<str>,
 }
 
 #[derive(Default)]
@@ -82,34 +87,45 @@ impl LogTail {
         }
     }
 
-    /// Makes this the host's tail and returns the layer that fills it.
-    pub fn install(self) -> TailLayer {
+    /// Makes this the host's tail.
+    pub fn install(self) -> Arc<LogTail> {
         let tail = Arc::new(self);
         let _ = TAIL.set(Arc::clone(&tail));
-        TailLayer(tail)
+        tail
     }
 
-    fn push(&self, droplet: Arc<str>, trace_id: Option<String>, fields: Map<String, Value>) {
-        let bytes = fields
-            .iter()
-            .map(|(key, value)| key.len() + value_bytes(value) + 4)
-            .sum::<usize>();
+    /// Keeps `line`, one line of the JSON log, if it names a droplet.
+    pub fn offer_json(&self, line: &[u8]) {
+        let Ok(text) = std::str::from_utf8(line) else {
+            return;
+        };
+        let Some(droplet) = json_text_field(text, "\"droplet\":\"") else {
+            return;
+        };
+        let trace_id = json_text_field(text, "\"trace_id\":\"");
+        self.push(droplet, trace_id, text.trim_end());
+    }
+
+    fn push(&self, droplet: &str, trace_id: Option<&str>, text: &str) {
+        let line = Line {
+            seq: 0,
+            droplet: droplet.into(),
+            trace_id: trace_id.map(Into::into),
+            text: text.into(),
+        };
         let Ok(mut ring) = self.ring.lock() else {
             return;
         };
-        let seq = ring.next_seq;
+        let line = Line {
+            seq: ring.next_seq,
+            ..line
+        };
         ring.next_seq += 1;
-        ring.bytes += bytes;
-        ring.lines.push_back(Line {
-            seq,
-            droplet,
-            trace_id,
-            fields,
-            bytes,
-        });
+        ring.bytes += line.text.len();
+        ring.lines.push_back(line);
         while ring.lines.len() > self.limits.lines || ring.bytes > self.limits.bytes {
             match ring.lines.pop_front() {
-                Some(old) => ring.bytes -= old.bytes,
+                Some(old) => ring.bytes -= old.text.len(),
                 None => break,
             }
         }
@@ -138,6 +154,7 @@ impl LogTail {
             .iter()
             .filter(|line| line.seq >= start && &*line.droplet == droplet)
             .filter(|line| trace_id.is_none_or(|id| line.trace_id.as_deref() == Some(id)));
+        // Parsed back into JSON here, on the (rare) read, not when logged.
         // The newest `limit` of them: a reader that opens the tail wants
         // the latest lines, not the oldest.
         let mut lines: Vec<&Line> = matching.collect();
@@ -146,20 +163,84 @@ impl LogTail {
         TailPage {
             next: ring.next_seq.saturating_sub(1).max(after.unwrap_or(0)),
             missed: after.is_some() && start < oldest,
-            lines: lines.into_iter().map(|line| line.fields.clone()).collect(),
+            lines: lines
+                .into_iter()
+                .filter_map(|line| serde_json::from_str(&line.text).ok())
+                .collect(),
         }
     }
 }
 
-fn value_bytes(value: &Value) -> usize {
-    match value {
-        Value::String(text) => text.len(),
-        _ => 8,
+/// The text of the top-level field whose `"key":"` is `pattern`, as the JSON
+/// formatter writes it. A `"` inside any string value is escaped (`\"`), so
+/// the pattern only matches a real key; the values looked for (droplet
+/// names, trace ids) never contain escapes.
+fn json_text_field<'a>(line: &'a str, pattern: &str) -> Option<&'a str> {
+    let start = line.find(pattern)? + pattern.len();
+    let end = start + line[start..].find('"')?;
+    Some(&line[start..end])
+}
+
+/// A `MakeWriter` for the JSON log: writes each line to `inner` and offers
+/// it to the tail.
+#[derive(Clone)]
+pub struct TeeWriter<W> {
+    inner: W,
+    tail: Option<Arc<LogTail>>,
+}
+
+impl<W> TeeWriter<W> {
+    /// Lines written to `inner` and, when given, offered to `tail`.
+    pub fn new(inner: W, tail: Option<Arc<LogTail>>) -> Self {
+        Self { inner, tail }
     }
 }
 
-/// The `tracing` layer that keeps droplet lines in the [`LogTail`].
+/// One line's writer of a [`TeeWriter`].
+pub struct Tee<'a, W> {
+    inner: W,
+    tail: Option<&'a LogTail>,
+}
+
+impl<'a, W: MakeWriter<'a>> MakeWriter<'a> for TeeWriter<W> {
+    type Writer = Tee<'a, W::Writer>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        Tee {
+            inner: self.inner.make_writer(),
+            tail: self.tail.as_deref(),
+        }
+    }
+}
+
+impl<W: Write> Write for Tee<'_, W> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.inner.write(bytes)
+    }
+
+    /// The formatter writes each line with one `write_all`: the line.
+    fn write_all(&mut self, line: &[u8]) -> std::io::Result<()> {
+        if let Some(tail) = self.tail {
+            tail.offer_json(line);
+        }
+        self.inner.write_all(line)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The `tracing` layer that keeps droplet lines in the [`LogTail`] when the
+/// log is not JSON (the pretty format).
 pub struct TailLayer(Arc<LogTail>);
+
+impl TailLayer {
+    /// A layer filling `tail`.
+    pub fn new(tail: Arc<LogTail>) -> Self {
+        Self(tail)
+    }
+}
 
 impl TailLayer {
     /// Whether an event with these fields is kept: it names a droplet.
@@ -189,13 +270,9 @@ impl<S: Subscriber> Layer<S> for TailLayer {
         let Some(droplet) = fields.0.get("droplet").and_then(Value::as_str) else {
             return;
         };
-        let droplet: Arc<str> = droplet.into();
-        let trace_id = fields
-            .0
-            .get("trace_id")
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        self.0.push(droplet, trace_id, fields.0);
+        let trace_id = fields.0.get("trace_id").and_then(Value::as_str);
+        let text = Value::Object(fields.0.clone()).to_string();
+        self.0.push(droplet, trace_id, &text);
     }
 }
 
@@ -243,9 +320,29 @@ mod tests {
     use super::*;
 
     fn line(tail: &LogTail, droplet: &str, trace: &str, message: &str) {
-        let mut fields = Map::new();
-        fields.insert("message".into(), message.into());
-        tail.push(droplet.into(), Some(trace.to_string()), fields);
+        let text = serde_json::json!({
+            "message": message, "droplet": droplet, "trace_id": trace,
+        });
+        tail.offer_json(format!("{text}\n").as_bytes());
+    }
+
+    #[test]
+    fn only_real_droplet_fields_are_found() {
+        let tail = LogTail::new(TailLimits {
+            lines: 100,
+            bytes: 1 << 20,
+        });
+        // A message that mentions a droplet field is escaped in the JSON.
+        let sneaky = serde_json::json!({ "message": "\"droplet\":\"victim\"" });
+        tail.offer_json(sneaky.to_string().as_bytes());
+        tail.offer_json(b"{\"message\":\"host line\"}");
+        assert!(tail.read("victim", None, None, 10).lines.is_empty());
+        let real = r#"{"timestamp":"t","level":"INFO","message":"m \"droplet\":\"victim\"","droplet":"mine","trace_id":"abc"}"#;
+        tail.offer_json(real.as_bytes());
+        assert!(tail.read("victim", None, None, 10).lines.is_empty());
+        let page = tail.read("mine", None, Some("abc"), 10);
+        assert_eq!(page.lines.len(), 1);
+        assert_eq!(page.lines[0]["level"], "INFO");
     }
 
     #[test]

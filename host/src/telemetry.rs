@@ -27,7 +27,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, Registry};
 
-use crate::log_tail::{LogTail, TailLayer, TailLimits};
+use crate::log_tail::{LogTail, TailLayer, TailLimits, TeeWriter};
 
 /// The target of the spans exported as OpenTelemetry traces (and never
 /// written to the log).
@@ -130,22 +130,30 @@ pub fn init(format: LogFormat, tail: TailLimits) -> anyhow::Result<Telemetry> {
         filter_fn(|meta| !meta.target().starts_with(TRACE_TARGET))
             .with_max_level_hint(LevelFilter::TRACE)
     };
-    let log = tracing_subscriber::fmt::layer().with_writer(writer);
-    let log = match format {
-        LogFormat::Json => log
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_span_list(false)
-            .boxed(),
-        LogFormat::Pretty => log.with_ansi(false).boxed(),
-    }
-    .with_filter(filter().and(not_a_trace()));
-    let tail = (tail.lines > 0).then(|| {
-        LogTail::new(tail).install().with_filter(
-            filter().and(filter_fn(TailLayer::wants).with_max_level_hint(LevelFilter::TRACE)),
-        )
-    });
+    let tail = (tail.lines > 0).then(|| LogTail::new(tail).install());
+    let log = tracing_subscriber::fmt::layer();
+    // JSON lines go to the tail as written; pretty ones through a layer.
+    let (log, tail_layer) = match format {
+        LogFormat::Json => (
+            log.json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .with_span_list(false)
+                .with_writer(TeeWriter::new(writer, tail))
+                .boxed(),
+            None,
+        ),
+        LogFormat::Pretty => (
+            log.with_ansi(false).with_writer(writer).boxed(),
+            tail.map(|tail| {
+                TailLayer::new(tail).with_filter(
+                    filter()
+                        .and(filter_fn(TailLayer::wants).with_max_level_hint(LevelFilter::TRACE)),
+                )
+            }),
+        ),
+    };
+    let log = log.with_filter(filter().and(not_a_trace()));
     let tracer = otlp_tracer()?;
     let traces = tracer.as_ref().map(|provider| {
         tracing_opentelemetry::layer()
@@ -160,7 +168,7 @@ pub fn init(format: LogFormat, tail: TailLimits) -> anyhow::Result<Telemetry> {
     TRACING.store(tracer.is_some(), Ordering::Relaxed);
     Registry::default()
         .with(log)
-        .with(tail)
+        .with(tail_layer)
         .with(traces)
         .try_init()
         .map_err(|err| anyhow::anyhow!("cannot install the log: {err}"))?;
