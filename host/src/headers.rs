@@ -32,7 +32,12 @@ pub fn add_security_headers(headers: &mut http::HeaderMap, host_made: bool) {
 /// The request's trace id: the trace id of a W3C `traceparent`, else a sane
 /// `x-request-id`, else a new random one.
 pub fn trace_id(headers: &http::HeaderMap) -> String {
-    given_trace_id(headers).unwrap_or_else(|| format!("{:032x}", fastrand::u128(1..)))
+    given_trace_id(headers).unwrap_or_else(new_trace_id)
+}
+
+/// A new random trace id: 32 hex digits, never all zeros.
+pub fn new_trace_id() -> String {
+    format!("{:032x}", fastrand::u128(1..))
 }
 
 /// The trace id the request brings: its W3C `traceparent`'s, else a sane

@@ -107,18 +107,16 @@ impl LogTail {
     }
 
     fn push(&self, droplet: &str, trace_id: Option<&str>, text: &str) {
-        let line = Line {
-            seq: 0,
-            droplet: droplet.into(),
-            trace_id: trace_id.map(Into::into),
-            text: text.into(),
-        };
+        // Copied before the lock is taken.
+        let (droplet, trace_id, text) = (droplet.into(), trace_id.map(Into::into), text.into());
         let Ok(mut ring) = self.ring.lock() else {
             return;
         };
         let line = Line {
             seq: ring.next_seq,
-            ..line
+            droplet,
+            trace_id,
+            text,
         };
         ring.next_seq += 1;
         ring.bytes += line.text.len();

@@ -238,7 +238,7 @@ pub fn adopt_trace(span: &tracing::Span, headers: &http::HeaderMap) -> String {
 
     let given = crate::headers::given_trace_id(headers);
     if !traces_on() || span.is_disabled() {
-        return given.unwrap_or_else(|| crate::headers::trace_id(headers));
+        return given.unwrap_or_else(crate::headers::new_trace_id);
     }
     let parent = opentelemetry_sdk::propagation::TraceContextPropagator::new()
         .extract(&HeaderExtractor(headers));

@@ -15,7 +15,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
 use crate::support::{
-    Host, HostBuilder, TEST_SECRET, admin_request, claims_with_scope, hs256_token,
+    Host, HostBuilder, TEST_SECRET, admin_request, claims_with_scope, hs256_token, reqwest_like,
 };
 
 /// `chromedriver` and `chromium`, from the environment or Debian's paths.
@@ -184,11 +184,11 @@ async fn dashboard_in_a_real_browser() {
     // Traffic while the page watches.
     let stop = Arc::new(AtomicBool::new(false));
     let traffic = tokio::spawn({
-        let (stop, addr) = (Arc::clone(&stop), host.addr());
+        let (stop, client) = (Arc::clone(&stop), reqwest_like::Client::new(&host.url()));
         async move {
             while !stop.load(Ordering::Relaxed) {
-                let _ = reqwest_get(addr, "/hello/").await;
-                let _ = reqwest_get(addr, "/echo/").await;
+                client.get("/hello/").await;
+                client.get("/echo/").await;
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
@@ -344,31 +344,4 @@ async fn dashboard_in_a_real_browser() {
     stop.store(true, Ordering::Relaxed);
     let _ = traffic.await;
     let _ = client.close().await;
-}
-
-/// One GET on a new connection (the traffic generator).
-async fn reqwest_get(addr: std::net::SocketAddr, path: &str) -> Result<(), String> {
-    use http_body_util::BodyExt;
-    let stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|e| e.to_string())?;
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|e| e.to_string())?;
-    tokio::spawn(connection);
-    let request = http::Request::get(path)
-        .header("host", addr.to_string())
-        .body(http_body_util::Full::new(bytes::Bytes::new()))
-        .map_err(|e| e.to_string())?;
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| e.to_string())?;
-    response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(())
 }

@@ -98,7 +98,7 @@ async fn three_hosts_share_kv_and_every_deploy_and_rollback_reaches_all() {
     for host in hosts {
         let addr = host.url();
         workers.push(tokio::spawn(async move {
-            let client = reqwest_like::Client::new(&addr);
+            let client = crate::support::reqwest_like::Client::new(&addr);
             let mut counts = Vec::new();
             for _ in 0..100 {
                 let reply = client.get("/counter/").await;
@@ -246,7 +246,7 @@ async fn a_killed_host_leaves_the_others_serving_and_converges_when_it_returns()
     for host in [&two, &three] {
         let (addr, stop) = (host.url(), std::sync::Arc::clone(&stop));
         load.push(tokio::spawn(async move {
-            let client = reqwest_like::Client::new(&addr);
+            let client = crate::support::reqwest_like::Client::new(&addr);
             let (mut ok, mut failed) = (0u32, 0u32);
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 match client.get("/hello/").await.0 {
@@ -379,7 +379,7 @@ async fn database_connections_killed_mid_load_give_503_lose_nothing_and_heal() {
     for (w, host) in [&one, &two].into_iter().enumerate() {
         let (addr, stop) = (host.url(), std::sync::Arc::clone(&stop));
         writers.push(tokio::spawn(async move {
-            let client = reqwest_like::Client::new(&addr);
+            let client = crate::support::reqwest_like::Client::new(&addr);
             let (mut acknowledged, mut unavailable, mut hello_ok) = (Vec::new(), 0u32, 0u32);
             let mut i = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -433,7 +433,7 @@ async fn database_connections_killed_mid_load_give_503_lose_nothing_and_heal() {
     );
     assert!(!acknowledged.is_empty());
     // Every acknowledged write is there, read through the other host.
-    let reader = reqwest_like::Client::new(&two.url());
+    let reader = crate::support::reqwest_like::Client::new(&two.url());
     for key in &acknowledged {
         let (status, body) = reader.get(&format!("/kvstore/k/{key}")).await;
         assert_eq!(
@@ -453,7 +453,7 @@ async fn database_connections_killed_mid_load_give_503_lose_nothing_and_heal() {
             assert!(Instant::now() < deadline, "{health}");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let (status, _) = reqwest_like::Client::new(&host.url())
+        let (status, _) = crate::support::reqwest_like::Client::new(&host.url())
             .put("/kvstore/k/after", "v")
             .await;
         assert_eq!(status, 200);
@@ -474,7 +474,7 @@ async fn while_the_database_is_away_kv_answers_503_the_rest_serves_and_the_host_
         .droplet("hello", "hello")
         .start()
         .await;
-    let client = reqwest_like::Client::new(&host.url());
+    let client = crate::support::reqwest_like::Client::new(&host.url());
     for i in 0..20 {
         assert_eq!(
             client.put(&format!("/kvstore/k/before{i}"), "v").await.0,
@@ -616,52 +616,4 @@ async fn an_unreachable_database_at_start_is_named_and_the_host_exits() {
     let said = format!("{out}{err}");
     assert!(said.contains("cannot be used"), "{said}");
     let _ = example("hello");
-}
-
-/// A minimal HTTP/1.1 client over hyper for load loops.
-mod reqwest_like {
-    use bytes::Bytes;
-    use http_body_util::{BodyExt, Full};
-    use hyper_util::client::legacy::Client as Pool;
-    use hyper_util::rt::TokioExecutor;
-
-    pub struct Client {
-        base: String,
-        pool: Pool<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
-    }
-
-    impl Client {
-        pub fn new(base: &str) -> Self {
-            Self {
-                base: base.to_string(),
-                pool: Pool::builder(TokioExecutor::new()).build_http(),
-            }
-        }
-
-        pub async fn get(&self, path: &str) -> (u16, String) {
-            self.send("GET", path, "").await
-        }
-
-        pub async fn put(&self, path: &str, body: &str) -> (u16, String) {
-            self.send("PUT", path, body).await
-        }
-
-        async fn send(&self, method: &str, path: &str, body: &str) -> (u16, String) {
-            let request = http::Request::builder()
-                .method(method)
-                .uri(format!("{}{path}", self.base))
-                .body(Full::new(Bytes::from(body.to_string())))
-                .unwrap();
-            let response = tokio::time::timeout(
-                std::time::Duration::from_secs(10),
-                self.pool.request(request),
-            )
-            .await
-            .expect("a request hung")
-            .expect("the request failed");
-            let status = response.status().as_u16();
-            let body = response.into_body().collect().await.unwrap().to_bytes();
-            (status, String::from_utf8_lossy(&body).into_owned())
-        }
-    }
 }

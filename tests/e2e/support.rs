@@ -537,3 +537,52 @@ pub async fn admin_request(host: &Host, method: &str, path: &str, body: Option<&
     )
     .await
 }
+
+/// A minimal pooled HTTP/1.1 client over hyper for load loops in spawned
+/// tasks (which cannot borrow a [`Host`]): panics on a failed or hung request.
+pub mod reqwest_like {
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::client::legacy::Client as Pool;
+    use hyper_util::rt::TokioExecutor;
+
+    pub struct Client {
+        base: String,
+        pool: Pool<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    }
+
+    impl Client {
+        pub fn new(base: &str) -> Self {
+            Self {
+                base: base.to_string(),
+                pool: Pool::builder(TokioExecutor::new()).build_http(),
+            }
+        }
+
+        pub async fn get(&self, path: &str) -> (u16, String) {
+            self.send("GET", path, "").await
+        }
+
+        pub async fn put(&self, path: &str, body: &str) -> (u16, String) {
+            self.send("PUT", path, body).await
+        }
+
+        async fn send(&self, method: &str, path: &str, body: &str) -> (u16, String) {
+            let request = http::Request::builder()
+                .method(method)
+                .uri(format!("{}{path}", self.base))
+                .body(Full::new(Bytes::from(body.to_string())))
+                .unwrap();
+            let response = tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                self.pool.request(request),
+            )
+            .await
+            .expect("a request hung")
+            .expect("the request failed");
+            let status = response.status().as_u16();
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            (status, String::from_utf8_lossy(&body).into_owned())
+        }
+    }
+}

@@ -53,7 +53,7 @@ impl KvUsageCache {
 }
 
 /// What the overview was asked for.
-#[derive(Debug, utoipa::IntoParams)]
+#[derive(Debug, Default, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 struct OverviewQuery {
     /// Only droplets whose name contains this (case-insensitive).
@@ -73,31 +73,26 @@ struct OverviewQuery {
 }
 
 fn parse_query(query: &str) -> Result<OverviewQuery, HostError> {
-    let mut parsed = OverviewQuery {
-        filter: None,
-        sort: None,
-        order: None,
-        offset: None,
-        limit: None,
-        points: None,
-    };
-    let number = |key: &str, value: &str| {
-        value.parse::<usize>().map_err(|_| {
-            HostError::BadRequest(format!("`{key}` must be a whole number, not `{value}`"))
-        })
-    };
+    let mut parsed = OverviewQuery::default();
     for (key, value) in form_urlencoded::parse(query.as_bytes()) {
         match &*key {
             "filter" => parsed.filter = Some(value.to_lowercase()),
             "sort" => parsed.sort = Some(value.into_owned()),
             "order" => parsed.order = Some(value.into_owned()),
-            "offset" => parsed.offset = Some(number(&key, &value)?),
-            "limit" => parsed.limit = Some(number(&key, &value)?),
-            "points" => parsed.points = Some(number(&key, &value)?),
+            "offset" => parsed.offset = Some(whole_number(&key, &value)?),
+            "limit" => parsed.limit = Some(whole_number(&key, &value)?),
+            "points" => parsed.points = Some(whole_number(&key, &value)?),
             _ => {}
         }
     }
     Ok(parsed)
+}
+
+/// Query parameter `key`'s `value` as a whole number, or a 400 saying so.
+fn whole_number<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, HostError> {
+    value.parse().map_err(|_| {
+        HostError::BadRequest(format!("`{key}` must be a whole number, not `{value}`"))
+    })
 }
 
 /// Requests/s over the last 10 s and the share of 5xx over the last
@@ -343,9 +338,8 @@ pub(super) fn series(app: &App, name: &str) -> Result<Response<Full<Bytes>>, Hos
 }
 
 /// What the tail was asked for.
-#[derive(Debug, utoipa::IntoParams)]
+#[derive(Debug, Default, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)] // Read from the query by hand; here for the document.
 struct LogsQuery {
     /// Only lines newer than this (the `next` of the previous answer).
     after: Option<u64>,
@@ -374,27 +368,23 @@ struct LogsQuery {
 )]
 pub(super) fn logs(app: &App, name: &str, query: &str) -> Result<Response<Full<Bytes>>, HostError> {
     named(app, name)?;
-    let (mut after, mut trace_id, mut limit) = (None, None, 200);
+    let mut asked = LogsQuery::default();
     for (key, value) in form_urlencoded::parse(query.as_bytes()) {
-        let number = |value: &str| {
-            value.parse::<u64>().map_err(|_| {
-                HostError::BadRequest(format!("`{key}` must be a whole number, not `{value}`"))
-            })
-        };
         match &*key {
-            "after" => after = Some(number(&value)?),
-            "trace_id" if !value.is_empty() => trace_id = Some(value.into_owned()),
-            "limit" => limit = (number(&value)? as usize).clamp(1, MAX_TAIL_LINES),
+            "after" => asked.after = Some(whole_number(&key, &value)?),
+            "trace_id" if !value.is_empty() => asked.trace_id = Some(value.into_owned()),
+            "limit" => asked.limit = Some(whole_number(&key, &value)?),
             _ => {}
         }
     }
+    let limit = asked.limit.unwrap_or(200).clamp(1, MAX_TAIL_LINES);
     let tail = log_tail::global().ok_or_else(|| HostError::DropletUnavailable {
         name: name.to_string(),
         reason: "this host keeps no log tail (--log-tail-lines 0)".to_string(),
     })?;
     Ok(typed(
         StatusCode::OK,
-        &tail.read(name, after, trace_id.as_deref(), limit),
+        &tail.read(name, asked.after, asked.trace_id.as_deref(), limit),
     ))
 }
 

@@ -226,16 +226,13 @@ impl DropletStats {
     /// oldest first; seconds without calls are zeros.
     pub fn series(&self, seconds: usize) -> Vec<Point> {
         let second = clock();
-        let Ok(mut recent) = self.recent.lock() else {
-            return vec![Point::default(); seconds.min(SERIES_SECONDS)];
-        };
-        match recent.series.as_mut() {
-            Some(series) => {
-                series.advance(second);
-                series.points(seconds)
-            }
-            None => vec![Point::default(); seconds.min(SERIES_SECONDS)],
+        if let Ok(mut recent) = self.recent.lock()
+            && let Some(series) = recent.series.as_mut()
+        {
+            series.advance(second);
+            return series.points(seconds);
         }
+        vec![Point::default(); seconds.min(SERIES_SECONDS)]
     }
 
     /// p50 and p99 of the recent calls.
