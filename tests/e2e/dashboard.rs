@@ -257,6 +257,13 @@ async fn overview_series_and_tail_show_live_traffic() {
     admin_request(&host, "GET", "/_admin/overview?sort=bogus", None)
         .await
         .assert_error(400, "bad_request");
+    admin_request(&host, "GET", "/_admin/overview?limit=-1", None)
+        .await
+        .assert_error(400, "bad_request");
+    admin_request(&host, "GET", "/_admin/droplets/echo/logs?after=soon", None)
+        .await
+        .assert_error(400, "bad_request");
+    assert_eq!(host.get("/hello/").await.status, 200, "hello still answers");
 
     // Five minutes of seconds, the traffic in the last of them.
     let series = admin_request(&host, "GET", "/_admin/droplets/hello/series", None)
@@ -563,4 +570,24 @@ async fn the_overview_sorts_filters_and_pages_a_thousand_droplets() {
     assert_eq!(filtered["total"], 10);
     let backwards = overview("sort=name&order=desc&limit=2").await;
     assert_eq!(backwards["droplets"][0]["name"], "d0999");
+}
+
+#[tokio::test]
+async fn a_host_without_a_log_tail_says_so_and_keeps_serving() {
+    let host = HostBuilder::new()
+        .droplet("hello", "hello")
+        .env("JWT_SECRET", TEST_SECRET)
+        .arg("--log-tail-lines")
+        .arg("0")
+        .start()
+        .await;
+    assert_eq!(host.get("/hello/").await.status, 200);
+    let message = admin_request(&host, "GET", "/_admin/droplets/hello/logs", None)
+        .await
+        .assert_error(503, "droplet_unavailable");
+    assert!(message.contains("--log-tail-lines 0"), "{message}");
+    assert_eq!(host.get("/hello/").await.status, 200, "hello still answers");
+    // The rest of the dashboard's data does not depend on the tail.
+    let overview = admin_request(&host, "GET", "/_admin/overview", None).await;
+    assert_eq!(overview.status, 200, "{}", overview.text());
 }

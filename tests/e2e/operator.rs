@@ -212,3 +212,23 @@ async fn the_access_log_keeps_what_the_operator_chose() {
         }
     }
 }
+
+#[tokio::test]
+async fn an_unsupported_otlp_protocol_is_refused_at_start_with_the_reason() {
+    let (droplets, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let args = serve_args("127.0.0.1:0", droplets.path(), data.path());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (ok, out, err) = cli(
+        &args,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ],
+    );
+    assert!(!ok, "the host started: {out}");
+    assert!(
+        err.contains("OTEL_EXPORTER_OTLP_PROTOCOL=grpc is not supported")
+            && err.contains("http/protobuf"),
+        "{err}"
+    );
+}
