@@ -174,15 +174,8 @@ fn record<T>(droplet: &Droplet, elapsed: Duration, result: &Result<T, CallError>
     let failed = matches!(result, Err(CallError::BudgetExceeded | CallError::Trap(_)));
     droplet.stats.record_call(elapsed, failed);
     match result {
-        Err(CallError::BudgetExceeded) => {
-            droplet.stats.record_overrun();
-            metrics::counter!("droplet_budget_overruns_total", "droplet" => Arc::clone(&droplet.name)).increment(1);
-        }
-        Err(CallError::Trap(_)) => {
-            droplet.stats.record_trap();
-            metrics::counter!("droplet_traps_total", "droplet" => Arc::clone(&droplet.name))
-                .increment(1);
-        }
+        Err(CallError::BudgetExceeded) => droplet.stats.record_overrun(),
+        Err(CallError::Trap(_)) => droplet.stats.record_trap(),
         _ => {}
     }
 }

@@ -51,7 +51,6 @@ impl InternalCalls for App {
             {
                 let status = response.status().as_u16();
                 droplet.stats.record_status(status);
-                metrics::counter!("droplet_requests_total", "droplet" => Arc::clone(&droplet.name), "class" => crate::headers::status_class(status)).increment(1);
                 if let Ok(value) = http::HeaderValue::from_str(droplet.version.as_str()) {
                     response.headers_mut().insert("x-droplet-version", value);
                 }

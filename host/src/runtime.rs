@@ -107,6 +107,9 @@ pub struct Runtime {
     linker: Linker<CallState>,
     ticker: EpochTicker,
     long_running: LongRunningGate,
+    /// `droplet_instantiation_seconds`, looked up once (the recorder is
+    /// installed before the runtime is built).
+    instantiation: metrics::Histogram,
 }
 
 /// What a `Store` holds for one call.
@@ -273,6 +276,7 @@ impl Runtime {
             linker,
             ticker,
             long_running: LongRunningGate::new(),
+            instantiation: metrics::histogram!("droplet_instantiation_seconds"),
         })
     }
 
@@ -381,7 +385,7 @@ impl Runtime {
                         .instantiate_async(&mut store)
                         .instrument(crate::step_span!("instantiate"))
                         .await?;
-                    metrics::histogram!("droplet_instantiation_seconds")
+                    self.instantiation
                         .record(instantiating.elapsed().as_secs_f64());
                     let response = instance
                         .fp_droplet_handler()
@@ -396,7 +400,7 @@ impl Runtime {
                         .instantiate_async(&mut store)
                         .instrument(crate::step_span!("instantiate"))
                         .await?;
-                    metrics::histogram!("droplet_instantiation_seconds")
+                    self.instantiation
                         .record(instantiating.elapsed().as_secs_f64());
                     serve_http(&mut store, &instance, request)
                         .instrument(crate::step_span!("guest"))

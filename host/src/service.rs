@@ -25,7 +25,7 @@ use crate::app::App;
 use crate::dispatch::{self, CallReport};
 use crate::droplets::stats::DropletStats;
 use crate::error::HostError;
-use crate::headers::{TRACE_ID_HEADER, add_security_headers, status_class};
+use crate::headers::{TRACE_ID_HEADER, add_security_headers};
 use crate::router::{self, Route};
 use crate::{admin, contract, endpoints, telemetry};
 
@@ -85,12 +85,9 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Full<Byte
             span.record("otel.status_code", "ERROR");
         }
     }
-    if let (Some(stats), Some(droplet)) = (&outcome.stats, &outcome.droplet) {
+    if let Some(stats) = &outcome.stats {
         stats.record_status(status);
-        let class = status_class(status);
-        metrics::counter!("droplet_requests_total", "droplet" => Arc::clone(droplet), "class" => class).increment(1);
-        metrics::histogram!("droplet_request_duration_seconds", "droplet" => Arc::clone(droplet))
-            .record(started.elapsed().as_secs_f64());
+        stats.record_duration(started.elapsed());
     }
 
     let headers = response.headers_mut();

@@ -15,14 +15,17 @@
 //!   that target is one cached "disabled" check.
 
 use std::io::BufWriter;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing::Subscriber;
 use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::{FilterExt, LevelFilter, filter_fn};
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, Registry};
@@ -121,6 +124,35 @@ pub fn init(format: LogFormat, tail: TailLimits) -> anyhow::Result<Telemetry> {
         .lossy(false)
         .thread_name("log-writer")
         .finish(BufWriter::new(std::io::stdout()));
+    let tail = (tail.lines > 0).then(|| LogTail::new(tail).install());
+    let tracer = otlp_tracer()?;
+    TRACING.store(tracer.is_some(), Ordering::Relaxed);
+    subscriber(format, writer, tail, tracer.as_ref())
+        .try_init()
+        .map_err(|err| anyhow::anyhow!("cannot install the log: {err}"))?;
+    log_panics();
+    Ok(Telemetry {
+        tracer,
+        _log: guard,
+    })
+}
+
+/// The subscriber [`init`] installs: the log written to `writer`, the tail
+/// (if any) and the trace exporter (if any).
+///
+/// Every layer has its own filter, and a layer that is not wanted is left
+/// out rather than added as `None`: an absent `Option` layer counts as
+/// interested in everything, which would make every disabled span (the
+/// request's and its steps', with traces off) a live one in the registry.
+fn subscriber<W>(
+    format: LogFormat,
+    writer: W,
+    tail: Option<Arc<LogTail>>,
+    tracer: Option<&SdkTracerProvider>,
+) -> impl Subscriber + Send + Sync + 'static
+where
+    W: for<'writer> MakeWriter<'writer> + Send + Sync + 'static,
+{
     let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // Every filter says how verbose it can be: combined with `and`, a filter
     // without a hint leaves the whole subscriber without one, and then every
@@ -130,53 +162,51 @@ pub fn init(format: LogFormat, tail: TailLimits) -> anyhow::Result<Telemetry> {
         filter_fn(|meta| !meta.target().starts_with(TRACE_TARGET))
             .with_max_level_hint(LevelFilter::TRACE)
     };
-    let tail = (tail.lines > 0).then(|| LogTail::new(tail).install());
     let log = tracing_subscriber::fmt::layer();
+    let mut layers: Vec<Box<dyn Layer<Registry> + Send + Sync>> = Vec::with_capacity(3);
     // JSON lines go to the tail as written; pretty ones through a layer.
-    let (log, tail_layer) = match format {
-        LogFormat::Json => (
+    match format {
+        LogFormat::Json => layers.push(
             log.json()
                 .flatten_event(true)
                 .with_current_span(false)
                 .with_span_list(false)
                 .with_writer(TeeWriter::new(writer, tail))
+                .with_filter(filter().and(not_a_trace()))
                 .boxed(),
-            None,
         ),
-        LogFormat::Pretty => (
-            log.with_ansi(false).with_writer(writer).boxed(),
-            tail.map(|tail| {
-                TailLayer::new(tail).with_filter(
-                    filter()
-                        .and(filter_fn(TailLayer::wants).with_max_level_hint(LevelFilter::TRACE)),
+        LogFormat::Pretty => {
+            layers.push(
+                log.with_ansi(false)
+                    .with_writer(writer)
+                    .with_filter(filter().and(not_a_trace()))
+                    .boxed(),
+            );
+            if let Some(tail) = tail {
+                layers.push(
+                    TailLayer::new(tail)
+                        .with_filter(filter().and(
+                            filter_fn(TailLayer::wants).with_max_level_hint(LevelFilter::TRACE),
+                        ))
+                        .boxed(),
+                );
+            }
+        }
+    }
+    if let Some(provider) = tracer {
+        layers.push(
+            tracing_opentelemetry::layer()
+                .with_tracer(provider.tracer("droplet"))
+                .with_location(false)
+                .with_threads(false)
+                .with_filter(
+                    filter_fn(|meta| meta.target() == TRACE_TARGET)
+                        .with_max_level_hint(LevelFilter::INFO),
                 )
-            }),
-        ),
-    };
-    let log = log.with_filter(filter().and(not_a_trace()));
-    let tracer = otlp_tracer()?;
-    let traces = tracer.as_ref().map(|provider| {
-        tracing_opentelemetry::layer()
-            .with_tracer(provider.tracer("droplet"))
-            .with_location(false)
-            .with_threads(false)
-            .with_filter(
-                filter_fn(|meta| meta.target() == TRACE_TARGET)
-                    .with_max_level_hint(LevelFilter::INFO),
-            )
-    });
-    TRACING.store(tracer.is_some(), Ordering::Relaxed);
-    Registry::default()
-        .with(log)
-        .with(tail_layer)
-        .with(traces)
-        .try_init()
-        .map_err(|err| anyhow::anyhow!("cannot install the log: {err}"))?;
-    log_panics();
-    Ok(Telemetry {
-        tracer,
-        _log: guard,
-    })
+                .boxed(),
+        );
+    }
+    Registry::default().with(layers)
 }
 
 /// Logs a panic as one error line of the host's log (message and location,
@@ -270,4 +300,35 @@ macro_rules! step_span {
     ($name:literal $(, $($fields:tt)*)?) => {
         tracing::info_span!(target: $crate::telemetry::TRACE_TARGET, $name $(, $($fields)*)?)
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log_tail::TailLimits;
+
+    /// With traces off, the request's span and its steps are disabled
+    /// (nothing is allocated for them), in both log formats and with or
+    /// without the tail, while the log still takes the host's events.
+    #[test]
+    fn spans_cost_nothing_with_traces_off() {
+        for format in [LogFormat::Json, LogFormat::Pretty] {
+            for tail_lines in [0, 10] {
+                let tail = (tail_lines > 0).then(|| {
+                    Arc::new(LogTail::new(TailLimits {
+                        lines: tail_lines,
+                        bytes: 1 << 16,
+                    }))
+                });
+                let subscriber = subscriber(format, std::io::sink, tail, None);
+                tracing::subscriber::with_default(subscriber, || {
+                    let request = request_span(&http::Method::GET, "/hello/");
+                    assert!(request.is_disabled(), "{format:?}, tail {tail_lines}");
+                    let step = crate::step_span!("guest");
+                    assert!(step.is_disabled(), "{format:?}, tail {tail_lines}");
+                    assert!(tracing::enabled!(target: "droplet::access", tracing::Level::INFO));
+                });
+            }
+        }
+    }
 }

@@ -5,7 +5,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// How many recent calls the latency window and the health verdict use.
@@ -14,8 +14,13 @@ const WINDOW: usize = 256;
 const HEALTH_WINDOW: usize = 10;
 
 /// Counters of one droplet (by name, whatever its version).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct DropletStats {
+    /// The droplet's name: its metrics' `droplet` label.
+    name: Arc<str>,
+    /// Its Prometheus series, each looked up in the recorder once, on first
+    /// use (so a droplet without traffic has none), not on every request.
+    metrics: Handles,
     by_class: [AtomicU64; 5],
     traps: AtomicU64,
     budget_overruns: AtomicU64,
@@ -24,6 +29,16 @@ pub struct DropletStats {
     /// push or a copy, never across an await; one lock per call (and one
     /// more for a 5xx answer).
     recent: Mutex<Recent>,
+}
+
+/// A droplet's handles into the process's metrics recorder.
+#[derive(Debug, Default)]
+struct Handles {
+    /// `droplet_requests_total`, by status class (1xx … 5xx).
+    requests: [OnceLock<metrics::Counter>; 5],
+    duration: OnceLock<metrics::Histogram>,
+    overruns: OnceLock<metrics::Counter>,
+    traps: OnceLock<metrics::Counter>,
 }
 
 /// What [`DropletStats`] keeps under its one lock.
@@ -179,10 +194,30 @@ pub struct Latency {
 }
 
 impl DropletStats {
-    /// Counts a response with `status`.
+    /// No calls yet, for the droplet called `name`.
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: name.into(),
+            metrics: Handles::default(),
+            by_class: Default::default(),
+            traps: AtomicU64::new(0),
+            budget_overruns: AtomicU64::new(0),
+            in_flight: AtomicI64::new(0),
+            recent: Mutex::default(),
+        }
+    }
+
+    /// Counts a response with `status`, here and in
+    /// `droplet_requests_total`.
     pub fn record_status(&self, status: u16) {
         let class = usize::from(status / 100).clamp(1, 5) - 1;
         self.by_class[class].fetch_add(1, Ordering::Relaxed);
+        self.metrics.requests[class]
+            .get_or_init(|| {
+                let class = crate::headers::status_class(status);
+                metrics::counter!("droplet_requests_total", "droplet" => Arc::clone(&self.name), "class" => class)
+            })
+            .increment(1);
         if status >= 500
             && let Ok(mut recent) = self.recent.lock()
         {
@@ -195,14 +230,33 @@ impl DropletStats {
         }
     }
 
-    /// Counts a trap.
-    pub fn record_trap(&self) {
-        self.traps.fetch_add(1, Ordering::Relaxed);
+    /// Records a request's whole time in the host, in
+    /// `droplet_request_duration_seconds`.
+    pub fn record_duration(&self, duration: Duration) {
+        self.metrics
+            .duration
+            .get_or_init(|| metrics::histogram!("droplet_request_duration_seconds", "droplet" => Arc::clone(&self.name)))
+            .record(duration.as_secs_f64());
     }
 
-    /// Counts a budget overrun.
+    /// Counts a trap, here and in `droplet_traps_total`.
+    pub fn record_trap(&self) {
+        self.traps.fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .traps
+            .get_or_init(
+                || metrics::counter!("droplet_traps_total", "droplet" => Arc::clone(&self.name)),
+            )
+            .increment(1);
+    }
+
+    /// Counts a budget overrun, here and in `droplet_budget_overruns_total`.
     pub fn record_overrun(&self) {
         self.budget_overruns.fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .overruns
+            .get_or_init(|| metrics::counter!("droplet_budget_overruns_total", "droplet" => Arc::clone(&self.name)))
+            .increment(1);
     }
 
     /// Records a finished call: its latency and whether the droplet failed.
@@ -358,7 +412,7 @@ mod tests {
 
     #[test]
     fn counts_by_class_and_in_flight() {
-        let stats = DropletStats::default();
+        let stats = DropletStats::new("test");
         stats.record_status(200);
         stats.record_status(204);
         stats.record_status(503);
@@ -373,7 +427,7 @@ mod tests {
 
     #[test]
     fn latency_window_and_health() {
-        let stats = DropletStats::default();
+        let stats = DropletStats::new("test");
         assert_eq!(stats.latency().samples, 0);
         for ms in 1..=100 {
             stats.record_call(Duration::from_millis(ms), false);

@@ -287,8 +287,12 @@ impl Droplets {
 
     fn stats_for(&self, name: &str) -> Arc<DropletStats> {
         match self.stats.lock() {
-            Ok(mut stats) => Arc::clone(stats.entry(name.to_string()).or_default()),
-            Err(_) => Arc::default(),
+            Ok(mut stats) => Arc::clone(
+                stats
+                    .entry(name.to_string())
+                    .or_insert_with(|| Arc::new(DropletStats::new(name))),
+            ),
+            Err(_) => Arc::new(DropletStats::new(name)),
         }
     }
 
