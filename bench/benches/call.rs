@@ -14,6 +14,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use droplet_host::bindings::GuestRequest;
 use droplet_host::cache::CodeCache;
 use droplet_host::droplets::loader::Loader;
+use droplet_host::droplets::stats::DropletStats;
 use droplet_host::droplets::version::{ContentHash, VersionId};
 use droplet_host::droplets::{Droplet, DropletState};
 use droplet_host::imports::Capabilities;
@@ -58,7 +59,7 @@ impl Bench {
             .expect("compile");
         let version = VersionId::new(1, &ContentHash::of(&wasm, None));
         let state = DropletState::Ready(Arc::new(ready));
-        Droplet::new(name, version, parsed, state, Arc::default())
+        Droplet::new(name, version, parsed, state, Arc::new(DropletStats::new(name)))
     }
 
     fn imports(&self, droplet: &Droplet) -> droplet_host::imports::Imports {
