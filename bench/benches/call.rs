@@ -59,7 +59,13 @@ impl Bench {
             .expect("compile");
         let version = VersionId::new(1, &ContentHash::of(&wasm, None));
         let state = DropletState::Ready(Arc::new(ready));
-        Droplet::new(name, version, parsed, state, Arc::new(DropletStats::new(name)))
+        Droplet::new(
+            name,
+            version,
+            parsed,
+            state,
+            Arc::new(DropletStats::new(name)),
+        )
     }
 
     fn imports(&self, droplet: &Droplet) -> droplet_host::imports::Imports {

@@ -20,6 +20,15 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 /// the first epoch tick, which a typical request never reaches.
 const LONG_RUNNING_AFTER: Duration = EPOCH_TICK;
 
+/// How long a returned gate permit rests, while short calls are running,
+/// before the next long-running call gets it: one tick after a call of a
+/// healthy droplet (CPU-heavy droplets then share half of the gate's
+/// cores), three after a call of a droplet whose recent calls mostly
+/// trapped or overran (a quarter: a runaway droplet gets a share, not
+/// every other turn).
+const REST: Duration = EPOCH_TICK;
+const SUSPECT_REST: Duration = EPOCH_TICK.saturating_mul(3);
+
 /// Keeps long-running calls from crowding out short ones.
 ///
 /// Short calls (most requests) run to completion, yielding at each epoch
@@ -28,9 +37,10 @@ const LONG_RUNNING_AFTER: Duration = EPOCH_TICK;
 /// start) must hold a permit of this gate to run guest code; there are half
 /// as many permits as cores (at least one), handed out in FIFO order one
 /// tick at a time. While short calls are running, a returned permit rests
-/// for one tick before the next long-running call gets it, so runaway or
-/// CPU-heavy droplets get at most half of half the machine then; with no
-/// short calls waiting they run at full speed.
+/// ([`REST`], [`SUSPECT_REST`]) before the next long-running call gets it,
+/// so CPU-heavy droplets get at most half of half the machine then, and
+/// droplets that keep overrunning a quarter of half; with no short calls
+/// waiting they run at full speed.
 pub struct LongRunningGate {
     permits: Arc<Semaphore>,
     /// Calls running that have not become long-running.
@@ -61,6 +71,7 @@ impl LongRunningGate {
                 now + LONG_RUNNING_AFTER
             },
             short: !suspect,
+            rest: if suspect { SUSPECT_REST } else { REST },
             short_calls: Arc::clone(&self.short_calls),
             permits: Arc::clone(&self.permits),
             held: GateHold::default(),
@@ -75,6 +86,8 @@ pub struct TickScheduler {
     long_running_at: std::time::Instant,
     /// Whether this call still counts in `short_calls`.
     short: bool,
+    /// How long the permit this call returns rests while short calls run.
+    rest: Duration,
     short_calls: Arc<AtomicUsize>,
     permits: Arc<Semaphore>,
     /// The gate permit this call holds while it runs, if any. Shared with the
@@ -141,8 +154,8 @@ impl TickScheduler {
             return UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()));
         }
         self.leave_short();
-        // Give the permit back (after a one-tick rest while short calls are
-        // running) and queue for it again, behind the other long-running
+        // Give the permit back (after a rest while short calls are running)
+        // and queue for it again, behind the other long-running
         // calls; waiting ends at the deadline at the latest, where the
         // call's timeout answers 504 without running the guest again.
         let held = self.held.clone();
@@ -150,8 +163,9 @@ impl TickScheduler {
         if let Some(permit) = returned
             && self.short_calls.load(Ordering::Relaxed) > 0
         {
+            let rest = self.rest;
             tokio::spawn(async move {
-                tokio::time::sleep(EPOCH_TICK).await;
+                tokio::time::sleep(rest).await;
                 drop(permit);
             });
         }
