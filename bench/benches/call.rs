@@ -132,6 +132,7 @@ fn call(c: &mut Criterion) {
             max_instances: 100,
             max_memory_mb: 256,
             keep_resident_bytes: None,
+            warm_slots: None,
         })
         .expect("runtime"),
     );

@@ -1284,6 +1284,40 @@ fn spread_over_droplets(
         || measure(opts, &host, &one, None),
     )?;
     report.push_clean(row);
+
+    // The same spread with wasmtime's default of 100 warm slots, which the
+    // host used to keep: most calls then remap a slot's memory image.
+    let few_warm = Server::start_host_with(
+        opts,
+        droplets,
+        &opts.out.join("many").join("data-spread-warm100"),
+        &[
+            "--no-watch",
+            "--warm-slots",
+            "100",
+            "--cache",
+            cache.to_str().context("cache path")?,
+        ],
+    )?;
+    let mut row = Row::new(
+        &format!(
+            "warm slots: {spread} droplets at once, --warm-slots 100 vs every slot (the default)"
+        ),
+        "--warm-slots 100",
+        "every slot warm",
+        connections,
+        "slots taken from another droplet remap its memory image",
+    );
+    let few_warm_load = Load {
+        spread,
+        ..Load::get(few_warm.url("/"), connections)
+    };
+    row.measure_rounds(
+        opts,
+        || measure(opts, &few_warm, &few_warm_load, None),
+        || measure(opts, &host, &many, None),
+    )?;
+    report.push_clean(row);
     Ok(())
 }
 

@@ -198,7 +198,8 @@ fn figures(report: &Report) -> Vec<(String, String)> {
     for row in &report.rows {
         let costs = row.scenario.starts_with("access log:")
             || row.scenario.starts_with("OpenTelemetry")
-            || row.scenario.starts_with("dirty 16 MiB:");
+            || row.scenario.starts_with("dirty 16 MiB:")
+            || row.scenario.starts_with("warm slots:");
         if costs {
             figures.push((
                 row.scenario.clone(),

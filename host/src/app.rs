@@ -80,6 +80,8 @@ pub struct ServeSettings {
     /// Bytes of each instance memory wiped in place on drop; `None`: the
     /// runtime's default.
     pub keep_resident_bytes: Option<usize>,
+    /// Idle instance slots kept tied to their last droplet; `None`: all.
+    pub warm_slots: Option<u32>,
 }
 
 /// The host's shared state.
@@ -202,6 +204,7 @@ impl App {
             max_instances: settings.max_instances,
             max_memory_mb: settings.max_memory_mb,
             keep_resident_bytes: settings.keep_resident_bytes,
+            warm_slots: settings.warm_slots,
         })?);
         let cache_dir = settings
             .cache_dir

@@ -60,6 +60,31 @@ async fn nothing_a_request_leaves_in_memory_is_seen_by_a_later_one() {
     }
 }
 
+/// Slots handed from one droplet to another (no slot stays warm, and a
+/// pool of two) are wiped as well: neither droplet sees the other's marker.
+#[tokio::test]
+async fn a_slot_taken_from_another_droplet_carries_nothing_over() {
+    let host = HostBuilder::new()
+        .droplet("first", "hostile")
+        .droplet("second", "hostile")
+        .arg("--warm-slots")
+        .arg("0")
+        .arg("--max-instances")
+        .arg("2")
+        .start()
+        .await;
+    for i in 0..40 {
+        let name = if i % 2 == 0 { "first" } else { "second" };
+        let reply = host
+            .get(&format!("/{name}/remember?marker={name}-{i}"))
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        let seen = reply.json();
+        assert_eq!(seen["static"], Value::Null, "static memory leaked: {seen}");
+        assert_eq!(seen["heap"], Value::Null, "heap leaked: {seen}");
+    }
+}
+
 #[tokio::test]
 async fn the_sandbox_denies_files_environment_and_sockets() {
     let host = hostile_host("").await;

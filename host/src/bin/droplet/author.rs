@@ -71,6 +71,7 @@ pub fn build(args: BuildArgs) -> anyhow::Result<()> {
         max_instances: 1,
         max_memory_mb: 64,
         keep_resident_bytes: None,
+        warm_slots: None,
     })?;
     let check = |wasm: &[u8]| -> Result<(), String> {
         let component = wasmtime::component::Component::new(runtime.engine(), wasm)

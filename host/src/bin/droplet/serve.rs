@@ -100,6 +100,12 @@ pub struct ServeArgs {
     /// dropped, rather than returned to the kernel [default: 8; 0.25 with swap].
     #[arg(long, env = "DROPLET_KEEP_RESIDENT_MB")]
     pub keep_resident_mb: Option<usize>,
+    /// Idle instance slots that stay tied to the droplet that last ran in
+    /// them (its memory image kept mapped, its dirtied pages resident)
+    /// [default: every slot]. Lower it to bound resident memory when many
+    /// droplets with large memories take turns.
+    #[arg(long, env = "DROPLET_WARM_SLOTS")]
+    pub warm_slots: Option<u32>,
     /// Which requests get an access-log line: `all`, `errors` (not 2xx),
     /// `sampled` (one in --access-log-sample, and every error) or `off`.
     #[arg(long, env = "DROPLET_ACCESS_LOG", value_enum, default_value = "all")]
@@ -279,6 +285,7 @@ pub fn serve(args: ServeArgs, dotenv: Option<PathBuf>) -> anyhow::Result<()> {
         response_buffer_bytes: args.max_response_buffer_mb.saturating_mul(1 << 20),
         max_outbound_in_flight: args.max_outbound_connections.max(1),
         keep_resident_bytes: args.keep_resident_mb.map(|mb| mb.saturating_mul(1 << 20)),
+        warm_slots: args.warm_slots,
         access_log: match args.access_log {
             AccessLogArg::All => AccessLogMode::All,
             AccessLogArg::Errors => AccessLogMode::Errors,
