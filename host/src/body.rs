@@ -37,6 +37,10 @@ where
     if declared.is_some_and(|length| length > limit as u64) {
         return Err(BodyError::TooLarge);
     }
+    // Most requests (a GET) have none: no reader and no timer for them.
+    if body.is_end_stream() {
+        return Ok(Bytes::new());
+    }
     let collect = Limited::new(body, limit).collect();
     let collected = match timeout {
         Some(timeout) => tokio::time::timeout(timeout, collect)
