@@ -1252,16 +1252,13 @@ fn spread_over_droplets(
     report: &mut Report,
 ) -> Result<()> {
     let spread = count.min(100) as u32;
-    let host = Server::start_host_with(
-        opts,
-        droplets,
-        &opts.out.join("many").join("data-spread"),
-        &[
-            "--no-watch",
-            "--cache",
-            cache.to_str().context("cache path")?,
-        ],
-    )?;
+    let cache = cache.to_str().context("cache path")?;
+    let start = |data: &str, extra: &[&str]| {
+        let mut args = vec!["--no-watch", "--cache", cache];
+        args.extend_from_slice(extra);
+        Server::start_host_with(opts, droplets, &opts.out.join("many").join(data), &args)
+    };
+    let host = start("data-spread", &[])?;
     let connections = 16;
     let many = Load {
         spread,
@@ -1287,18 +1284,7 @@ fn spread_over_droplets(
 
     // The same spread with wasmtime's default of 100 warm slots, which the
     // host used to keep: most calls then remap a slot's memory image.
-    let few_warm = Server::start_host_with(
-        opts,
-        droplets,
-        &opts.out.join("many").join("data-spread-warm100"),
-        &[
-            "--no-watch",
-            "--warm-slots",
-            "100",
-            "--cache",
-            cache.to_str().context("cache path")?,
-        ],
-    )?;
+    let few_warm = start("data-spread-warm100", &["--warm-slots", "100"])?;
     let mut row = Row::new(
         &format!(
             "warm slots: {spread} droplets at once, --warm-slots 100 vs every slot (the default)"
