@@ -238,9 +238,7 @@ impl TailLayer {
     pub fn new(tail: Arc<LogTail>) -> Self {
         Self(tail)
     }
-}
 
-impl TailLayer {
     /// Whether an event with these fields is kept: it names a droplet.
     pub fn wants(metadata: &tracing::Metadata<'_>) -> bool {
         metadata.is_event() && metadata.fields().field("droplet").is_some()

@@ -127,7 +127,8 @@ pub fn init(format: LogFormat, tail: TailLimits) -> anyhow::Result<Telemetry> {
     let tail = (tail.lines > 0).then(|| LogTail::new(tail).install());
     let tracer = otlp_tracer()?;
     TRACING.store(tracer.is_some(), Ordering::Relaxed);
-    subscriber(format, writer, tail, tracer.as_ref())
+    let directives = std::env::var(EnvFilter::DEFAULT_ENV).ok();
+    subscriber(format, directives.as_deref(), writer, tail, tracer.as_ref())
         .try_init()
         .map_err(|err| anyhow::anyhow!("cannot install the log: {err}"))?;
     log_panics();
@@ -137,8 +138,9 @@ pub fn init(format: LogFormat, tail: TailLimits) -> anyhow::Result<Telemetry> {
     })
 }
 
-/// The subscriber [`init`] installs: the log written to `writer`, the tail
-/// (if any) and the trace exporter (if any).
+/// The subscriber [`init`] installs: the log written to `writer`, filtered
+/// by `directives` (`RUST_LOG`'s syntax; `info` when absent or invalid), the
+/// tail (if any) and the trace exporter (if any).
 ///
 /// Every layer has its own filter, and a layer that is not wanted is left
 /// out rather than added as `None`: an absent `Option` layer counts as
@@ -146,6 +148,7 @@ pub fn init(format: LogFormat, tail: TailLimits) -> anyhow::Result<Telemetry> {
 /// request's and its steps', with traces off) a live one in the registry.
 fn subscriber<W>(
     format: LogFormat,
+    directives: Option<&str>,
     writer: W,
     tail: Option<Arc<LogTail>>,
     tracer: Option<&SdkTracerProvider>,
@@ -153,7 +156,11 @@ fn subscriber<W>(
 where
     W: for<'writer> MakeWriter<'writer> + Send + Sync + 'static,
 {
-    let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = || {
+        directives
+            .and_then(|directives| EnvFilter::try_new(directives).ok())
+            .unwrap_or_else(|| EnvFilter::new("info"))
+    };
     // Every filter says how verbose it can be: combined with `and`, a filter
     // without a hint leaves the whole subscriber without one, and then every
     // `log` record of every dependency (wasmtime, hyper, sled, at debug and
@@ -162,6 +169,7 @@ where
         filter_fn(|meta| !meta.target().starts_with(TRACE_TARGET))
             .with_max_level_hint(LevelFilter::TRACE)
     };
+    let log_filter = || filter().and(not_a_trace());
     let log = tracing_subscriber::fmt::layer();
     let mut layers: Vec<Box<dyn Layer<Registry> + Send + Sync>> = Vec::with_capacity(3);
     // JSON lines go to the tail as written; pretty ones through a layer.
@@ -172,14 +180,14 @@ where
                 .with_current_span(false)
                 .with_span_list(false)
                 .with_writer(TeeWriter::new(writer, tail))
-                .with_filter(filter().and(not_a_trace()))
+                .with_filter(log_filter())
                 .boxed(),
         ),
         LogFormat::Pretty => {
             layers.push(
                 log.with_ansi(false)
                     .with_writer(writer)
-                    .with_filter(filter().and(not_a_trace()))
+                    .with_filter(log_filter())
                     .boxed(),
             );
             if let Some(tail) = tail {
@@ -309,7 +317,8 @@ mod tests {
 
     /// With traces off, the request's span and its steps are disabled
     /// (nothing is allocated for them), in both log formats and with or
-    /// without the tail, while the log still takes the host's events.
+    /// without the tail, while the log still takes the host's events (the
+    /// filter is given, so a user's `RUST_LOG` cannot change the result).
     #[test]
     fn spans_cost_nothing_with_traces_off() {
         for format in [LogFormat::Json, LogFormat::Pretty] {
@@ -320,7 +329,7 @@ mod tests {
                         bytes: 1 << 16,
                     }))
                 });
-                let subscriber = subscriber(format, std::io::sink, tail, None);
+                let subscriber = subscriber(format, None, std::io::sink, tail, None);
                 tracing::subscriber::with_default(subscriber, || {
                     let request = request_span(&http::Method::GET, "/hello/");
                     assert!(request.is_disabled(), "{format:?}, tail {tail_lines}");

@@ -232,3 +232,22 @@ async fn an_unsupported_otlp_protocol_is_refused_at_start_with_the_reason() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_warm_slot_count_that_is_not_a_number_is_refused_at_start() {
+    let (droplets, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut args = serve_args("127.0.0.1:0", droplets.path(), data.path());
+    args.extend(["--warm-slots".to_string(), "lots".to_string()]);
+    let (ok, out, err) = run_serve(&args);
+    assert!(!ok, "the host started: {out}");
+    assert!(
+        err.contains("--warm-slots") && err.contains("lots"),
+        "{err}"
+    );
+
+    let args = serve_args("127.0.0.1:0", droplets.path(), data.path());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (ok, out, err) = cli(&args, &[("DROPLET_WARM_SLOTS", "-1")]);
+    assert!(!ok, "the host started: {out}");
+    assert!(err.contains("--warm-slots") && err.contains("-1"), "{err}");
+}
