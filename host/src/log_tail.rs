@@ -15,6 +15,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::io::Write;
+use std::ops::Range;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_json::{Map, Value};
@@ -35,13 +36,24 @@ pub struct TailLimits {
     pub bytes: usize,
 }
 
-/// One kept line: its JSON text, and what readers filter on.
+/// One kept line: its JSON text, and where in it are what readers filter
+/// on (one allocation per line).
 #[derive(Debug, Clone)]
 struct Line {
     seq: u64,
-    droplet: Box<str>,
-    trace_id: Option<Box<str>>,
     text: Box<str>,
+    droplet: Range<usize>,
+    trace_id: Option<Range<usize>>,
+}
+
+impl Line {
+    fn droplet(&self) -> &str {
+        self.text.get(self.droplet.clone()).unwrap_or_default()
+    }
+
+    fn trace_id(&self) -> Option<&str> {
+        self.trace_id.clone().and_then(|range| self.text.get(range))
+    }
 }
 
 #[derive(Default)]
@@ -96,27 +108,27 @@ impl LogTail {
 
     /// Keeps `line`, one line of the JSON log, if it names a droplet.
     pub fn offer_json(&self, line: &[u8]) {
-        let Ok(text) = std::str::from_utf8(line) else {
-            return;
-        };
+        if let Ok(text) = std::str::from_utf8(line) {
+            self.push(text.trim_end());
+        }
+    }
+
+    /// Keeps `text`, a JSON object, if it names a droplet.
+    fn push(&self, text: &str) {
         let Some(droplet) = json_text_field(text, "\"droplet\":\"") else {
             return;
         };
         let trace_id = json_text_field(text, "\"trace_id\":\"");
-        self.push(droplet, trace_id, text.trim_end());
-    }
-
-    fn push(&self, droplet: &str, trace_id: Option<&str>, text: &str) {
         // Copied before the lock is taken.
-        let (droplet, trace_id, text) = (droplet.into(), trace_id.map(Into::into), text.into());
+        let text = text.into();
         let Ok(mut ring) = self.ring.lock() else {
             return;
         };
         let line = Line {
             seq: ring.next_seq,
+            text,
             droplet,
             trace_id,
-            text,
         };
         ring.next_seq += 1;
         ring.bytes += line.text.len();
@@ -150,8 +162,8 @@ impl LogTail {
         let matching = ring
             .lines
             .iter()
-            .filter(|line| line.seq >= start && &*line.droplet == droplet)
-            .filter(|line| trace_id.is_none_or(|id| line.trace_id.as_deref() == Some(id)));
+            .filter(|line| line.seq >= start && line.droplet() == droplet)
+            .filter(|line| trace_id.is_none_or(|id| line.trace_id() == Some(id)));
         // Parsed back into JSON here, on the (rare) read, not when logged.
         // The newest `limit` of them: a reader that opens the tail wants
         // the latest lines, not the oldest.
@@ -169,14 +181,14 @@ impl LogTail {
     }
 }
 
-/// The text of the top-level field whose `"key":"` is `pattern`, as the JSON
-/// formatter writes it. A `"` inside any string value is escaped (`\"`), so
-/// the pattern only matches a real key; the values looked for (droplet
-/// names, trace ids) never contain escapes.
-fn json_text_field<'a>(line: &'a str, pattern: &str) -> Option<&'a str> {
+/// Where in `line` the text of the top-level field whose `"key":"` is
+/// `pattern` is, as the JSON formatter writes it. A `"` inside any string
+/// value is escaped (`\"`), so the pattern only matches a real key; the
+/// values looked for (droplet names, trace ids) never contain escapes.
+fn json_text_field(line: &str, pattern: &str) -> Option<Range<usize>> {
     let start = line.find(pattern)? + pattern.len();
     let end = start + line[start..].find('"')?;
-    Some(&line[start..end])
+    Some(start..end)
 }
 
 /// A `MakeWriter` for the JSON log: writes each line to `inner` and offers
@@ -263,12 +275,9 @@ impl<S: Subscriber> Layer<S> for TailLayer {
             Value::String(metadata.target().to_string()),
         );
         event.record(&mut fields);
-        let Some(droplet) = fields.0.get("droplet").and_then(Value::as_str) else {
-            return;
-        };
-        let trace_id = fields.0.get("trace_id").and_then(Value::as_str);
-        let text = Value::Object(fields.0.clone()).to_string();
-        self.0.push(droplet, trace_id, &text);
+        if fields.0.get("droplet").is_some_and(Value::is_string) {
+            self.0.push(&Value::Object(fields.0).to_string());
+        }
     }
 }
 

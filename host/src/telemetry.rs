@@ -1,10 +1,12 @@
 //! The host's log and traces.
 //!
 //! - **Log**: JSON lines for machines (the default) or pretty lines for
-//!   humans, filtered by `RUST_LOG` (default `info`). Lines are handed to a
-//!   dedicated writer thread and written to stdout in batches, so a request
-//!   never waits on a `write` syscall for its access-log line. The channel
-//!   applies backpressure rather than dropping lines.
+//!   humans, filtered by `RUST_LOG` (default `info`). JSON lines are
+//!   formatted in place ([`crate::json_log`]); lines are written to stdout
+//!   in batches by a thread of their own ([`crate::log_writer`]), so a
+//!   request neither waits on a `write` syscall for its access line nor
+//!   wakes a thread per line. A full buffer holds logging threads back
+//!   rather than dropping lines.
 //! - **Tail**: the lines naming a droplet are also kept in memory for the
 //!   dashboard ([`crate::log_tail`]).
 //! - **Traces**: with `OTEL_EXPORTER_OTLP_ENDPOINT` (or
@@ -14,7 +16,6 @@
 //!   of their own. Unset, no layer wants those spans: each `info_span!` of
 //!   that target is one cached "disabled" check.
 
-use std::io::BufWriter;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -22,7 +23,6 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::Subscriber;
-use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::{FilterExt, LevelFilter, filter_fn};
 use tracing_subscriber::fmt::MakeWriter;
@@ -30,7 +30,9 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, Registry};
 
+use crate::json_log::JsonLines;
 use crate::log_tail::{LogTail, TailLayer, TailLimits, TeeWriter};
+use crate::log_writer::{LogWriter, LogWriterGuard};
 
 /// The target of the spans exported as OpenTelemetry traces (and never
 /// written to the log).
@@ -58,7 +60,7 @@ pub enum LogFormat {
 /// exports the spans still queued and flushes the lines still queued.
 pub struct Telemetry {
     tracer: Option<SdkTracerProvider>,
-    _log: WorkerGuard,
+    _log: LogWriterGuard,
 }
 
 impl Drop for Telemetry {
@@ -120,10 +122,8 @@ fn otlp_tracer() -> anyhow::Result<Option<SdkTracerProvider>> {
 /// tail kept within `tail`, and the OTLP exporter when the standard
 /// variables ask for one.
 pub fn init(format: LogFormat, tail: TailLimits) -> anyhow::Result<Telemetry> {
-    let (writer, guard) = NonBlockingBuilder::default()
-        .lossy(false)
-        .thread_name("log-writer")
-        .finish(BufWriter::new(std::io::stdout()));
+    let (writer, guard) = LogWriter::start(std::io::stdout())
+        .map_err(|err| anyhow::anyhow!("cannot start the log writer thread: {err}"))?;
     let tail = (tail.lines > 0).then(|| LogTail::new(tail).install());
     let tracer = otlp_tracer()?;
     TRACING.store(tracer.is_some(), Ordering::Relaxed);
@@ -175,10 +175,7 @@ where
     // JSON lines go to the tail as written; pretty ones through a layer.
     match format {
         LogFormat::Json => layers.push(
-            log.json()
-                .flatten_event(true)
-                .with_current_span(false)
-                .with_span_list(false)
+            log.event_format(JsonLines)
                 .with_writer(TeeWriter::new(writer, tail))
                 .with_filter(log_filter())
                 .boxed(),

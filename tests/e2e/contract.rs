@@ -337,10 +337,12 @@ async fn droplets_are_registered_once_per_version_after_retries() {
     assert_eq!(first["endpoint"], "https://droplets.example.com/hello");
     assert_eq!(auth.lock().unwrap()[0], "Bearer registry-token");
     let retries = host
-        .log_lines()
-        .into_iter()
-        .filter(|line| line["message"] == "registration failed; retrying")
-        .count();
+        .wait_for_log_count(
+            |line| line["message"] == "registration failed; retrying",
+            2,
+            Duration::from_secs(5),
+        )
+        .await;
     assert_eq!(retries, 2);
 
     // A new version is registered too, once.

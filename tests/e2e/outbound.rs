@@ -399,10 +399,12 @@ async fn droplets_call_droplets_in_process_with_one_trace_and_a_trusted_caller()
     );
     // Both hops are in the access log, under the same trace id.
     let internal_lines = host
-        .log_lines()
-        .into_iter()
-        .filter(|line| line["message"] == "internal request" && line["trace_id"] == trace)
-        .count();
+        .wait_for_log_count(
+            |line| line["message"] == "internal request" && line["trace_id"] == trace,
+            2,
+            Duration::from_secs(5),
+        )
+        .await;
     assert_eq!(internal_lines, 2);
 }
 

@@ -185,10 +185,12 @@ async fn every_request_writes_one_access_log_line() {
     assert_eq!(missing["status_code"], 404);
     assert_eq!(missing["error"], "droplet_not_found");
     let lines = host
-        .log_lines()
-        .into_iter()
-        .filter(|line| line["target"] == "droplet::access" && line["trace_id"] == "access-1")
-        .count();
+        .wait_for_log_count(
+            |line| line["target"] == "droplet::access" && line["trace_id"] == "access-1",
+            1,
+            Duration::from_secs(5),
+        )
+        .await;
     assert_eq!(lines, 1);
 }
 

@@ -348,6 +348,25 @@ impl Host {
             .collect()
     }
 
+    /// Polls the log until `count` lines match, or `timeout` passes, and
+    /// says how many match then (the host writes its log in batches, a few
+    /// milliseconds apart under load).
+    pub async fn wait_for_log_count(
+        &self,
+        matches: impl Fn(&Value) -> bool,
+        count: usize,
+        timeout: Duration,
+    ) -> usize {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let found = self.log_lines().iter().filter(|line| matches(line)).count();
+            if found >= count || Instant::now() >= deadline {
+                return found;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Polls the log until a line matches, or `timeout` passes.
     pub async fn wait_for_log(
         &self,

@@ -68,10 +68,12 @@ async fn directory_changes_swap_versions_and_a_corrupt_one_is_refused() {
     std::fs::rename(&tmp, &module).unwrap();
     poll_until(&host, "/app/", Duration::from_secs(2), is_hello).await;
     let swaps = host
-        .log_lines()
-        .into_iter()
-        .filter(|line| line["message"] == "droplet version published" && line["droplet"] == "app")
-        .count();
+        .wait_for_log_count(
+            |line| line["message"] == "droplet version published" && line["droplet"] == "app",
+            2,
+            Duration::from_secs(5),
+        )
+        .await;
     assert_eq!(swaps, 2, "one swap per change");
 
     // A corrupt v4 is refused and v3 keeps serving.
