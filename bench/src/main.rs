@@ -1080,6 +1080,34 @@ fn dirty_pages(opts: &Opts, host: &Server, report: &mut Report) -> Result<()> {
         )?;
         report.push_clean(row);
     }
+    // PAGEMAP_SCAN reports dirty pages as runs, at most 32 runs per scan in
+    // wasmtime 48; past them the rest of the memory is decommitted and its
+    // dirty pages are faulted in again by the next call. The same pages as
+    // one run and as separate runs (a clean page between each two), under
+    // the limit (24 runs, plus the stack's and data's) and over it (64).
+    for pages in [24, 64] {
+        let mut row = Row::new(
+            &format!("scattered pages: {pages} dirty pages as {pages} runs vs as one run"),
+            &format!("{pages} runs"),
+            "one run",
+            connections,
+            "PAGEMAP_SCAN reports at most 32 runs per scan",
+        );
+        let runs = Load::get(
+            host.url(&format!("/dirty/?pages={pages}&stride=2")),
+            connections,
+        );
+        let one = Load::get(
+            host.url(&format!("/dirty/?pages={pages}&stride=1")),
+            connections,
+        );
+        row.measure_rounds(
+            opts,
+            || measure(opts, host, &runs, None),
+            || measure(opts, host, &one, None),
+        )?;
+        report.push_clean(row);
+    }
     // Past the keep-resident window (8 MiB) the dirty pages are returned with
     // madvise and faulted in again: the same 16 MiB with a 32 MiB window.
     let droplets = opts.out.join("droplets");

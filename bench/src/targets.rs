@@ -168,6 +168,23 @@ pub fn judge(report: &Report) -> Vec<Target> {
             None => targets.push(absent(what, goal)),
         }
     }
+    // The same dirty pages as separate runs: PAGEMAP_SCAN reports at most
+    // 32 runs per scan, past which the rest of the memory is decommitted.
+    let what = "64 dirty pages as 64 runs vs one run: no cliff past the scan's 32 runs";
+    let goal = "≤ 1.25× the CPU/req of the same pages as one run".to_string();
+    targets.push(match find(report, "scattered pages: 64 ", None) {
+        Some(row) => {
+            let (runs, one) = (cpu(&row.subject_runs), cpu(&row.baseline_runs));
+            let growth = runs / one.max(1e-9);
+            Target {
+                what,
+                goal,
+                measured: format!("{runs:.1} vs {one:.1} µs = {growth:.2}×"),
+                met: Some(growth <= 1.25),
+            }
+        }
+        None => absent(what, goal),
+    });
     let what = "in-process droplet-to-droplet call";
     let goal = "adds ≤ 1.5× hello's CPU/req".to_string();
     targets.push(match find(report, "droplet-to-droplet", None) {
@@ -199,6 +216,7 @@ fn figures(report: &Report) -> Vec<(String, String)> {
         let costs = row.scenario.starts_with("access log:")
             || row.scenario.starts_with("OpenTelemetry")
             || row.scenario.starts_with("dirty 16 MiB:")
+            || row.scenario.starts_with("scattered pages: 24 ")
             || row.scenario.starts_with("warm slots:");
         if costs {
             figures.push((
