@@ -19,6 +19,7 @@ pub mod client;
 pub mod connection;
 pub mod contract;
 pub mod database;
+pub mod deadline;
 pub mod dispatch;
 pub mod droplets;
 pub mod endpoints;

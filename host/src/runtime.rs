@@ -10,7 +10,8 @@
 //! millisecond; at each tick a running guest yields to the async executor (so
 //! a busy guest cannot starve others on its worker) and, past its deadline,
 //! traps ([`crate::scheduler`]). Awaits in host imports are cut off by the
-//! same deadline.
+//! same deadline, which is met to well under a millisecond: its last stretch
+//! is the ticker's ([`crate::deadline`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +33,7 @@ use wasmtime::{
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::bindings::{self, DropletPre, GuestResponse};
+use crate::deadline::Deadlines;
 use crate::imports::{self, HasImports, Imports};
 use crate::scheduler::{EpochTicker, LongRunningGate};
 
@@ -112,6 +114,8 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<CallState>,
     ticker: EpochTicker,
+    /// Call deadlines in their last stretch, met by the ticker.
+    deadlines: Arc<Deadlines>,
     long_running: LongRunningGate,
     /// `droplet_instantiation_seconds`, looked up once (the recorder is
     /// installed before the runtime is built).
@@ -281,11 +285,13 @@ impl Runtime {
             .map_err(|err| anyhow::anyhow!("{err:#}"))?;
         imports::add_to_linker(&mut linker).map_err(|err| anyhow::anyhow!("{err:#}"))?;
 
-        let ticker = EpochTicker::start(engine.clone())?;
+        let deadlines = Arc::new(Deadlines::default());
+        let ticker = EpochTicker::start(engine.clone(), Arc::clone(&deadlines))?;
         Ok(Self {
             engine,
             linker,
             ticker,
+            deadlines,
             long_running: LongRunningGate::new(),
             instantiation: metrics::histogram!("droplet_instantiation_seconds"),
         })
@@ -422,13 +428,17 @@ impl Runtime {
                 )),
             }
         };
-        let outcome = tokio::time::timeout_at(call.deadline, run).await;
+        let outcome = tokio::select! {
+            biased;
+            outcome = run => Some(outcome),
+            () = self.deadlines.at(call.deadline.into_std()) => None,
+        };
         // Drop the instance before logging: its stdio streams flush on drop.
         drop(store);
         let result = match outcome {
-            Err(_elapsed) => Err(CallError::BudgetExceeded),
-            Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(err)) => Err(classify(&err, log.failure_hint())),
+            None => Err(CallError::BudgetExceeded),
+            Some(Ok(answer)) => Ok(answer),
+            Some(Err(err)) => Err(classify(&err, log.failure_hint())),
         };
         log.finish();
         result

@@ -13,6 +13,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use wasmtime::{Engine, UpdateDeadline};
 
+use crate::deadline::Deadlines;
+
 /// How often the epoch ticker ticks: the granularity of budgets and yields.
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 
@@ -213,8 +215,11 @@ pub struct EpochTicker {
 }
 
 impl EpochTicker {
-    /// Starts ticking `engine`'s epoch.
-    pub fn start(engine: Engine) -> std::io::Result<Self> {
+    /// Starts ticking `engine`'s epoch and waking the calls whose
+    /// deadlines were handed over to it ([`crate::deadline`]): between two
+    /// ticks it sleeps only until the earliest such deadline, and at one it
+    /// advances the epoch too, so a guest running then traps at once.
+    pub fn start(engine: Engine, deadlines: Arc<Deadlines>) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let thread = std::thread::Builder::new()
             .name("epoch-ticker".into())
@@ -222,9 +227,23 @@ impl EpochTicker {
                 let stop = Arc::clone(&stop);
                 move || {
                     raise_ticker_priority();
+                    let mut next_tick = std::time::Instant::now() + EPOCH_TICK;
                     while !stop.load(Ordering::Relaxed) {
-                        std::thread::sleep(EPOCH_TICK);
-                        engine.increment_epoch();
+                        let wake_at = deadlines
+                            .earliest()
+                            .map_or(next_tick, |deadline| deadline.min(next_tick));
+                        let now = std::time::Instant::now();
+                        if wake_at > now {
+                            std::thread::sleep(wake_at - now);
+                        }
+                        let now = std::time::Instant::now();
+                        let woken = deadlines.wake_due(now);
+                        if now >= next_tick || woken > 0 {
+                            engine.increment_epoch();
+                        }
+                        if now >= next_tick {
+                            next_tick = now + EPOCH_TICK;
+                        }
                     }
                 }
             })?;
