@@ -173,8 +173,7 @@ mod tests {
         drop(wait);
         assert!(deadlines.earliest().is_none(), "a dropped wait withdraws");
         // A far deadline stays on tokio's wheel: nothing is handed over.
-        let far = Box::pin(deadlines.at(Instant::now() + Duration::from_secs(60)));
-        let mut far = far;
+        let mut far = Box::pin(deadlines.at(Instant::now() + Duration::from_secs(60)));
         assert!(
             far.as_mut()
                 .poll(&mut Context::from_waker(&waker))

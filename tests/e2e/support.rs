@@ -348,23 +348,33 @@ impl Host {
             .collect()
     }
 
+    /// Polls the log (written in batches, a few milliseconds apart under
+    /// load) until `found` finds what it looks for in the lines so far, or
+    /// `timeout` passes; then its last answer.
+    async fn poll_log<T>(&self, timeout: Duration, found: impl Fn(Vec<Value>) -> (bool, T)) -> T {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (done, answer) = found(self.log_lines());
+            if done || Instant::now() >= deadline {
+                return answer;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Polls the log until `count` lines match, or `timeout` passes, and
-    /// says how many match then (the host writes its log in batches, a few
-    /// milliseconds apart under load).
+    /// says how many match then.
     pub async fn wait_for_log_count(
         &self,
         matches: impl Fn(&Value) -> bool,
         count: usize,
         timeout: Duration,
     ) -> usize {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let found = self.log_lines().iter().filter(|line| matches(line)).count();
-            if found >= count || Instant::now() >= deadline {
-                return found;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        self.poll_log(timeout, |lines| {
+            let found = lines.iter().filter(|line| matches(line)).count();
+            (found >= count, found)
+        })
+        .await
     }
 
     /// Polls the log until a line matches, or `timeout` passes.
@@ -373,16 +383,11 @@ impl Host {
         matches: impl Fn(&Value) -> bool,
         timeout: Duration,
     ) -> Option<Value> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(line) = self.log_lines().into_iter().find(&matches) {
-                return Some(line);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        self.poll_log(timeout, |lines| {
+            let line = lines.into_iter().find(&matches);
+            (line.is_some(), line)
+        })
+        .await
     }
 
     /// A line of the host process's `/proc/PID/status`, in KiB (`VmRSS`,
