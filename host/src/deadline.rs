@@ -9,6 +9,11 @@
 //! handed-over deadline, wakes that call's task and advances the epoch, so a
 //! guest running at that moment traps at once rather than at the next tick.
 //! Calls that end early (nearly all) never hand anything over.
+//!
+//! A call whose guest is running cannot be polled, so its wait cannot hand
+//! itself over in time; its tick scheduler ([`crate::scheduler`]) asks the
+//! ticker for the epoch to advance at the deadline instead
+//! ([`Deadlines::interrupt_at`]), at its last tick before it.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -23,16 +28,37 @@ use std::time::{Duration, Instant};
 /// call before the ticker's last tick ahead of the deadline.
 pub const HANDOVER: Duration = Duration::from_millis(2);
 
-/// The deadlines handed over to the ticker, earliest first.
+/// The deadlines handed over to the ticker, earliest first: a waiting
+/// call's waker, or none where only the epoch must advance.
 #[derive(Default)]
 pub struct Deadlines {
-    waiting: Mutex<BTreeMap<(Instant, u64), Waker>>,
+    waiting: Mutex<BTreeMap<Key, Option<Waker>>>,
     next_id: AtomicU64,
 }
 
+/// One handed-over deadline.
+pub type Key = (Instant, u64);
+
 impl Deadlines {
-    fn lock(&self) -> MutexGuard<'_, BTreeMap<(Instant, u64), Waker>> {
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<Key, Option<Waker>>> {
         self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn key(&self, deadline: Instant) -> Key {
+        (deadline, self.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Has the ticker advance the epoch at `deadline`, so that a guest
+    /// running then traps at once; withdrawn with [`Deadlines::withdraw`].
+    pub fn interrupt_at(&self, deadline: Instant) -> Key {
+        let key = self.key(deadline);
+        self.lock().insert(key, None);
+        key
+    }
+
+    /// Withdraws a handed-over deadline (gone already once it was due).
+    pub fn withdraw(&self, key: Key) {
+        self.lock().remove(&key);
     }
 
     /// The earliest deadline handed over, if any.
@@ -40,18 +66,19 @@ impl Deadlines {
         self.lock().keys().next().map(|&(deadline, _)| deadline)
     }
 
-    /// Wakes every call whose deadline is `now` or earlier; says how many.
+    /// Wakes every call whose deadline is `now` or earlier; says how many
+    /// deadlines were due.
     pub fn wake_due(&self, now: Instant) -> usize {
-        let due: Vec<Waker> = {
+        let due: Vec<Option<Waker>> = {
             let mut waiting = self.lock();
             let later = waiting.split_off(&(now, u64::MAX));
             std::mem::replace(&mut *waiting, later)
                 .into_values()
                 .collect()
         };
-        let woken = due.len();
-        due.into_iter().for_each(Waker::wake);
-        woken
+        let count = due.len();
+        due.into_iter().flatten().for_each(Waker::wake);
+        count
     }
 
     /// A future that resolves at `deadline`, not before.
@@ -77,7 +104,7 @@ pub struct AtDeadline<'a> {
     /// nearer than that).
     wheel: Option<Pin<Box<tokio::time::Sleep>>>,
     /// The entry handed to the ticker, once handed over.
-    key: Option<(Instant, u64)>,
+    key: Option<Key>,
 }
 
 impl Future for AtDeadline<'_> {
@@ -96,12 +123,9 @@ impl Future for AtDeadline<'_> {
         }
         let key = match self.key {
             Some(key) => key,
-            None => {
-                let id = self.deadlines.next_id.fetch_add(1, Ordering::Relaxed);
-                (self.deadline, id)
-            }
+            None => self.deadlines.key(self.deadline),
         };
-        self.deadlines.lock().insert(key, cx.waker().clone());
+        self.deadlines.lock().insert(key, Some(cx.waker().clone()));
         self.key = Some(key);
         // The ticker may have passed the deadline between the check above
         // and the hand-over, before it saw the entry.
@@ -116,7 +140,7 @@ impl Future for AtDeadline<'_> {
 impl AtDeadline<'_> {
     fn withdraw(&mut self) {
         if let Some(key) = self.key.take() {
-            self.deadlines.lock().remove(&key);
+            self.deadlines.withdraw(key);
         }
     }
 }
@@ -179,6 +203,18 @@ mod tests {
                 .poll(&mut Context::from_waker(&waker))
                 .is_pending()
         );
+        assert!(deadlines.earliest().is_none());
+    }
+
+    #[test]
+    fn an_interrupt_counts_as_due_and_goes_with_the_wake() {
+        let deadlines = Deadlines::default();
+        let now = Instant::now();
+        deadlines.interrupt_at(now);
+        let later = deadlines.interrupt_at(now + Duration::from_secs(60));
+        assert_eq!(deadlines.wake_due(now), 1, "the due one advances the epoch");
+        assert_eq!(deadlines.wake_due(now), 0, "and is gone");
+        deadlines.withdraw(later);
         assert!(deadlines.earliest().is_none());
     }
 }

@@ -35,7 +35,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use crate::bindings::{self, DropletPre, GuestResponse};
 use crate::deadline::Deadlines;
 use crate::imports::{self, HasImports, Imports};
-use crate::scheduler::{EpochTicker, LongRunningGate};
+use crate::scheduler::{EpochTicker, LongRunningGate, guest_priority};
 
 /// How much of each memory and table is reset in place (not with madvise)
 /// when an instance is dropped, without swap: with PAGEMAP_SCAN only the
@@ -291,8 +291,8 @@ impl Runtime {
             engine,
             linker,
             ticker,
+            long_running: LongRunningGate::new(Arc::clone(&deadlines)),
             deadlines,
-            long_running: LongRunningGate::new(),
             instantiation: metrics::histogram!("droplet_instantiation_seconds"),
         })
     }
@@ -428,10 +428,19 @@ impl Runtime {
                 )),
             }
         };
-        let outcome = tokio::select! {
-            biased;
-            outcome = run => Some(outcome),
-            () = self.deadlines.at(call.deadline.into_std()) => None,
+        // A poll that ran a long-running guest may have lowered the
+        // thread's priority; it is back before the thread runs anything else.
+        let outcome = {
+            let mut run = std::pin::pin!(run);
+            let run = std::future::poll_fn(|cx| {
+                let _restore = guest_priority::Restore;
+                run.as_mut().poll(cx)
+            });
+            tokio::select! {
+                biased;
+                outcome = run => Some(outcome),
+                () = self.deadlines.at(call.deadline.into_std()) => None,
+            }
         };
         // Drop the instance before logging: its stdio streams flush on drop.
         drop(store);

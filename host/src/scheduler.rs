@@ -13,7 +13,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use wasmtime::{Engine, UpdateDeadline};
 
-use crate::deadline::Deadlines;
+use crate::deadline::{Deadlines, Key};
 
 /// How often the epoch ticker ticks: the granularity of budgets and yields.
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
@@ -47,15 +47,20 @@ pub struct LongRunningGate {
     permits: Arc<Semaphore>,
     /// Calls running that have not become long-running.
     short_calls: Arc<AtomicUsize>,
+    /// The ticker's deadlines, for calls to have the epoch advanced at
+    /// theirs.
+    deadlines: Arc<Deadlines>,
 }
 
 impl LongRunningGate {
-    /// A gate with half as many permits as cores (at least one).
-    pub fn new() -> Self {
+    /// A gate with half as many permits as cores (at least one), whose
+    /// calls hand their deadlines to the ticker serving `deadlines`.
+    pub fn new(deadlines: Arc<Deadlines>) -> Self {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         Self {
             permits: Arc::new(Semaphore::new((cores / 2).max(1))),
             short_calls: Arc::new(AtomicUsize::new(0)),
+            deadlines,
         }
     }
 
@@ -65,7 +70,7 @@ impl LongRunningGate {
         if !suspect {
             self.short_calls.fetch_add(1, Ordering::Relaxed);
         }
-        TickScheduler {
+        let mut scheduler = TickScheduler {
             deadline: deadline.into_std(),
             long_running_at: if suspect {
                 now
@@ -77,7 +82,12 @@ impl LongRunningGate {
             short_calls: Arc::clone(&self.short_calls),
             permits: Arc::clone(&self.permits),
             held: GateHold::default(),
-        }
+            deadlines: Arc::clone(&self.deadlines),
+            interrupt: None,
+        };
+        // A budget shorter than two ticks may end before the first tick.
+        scheduler.interrupt_before_next_tick(now);
+        scheduler
     }
 }
 
@@ -97,6 +107,9 @@ pub struct TickScheduler {
     /// give it back while the call waits on something slow; dropped with the
     /// store.
     held: GateHold,
+    deadlines: Arc<Deadlines>,
+    /// The epoch advance at the deadline this call asked the ticker for.
+    interrupt: Option<Key>,
 }
 
 /// The long-running gate's permit one call holds, if any.
@@ -149,13 +162,25 @@ impl TickScheduler {
         if now >= self.deadline {
             return UpdateDeadline::Interrupt;
         }
+        self.interrupt_before_next_tick(now);
+        let deadline = self.deadline;
         if now < self.long_running_at {
             // tokio's `yield_now` puts the task at the back of the run queue;
             // a plain self-wake would land in the worker's LIFO slot and let
             // a spinning guest run again at once.
-            return UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()));
+            return UpdateDeadline::YieldCustom(
+                1,
+                Box::pin(async move {
+                    tokio::task::yield_now().await;
+                    never_past(deadline).await;
+                }),
+            );
         }
         self.leave_short();
+        // Queued for the gate, it may resume at any time before its deadline.
+        if self.interrupt.is_none() {
+            self.interrupt = Some(self.deadlines.interrupt_at(self.deadline));
+        }
         // Give the permit back (after a rest while short calls are running)
         // and queue for it again, behind the other long-running
         // calls; waiting ends at the deadline at the latest, where the
@@ -178,7 +203,11 @@ impl TickScheduler {
             Box::pin(async move {
                 tokio::task::yield_now().await;
                 match tokio::time::timeout_at(deadline, permits.acquire_owned()).await {
-                    Ok(Ok(permit)) => held.hold(permit),
+                    Ok(Ok(permit)) => {
+                        held.hold(permit);
+                        never_past(deadline.into_std()).await;
+                        guest_priority::lower();
+                    }
                     // Past the deadline: never resume the guest (it would
                     // run up to one more tick before trapping); the call's
                     // own timeout, at the same deadline, ends it now.
@@ -192,7 +221,26 @@ impl TickScheduler {
     }
 }
 
+/// Where a yield ends past the deadline, never resumes the guest: the
+/// epoch advance at the deadline came while it was yielded, and wasmtime
+/// would set its next epoch deadline from there, a tick late. The call's
+/// wait for its deadline, polled next, ends it now.
+async fn never_past(deadline: std::time::Instant) {
+    if std::time::Instant::now() >= deadline {
+        std::future::pending::<()>().await;
+    }
+}
+
 impl TickScheduler {
+    /// Asks the ticker to advance the epoch at the deadline, once, when it
+    /// may come before the next tick: a running guest's task is not polled,
+    /// so the call's own wait cannot hand its deadline over in time.
+    fn interrupt_before_next_tick(&mut self, now: std::time::Instant) {
+        if self.interrupt.is_none() && self.deadline < now + EPOCH_TICK.saturating_mul(2) {
+            self.interrupt = Some(self.deadlines.interrupt_at(self.deadline));
+        }
+    }
+
     /// Stops counting this call as short.
     fn leave_short(&mut self) {
         if std::mem::replace(&mut self.short, false) {
@@ -204,6 +252,9 @@ impl TickScheduler {
 impl Drop for TickScheduler {
     fn drop(&mut self) {
         self.leave_short();
+        if let Some(key) = self.interrupt.take() {
+            self.deadlines.withdraw(key);
+        }
     }
 }
 
@@ -279,15 +330,161 @@ impl Drop for EpochTicker {
     }
 }
 
-impl Default for LongRunningGate {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl EpochTicker {
     /// Asks the thread to stop; it does within one tick (joined on drop).
     pub fn stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The thread running a long-running guest runs at a lower priority than
+/// the host's other work: the kernel then preempts it as soon as a worker
+/// with I/O to do, the ticker or another process wakes, instead of letting
+/// a runaway finish its time slice first (up to milliseconds that requests
+/// on other connections, and their answers, would wait).
+///
+/// Lowered just before the guest resumes holding a gate permit, restored
+/// when the poll that ran it returns ([`guest_priority::Restore`], held by
+/// the runtime across every poll of a call), so the thread never runs
+/// anything else lowered. Where the process may not raise a thread's
+/// priority back (no `CAP_SYS_NICE` and a low `RLIMIT_NICE`), found by a
+/// probe on a scratch thread, nothing is lowered.
+pub mod guest_priority {
+    use std::cell::Cell;
+    use std::sync::OnceLock;
+
+    /// The nice value a long-running guest runs at.
+    const GUEST_NICE: i32 = 10;
+
+    thread_local! {
+        /// The thread's nice value before it was lowered, while it is.
+        static LOWERED_FROM: Cell<Option<i32>> = const { Cell::new(None) };
+    }
+
+    /// Whether this process may lower a thread's priority and raise it back.
+    pub(super) fn usable() -> bool {
+        static USABLE: OnceLock<bool> = OnceLock::new();
+        *USABLE.get_or_init(|| {
+            std::thread::spawn(|| {
+                let Some(nice) = current() else {
+                    return false;
+                };
+                set(GUEST_NICE.max(nice)) && set(nice)
+            })
+            .join()
+            .unwrap_or(false)
+        })
+    }
+
+    /// Lowers the calling thread's priority, once, until [`restore`].
+    pub fn lower() {
+        if LOWERED_FROM.get().is_some() || !usable() {
+            return;
+        }
+        if let Some(nice) = current()
+            && nice < GUEST_NICE
+            && set(GUEST_NICE)
+        {
+            LOWERED_FROM.set(Some(nice));
+        }
+    }
+
+    /// Restores the calling thread's priority if [`lower`] lowered it.
+    pub fn restore() {
+        if let Some(nice) = LOWERED_FROM.take() {
+            set(nice);
+        }
+    }
+
+    /// Calls [`restore`] when dropped, unwinding included.
+    pub struct Restore;
+
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            restore();
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    pub(super) fn current() -> Option<i32> {
+        // SAFETY: `gettid` has no preconditions.
+        let tid = unsafe { libc::gettid() };
+        // getpriority may return -1 as a value: errno tells the failure.
+        // SAFETY: errno is thread-local; getpriority on our own thread id.
+        unsafe {
+            *libc::__errno_location() = 0;
+            let nice = libc::getpriority(libc::PRIO_PROCESS, tid as libc::id_t);
+            (*libc::__errno_location() == 0).then_some(nice)
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    fn set(nice: i32) -> bool {
+        // On Linux `PRIO_PROCESS` with a thread id sets that one thread.
+        // SAFETY: `gettid` and `setpriority` on the calling thread.
+        unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, nice) == 0 }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub(super) fn current() -> Option<i32> {
+        None
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn set(_nice: i32) -> bool {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_call_near_or_past_its_first_tick_has_the_epoch_advanced_at_its_deadline() {
+        let deadlines = Arc::new(Deadlines::default());
+        let gate = LongRunningGate::new(Arc::clone(&deadlines));
+
+        // A budget of many ticks: nothing handed over while it is short.
+        let far = Instant::now() + Duration::from_secs(60);
+        let mut scheduler = gate.scheduler(far, false);
+        assert!(deadlines.earliest().is_none());
+        // Queued for the gate (a suspect call is long-running at once), it
+        // may resume at any time before its deadline: handed over.
+        let mut suspect = gate.scheduler(far, true);
+        drop(suspect.on_tick());
+        assert_eq!(deadlines.earliest(), Some(far.into_std()));
+        drop(suspect);
+        assert!(deadlines.earliest().is_none(), "withdrawn with the call");
+
+        // A deadline before the next tick but one: handed over at once.
+        let near = Instant::now() + EPOCH_TICK;
+        let short = gate.scheduler(near, false);
+        assert_eq!(deadlines.earliest(), Some(near.into_std()));
+        drop(short);
+        assert!(deadlines.earliest().is_none());
+
+        // Past the deadline, the next tick traps.
+        scheduler.deadline = std::time::Instant::now();
+        assert!(matches!(scheduler.on_tick(), UpdateDeadline::Interrupt));
+    }
+
+    #[test]
+    fn a_lowered_thread_is_restored() {
+        std::thread::spawn(|| {
+            let before = guest_priority::current();
+            guest_priority::lower();
+            let lowered = guest_priority::current();
+            if guest_priority::usable() {
+                assert_eq!(lowered, before.map(|nice| nice.max(10)));
+            } else {
+                assert_eq!(lowered, before);
+            }
+            guest_priority::lower();
+            drop(guest_priority::Restore);
+            assert_eq!(guest_priority::current(), before);
+        })
+        .join()
+        .unwrap();
     }
 }
