@@ -110,6 +110,7 @@ pub fn run(opts: &Opts, sled_host: &Server, report: &mut Report) -> Result<()> {
     };
     let one = start(&droplets, 1)?;
     kv_on_postgres(opts, &one, sled_host, report)?;
+    kv_get_vs_round_trip(opts, &one, &url, report)?;
     let two = start(&empty, 2)?;
     let three = start(&empty, 3)?;
     let hosts = [&one, &two, &three];
@@ -164,6 +165,38 @@ fn kv_on_postgres(opts: &Opts, pg: &Server, sled: &Server, report: &mut Report) 
         )?;
         report.push_clean(row);
     }
+    Ok(())
+}
+
+/// kv get through the kvstore droplet on PostgreSQL vs native hyper running
+/// the host's get query once per request (the same key, 16 connections to
+/// the database like the host's default pool): what the get costs beyond
+/// its round trip. `kv_on_postgres` seeded the key.
+fn kv_get_vs_round_trip(opts: &Opts, pg: &Server, url: &str, report: &mut Report) -> Result<()> {
+    let connections = 16;
+    let native = Server::start_native_with(opts, &[url])?;
+    let status = crate::http_get_status(native.addr, "/pg")?;
+    ensure!(
+        status == 200,
+        "native hyper's PostgreSQL round trip answered {status}"
+    );
+    let mut row = Row::new(
+        "kv get on PostgreSQL: droplet vs native round trip",
+        "kvstore GET on PostgreSQL",
+        "native hyper, the same query",
+        connections,
+        "target: within 10 % of hello's cost plus the round trip's",
+    );
+    let (droplet, round_trip) = (
+        Load::get(pg.url("/kvstore/k/bench"), connections),
+        Load::get(native.url("/pg"), connections),
+    );
+    row.measure_rounds(
+        opts,
+        || measure(opts, pg, &droplet, None),
+        || measure(opts, &native, &round_trip, None),
+    )?;
+    report.push_clean(row);
     Ok(())
 }
 

@@ -232,9 +232,15 @@ impl Server {
     }
 
     fn start_native(opts: &Opts) -> Result<Self> {
+        Self::start_native_with(opts, &[])
+    }
+
+    /// The native baseline with more arguments (a PostgreSQL URL).
+    fn start_native_with(opts: &Opts, args: &[&str]) -> Result<Self> {
         let addr = free_addr()?;
         let child = Command::new(opts.bin_dir.join("native-hello"))
             .arg(addr.to_string())
+            .args(args)
             .stdout(Stdio::null())
             .spawn()
             .context("start target/release/native-hello")?;

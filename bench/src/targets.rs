@@ -200,6 +200,32 @@ pub fn judge(report: &Report) -> Vec<Target> {
         }
         None => absent(what, goal),
     });
+    let what = "one kv get on PostgreSQL costs ≤ 10 % beyond its round trip";
+    let goal =
+        "kvstore GET on PostgreSQL ≤ 1.10× (hello + native round trip − native hello) CPU/req"
+            .to_string();
+    targets.push(
+        match (
+            find(report, "kv get on PostgreSQL: droplet vs native", None),
+            find(report, "hello, fresh instance per request", Some(16)),
+        ) {
+            (Some(kv), Some(hello)) => {
+                let (get, round_trip) = (cpu(&kv.subject_runs), cpu(&kv.baseline_runs));
+                let (droplet, native) = (cpu(&hello.subject_runs), cpu(&hello.baseline_runs));
+                let expected = droplet + round_trip - native;
+                let ratio = get / expected.max(1e-9);
+                Target {
+                    what,
+                    goal,
+                    measured: format!(
+                        "{get:.1} vs {droplet:.1} + {round_trip:.1} − {native:.1} = {expected:.1} µs: {ratio:.2}×"
+                    ),
+                    met: Some(ratio <= 1.10),
+                }
+            }
+            _ => absent(what, goal),
+        },
+    );
     targets.push(ratio_target(
         "wasi:http component",
         "a wasi:http (wstd) hello within 20 % of ours",
