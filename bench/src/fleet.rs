@@ -158,11 +158,7 @@ fn kv_on_postgres(opts: &Opts, pg: &Server, sled: &Server, report: &mut Report) 
             connections,
             "",
         );
-        row.measure_rounds(
-            opts,
-            || measure(opts, pg, &on_pg, None),
-            || measure(opts, sled, &on_sled, None),
-        )?;
+        row.measure_pair(opts, (pg, &on_pg), (sled, &on_sled))?;
         report.push_clean(row);
     }
     Ok(())
@@ -191,11 +187,7 @@ fn kv_get_vs_round_trip(opts: &Opts, pg: &Server, url: &str, report: &mut Report
         Load::get(pg.url("/kvstore/k/bench"), connections),
         Load::get(native.url("/pg"), connections),
     );
-    row.measure_rounds(
-        opts,
-        || measure(opts, pg, &droplet, None),
-        || measure(opts, &native, &round_trip, None),
-    )?;
+    row.measure_pair(opts, (pg, &droplet), (&native, &round_trip))?;
     report.push_clean(row);
     Ok(())
 }

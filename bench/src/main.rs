@@ -595,6 +595,20 @@ impl Row {
         }
         Ok(())
     }
+
+    /// [`Row::measure_rounds`] of one load on one server against another.
+    fn measure_pair(
+        &mut self,
+        opts: &Opts,
+        (subject, subject_load): (&Server, &Load),
+        (baseline, baseline_load): (&Server, &Load),
+    ) -> Result<()> {
+        self.measure_rounds(
+            opts,
+            || measure(opts, subject, subject_load, None),
+            || measure(opts, baseline, baseline_load, None),
+        )
+    }
 }
 
 #[derive(Serialize)]
@@ -787,11 +801,7 @@ fn throughput(opts: &Opts, host: &Server, native: &Server, report: &mut Report) 
             Load::get(host.url("/hello/"), connections),
             Load::get(native.url("/hello/"), connections),
         );
-        row.measure_rounds(
-            opts,
-            || measure(opts, host, &droplet, None),
-            || measure(opts, native, &baseline, None),
-        )?;
+        row.measure_pair(opts, (host, &droplet), (native, &baseline))?;
         report.push_clean(row);
     }
     Ok(())
@@ -830,11 +840,7 @@ fn kv_calls(opts: &Opts, host: &Server, report: &mut Report) -> Result<()> {
     for (scenario, load) in cases {
         let hello = Load::get(host.url("/hello/"), connections);
         let mut row = Row::new(scenario, "kvstore", "hello", connections, "");
-        row.measure_rounds(
-            opts,
-            || measure(opts, host, &load, None),
-            || measure(opts, host, &hello, None),
-        )?;
+        row.measure_pair(opts, (host, &load), (host, &hello))?;
         report.push_clean(row);
     }
     Ok(())
@@ -975,11 +981,7 @@ fn outbound_calls(opts: &Opts, host: &Server, native: &Server, report: &mut Repo
             Load::get(host.url(&subject_path), connections),
             Load::get(host.url(&baseline_path), connections),
         );
-        row.measure_rounds(
-            opts,
-            || measure(opts, host, &with, None),
-            || measure(opts, host, &without, None),
-        )?;
+        row.measure_pair(opts, (host, &with), (host, &without))?;
         report.push_clean(row);
     }
     Ok(())
@@ -1015,11 +1017,7 @@ fn tracing_cost(
         Load::get(traced.url("/hello/"), connections),
         Load::get(host.url("/hello/"), connections),
     );
-    row.measure_rounds(
-        opts,
-        || measure(opts, &traced, &on, None),
-        || measure(opts, host, &off, None),
-    )?;
+    row.measure_pair(opts, (&traced, &on), (host, &off))?;
     report.push_clean(row);
     Ok(())
 }
@@ -1049,11 +1047,7 @@ fn access_log_modes(
             "CPU µs/req: the access line's share of hello's cost",
         );
         let load = Load::get(other.url("/hello/"), connections);
-        row.measure_rounds(
-            opts,
-            || measure(opts, &other, &load, None),
-            || measure(opts, host, &all, None),
-        )?;
+        row.measure_pair(opts, (&other, &load), (host, &all))?;
         report.push_clean(row);
     }
     Ok(())
@@ -1080,11 +1074,7 @@ fn dirty_pages(opts: &Opts, droplets: &Path, host: &Server, report: &mut Report)
             ),
         );
         let load = Load::get(host.url(&format!("/dirty/?kib={kib}")), connections);
-        row.measure_rounds(
-            opts,
-            || measure(opts, host, &load, None),
-            || measure(opts, host, &baseline, None),
-        )?;
+        row.measure_pair(opts, (host, &load), (host, &baseline))?;
         report.push_clean(row);
     }
     // Past the keep-resident window (8 MiB) the dirty pages are returned with
@@ -1106,11 +1096,7 @@ fn dirty_pages(opts: &Opts, droplets: &Path, host: &Server, report: &mut Report)
         Load::get(wide.url("/dirty/?kib=16384"), connections),
         Load::get(host.url("/dirty/?kib=16384"), connections),
     );
-    row.measure_rounds(
-        opts,
-        || measure(opts, &wide, &wide_load, None),
-        || measure(opts, host, &default_load, None),
-    )?;
+    row.measure_pair(opts, (&wide, &wide_load), (host, &default_load))?;
     report.push_clean(row);
     Ok(())
 }
@@ -1148,11 +1134,7 @@ fn scattered_pages(opts: &Opts, droplets: &Path, report: &mut Report) -> Result<
             host.url(&format!("/dirty/?pages={pages}&stride=1")),
             connections,
         );
-        row.measure_rounds(
-            opts,
-            || measure(opts, &host, &runs, None),
-            || measure(opts, &host, &one, None),
-        )?;
+        row.measure_pair(opts, (&host, &runs), (&host, &one))?;
         report.push_clean(row);
     }
     Ok(())
@@ -1324,11 +1306,7 @@ fn spread_over_droplets(
         connections,
         "the same hello module, a distinct compiled copy each",
     );
-    row.measure_rounds(
-        opts,
-        || measure(opts, &host, &many, None),
-        || measure(opts, &host, &one, None),
-    )?;
+    row.measure_pair(opts, (&host, &many), (&host, &one))?;
     report.push_clean(row);
 
     // The same spread with wasmtime's default of 100 warm slots, which the
@@ -1347,11 +1325,7 @@ fn spread_over_droplets(
         spread,
         ..Load::get(few_warm.url("/"), connections)
     };
-    row.measure_rounds(
-        opts,
-        || measure(opts, &few_warm, &few_warm_load, None),
-        || measure(opts, &host, &many, None),
-    )?;
+    row.measure_pair(opts, (&few_warm, &few_warm_load), (&host, &many))?;
     report.push_clean(row);
     Ok(())
 }
@@ -1370,11 +1344,7 @@ fn contract_endpoints(opts: &Opts, host: &Server, report: &mut Report) -> Result
             connections,
             "compare the p99 columns",
         );
-        row.measure_rounds(
-            opts,
-            || measure(opts, host, &contract, None),
-            || measure(opts, host, &droplet, None),
-        )?;
+        row.measure_pair(opts, (host, &contract), (host, &droplet))?;
         report.push_clean(row);
     }
     Ok(())

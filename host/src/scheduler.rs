@@ -57,6 +57,8 @@ impl LongRunningGate {
     /// calls hand their deadlines to the ticker serving `deadlines`.
     pub fn new(deadlines: Arc<Deadlines>) -> Self {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        // Probed here, at start-up, not on the first long-running call.
+        guest_priority::usable();
         Self {
             permits: Arc::new(Semaphore::new((cores / 2).max(1))),
             short_calls: Arc::new(AtomicUsize::new(0)),
@@ -178,9 +180,7 @@ impl TickScheduler {
         }
         self.leave_short();
         // Queued for the gate, it may resume at any time before its deadline.
-        if self.interrupt.is_none() {
-            self.interrupt = Some(self.deadlines.interrupt_at(self.deadline));
-        }
+        self.interrupt_at_deadline();
         // Give the permit back (after a rest while short calls are running)
         // and queue for it again, behind the other long-running
         // calls; waiting ends at the deadline at the latest, where the
@@ -236,7 +236,14 @@ impl TickScheduler {
     /// may come before the next tick: a running guest's task is not polled,
     /// so the call's own wait cannot hand its deadline over in time.
     fn interrupt_before_next_tick(&mut self, now: std::time::Instant) {
-        if self.interrupt.is_none() && self.deadline < now + EPOCH_TICK.saturating_mul(2) {
+        if self.deadline < now + EPOCH_TICK.saturating_mul(2) {
+            self.interrupt_at_deadline();
+        }
+    }
+
+    /// Asks the ticker to advance the epoch at the deadline, once.
+    fn interrupt_at_deadline(&mut self) {
+        if self.interrupt.is_none() {
             self.interrupt = Some(self.deadlines.interrupt_at(self.deadline));
         }
     }
