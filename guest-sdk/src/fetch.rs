@@ -22,9 +22,7 @@
 //! droplet too, under the same rules.
 
 use wasip2::http::outgoing_handler;
-use wasip2::http::types::{
-    ErrorCode, Fields, IncomingBody, Method, OutgoingBody, OutgoingRequest, Scheme,
-};
+use wasip2::http::types::{ErrorCode, Fields, Method, OutgoingBody, OutgoingRequest, Scheme};
 use wasip2::io::streams::StreamError;
 
 use crate::Response;
@@ -161,29 +159,42 @@ pub fn fetch(request: FetchRequest) -> Result<Response, FetchError> {
     outgoing
         .set_path_with_query(Some(url.path))
         .map_err(|()| invalid("the path"))?;
-    let body = outgoing
-        .body()
-        .map_err(|()| FetchError::Failed("no request body".to_string()))?;
+    // Every step below is a call into the host, so a request without a
+    // body opens none (the host sends it empty), the wait comes before the
+    // first look at the response (which is never ready at once), and a
+    // body whose length was announced is not read past its end.
+    let body = if request.body.is_empty() {
+        None
+    } else {
+        Some(
+            outgoing
+                .body()
+                .map_err(|()| FetchError::Failed("no request body".to_string()))?,
+        )
+    };
     let pending =
         outgoing_handler::handle(outgoing, None).map_err(|code| error(code, &request.url))?;
-    {
-        let stream = body
-            .write()
-            .map_err(|()| FetchError::Failed("no request body stream".to_string()))?;
-        for chunk in request.body.chunks(4096) {
-            stream
-                .blocking_write_and_flush(chunk)
-                .map_err(|err| stream_error(err, &request.url))?;
+    if let Some(body) = body {
+        {
+            let stream = body
+                .write()
+                .map_err(|()| FetchError::Failed("no request body stream".to_string()))?;
+            for chunk in request.body.chunks(4096) {
+                stream
+                    .blocking_write_and_flush(chunk)
+                    .map_err(|err| stream_error(err, &request.url))?;
+            }
         }
+        OutgoingBody::finish(body, None).map_err(|code| error(code, &request.url))?;
     }
-    OutgoingBody::finish(body, None).map_err(|code| error(code, &request.url))?;
 
     let response = loop {
+        pending.subscribe().block();
         match pending.get() {
             Some(Ok(Ok(response))) => break response,
             Some(Ok(Err(code))) => return Err(error(code, &request.url)),
             Some(Err(())) => return Err(FetchError::Failed("the response was taken".into())),
-            None => pending.subscribe().block(),
+            None => continue,
         }
     };
     let status = response.status();
@@ -193,15 +204,24 @@ pub fn fetch(request: FetchRequest) -> Result<Response, FetchError> {
         .into_iter()
         .map(|(name, value)| (name, String::from_utf8_lossy(&value).into_owned()))
         .collect::<Vec<_>>();
+    let announced = headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, value)| value.trim().parse::<usize>().ok())
+        .filter(|length| *length <= MAX_BODY);
     let incoming = response
         .consume()
         .map_err(|()| FetchError::Failed("the response body was taken".into()))?;
-    let mut bytes = Vec::new();
+    // Reserved up to one read's worth: an announced length is a claim.
+    let mut bytes = Vec::with_capacity(announced.unwrap_or(0).min(64 * 1024));
     {
         let stream = incoming
             .stream()
             .map_err(|()| FetchError::Failed("no response body stream".into()))?;
         loop {
+            if announced == Some(bytes.len()) {
+                break;
+            }
             match stream.blocking_read(64 * 1024) {
                 Ok(chunk) => {
                     if bytes.len() + chunk.len() > MAX_BODY {
@@ -214,7 +234,7 @@ pub fn fetch(request: FetchRequest) -> Result<Response, FetchError> {
             }
         }
     }
-    let _trailers = IncomingBody::finish(incoming);
+    drop(incoming);
     let mut answer = Response::new(status);
     for (name, value) in headers {
         answer = answer.with_header(&name, &value);

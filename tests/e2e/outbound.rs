@@ -15,9 +15,10 @@ use serde_json::{Value, json};
 
 use crate::support::{Host, HostBuilder};
 
-/// A server the droplet may call: `/hello` (echoes the `traceparent` it
-/// got), `/slow` (answers after 10 s), `/big` (20 MiB), `/trickle` (a
-/// byte a second, forever), `/redirect` (302 elsewhere).
+/// A server the droplet may call: `/hello` (records the `traceparent` it
+/// got), `/echo` (answers with the method and the body it got), `/slow`
+/// (answers after 10 s), `/big` (20 MiB), `/trickle` (a byte every 200 ms,
+/// forever), `/redirect` (302 elsewhere).
 struct Upstream {
     addr: SocketAddr,
     traceparents: Arc<Mutex<Vec<String>>>,
@@ -41,7 +42,7 @@ impl Upstream {
                                     .unwrap()
                                     .push(tp.to_str().unwrap_or("").to_string());
                             }
-                            Ok::<_, Infallible>(respond(req.uri().path()).await)
+                            Ok::<_, Infallible>(respond(req).await)
                         }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
@@ -60,10 +61,17 @@ impl Upstream {
 
 type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 
-async fn respond(path: &str) -> hyper::Response<Body> {
+async fn respond(req: hyper::Request<hyper::body::Incoming>) -> hyper::Response<Body> {
     let full = |bytes: Vec<u8>| Full::new(Bytes::from(bytes)).boxed();
-    match path {
+    match req.uri().path() {
         "/hello" => hyper::Response::new(full(b"hi from upstream".to_vec())),
+        "/echo" => {
+            let method = req.method().to_string();
+            let body = req.into_body().collect().await.unwrap().to_bytes();
+            hyper::Response::new(full(
+                format!("{method} {}", String::from_utf8_lossy(&body)).into_bytes(),
+            ))
+        }
         "/slow" => {
             tokio::time::sleep(Duration::from_secs(10)).await;
             hyper::Response::new(full(b"late".to_vec()))
@@ -163,6 +171,25 @@ async fn an_allowed_request_goes_out_with_the_trace_id_and_is_counted() {
         .await
         .expect("the access line");
     assert_eq!(access["outbound_requests"], 1, "{access}");
+    // A body goes out whole; a HEAD's announced length comes with no body.
+    let (status, body) = fetch(&host, &upstream.url("/echo"), "&method=POST&body=a%20body").await;
+    assert_eq!(
+        (status, body["body"].as_str()),
+        (200, Some("POST a body")),
+        "{body}"
+    );
+    let (status, body) = fetch(&host, &upstream.url("/echo"), "&method=PUT").await;
+    assert_eq!(
+        (status, body["body"].as_str()),
+        (200, Some("PUT ")),
+        "{body}"
+    );
+    let (status, body) = fetch(&host, &upstream.url("/hello"), "&method=HEAD").await;
+    assert_eq!(
+        (status, body["status"].as_u64(), body["body"].as_str()),
+        (200, Some(200), Some("")),
+        "{body}"
+    );
     let metrics = host.get("/metrics").await.text();
     assert!(
         metrics
