@@ -134,6 +134,11 @@ pub fn http_request(
     request
 }
 
+/// At most how many headers the host adds to a droplet's response
+/// (`service.rs`: three security headers, `x-trace-id`, `x-droplet-version`,
+/// `server-timing`).
+const HOST_ADDED_HEADERS: usize = 6;
+
 /// Checks a guest's response and turns it into an HTTP response. The
 /// response bytes it holds against the host's budget travel in the
 /// response's extensions ([`HeldBytes`]) until it has been sent.
@@ -175,6 +180,10 @@ pub fn into_http(answer: Answer) -> Result<Response<Full<Bytes>>, HostError> {
         http_response.extensions_mut().insert(held);
     }
     let headers = http_response.headers_mut();
+    // Room for the guest's headers and the few the host adds (security
+    // headers, trace id, version, timing) at once, not grown and rehashed
+    // as they come (at most 106: far below the map's limit, and only a hint).
+    let _ = headers.try_reserve(response.headers.len() + HOST_ADDED_HEADERS);
     for (name, value) in response.headers {
         let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
             HostError::InvalidResponse(format!("`{name}` is not a valid header name"))
