@@ -17,15 +17,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
+use droplet_host::kv::postgres::GET_QUERY;
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-
-/// The host's kv get query (`host/src/kv/postgres.rs`).
-const GET: &str = "SELECT value FROM kv_entries
-                   WHERE ns = $1 AND key = $2 AND (expires_at IS NULL OR expires_at > now())";
 
 /// The host's default PostgreSQL pool size.
 const CONNECTIONS: usize = 16;
@@ -42,7 +39,7 @@ impl Database {
         for _ in 0..CONNECTIONS {
             let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
             tokio::spawn(connection);
-            let get = client.prepare(GET).await?;
+            let get = client.prepare(GET_QUERY).await?;
             clients.push((client, get));
         }
         Ok(Self {

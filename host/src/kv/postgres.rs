@@ -26,6 +26,11 @@ use super::{Durability, KeyPage, KvBackend, KvError, Limits, MAX_LIST_LIMIT, Usa
 use crate::database::{Database, DbError};
 use crate::shutdown::Shutdown;
 
+/// The get: a key's live value. `pub` so the benchmark's native baseline
+/// runs exactly this query.
+pub const GET_QUERY: &str = "SELECT value FROM kv_entries
+     WHERE ns = $1 AND key = $2 AND (expires_at IS NULL OR expires_at > now())";
+
 /// How often expired keys are purged.
 const PURGE_INTERVAL: Duration = Duration::from_secs(30);
 
@@ -282,13 +287,7 @@ fn unavailable(err: DbError) -> KvError {
 #[async_trait]
 impl KvBackend for PostgresBackend {
     async fn get(&self, ns: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        let row = self
-            .read_one(
-                "SELECT value FROM kv_entries
-                 WHERE ns = $1 AND key = $2 AND (expires_at IS NULL OR expires_at > now())",
-                &[&ns, &key.as_bytes()],
-            )
-            .await?;
+        let row = self.read_one(GET_QUERY, &[&ns, &key.as_bytes()]).await?;
         Ok(row.map(|row| row.get(0)))
     }
 
