@@ -28,6 +28,7 @@ pub mod fleet;
 pub mod fs;
 pub mod guest_http;
 pub mod headers;
+pub mod hermetic;
 pub mod imports;
 pub mod internal;
 pub mod json_log;

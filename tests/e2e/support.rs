@@ -16,34 +16,10 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+pub use droplet_host::hermetic::hermetic;
+
 /// How long a host may take to start (it may compile every droplet).
 const START_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// Variables a `droplet` started by the tests inherits from the test's
-/// environment: what finds programs and the Rust toolchain, nothing that
-/// configures the host.
-const INHERITED_ENV: &[&str] = &[
-    "PATH",
-    "HOME",
-    "TMPDIR",
-    "LANG",
-    "RUST_BACKTRACE",
-    "RUSTUP_HOME",
-    "RUSTUP_TOOLCHAIN",
-    "CARGO_HOME",
-];
-
-/// Makes `command` hermetic: an explicit environment (only
-/// [`INHERITED_ENV`] from the test's), no `.env` file from anywhere.
-pub fn hermetic(command: &mut Command) -> &mut Command {
-    command.env_clear();
-    for name in INHERITED_ENV {
-        if let Some(value) = std::env::var_os(name) {
-            command.env(name, value);
-        }
-    }
-    command.env("DROPLET_NO_DOTENV", "1")
-}
 
 /// Where `cargo xtask test` put the example droplets.
 fn examples_dir() -> PathBuf {
@@ -162,16 +138,7 @@ impl HostBuilder {
             .arg("--cache")
             .arg(&cache)
             .args(&self.args)
-            .current_dir(dir.path())
             .env("RUST_LOG", "info")
-            // The host reads `.env` and these from the environment: start clean.
-            .env_remove("JWT_SECRET")
-            .env_remove("REGISTRY_PUBLIC_KEY")
-            .env_remove("JWKS_PATH")
-            .env_remove("JWT_ISSUER")
-            .env_remove("JWT_AUDIENCE")
-            .env_remove("ENVIRONMENT")
-            .env_remove("REGISTRY_URL")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

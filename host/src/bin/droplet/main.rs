@@ -8,6 +8,7 @@ mod remote;
 mod serve;
 
 use clap::{Parser, Subcommand};
+use droplet_host::hermetic::NO_DOTENV;
 
 /// mimalloc: every request allocates and frees hundreds of small blocks
 /// (headers, the guest's request and response records, wasmtime's per-store
@@ -43,9 +44,6 @@ enum Command {
     /// Build a droplet crate and copy it into a droplets directory.
     Build(author::BuildArgs),
 }
-
-/// Set (to anything but `0` or `false`) to read no `.env` file at all.
-const NO_DOTENV: &str = "DROPLET_NO_DOTENV";
 
 fn main() -> anyhow::Result<()> {
     let dotenv = load_dotenv()?;
