@@ -12,22 +12,22 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use droplet_host::bindings::GuestRequest;
-use droplet_host::cache::CodeCache;
+use droplet_host::capabilities::Capabilities;
+use droplet_host::capabilities::auth::AuthCapability;
+use droplet_host::capabilities::kv::KvCapability;
+use droplet_host::capabilities::outbound::Outbound;
+use droplet_host::capabilities::outbound::access::OutboundCapability;
+use droplet_host::capabilities::response_body::BodyCapability;
 use droplet_host::droplets::loader::Loader;
+use droplet_host::droplets::manifest::ConfigEnv;
 use droplet_host::droplets::stats::DropletStats;
 use droplet_host::droplets::version::{ContentHash, VersionId};
 use droplet_host::droplets::{Droplet, DropletState};
-use droplet_host::imports::Capabilities;
-use droplet_host::imports::auth::AuthCapability;
-use droplet_host::imports::body::BodyCapability;
-use droplet_host::imports::kv::KvCapability;
-use droplet_host::imports::outbound::OutboundCapability;
-use droplet_host::kv::{BackendConfig, DEFAULT_MAX_VALUE_BYTES, Durability};
-use droplet_host::manifest::ConfigEnv;
-use droplet_host::outbound::Outbound;
-use droplet_host::policy::Caller;
-use droplet_host::runtime::{Call, CallRequest, Runtime, RuntimeSettings};
-use droplet_host::shutdown::Shutdown;
+use droplet_host::guest::code_cache::CodeCache;
+use droplet_host::guest::runtime::{Call, CallRequest, Runtime, RuntimeSettings};
+use droplet_host::identity::policy::Caller;
+use droplet_host::ops::shutdown::Shutdown;
+use droplet_host::storage::kv::{BackendConfig, DEFAULT_MAX_VALUE_BYTES, Durability};
 
 fn example(name: &str) -> Vec<u8> {
     let dir = std::env::var_os("DROPLET_EXAMPLES_DIR")
@@ -68,7 +68,7 @@ impl Bench {
         )
     }
 
-    fn imports(&self, droplet: &Droplet) -> droplet_host::imports::Imports {
+    fn imports(&self, droplet: &Droplet) -> droplet_host::capabilities::Imports {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
         self.capabilities.for_call(droplet.call_context(
             &self.trace_id,

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use droplet_host::hermetic::hermetic;
+use droplet_host::ops::child_env::hermetic;
 use serde::Serialize;
 use serde_json::Value;
 

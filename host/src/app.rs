@@ -9,25 +9,25 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tokio::sync::Semaphore;
 
-use crate::cache::CodeCache;
-use crate::database::Database;
+use crate::capabilities::Capabilities;
+use crate::capabilities::auth::AuthCapability;
+use crate::capabilities::kv::KvCapability;
+use crate::capabilities::outbound::access::OutboundCapability;
+use crate::capabilities::outbound::{InternalCalls, Outbound};
+use crate::capabilities::response_body::BodyCapability;
+use crate::droplets::fleet::Fleet;
 use crate::droplets::loader::Loader;
+use crate::droplets::manifest::ConfigEnv;
 use crate::droplets::store::DeploymentStore;
 use crate::droplets::store::file::FileStore;
 use crate::droplets::store::postgres::PostgresStore;
 use crate::droplets::{Droplets, LoadProgress};
-use crate::fleet::Fleet;
-use crate::imports::Capabilities;
-use crate::imports::auth::AuthCapability;
-use crate::imports::body::BodyCapability;
-use crate::imports::kv::KvCapability;
-use crate::imports::outbound::OutboundCapability;
-use crate::jwt::{JwtSettings, Verifier};
-use crate::kv::{BackendConfig, KvBackend, OpenBackend};
-use crate::manifest::ConfigEnv;
-use crate::outbound::{InternalCalls, Outbound};
-use crate::runtime::{Runtime, RuntimeSettings};
-use crate::shutdown::Shutdown;
+use crate::guest::code_cache::CodeCache;
+use crate::guest::runtime::{Runtime, RuntimeSettings};
+use crate::identity::jwt::{JwtSettings, Verifier};
+use crate::ops::shutdown::Shutdown;
+use crate::storage::database::Database;
+use crate::storage::kv::{BackendConfig, KvBackend, OpenBackend};
 
 /// What `droplet serve` was asked to do.
 #[derive(Debug, Clone)]
@@ -45,7 +45,7 @@ pub struct ServeSettings {
     /// How long in-flight requests may take to finish on shutdown.
     pub shutdown_grace: Duration,
     /// Open connections and their idle timeout.
-    pub connections: crate::connection::ConnectionLimits,
+    pub connections: crate::http::connection::ConnectionLimits,
     /// Instances that may run at once across all droplets.
     pub max_instances: u32,
     /// The largest `memory_mb` a droplet may ask for.
@@ -76,7 +76,7 @@ pub struct ServeSettings {
     /// Outbound HTTP requests in flight at once across every droplet.
     pub max_outbound_in_flight: usize,
     /// Which requests get an access-log line.
-    pub access_log: crate::access_log::AccessLogMode,
+    pub access_log: crate::http::access_log::AccessLogMode,
     /// Bytes of each instance memory wiped in place on drop; `None`: the
     /// runtime's default.
     pub keep_resident_bytes: Option<usize>,
@@ -115,9 +115,9 @@ pub struct App {
     /// This host's part in a fleet (PostgreSQL only).
     pub fleet: Option<Arc<Fleet>>,
     /// Which requests get an access-log line.
-    pub access_log: crate::access_log::AccessLog,
+    pub access_log: crate::http::access_log::AccessLog,
     /// kv usage the dashboard read lately.
-    pub kv_usage: crate::admin::KvUsageCache,
+    pub kv_usage: crate::storage::kv::usage_cache::UsageCache,
     /// Held while the host runs: one host per data directory.
     _data_lock: std::fs::File,
 }
@@ -258,7 +258,7 @@ impl App {
             domain: settings
                 .domain
                 .as_deref()
-                .map(crate::router::normalize_host),
+                .map(crate::http::router::normalize_host),
             capabilities,
             admin_max_body_bytes: settings.admin_max_body_bytes,
             body_read_timeout: settings.body_read_timeout,
@@ -268,8 +268,8 @@ impl App {
             shutdown: shutdown.clone(),
             database,
             fleet,
-            access_log: crate::access_log::AccessLog::new(settings.access_log),
-            kv_usage: crate::admin::KvUsageCache::default(),
+            access_log: crate::http::access_log::AccessLog::new(settings.access_log),
+            kv_usage: crate::storage::kv::usage_cache::UsageCache::default(),
             _data_lock: data_lock,
         });
         // `*.droplet.internal` is answered by this host, in process.
@@ -299,7 +299,9 @@ impl App {
                 .droplets
                 .list()
                 .iter()
-                .filter(|droplet| droplet.manifest.auth == crate::manifest::AuthPolicy::Jwt)
+                .filter(|droplet| {
+                    droplet.manifest.auth == crate::droplets::manifest::AuthPolicy::Jwt
+                })
                 .map(|droplet| droplet.name.to_string())
                 .collect();
             if !protected.is_empty() {

@@ -1,6 +1,6 @@
 //! The Rust side of `wit/droplet.wit`, generated once for the whole host:
 //! the runtime instantiates and calls the `droplet` world through it, and
-//! each capability in [`crate::imports`] implements its interface's `Host`
+//! each capability in [`crate::capabilities`] implements its interface's `Host`
 //! trait from it.
 
 wasmtime::component::bindgen!({

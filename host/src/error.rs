@@ -176,6 +176,14 @@ pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<F
     response
 }
 
+/// At most `max` characters of `text` (input echoed in an error message).
+pub fn clip(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,5 +264,12 @@ mod tests {
     fn overloaded_carries_retry_after() {
         let response = HostError::DropletOverloaded("x".into()).into_response("t");
         assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn clips_never_panic(text in ".{0,100}", max in 0usize..120) {
+            proptest::prop_assert!(clip(&text, max).chars().count() <= max + 1);
+        }
     }
 }

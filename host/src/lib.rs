@@ -1,52 +1,37 @@
 //! The droplet host: serves many WebAssembly droplets from one process.
 //!
-//! A connection is accepted by [`server`]; each request goes through
-//! [`service`] (trace id, routing by [`router`], the one error edge, access
-//! log) to a host endpoint ([`endpoints`]), the admin API ([`admin`]), a
-//! droplet's contract endpoint ([`contract`]) or the droplet call
-//! ([`dispatch`]): [`policy`] decides who may call, the capabilities in
-//! [`imports`] build the call's state, and [`runtime`] runs it in a fresh
-//! instance, scheduled by [`scheduler`]. The droplets and their versions
-//! live in [`droplets`]; kv storage in [`kv`]. `CONTRIBUTING.md` has the map.
+//! The folders are the layers a request goes down through, and each layer
+//! only calls the ones below it:
+//!
+//! - [`http`]: the edge — connections, the hyper service, routing, the
+//!   host's own endpoints, the access log;
+//! - [`admin`] and [`dispatch`]: what a routed request becomes — the admin
+//!   API and dashboard, or a droplet call (and its in-process twin);
+//! - [`droplets`]: the table of current versions and everything that
+//!   changes it (manifests, loading, the deployment store, the fleet);
+//! - [`guest`]: running a component — engine, linker, one call in a fresh
+//!   instance, its scheduling and deadline;
+//! - [`capabilities`]: the host imports a guest may be granted, one module
+//!   each behind one trait;
+//! - [`storage`] and [`identity`]: kv backends and the database; tokens and
+//!   who may call what;
+//! - [`ops`]: what every layer may use — logs, metrics, telemetry,
+//!   shutdown.
+//!
+//! [`app`] builds all of it once at start-up; [`error`] is the one error
+//! every handler answers with; [`bindings`] is the WIT world's generated
+//! vocabulary, shared by the guest runtime and the capabilities.
+//! `CONTRIBUTING.md` has the map.
 
-pub mod access_log;
 pub mod admin;
 pub mod app;
 pub mod bindings;
-pub mod body;
-pub mod cache;
-pub mod client;
-pub mod connection;
-pub mod contract;
-pub mod database;
-pub mod deadline;
+pub mod capabilities;
 pub mod dispatch;
 pub mod droplets;
-pub mod endpoints;
 pub mod error;
-pub mod fleet;
-pub mod fs;
-pub mod guest_http;
-pub mod headers;
-pub mod hermetic;
-pub mod imports;
-pub mod internal;
-pub mod json_log;
-pub mod jwt;
-pub mod kv;
-pub mod log_tail;
-pub mod log_writer;
-pub mod manifest;
-pub mod outbound;
-pub mod policy;
-pub mod prometheus;
-pub mod registry;
-pub mod router;
-pub mod runtime;
-pub mod scaffold;
-pub mod scheduler;
-pub mod server;
-pub mod service;
-pub mod shutdown;
-pub mod telemetry;
-pub mod watch;
+pub mod guest;
+pub mod http;
+pub mod identity;
+pub mod ops;
+pub mod storage;

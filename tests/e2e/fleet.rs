@@ -318,8 +318,10 @@ async fn a_change_whose_hint_was_lost_is_found_by_reconciliation_and_a_storm_com
         .get(0);
     let channel = format!(
         "droplet_deploys_{}",
-        &droplet_host::cache::hex(&<sha2::Sha256 as sha2::Digest>::digest(channel.as_bytes()))
-            [..16]
+        &format!(
+            "{:x}",
+            <sha2::Sha256 as sha2::Digest>::digest(channel.as_bytes())
+        )[..16]
     );
     let adopted_before = adoptions(&two);
     let started = Instant::now();

@@ -6,11 +6,11 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use droplet_host::database::{Database, DatabaseSettings};
-use droplet_host::kv::postgres::PostgresBackend;
-use droplet_host::kv::sled::SledBackend;
-use droplet_host::kv::{Durability, KvBackend, KvError, Limits, Usage, entry_bytes};
-use droplet_host::shutdown::Shutdown;
+use droplet_host::ops::shutdown::Shutdown;
+use droplet_host::storage::database::{Database, DatabaseSettings};
+use droplet_host::storage::kv::postgres::PostgresBackend;
+use droplet_host::storage::kv::sled::SledBackend;
+use droplet_host::storage::kv::{Durability, KvBackend, KvError, Limits, Usage, entry_bytes};
 
 use crate::pg::TestDatabase;
 
@@ -481,7 +481,7 @@ async fn concurrent_writers_cannot_pass_the_quota_together(kv: Arc<dyn KvBackend
 
 async fn the_largest_keys_and_values_round_trip(kv: Arc<dyn KvBackend>) {
     let limits = unlimited();
-    let key = "é".repeat(droplet_host::kv::MAX_KEY_BYTES / 2);
+    let key = "é".repeat(droplet_host::storage::kv::MAX_KEY_BYTES / 2);
     let value: Vec<u8> = (0..1 << 20).map(|i| (i % 251) as u8).collect();
     kv.set("ns", &key, value.clone(), None, limits)
         .await

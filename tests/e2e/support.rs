@@ -16,7 +16,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-pub use droplet_host::hermetic::hermetic;
+pub use droplet_host::ops::child_env::hermetic;
 
 /// How long a host may take to start (it may compile every droplet).
 const START_TIMEOUT: Duration = Duration::from_secs(120);

@@ -7,6 +7,9 @@
 //! - `cargo xtask test [ARGS...]`: build the example droplets, install
 //!   Chromium for the dashboard's browser test if it is missing (apt-get),
 //!   then run every test of the workspace; extra arguments go to `cargo test`.
+//! - `cargo xtask layers`: check the host library's module graph (no
+//!   import cycles; a `mod.rs` only declares and re-exports); `test` runs
+//!   it first.
 //! - `cargo xtask install [--root DIR]`: build the `droplet` binary (the same
 //!   build `serve` runs) and copy it into `DIR/bin` (default: cargo's own
 //!   bin directory, `$CARGO_HOME/bin`, which rustup puts on `PATH`).
@@ -23,6 +26,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail, ensure};
+
+mod layers;
 
 const TARGET: &str = "wasm32-wasip2";
 /// Examples built for the tests and benchmarks only: never copied into a droplets
@@ -44,7 +49,19 @@ const EXAMPLES: &[&str] = &[
     "dirty",
 ];
 
-fn main() -> Result<()> {
+/// Runs the task; a failure is one line saying what failed (no backtrace,
+/// whatever `RUST_BACKTRACE` says: the task's own output says where).
+fn main() -> std::process::ExitCode {
+    match run_task() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_task() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let task = args.next().unwrap_or_default();
     // Tolerate `cargo xtask serve -- --flag`: the flags are meant either way.
@@ -105,7 +122,9 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
+        "layers" => layers::run(&root),
         "test" => {
+            layers::run(&root)?;
             announce_first_build(&root, "debug");
             build_examples(&root, &root.join("droplets"))?;
             ensure_browser();
@@ -144,6 +163,7 @@ fn main() -> Result<()> {
              tasks:\n  \
              serve [ARGS...]     build the examples and serve them on 127.0.0.1:8080\n  \
              test [ARGS...]      build the examples and run every test\n  \
+             layers              check the host's modules: no import cycles, mod.rs only declares\n  \
              install [--root DIR] build `droplet` and copy it into DIR/bin (default $CARGO_HOME/bin)\n  \
              examples [--out DIR] build the example droplets into DIR (default ./droplets)\n  \
              bench [--short]     run the load benchmarks (see bench/README.md)"

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
-use droplet_host::kv::postgres::GET_QUERY;
+use droplet_host::storage::kv::postgres::GET_QUERY;
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper::{Request, Response};

@@ -18,11 +18,11 @@ use super::schema;
         description = "Deploy, inspect, roll back and remove droplets, and watch them (the dashboard's data). Every route but the document and the dashboard's files needs a bearer token with scope `droplets:admin`. Every failure answers the same JSON error body."
     ),
     paths(
-        super::list,
-        super::detail,
-        super::deploy,
-        super::remove,
-        super::rollback,
+        super::deployments::list,
+        super::deployments::detail,
+        super::deployments::deploy,
+        super::deployments::remove,
+        super::deployments::rollback,
         super::overview::overview,
         super::overview::series,
         super::overview::logs,

@@ -3,54 +3,28 @@
 //! per-second series (`…/series`) and its log tail (`…/logs`).
 //!
 //! Everything is computed from what the host keeps anyway (the per-droplet
-//! stats and their per-second ring, [`crate::log_tail`]); kv usage is read
+//! stats and their per-second ring, [`crate::ops::log_tail`]); kv usage is read
 //! for the rows of the page asked for only, and cached for a few seconds,
 //! so a dashboard left open costs the store little.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use http_body_util::Full;
 
+use super::reply::{convergence, fleet_view, named, typed};
 use super::schema::{DropletRow, HostOverview, KvUsage, Overview, Series};
-use super::{convergence, fleet_view, named, typed};
 use crate::app::App;
 use crate::droplets::Droplet;
 use crate::droplets::stats::{Point, SERIES_SECONDS};
 use crate::error::HostError;
-use crate::log_tail::{self, TailPage};
+use crate::ops::log_tail::{self, TailPage};
 
 /// Rows one overview page may hold.
 const MAX_PAGE: usize = 200;
-/// How long a droplet's kv usage is reused before it is read again.
-const KV_USAGE_TTL: Duration = Duration::from_secs(5);
 /// Log lines one tail request returns at most.
 const MAX_TAIL_LINES: usize = 500;
-
-/// Recently read kv usage, by droplet.
-#[derive(Default)]
-pub struct KvUsageCache(Mutex<HashMap<String, (Instant, KvUsage)>>);
-
-impl KvUsageCache {
-    fn fresh(&self, name: &str) -> Option<KvUsage> {
-        let cache = self.0.lock().ok()?;
-        let (at, usage) = cache.get(name)?;
-        (at.elapsed() < KV_USAGE_TTL).then_some(*usage)
-    }
-
-    fn keep(&self, name: &str, usage: KvUsage) {
-        if let Ok(mut cache) = self.0.lock() {
-            // Forget droplets that are gone, now and then.
-            if cache.len() > 4096 {
-                cache.retain(|_, (at, _)| at.elapsed() < KV_USAGE_TTL);
-            }
-            cache.insert(name.to_string(), (Instant::now(), usage));
-        }
-    }
-}
 
 /// What the overview was asked for.
 #[derive(Debug, Default, utoipa::IntoParams)]
@@ -302,19 +276,21 @@ pub(super) async fn overview(app: &App, query: &str) -> Result<Response<Full<Byt
 /// `name`'s kv usage, from the cache when it is fresh; `None` when the
 /// store cannot say (the row shows a dash, the page keeps working).
 async fn kv_usage(app: &App, name: &str) -> Option<KvUsage> {
-    if let Some(usage) = app.kv_usage.fresh(name) {
-        return Some(usage);
-    }
-    let usage = tokio::time::timeout(Duration::from_secs(1), app.kv().usage(name))
-        .await
-        .ok()?
-        .ok()?;
-    let usage = KvUsage {
+    let usage = match app.kv_usage.fresh(name) {
+        Some(usage) => usage,
+        None => {
+            let usage = tokio::time::timeout(Duration::from_secs(1), app.kv().usage(name))
+                .await
+                .ok()?
+                .ok()?;
+            app.kv_usage.keep(name, usage);
+            usage
+        }
+    };
+    Some(KvUsage {
         keys: usage.keys,
         bytes: usage.bytes,
-    };
-    app.kv_usage.keep(name, usage);
-    Some(usage)
+    })
 }
 
 /// A droplet's traffic of the last 5 minutes, second by second.

@@ -4,9 +4,9 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::droplets::fleet::HostServing;
+use crate::droplets::manifest::{AuthPolicy, Manifest};
 use crate::droplets::stats::{Latency, StatsSnapshot};
-use crate::fleet::HostServing;
-use crate::manifest::{AuthPolicy, Manifest};
 
 /// `PUT /_admin/droplets/{name}`: a module, a manifest, or both.
 #[derive(Debug, Deserialize, ToSchema)]

@@ -51,7 +51,7 @@ pub(super) fn asset(name: &str) -> Result<Response<Full<Bytes>>, HostError> {
         _ => {
             return Err(HostError::DropletNotFound(format!(
                 "the dashboard has no file `{}`",
-                crate::router::clip(name, 80)
+                crate::error::clip(name, 80)
             )));
         }
     };

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use super::store::VersionFiles;
-use crate::fs::remove_if_present;
-use crate::router::{NAME_RULE, is_droplet_name};
+use crate::droplets::name::{NAME_RULE, is_droplet_name};
+use crate::storage::files::remove_if_present;
 
 /// The `(name, path)` of every `*.wasm` in `dir` whose name is a valid,
 /// unreserved droplet name; other files are skipped with a warning.

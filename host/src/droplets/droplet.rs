@@ -11,9 +11,9 @@ use tokio::time::Instant;
 use super::loader::{Parsed, Ready};
 use super::stats::DropletStats;
 use super::version::VersionId;
-use crate::imports::CallContext;
-use crate::manifest::Manifest;
-use crate::policy::Caller;
+use crate::capabilities::CallContext;
+use crate::droplets::manifest::Manifest;
+use crate::identity::policy::Caller;
 
 /// One published version of a droplet.
 pub struct Droplet {

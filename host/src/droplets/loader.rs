@@ -6,9 +6,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::cache::{CodeCache, Origin};
-use crate::manifest::{ConfigEnv, Manifest};
-use crate::runtime::{Linked, Runtime};
+use crate::droplets::manifest::{ConfigEnv, Manifest};
+use crate::guest::code_cache::{CodeCache, Origin};
+use crate::guest::runtime::{Linked, Runtime};
 
 /// A droplet that can be instantiated.
 pub struct Ready {

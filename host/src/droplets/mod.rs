@@ -10,14 +10,21 @@
 //! | [`loader`] | parsing manifests and compiling modules into something that can serve |
 //! | [`store`] | where published versions are kept ([`store::DeploymentStore`]) |
 //! | [`stats`] | per-droplet counters, kept across versions |
+//! | [`manifest`] | `{name}.toml`: fields, defaults, validation, `${VAR}` expansion |
+//! | [`watch`] | the droplets directory watcher |
+//! | [`fleet`] | fleet mode: hints, reconciliation, heartbeat |
 
 pub mod directory;
 pub mod droplet;
+pub mod fleet;
 pub mod loader;
+pub mod manifest;
+pub mod name;
 pub mod stats;
 pub mod store;
 pub mod table;
 pub mod version;
+pub mod watch;
 
 pub use self::droplet::{Droplet, DropletState, LoadProgress, Pending};
 pub use self::table::{ChangeError, Droplets, Published};

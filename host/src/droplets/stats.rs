@@ -214,7 +214,7 @@ impl DropletStats {
         self.by_class[class].fetch_add(1, Ordering::Relaxed);
         self.metrics.requests[class]
             .get_or_init(|| {
-                let class = crate::headers::status_class(status);
+                let class = crate::ops::metrics::status_class(status);
                 metrics::counter!("droplet_requests_total", "droplet" => Arc::clone(&self.name), "class" => class)
             })
             .increment(1);

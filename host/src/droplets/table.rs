@@ -29,8 +29,8 @@ use super::loader::{Loader, Parsed, Ready};
 use super::stats::DropletStats;
 use super::store::DeploymentStore;
 use super::version::{ContentHash, VersionId};
-use crate::cache::Origin;
-use crate::router::{NAME_RULE, is_droplet_name};
+use crate::droplets::name::{NAME_RULE, is_droplet_name};
+use crate::guest::code_cache::Origin;
 
 /// What a publish did.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,8 +11,6 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use crate::cache::hex;
-
 /// How many hex digits of the content hash a version id carries.
 const SHORT_HASH_LEN: usize = 12;
 
@@ -30,7 +28,7 @@ impl ContentHash {
         if let Some(manifest) = manifest {
             digest.update(manifest.as_bytes());
         }
-        Self(hex(&digest.finalize()))
+        Self(format!("{:x}", digest.finalize()))
     }
 
     fn short(&self) -> &str {

@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
-use droplet_host::jwt;
-use droplet_host::runtime::{Runtime, RuntimeSettings};
-use droplet_host::scaffold;
+use crate::scaffold;
+use droplet_host::guest::runtime::{Runtime, RuntimeSettings};
+use droplet_host::identity::jwt;
 
 #[derive(clap::Args)]
 pub struct NewArgs {

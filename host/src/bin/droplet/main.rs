@@ -5,10 +5,11 @@
 mod author;
 mod progress;
 mod remote;
+mod scaffold;
 mod serve;
 
 use clap::{Parser, Subcommand};
-use droplet_host::hermetic::NO_DOTENV;
+use droplet_host::ops::child_env::NO_DOTENV;
 
 /// mimalloc: every request allocates and frees hundreds of small blocks
 /// (headers, the guest's request and response records, wasmtime's per-store

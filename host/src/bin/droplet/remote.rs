@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use droplet_host::client::{self, JsonClient};
+use droplet_host::ops::json_client::{self as client, JsonClient};
 use http::Method;
 
 #[derive(clap::Args)]

@@ -8,18 +8,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use droplet_host::access_log::AccessLogMode;
 use droplet_host::app::{App, ServeSettings};
-use droplet_host::connection::ConnectionLimits;
-use droplet_host::database::DatabaseSettings;
-use droplet_host::jwt::{self, JwtSettings};
-use droplet_host::kv::{BackendConfig, Durability};
-use droplet_host::log_tail::TailLimits;
-use droplet_host::manifest::ConfigEnv;
-use droplet_host::registry::RegistrySettings;
-use droplet_host::shutdown::Shutdown;
-use droplet_host::telemetry::{self, LogFormat};
-use droplet_host::{manifest, server};
+use droplet_host::droplets::manifest;
+use droplet_host::droplets::manifest::ConfigEnv;
+use droplet_host::http::access_log::AccessLogMode;
+use droplet_host::http::connection::ConnectionLimits;
+use droplet_host::http::server;
+use droplet_host::identity::jwt::{self, JwtSettings};
+use droplet_host::ops::log_tail::TailLimits;
+use droplet_host::ops::registry::RegistrySettings;
+use droplet_host::ops::shutdown::Shutdown;
+use droplet_host::ops::telemetry::{self, LogFormat};
+use droplet_host::storage::database::DatabaseSettings;
+use droplet_host::storage::kv::{BackendConfig, Durability};
 
 use crate::progress::CompileProgress;
 
@@ -327,7 +328,7 @@ pub fn serve(args: ServeArgs, dotenv: Option<PathBuf>) -> anyhow::Result<()> {
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
         let addr = listener.local_addr()?;
         let shutdown = Shutdown::new();
-        let metrics = droplet_host::prometheus::install(&shutdown)?;
+        let metrics = droplet_host::ops::metrics::install(&shutdown)?;
         let mut settings = settings;
         settings.listen = addr;
         let app = App::start(&settings, Some(metrics), &shutdown, &CompileProgress::new()).await?;
@@ -338,13 +339,17 @@ pub fn serve(args: ServeArgs, dotenv: Option<PathBuf>) -> anyhow::Result<()> {
         }
         if let Some(registry) = registry {
             app.droplets
-                .notify(droplet_host::registry::spawn(registry, &shutdown)?);
+                .notify(droplet_host::ops::registry::spawn(registry, &shutdown)?);
         }
         if let Some(fleet) = &app.fleet {
             fleet.spawn(Arc::clone(&app.droplets), &shutdown);
         }
         if settings.watch {
-            droplet_host::watch::spawn(Arc::clone(&app), settings.droplets_dir.clone(), &shutdown)?;
+            droplet_host::droplets::watch::spawn(
+                Arc::clone(&app),
+                settings.droplets_dir.clone(),
+                &shutdown,
+            )?;
         }
         let signal = shutdown.clone();
         tokio::spawn(async move {

@@ -10,7 +10,7 @@ use std::time::SystemTime;
 
 use super::{DeploymentStore, KEPT_VERSIONS, VersionFiles};
 use crate::droplets::version::VersionId;
-use crate::fs::{remove_if_present, write_durable};
+use crate::storage::files::{remove_if_present, write_durable};
 
 /// Versions on the local disk.
 pub struct FileStore {

@@ -6,7 +6,7 @@
 //! Every change (a new current version, a rollback, a removal) is committed
 //! with a `NOTIFY` on the fleet's channel in the same transaction; the
 //! notification is only a hint — hosts also reconcile on a timer
-//! ([`crate::fleet`]), since a notification is lost while a host is
+//! ([`crate::droplets::fleet`]), since a notification is lost while a host is
 //! disconnected.
 //!
 //! The trait's methods block (they run on the blocking pool or the loader's
@@ -18,8 +18,8 @@ use std::time::SystemTime;
 use tokio::runtime::Handle;
 
 use super::{DeploymentStore, KEPT_VERSIONS, VersionFiles};
-use crate::database::{Database, DbError};
 use crate::droplets::version::VersionId;
+use crate::storage::database::{Database, DbError};
 
 /// Versions in the fleet's database.
 pub struct PostgresStore {

@@ -1,0 +1,123 @@
+//! [`AdminRoute`]: every admin route, matched in one place, and
+//! [`handle`], which authorizes a request and hands it to its handler.
+
+use bytes::Bytes;
+use http::{Method, Request, Response};
+use http_body_util::Full;
+use hyper::body::Incoming;
+
+use super::{deployments, openapi, overview, ui};
+use crate::app::App;
+use crate::error::{HostError, clip};
+use crate::identity::policy;
+
+/// Every admin route, as the router matches it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminRoute<'a> {
+    /// `GET /droplets`
+    List,
+    /// `GET /droplets/{name}`
+    Detail(&'a str),
+    /// `PUT /droplets/{name}`
+    Deploy(&'a str),
+    /// `DELETE /droplets/{name}`
+    Remove(&'a str),
+    /// `POST /droplets/{name}/rollback`
+    Rollback(&'a str),
+    /// `GET /droplets/{name}/series`
+    Series(&'a str),
+    /// `GET /droplets/{name}/logs`
+    Logs(&'a str),
+    /// `GET /overview`
+    Overview,
+    /// `GET /openapi.json`
+    OpenApi,
+    /// `GET /ui`, `GET /ui/{asset}`
+    Ui(&'a str),
+}
+
+impl<'a> AdminRoute<'a> {
+    /// The route `method` and `path` (what follows `/_admin`) name, if any.
+    pub fn of(method: &Method, path: &'a str) -> Result<Self, HostError> {
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let route = match (method, segments.as_slice()) {
+            (&Method::GET, ["droplets"]) => Self::List,
+            (&Method::GET, ["droplets", name]) => Self::Detail(name),
+            (&Method::PUT, ["droplets", name]) => Self::Deploy(name),
+            (&Method::DELETE, ["droplets", name]) => Self::Remove(name),
+            (&Method::POST, ["droplets", name, "rollback"]) => Self::Rollback(name),
+            (&Method::GET, ["droplets", name, "series"]) => Self::Series(name),
+            (&Method::GET, ["droplets", name, "logs"]) => Self::Logs(name),
+            (&Method::GET, ["overview"]) => Self::Overview,
+            (&Method::GET | &Method::HEAD, ["openapi.json"]) => Self::OpenApi,
+            (&Method::GET | &Method::HEAD, ["ui"]) => Self::Ui(""),
+            (&Method::GET | &Method::HEAD, ["ui", asset]) => Self::Ui(asset),
+            (
+                _,
+                ["droplets"]
+                | ["droplets", _]
+                | ["droplets", _, "rollback" | "series" | "logs"]
+                | ["overview" | "openapi.json" | "ui"]
+                | ["ui", _],
+            ) => {
+                return Err(HostError::BadRequest(format!(
+                    "{method} is not allowed on /_admin{}",
+                    clip(path, 80)
+                )));
+            }
+            _ => {
+                return Err(HostError::DropletNotFound(format!(
+                    "no admin endpoint at /_admin{}",
+                    clip(path, 80)
+                )));
+            }
+        };
+        Ok(route)
+    }
+
+    /// The route's path as the OpenAPI document writes it.
+    pub fn pattern(&self) -> &'static str {
+        match self {
+            Self::List => "/_admin/droplets",
+            Self::Detail(_) | Self::Deploy(_) | Self::Remove(_) => "/_admin/droplets/{name}",
+            Self::Rollback(_) => "/_admin/droplets/{name}/rollback",
+            Self::Series(_) => "/_admin/droplets/{name}/series",
+            Self::Logs(_) => "/_admin/droplets/{name}/logs",
+            Self::Overview => "/_admin/overview",
+            Self::OpenApi => "/_admin/openapi.json",
+            Self::Ui("") => "/_admin/ui",
+            Self::Ui(_) => "/_admin/ui/{asset}",
+        }
+    }
+
+    /// Whether the route answers without a token: the API's description and
+    /// the dashboard's static files (which then ask for a token).
+    pub fn public(&self) -> bool {
+        matches!(self, Self::OpenApi | Self::Ui(_))
+    }
+}
+
+/// Answers one admin request (`path` is what follows `/_admin`).
+pub async fn handle(
+    app: &App,
+    req: Request<Incoming>,
+    path: &str,
+) -> Result<Response<Full<Bytes>>, HostError> {
+    let route = AdminRoute::of(req.method(), path)?;
+    if !route.public() {
+        policy::authorize_admin(app.verifier(), req.headers())?;
+    }
+    let query = req.uri().query().unwrap_or("").to_string();
+    match route {
+        AdminRoute::List => Ok(deployments::list(app).await),
+        AdminRoute::Detail(name) => deployments::detail(app, name).await,
+        AdminRoute::Deploy(name) => deployments::deploy(app, name, req).await,
+        AdminRoute::Remove(name) => deployments::remove(app, name, &query).await,
+        AdminRoute::Rollback(name) => deployments::rollback(app, name).await,
+        AdminRoute::Series(name) => overview::series(app, name),
+        AdminRoute::Logs(name) => overview::logs(app, name, &query),
+        AdminRoute::Overview => overview::overview(app, &query).await,
+        AdminRoute::OpenApi => Ok(openapi::response()),
+        AdminRoute::Ui(asset) => ui::asset(asset),
+    }
+}

@@ -1,0 +1,455 @@
+//! The author's loop: `droplet new` scaffolds a droplet crate that builds as
+//! is, and `droplet build` builds one for `wasm32-wasip2`, checks it is a
+//! component of our world, and copies it into a droplets directory (where a
+//! running host hot-swaps it).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail, ensure};
+
+use droplet_host::droplets::name::{NAME_RULE, is_droplet_name};
+
+/// The target droplets are built for.
+pub const TARGET: &str = "wasm32-wasip2";
+
+/// The droplet SDK as this `droplet` was built with it: every file of
+/// `guest-sdk` and the WIT world, vendored into each new droplet crate so
+/// that it builds wherever it is moved, with the SDK it was tested with.
+const SDK_SOURCES: &[(&str, &str)] = &[
+    (
+        "droplet-sdk/src/lib.rs",
+        include_str!("../../../../guest-sdk/src/lib.rs"),
+    ),
+    (
+        "droplet-sdk/src/auth.rs",
+        include_str!("../../../../guest-sdk/src/auth.rs"),
+    ),
+    (
+        "droplet-sdk/src/config.rs",
+        include_str!("../../../../guest-sdk/src/config.rs"),
+    ),
+    (
+        "droplet-sdk/src/fetch.rs",
+        include_str!("../../../../guest-sdk/src/fetch.rs"),
+    ),
+    (
+        "droplet-sdk/src/http.rs",
+        include_str!("../../../../guest-sdk/src/http.rs"),
+    ),
+    (
+        "droplet-sdk/src/kv.rs",
+        include_str!("../../../../guest-sdk/src/kv.rs"),
+    ),
+    (
+        "droplet-sdk/src/log.rs",
+        include_str!("../../../../guest-sdk/src/log.rs"),
+    ),
+    (
+        "wit/droplet.wit",
+        include_str!("../../../../wit/droplet.wit"),
+    ),
+];
+/// The SDK's manifest, which inherits from the workspace's.
+const SDK_MANIFEST: &str = include_str!("../../../../guest-sdk/Cargo.toml");
+/// The workspace's manifest: what the SDK inherits.
+const WORKSPACE_MANIFEST: &str = include_str!("../../../../Cargo.toml");
+/// The workspace's lockfile: the dependency versions the SDK is tested with.
+const WORKSPACE_LOCK: &str = include_str!("../../../../Cargo.lock");
+
+/// Creates the crate for droplet `name` in `dir`: the droplet, with the SDK
+/// vendored in `droplet-sdk/` (or, with `sdk`, a path dependency on an SDK
+/// checkout) and a lockfile pinning the SDK's tested dependency versions.
+pub fn new_droplet(name: &str, dir: &Path, sdk: Option<&Path>) -> anyhow::Result<()> {
+    ensure!(
+        is_droplet_name(name),
+        "`{name}` is not a valid droplet name: use {NAME_RULE}"
+    );
+    ensure!(!dir.exists(), "{} already exists", dir.display());
+    let sdk_dependency = match sdk {
+        None => "droplet-sdk".to_string(),
+        Some(sdk) => {
+            ensure!(
+                sdk.join("Cargo.toml").exists(),
+                "no droplet SDK at {} (--sdk takes the repository's guest-sdk)",
+                sdk.display()
+            );
+            sdk.canonicalize()?.display().to_string().replace('\\', "/")
+        }
+    };
+    let mut files = vec![
+        ("Cargo.toml".to_string(), cargo_toml(name, &sdk_dependency)),
+        ("Cargo.lock".to_string(), lockfile(name)?),
+        ("src/lib.rs".to_string(), LIB_RS.to_string()),
+        (format!("{name}.toml"), MANIFEST.to_string()),
+        (".cargo/config.toml".to_string(), CARGO_CONFIG.to_string()),
+        (".gitignore".to_string(), "/target\n".to_string()),
+        ("README.md".to_string(), readme(name)),
+    ];
+    if sdk.is_none() {
+        files.push(("droplet-sdk/Cargo.toml".to_string(), sdk_manifest()?));
+        for (path, contents) in SDK_SOURCES {
+            files.push((path.to_string(), contents.to_string()));
+        }
+    }
+    for (path, contents) in files {
+        let path = dir.join(path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&path, contents)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn cargo_toml(name: &str, sdk_path: &str) -> String {
+    format!(
+        r#"[package]
+name = "{name}"
+version = "0.1.0"
+edition = "2024"
+publish = false
+
+[lib]
+crate-type = ["cdylib"]
+
+[dependencies]
+droplet-sdk = {{ path = "{sdk_path}" }}
+serde_json = "1"
+
+# A droplet is its own workspace, wherever it lives.
+[workspace]
+
+[profile.release]
+codegen-units = 16
+"#
+    )
+}
+
+/// The SDK's manifest with what it inherits from the workspace written out,
+/// so that it stands alone.
+fn sdk_manifest() -> anyhow::Result<String> {
+    let workspace: toml::Table = WORKSPACE_MANIFEST.parse()?;
+    let mut manifest: toml::Table = SDK_MANIFEST.parse()?;
+    let inherited = |section: &str| {
+        workspace
+            .get("workspace")
+            .and_then(|w| w.get(section))
+            .and_then(toml::Value::as_table)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let (package_fields, dependencies) = (inherited("package"), inherited("dependencies"));
+    let is_inherited =
+        |value: &toml::Value| value.get("workspace").and_then(toml::Value::as_bool) == Some(true);
+    if let Some(package) = manifest
+        .get_mut("package")
+        .and_then(toml::Value::as_table_mut)
+    {
+        for (key, value) in package.iter_mut() {
+            if is_inherited(value) {
+                *value = package_fields
+                    .get(key)
+                    .cloned()
+                    .with_context(|| format!("the workspace has no package.{key}"))?;
+            }
+        }
+        package.insert("publish".into(), toml::Value::Boolean(false));
+    }
+    if let Some(deps) = manifest
+        .get_mut("dependencies")
+        .and_then(toml::Value::as_table_mut)
+    {
+        for (key, value) in deps.iter_mut() {
+            if !is_inherited(value) {
+                continue;
+            }
+            let mut resolved = match dependencies.get(key) {
+                Some(toml::Value::String(version)) => {
+                    let mut table = toml::Table::new();
+                    table.insert("version".into(), toml::Value::String(version.clone()));
+                    table
+                }
+                Some(toml::Value::Table(table)) => table.clone(),
+                _ => bail!("the workspace has no dependency {key}"),
+            };
+            // Local keys (such as `optional`) stay.
+            if let Some(local) = value.as_table() {
+                for (local_key, local_value) in local {
+                    if local_key != "workspace" {
+                        resolved.insert(local_key.clone(), local_value.clone());
+                    }
+                }
+            }
+            *value = toml::Value::Table(resolved);
+        }
+    }
+    Ok(toml::to_string(&manifest)?)
+}
+
+/// A lockfile for droplet `name`: every registry package the SDK and the
+/// template depend on, at the versions of the workspace's lockfile.
+fn lockfile(name: &str) -> anyhow::Result<String> {
+    let lock: toml::Table = WORKSPACE_LOCK.parse()?;
+    let packages: Vec<&toml::Table> = lock
+        .get("package")
+        .and_then(toml::Value::as_array)
+        .context("the workspace lockfile lists no packages")?
+        .iter()
+        .filter_map(toml::Value::as_table)
+        .collect();
+    let field = |package: &toml::Table, key: &str| {
+        package
+            .get(key)
+            .and_then(toml::Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    // A dependency is written "name", or "name version" when the lockfile
+    // holds several versions of it.
+    let find = |dependency: &str| {
+        let mut words = dependency.split_whitespace();
+        let (dep_name, dep_version) = (words.next().unwrap_or_default(), words.next());
+        packages.iter().copied().find(|package| {
+            field(package, "name") == dep_name
+                && dep_version.is_none_or(|version| field(package, "version") == version)
+        })
+    };
+    let dependencies = |package: &toml::Table| -> Vec<String> {
+        package
+            .get("dependencies")
+            .and_then(toml::Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(toml::Value::as_str)
+            .map(str::to_string)
+            .collect()
+    };
+    let sdk = find("droplet-sdk").context("the workspace lockfile has no droplet-sdk")?;
+    let mut queue: Vec<String> = dependencies(sdk);
+    queue.push("serde_json".to_string());
+    let mut kept: Vec<&toml::Table> = Vec::new();
+    while let Some(dependency) = queue.pop() {
+        let Some(package) = find(&dependency) else {
+            continue;
+        };
+        if kept.iter().any(|kept| std::ptr::eq(*kept, package)) {
+            continue;
+        }
+        kept.push(package);
+        queue.extend(dependencies(package));
+    }
+    kept.sort_by_key(|package| (field(package, "name"), field(package, "version")));
+    let mut root = toml::Table::new();
+    root.insert("name".into(), name.into());
+    root.insert("version".into(), "0.1.0".into());
+    root.insert(
+        "dependencies".into(),
+        toml::Value::Array(vec!["droplet-sdk".into(), "serde_json".into()]),
+    );
+    let mut out = vec![toml::Value::Table(root), toml::Value::Table(sdk.clone())];
+    out.extend(
+        kept.into_iter()
+            .map(|package| toml::Value::Table(package.clone())),
+    );
+    let mut file = toml::Table::new();
+    file.insert(
+        "version".into(),
+        lock.get("version").cloned().unwrap_or(4.into()),
+    );
+    file.insert("package".into(), toml::Value::Array(out));
+    Ok(format!(
+        "# Pins the versions the droplet SDK was tested with.\n{}",
+        toml::to_string(&file)?
+    ))
+}
+
+const LIB_RS: &str = r#"//! A droplet: answers every request in a fresh, isolated instance.
+
+use droplet_sdk::{Request, Response, droplet, kv};
+
+fn handle(req: Request) -> Response {
+    // One kv call: a durable counter of visits, in this droplet's own namespace.
+    let visits = match kv::increment("visits", 1) {
+        Ok(visits) => visits,
+        Err(err) => return Response::error(503, "kv_unavailable", &err.to_string()),
+    };
+    Response::json(&serde_json::json!({
+        "hello": "world",
+        "path": req.path(),
+        "visits": visits,
+    }))
+}
+
+droplet!(handle);
+"#;
+
+const MANIFEST: &str = r#"# The droplet's manifest: every field is optional.
+budget_ms = 1000
+memory_mb = 64
+capabilities = ["kv"]
+"#;
+
+const CARGO_CONFIG: &str = r#"[build]
+target = "wasm32-wasip2"
+"#;
+
+fn readme(name: &str) -> String {
+    format!(
+        "# {name}\n\nA droplet: `src/lib.rs` answers every request, `{name}.toml` is its manifest.\n\
+         `droplet-sdk/` is the droplet SDK (vendored by `droplet new`, with `wit/`).\n\n\
+         ```sh\n\
+         # Build for wasm32-wasip2 and copy {name}.wasm and {name}.toml into the droplets\n\
+         # directory a host watches (`cargo xtask serve` in the droplet repository watches\n\
+         # its ./droplets); the running host swaps it in.\n\
+         droplet build . --droplets /path/to/droplets\n\
+         curl localhost:8080/{name}/\n\
+         ```\n"
+    )
+}
+
+/// Builds the droplet crate at `path` and copies `{name}.wasm` (and its
+/// manifest) into `droplets`. `check` verifies the component against the
+/// world. Returns the droplet's name.
+pub fn build_droplet(
+    path: &Path,
+    droplets: &Path,
+    check: impl Fn(&[u8]) -> Result<(), String>,
+) -> anyhow::Result<String> {
+    let manifest_path = path.join("Cargo.toml");
+    let cargo_toml = std::fs::read_to_string(&manifest_path)
+        .with_context(|| format!("{} is not a crate: no Cargo.toml", path.display()))?;
+    let parsed: toml::Value = toml::from_str(&cargo_toml)
+        .with_context(|| format!("cannot parse {}", manifest_path.display()))?;
+    let name = parsed
+        .get("package")
+        .and_then(|package| package.get("name"))
+        .and_then(toml::Value::as_str)
+        .context("Cargo.toml has no [package] name")?
+        .to_string();
+    let depends = parsed
+        .get("dependencies")
+        .and_then(|deps| deps.get("droplet-sdk"))
+        .is_some();
+    let cdylib = parsed
+        .get("lib")
+        .and_then(|lib| lib.get("crate-type"))
+        .and_then(toml::Value::as_array)
+        .is_some_and(|types| types.iter().any(|kind| kind.as_str() == Some("cdylib")));
+    ensure!(
+        depends && cdylib,
+        "{name} is not a droplet crate: it needs `droplet-sdk` in [dependencies] and crate-type = [\"cdylib\"] in [lib] (see `droplet new`)"
+    );
+    ensure!(
+        is_droplet_name(&name),
+        "the package name `{name}` is not a valid droplet name: use {NAME_RULE}"
+    );
+    ensure_target()?;
+
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let status = Command::new(&cargo)
+        .args(["build", "--release", "--target", TARGET, "--manifest-path"])
+        .arg(&manifest_path)
+        .status()
+        .with_context(|| format!("cannot run {cargo}"))?;
+    ensure!(status.success(), "cargo build failed for {name}");
+
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| path.join("target"));
+    let artifact = target_dir
+        .join(TARGET)
+        .join("release")
+        .join(format!("{}.wasm", name.replace('-', "_")));
+    let wasm = std::fs::read(&artifact)
+        .with_context(|| format!("the build made no {}", artifact.display()))?;
+    check(&wasm).map_err(|why| anyhow::anyhow!("{name} is not a droplet component: {why}"))?;
+
+    std::fs::create_dir_all(droplets)?;
+    let manifest = path.join(format!("{name}.toml"));
+    if manifest.exists() {
+        droplet_host::storage::files::write_atomic(
+            &droplets.join(format!("{name}.toml")),
+            &std::fs::read(&manifest)?,
+        )?;
+    }
+    droplet_host::storage::files::write_atomic(&droplets.join(format!("{name}.wasm")), &wasm)?;
+    Ok(name)
+}
+
+/// Fails with the command to run when the wasm target is missing.
+fn ensure_target() -> anyhow::Result<()> {
+    let Ok(output) = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+    else {
+        return Ok(()); // No rustup: let cargo say what is missing.
+    };
+    let installed = String::from_utf8_lossy(&output.stdout);
+    if !installed.lines().any(|line| line.trim() == TARGET) {
+        bail!("the {TARGET} target is not installed: run `rustup target add {TARGET}`");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_sdk_source_is_vendored() {
+        let sdk_src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk/src");
+        for entry in std::fs::read_dir(sdk_src).unwrap() {
+            let file = entry.unwrap().file_name().into_string().unwrap();
+            let vendored = format!("droplet-sdk/src/{file}");
+            assert!(
+                SDK_SOURCES.iter().any(|(path, _)| *path == vendored),
+                "{vendored} is missing from SDK_SOURCES"
+            );
+        }
+    }
+
+    #[test]
+    fn the_vendored_sdk_manifest_stands_alone() {
+        let manifest = sdk_manifest().unwrap();
+        assert!(!manifest.contains("workspace"), "{manifest}");
+        let parsed: toml::Table = manifest.parse().unwrap();
+        assert_eq!(parsed["package"]["name"].as_str(), Some("droplet-sdk"));
+        assert_eq!(
+            parsed["dependencies"]["serde_json"]["optional"].as_bool(),
+            Some(true)
+        );
+        assert!(parsed["dependencies"]["wit-bindgen"]["version"].is_str());
+    }
+
+    #[test]
+    fn the_template_lockfile_pins_the_workspace_versions() {
+        let versions = |lock: &str| -> Vec<(String, String)> {
+            let lock: toml::Table = lock.parse().unwrap();
+            lock["package"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| {
+                    (
+                        p["name"].as_str().unwrap().to_string(),
+                        p["version"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect()
+        };
+        let template = versions(&lockfile("greeter").unwrap());
+        let workspace = versions(WORKSPACE_LOCK);
+        assert_eq!(template[0], ("greeter".to_string(), "0.1.0".to_string()));
+        for name in ["wit-bindgen", "serde", "serde_json"] {
+            let pinned = template.iter().find(|(n, _)| n == name).unwrap();
+            assert!(workspace.contains(pinned), "{pinned:?}");
+        }
+        assert!(
+            template
+                .iter()
+                .all(|package| workspace.contains(package) || package.0 == "greeter")
+        );
+    }
+}

@@ -1,0 +1,78 @@
+//! `fp:droplet/auth`: the request's verified caller, and verification of
+//! other tokens under the host's keys and rules.
+//!
+//! The caller's token was verified by the host before the instance was made
+//! (the droplet's policy); the droplet only reads the result.
+
+use std::sync::Arc;
+
+use crate::bindings::fp::droplet::auth::{Claims, Error, Host};
+use crate::identity::jwt::{TokenError, VerifiedClaims, Verifier};
+use crate::identity::policy::Caller;
+
+/// The host-wide half: the keys tokens are verified with.
+pub struct AuthCapability {
+    /// The host's verifier; `None` when no keys are configured.
+    pub verifier: Option<Arc<Verifier>>,
+}
+
+/// What the `auth` import knows for one call.
+pub struct AuthAccess {
+    /// Who is calling: verified claims, or why the token was refused.
+    pub caller: Caller,
+    /// The host's verifier, if keys are configured.
+    pub verifier: Option<Arc<Verifier>>,
+}
+
+impl AuthCapability {
+    /// One call's view: its caller (verified by the droplet's policy before
+    /// the instance was made) and the host's keys.
+    pub fn for_call(&self, caller: Caller) -> AuthAccess {
+        AuthAccess {
+            caller,
+            verifier: self.verifier.clone(),
+        }
+    }
+}
+
+fn to_wit(claims: &VerifiedClaims) -> Claims {
+    Claims {
+        subject: claims.subject.clone(),
+        issuer: claims.issuer.clone(),
+        audience: claims.audience.clone(),
+        expires_at: claims.expires_at,
+        scopes: claims.scopes.clone(),
+        json: claims.json.to_string(),
+    }
+}
+
+/// Why a token was refused, as the guest's error variant.
+fn error_to_wit(err: &TokenError) -> Error {
+    match err {
+        TokenError::Malformed => Error::Malformed,
+        TokenError::Expired | TokenError::NotYetValid => Error::Expired,
+        TokenError::Invalid(why) => Error::Invalid(why.clone()),
+    }
+}
+
+impl Host for AuthAccess {
+    async fn caller(&mut self) -> Option<Claims> {
+        self.caller.claims.as_deref().map(to_wit)
+    }
+
+    async fn caller_error(&mut self) -> Option<Error> {
+        self.caller.refused.as_ref().map(error_to_wit)
+    }
+
+    async fn verify(&mut self, token: String) -> Result<Claims, Error> {
+        let Some(verifier) = &self.verifier else {
+            return Err(Error::Unavailable(
+                "this host has no keys configured to verify tokens".to_string(),
+            ));
+        };
+        verifier
+            .verify(&token)
+            .map(|claims| to_wit(&claims))
+            .map_err(|err| error_to_wit(&err))
+    }
+}

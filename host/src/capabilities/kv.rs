@@ -1,0 +1,167 @@
+//! `fp:droplet/kv`: the droplet's own namespace in the host's key-value store.
+//!
+//! Keys and values are checked here, once for every backend; each call is
+//! bounded by the request's deadline and counted for metrics. Errors are
+//! mapped to the guest's variant in one place.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::Instrument;
+
+use tokio::time::Instant;
+
+use super::call_context::CallContext;
+use crate::bindings::fp::droplet::kv::{Error, Host, KeyPage};
+use crate::storage::kv::{self, KvBackend, KvError, Limits};
+
+/// The host-wide half: the backend every droplet's namespace lives in.
+pub struct KvCapability {
+    /// The store ([`crate::storage::kv::BackendConfig`] chose it).
+    pub backend: Arc<dyn KvBackend>,
+    /// The largest value accepted, in bytes.
+    pub max_value_bytes: usize,
+    /// The quota of droplets whose manifest sets no `kv_quota_mb`, in
+    /// bytes; `None`: unlimited.
+    pub default_quota_bytes: Option<u64>,
+}
+
+/// What the `kv` import may reach for one call.
+pub struct KvAccess {
+    /// The store.
+    pub backend: Arc<dyn KvBackend>,
+    /// The droplet's namespace, chosen by the host.
+    pub namespace: Arc<str>,
+    /// Quota and value limit.
+    pub limits: Limits,
+    /// The call's deadline: a kv call still waiting then answers `unavailable`.
+    pub deadline: Instant,
+}
+
+impl KvCapability {
+    /// One call's view: the droplet's own namespace, its manifest's quota,
+    /// and the call's deadline.
+    pub fn for_call(&self, call: &CallContext<'_>) -> KvAccess {
+        KvAccess {
+            backend: Arc::clone(&self.backend),
+            namespace: Arc::clone(call.droplet),
+            limits: Limits {
+                quota_bytes: call
+                    .manifest
+                    .kv_quota_mb
+                    .map(|mb| mb.saturating_mul(1 << 20))
+                    .or(self.default_quota_bytes),
+                max_value_bytes: self.max_value_bytes,
+            },
+            deadline: call.deadline,
+        }
+    }
+}
+
+impl From<KvError> for Error {
+    fn from(err: KvError) -> Self {
+        match err {
+            KvError::InvalidKey(why) => Error::InvalidKey(why),
+            KvError::KeyTooLarge => Error::KeyTooLarge,
+            KvError::ValueTooLarge => Error::ValueTooLarge,
+            KvError::QuotaExceeded => Error::QuotaExceeded,
+            KvError::NotANumber => Error::NotANumber,
+            KvError::Unavailable(why) => Error::Unavailable(why),
+        }
+    }
+}
+
+impl KvAccess {
+    /// Runs one kv operation under the call's deadline and records it.
+    async fn kv_call<T>(
+        &self,
+        op: &'static str,
+        call: impl Future<Output = Result<T, KvError>>,
+    ) -> Result<T, Error> {
+        let span = crate::step_span!("kv", otel.name = %format_args!("kv.{op}"), kv.op = op);
+        let result = match tokio::time::timeout_at(self.deadline, call)
+            .instrument(span)
+            .await
+        {
+            Ok(result) => result,
+            Err(_) => Err(KvError::Unavailable(
+                "the request's budget ran out".to_string(),
+            )),
+        };
+        kv::record(op, &result);
+        result.map_err(Error::from)
+    }
+}
+
+impl Host for KvAccess {
+    async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, Error> {
+        kv::check_key(&key)?;
+        let (backend, ns) = (&self.backend, &self.namespace);
+        self.kv_call("get", backend.get(ns, &key)).await
+    }
+
+    async fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: Option<u64>) -> Result<(), Error> {
+        kv::check_key(&key)?;
+        kv::check_value(&value, self.limits)?;
+        let (backend, ns, limits) = (&self.backend, &self.namespace, self.limits);
+        let ttl = ttl_ms.map(Duration::from_millis);
+        self.kv_call("set", backend.set(ns, &key, value, ttl, limits))
+            .await
+    }
+
+    async fn delete(&mut self, key: String) -> Result<bool, Error> {
+        kv::check_key(&key)?;
+        let (backend, ns) = (&self.backend, &self.namespace);
+        self.kv_call("delete", backend.delete(ns, &key)).await
+    }
+
+    async fn exists(&mut self, key: String) -> Result<bool, Error> {
+        kv::check_key(&key)?;
+        let (backend, ns) = (&self.backend, &self.namespace);
+        self.kv_call("exists", backend.exists(ns, &key)).await
+    }
+
+    async fn list_keys(
+        &mut self,
+        prefix: String,
+        cursor: Option<String>,
+        limit: u32,
+    ) -> Result<KeyPage, Error> {
+        if prefix.len() > kv::MAX_KEY_BYTES {
+            return Err(Error::KeyTooLarge);
+        }
+        let (backend, ns) = (&self.backend, &self.namespace);
+        let page = self
+            .kv_call("list_keys", backend.list_keys(ns, &prefix, cursor, limit))
+            .await?;
+        Ok(KeyPage {
+            keys: page.keys,
+            next_cursor: page.next_cursor,
+        })
+    }
+
+    async fn compare_and_swap(
+        &mut self,
+        key: String,
+        expected: Option<Vec<u8>>,
+        new: Option<Vec<u8>>,
+    ) -> Result<bool, Error> {
+        kv::check_key(&key)?;
+        if let Some(value) = &new {
+            kv::check_value(value, self.limits)?;
+        }
+        let (backend, ns, limits) = (&self.backend, &self.namespace, self.limits);
+        self.kv_call(
+            "compare_and_swap",
+            backend.compare_and_swap(ns, &key, expected, new, limits),
+        )
+        .await
+    }
+
+    async fn increment(&mut self, key: String, delta: i64) -> Result<i64, Error> {
+        kv::check_key(&key)?;
+        let (backend, ns, limits) = (&self.backend, &self.namespace, self.limits);
+        self.kv_call("increment", backend.increment(ns, &key, delta, limits))
+            .await
+    }
+}

@@ -1,0 +1,427 @@
+//! `fp:droplet/log`, and the capture of guest stdout/stderr.
+//!
+//! Every line a droplet writes — through the import or by printing — becomes
+//! one event in the host's log, tagged with the droplet's name, version and
+//! the request's trace id. A per-request bound keeps a chatty or hostile
+//! droplet from flooding the host: past it, lines are dropped and counted,
+//! and one warning at the end of the call says how many.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use tokio::io::AsyncWrite;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+
+use super::call_context::CallContext;
+use crate::bindings::fp::droplet::log::{Host, Level};
+
+/// Most lines one request may log.
+pub const MAX_LINES_PER_CALL: u32 = 256;
+/// Most message bytes one request may log.
+pub const MAX_BYTES_PER_CALL: usize = 64 * 1024;
+/// A printed line longer than this is split.
+const MAX_LINE_BYTES: usize = 8 * 1024;
+/// A field key or value longer than this is truncated (and counted).
+const MAX_FIELD_BYTES: usize = 1024;
+/// How much of the end of stderr is kept to explain a trap.
+const STDERR_TAIL_BYTES: usize = 2048;
+
+/// A fresh log for one call, tagged with its droplet, version and trace id.
+pub fn for_call(call: &CallContext<'_>) -> Arc<GuestLog> {
+    Arc::new(GuestLog::new(
+        Arc::clone(call.droplet),
+        Arc::clone(call.version),
+        Arc::clone(call.trace_id),
+    ))
+}
+
+/// Where one call's guest log lines go.
+pub struct GuestLog {
+    droplet: Arc<str>,
+    version: Arc<str>,
+    trace_id: Arc<str>,
+    /// Budget and counters; a `std` mutex because it is held only for a few
+    /// instructions and never across an await.
+    state: Mutex<LogState>,
+}
+
+#[derive(Default)]
+struct LogState {
+    lines: u32,
+    /// Every byte logged so far: messages, field keys and values.
+    bytes: usize,
+    dropped: u32,
+    /// Field keys or values cut to [`MAX_FIELD_BYTES`].
+    truncated: u32,
+    /// The last bytes the guest wrote to stderr, whatever the budget: a Rust
+    /// panic message lands there just before the trap it explains.
+    stderr_tail: String,
+}
+
+/// Which stream a captured line came from.
+#[derive(Clone, Copy)]
+enum Source {
+    Log,
+    Stdout,
+    Stderr,
+}
+
+impl Source {
+    fn as_str(self) -> &'static str {
+        match self {
+            Source::Log => "log",
+            Source::Stdout => "stdout",
+            Source::Stderr => "stderr",
+        }
+    }
+}
+
+macro_rules! guest_event {
+    ($level:expr, $log:expr, $source:expr, $fields:expr, $message:expr) => {
+        tracing::event!(
+            target: "droplet::guest",
+            $level,
+            droplet = %$log.droplet,
+            version = %$log.version,
+            trace_id = %$log.trace_id,
+            source = $source.as_str(),
+            fields = $fields,
+            "{}",
+            $message
+        )
+    };
+}
+
+impl GuestLog {
+    /// A log for one call of `droplet` at `version`, for request `trace_id`.
+    pub fn new(droplet: Arc<str>, version: Arc<str>, trace_id: Arc<str>) -> Self {
+        Self {
+            droplet,
+            version,
+            trace_id,
+            state: Mutex::new(LogState::default()),
+        }
+    }
+
+    /// Logs one line if the call's budget admits all of it: the message and
+    /// the fields' JSON count alike.
+    fn emit(&self, level: Level, source: Source, message: &str, fields: Option<&str>) {
+        let size = message.len() + fields.map_or(0, str::len);
+        let admitted = match self.state.lock() {
+            Ok(mut state) => {
+                if state.lines < MAX_LINES_PER_CALL && state.bytes + size <= MAX_BYTES_PER_CALL {
+                    state.lines += 1;
+                    state.bytes += size;
+                    true
+                } else {
+                    state.dropped += 1;
+                    false
+                }
+            }
+            Err(_) => false,
+        };
+        if !admitted {
+            return;
+        }
+        match level {
+            Level::Trace => guest_event!(tracing::Level::TRACE, self, source, fields, message),
+            Level::Debug => guest_event!(tracing::Level::DEBUG, self, source, fields, message),
+            Level::Info => guest_event!(tracing::Level::INFO, self, source, fields, message),
+            Level::Warn => guest_event!(tracing::Level::WARN, self, source, fields, message),
+            Level::Error => guest_event!(tracing::Level::ERROR, self, source, fields, message),
+        }
+    }
+
+    fn remember_stderr(&self, text: &str) {
+        if let Ok(mut state) = self.state.lock() {
+            state.stderr_tail.push_str(text);
+            if state.stderr_tail.len() > STDERR_TAIL_BYTES {
+                let mut cut = state.stderr_tail.len() - STDERR_TAIL_BYTES;
+                while !state.stderr_tail.is_char_boundary(cut) {
+                    cut += 1;
+                }
+                state.stderr_tail.drain(..cut);
+            }
+        }
+    }
+
+    /// What the guest's last stderr output says about why it stopped: the
+    /// panic message of a Rust panic, or the last line it wrote.
+    pub fn failure_hint(&self) -> Option<String> {
+        let tail = self.state.lock().ok()?.stderr_tail.clone();
+        explain_stderr(&tail)
+    }
+
+    /// Counts field keys or values that were cut short.
+    fn count_truncated(&self, count: u32) {
+        if count > 0
+            && let Ok(mut state) = self.state.lock()
+        {
+            state.truncated += count;
+        }
+    }
+
+    /// Ends the call's log: says how many lines were dropped and how many
+    /// fields were truncated, if any.
+    pub fn finish(&self) {
+        let (dropped, truncated) = self
+            .state
+            .lock()
+            .map(|state| (state.dropped, state.truncated))
+            .unwrap_or((0, 0));
+        if dropped > 0 || truncated > 0 {
+            tracing::warn!(
+                target: "droplet::guest",
+                droplet = %self.droplet,
+                version = %self.version,
+                trace_id = %self.trace_id,
+                dropped,
+                truncated_fields = truncated,
+                "droplet log over its limits: at most {MAX_LINES_PER_CALL} lines and {MAX_BYTES_PER_CALL} bytes (messages and fields) per request, {MAX_FIELD_BYTES} bytes per field key or value"
+            );
+        }
+    }
+
+    /// The guest's stdout, as info lines of this log.
+    pub fn stdout(self: &Arc<Self>) -> GuestStdio {
+        GuestStdio {
+            log: Arc::clone(self),
+            source: Source::Stdout,
+        }
+    }
+
+    /// The guest's stderr, as warn lines of this log.
+    pub fn stderr(self: &Arc<Self>) -> GuestStdio {
+        GuestStdio {
+            log: Arc::clone(self),
+            source: Source::Stderr,
+        }
+    }
+}
+
+/// Picks the useful part of a guest's stderr: for a Rust panic,
+/// `panicked at {location}: {message}`; otherwise the last non-empty line.
+fn explain_stderr(tail: &str) -> Option<String> {
+    let lines: Vec<&str> = tail
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with("note: run with `RUST_BACKTRACE"))
+        .collect();
+    if let Some(at) = lines.iter().rposition(|line| line.contains("panicked at ")) {
+        let header = lines[at];
+        let location = header
+            .split_once("panicked at ")
+            .map(|(_, location)| location.trim_end_matches(':'))
+            .unwrap_or(header);
+        let message = lines[at + 1..].join(" ");
+        return Some(if message.is_empty() {
+            format!("panicked at {location}")
+        } else {
+            format!("panicked at {location}: {message}")
+        });
+    }
+    lines.last().map(|line| line.to_string())
+}
+
+impl Host for Arc<GuestLog> {
+    async fn log(&mut self, level: Level, message: String, fields: Vec<(String, String)>) {
+        let mut truncated = 0;
+        let fields = (!fields.is_empty()).then(|| {
+            let object: serde_json::Map<String, serde_json::Value> = fields
+                .into_iter()
+                .map(|(key, value)| {
+                    let key = truncate(key, &mut truncated);
+                    let value = truncate(value, &mut truncated);
+                    (key, serde_json::Value::String(value))
+                })
+                .collect();
+            serde_json::Value::Object(object).to_string()
+        });
+        self.count_truncated(truncated);
+        self.emit(level, Source::Log, &message, fields.as_deref());
+    }
+}
+
+/// `text` cut to [`MAX_FIELD_BYTES`] (on a character boundary), counting
+/// the cut in `truncated`.
+fn truncate(mut text: String, truncated: &mut u32) -> String {
+    if text.len() > MAX_FIELD_BYTES {
+        let mut cut = MAX_FIELD_BYTES;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push('…');
+        *truncated += 1;
+    }
+    text
+}
+
+/// A guest stdio stream that turns written bytes into log lines.
+pub struct GuestStdio {
+    log: Arc<GuestLog>,
+    source: Source,
+}
+
+impl IsTerminal for GuestStdio {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for GuestStdio {
+    fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
+        Box::new(self.writer())
+    }
+
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.writer())
+    }
+}
+
+impl GuestStdio {
+    fn writer(&self) -> LineWriter {
+        LineWriter {
+            log: Arc::clone(&self.log),
+            source: self.source,
+            partial: Vec::new(),
+        }
+    }
+}
+
+/// Splits a byte stream into lines and logs each; a trailing partial line is
+/// logged when the stream is dropped.
+struct LineWriter {
+    log: Arc<GuestLog>,
+    source: Source,
+    partial: Vec<u8>,
+}
+
+impl LineWriter {
+    fn push(&mut self, bytes: &[u8]) {
+        if matches!(self.source, Source::Stderr) {
+            self.log.remember_stderr(&String::from_utf8_lossy(bytes));
+        }
+        for &byte in bytes {
+            if byte == b'\n' {
+                self.emit_partial();
+            } else {
+                self.partial.push(byte);
+                if self.partial.len() >= MAX_LINE_BYTES {
+                    self.emit_partial();
+                }
+            }
+        }
+    }
+
+    fn emit_partial(&mut self) {
+        let line = String::from_utf8_lossy(&self.partial);
+        let line = line.trim_end_matches('\r');
+        if !line.is_empty() {
+            let level = match self.source {
+                Source::Stderr => Level::Warn,
+                Source::Stdout | Source::Log => Level::Info,
+            };
+            self.log.emit(level, self.source, line, None);
+        }
+        self.partial.clear();
+    }
+}
+
+impl Drop for LineWriter {
+    fn drop(&mut self) {
+        self.emit_partial();
+    }
+}
+
+impl OutputStream for LineWriter {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        self.push(&bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(64 * 1024)
+    }
+}
+
+#[async_trait::async_trait]
+impl Pollable for LineWriter {
+    async fn ready(&mut self) {}
+}
+
+impl AsyncWrite for LineWriter {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut().push(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn panic_output_is_explained() {
+        let tail = "\nthread '<unnamed>' panicked at examples/panic/src/lib.rs:7:5:\nboom at /x\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n";
+        assert_eq!(
+            explain_stderr(tail).as_deref(),
+            Some("panicked at examples/panic/src/lib.rs:7:5: boom at /x")
+        );
+    }
+
+    #[test]
+    fn other_output_gives_its_last_line() {
+        assert_eq!(
+            explain_stderr("memory allocation of 1048576 bytes failed\n").as_deref(),
+            Some("memory allocation of 1048576 bytes failed")
+        );
+        assert_eq!(explain_stderr(""), None);
+    }
+
+    #[test]
+    fn fields_count_toward_the_budget_and_are_truncated() {
+        let log = GuestLog::new("d".into(), "v".into(), "t".into());
+        let huge = "x".repeat(1 << 20);
+        let mut truncated = 0;
+        let cut = truncate(huge, &mut truncated);
+        assert_eq!(truncated, 1);
+        assert!(cut.len() <= MAX_FIELD_BYTES + '…'.len_utf8());
+        // A line whose fields alone are over the budget is dropped.
+        let fields = format!("{{\"k\":\"{}\"}}", "y".repeat(MAX_BYTES_PER_CALL));
+        log.emit(Level::Info, Source::Log, "m", Some(&fields));
+        let state = log.state.lock().unwrap();
+        assert_eq!((state.lines, state.dropped), (0, 1));
+    }
+
+    #[test]
+    fn log_budget_drops_and_counts() {
+        let log = GuestLog::new("d".into(), "v".into(), "t".into());
+        for _ in 0..MAX_LINES_PER_CALL + 5 {
+            log.emit(Level::Info, Source::Log, "x", None);
+        }
+        let state = log.state.lock().unwrap();
+        assert_eq!(state.lines, MAX_LINES_PER_CALL);
+        assert_eq!(state.dropped, 5);
+    }
+}

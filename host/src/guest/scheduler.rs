@@ -1,0 +1,497 @@
+//! Scheduling of guest code on the async workers, driven by the engine's
+//! epoch: the ticker thread that advances it every [`EPOCH_TICK`], and what
+//! each call does at a tick — yield, trap past its deadline, or queue for
+//! the long-running gate that keeps CPU-heavy calls from crowding out short
+//! ones.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+use wasmtime::{Engine, UpdateDeadline};
+
+use crate::guest::deadline::{Deadlines, Key};
+
+/// How often the epoch ticker ticks: the granularity of budgets and yields.
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// A call still running this long after it started is long-running: past
+/// the first epoch tick, which a typical request never reaches.
+const LONG_RUNNING_AFTER: Duration = EPOCH_TICK;
+
+/// How long a returned gate permit rests, while short calls are running,
+/// before the next long-running call gets it: one tick after a call of a
+/// healthy droplet (CPU-heavy droplets then share half of the gate's
+/// cores), three after a call of a droplet whose recent calls mostly
+/// trapped or overran (a quarter: a runaway droplet gets a share, not
+/// every other turn).
+const REST: Duration = EPOCH_TICK;
+const SUSPECT_REST: Duration = EPOCH_TICK.saturating_mul(3);
+
+/// Keeps long-running calls from crowding out short ones.
+///
+/// Short calls (most requests) run to completion, yielding at each epoch
+/// tick. A call that is still running [`LONG_RUNNING_AFTER`] its start (or,
+/// for a droplet whose recent calls mostly trapped or overran, from its
+/// start) must hold a permit of this gate to run guest code; there are half
+/// as many permits as cores (at least one), handed out in FIFO order one
+/// tick at a time. While short calls are running, a returned permit rests
+/// ([`REST`], [`SUSPECT_REST`]) before the next long-running call gets it,
+/// so CPU-heavy droplets get at most half of half the machine then, and
+/// droplets that keep overrunning a quarter of half; with no short calls
+/// waiting they run at full speed.
+pub struct LongRunningGate {
+    permits: Arc<Semaphore>,
+    /// Calls running that have not become long-running.
+    short_calls: Arc<AtomicUsize>,
+    /// The ticker's deadlines, for calls to have the epoch advanced at
+    /// theirs.
+    deadlines: Arc<Deadlines>,
+}
+
+impl LongRunningGate {
+    /// A gate with half as many permits as cores (at least one), whose
+    /// calls hand their deadlines to the ticker serving `deadlines`.
+    pub fn new(deadlines: Arc<Deadlines>) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        // Probed here, at start-up, not on the first long-running call.
+        guest_priority::usable();
+        Self {
+            permits: Arc::new(Semaphore::new((cores / 2).max(1))),
+            short_calls: Arc::new(AtomicUsize::new(0)),
+            deadlines,
+        }
+    }
+
+    /// The scheduler of one call; `suspect` calls are gated from the start.
+    pub fn scheduler(&self, deadline: Instant, suspect: bool) -> TickScheduler {
+        let now = std::time::Instant::now();
+        if !suspect {
+            self.short_calls.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut scheduler = TickScheduler {
+            deadline: deadline.into_std(),
+            long_running_at: if suspect {
+                now
+            } else {
+                now + LONG_RUNNING_AFTER
+            },
+            short: !suspect,
+            rest: if suspect { SUSPECT_REST } else { REST },
+            short_calls: Arc::clone(&self.short_calls),
+            permits: Arc::clone(&self.permits),
+            held: GateHold::default(),
+            deadlines: Arc::clone(&self.deadlines),
+            interrupt: None,
+        };
+        // A budget shorter than two ticks may end before the first tick.
+        scheduler.interrupt_before_next_tick(now);
+        scheduler
+    }
+}
+
+/// Decides, at each epoch tick of one call, whether its guest traps, yields,
+/// or queues for the long-running gate.
+pub struct TickScheduler {
+    deadline: std::time::Instant,
+    long_running_at: std::time::Instant,
+    /// Whether this call still counts in `short_calls`.
+    short: bool,
+    /// How long the permit this call returns rests while short calls run.
+    rest: Duration,
+    short_calls: Arc<AtomicUsize>,
+    permits: Arc<Semaphore>,
+    /// The gate permit this call holds while it runs, if any. Shared with the
+    /// yield future that acquires it and with the call's host imports, which
+    /// give it back while the call waits on something slow; dropped with the
+    /// store.
+    held: GateHold,
+    deadlines: Arc<Deadlines>,
+    /// The epoch advance at the deadline this call asked the ticker for.
+    interrupt: Option<Key>,
+}
+
+/// The long-running gate's permit one call holds, if any.
+#[derive(Clone, Default)]
+pub struct GateHold(Arc<GateSlot>);
+
+#[derive(Default)]
+struct GateSlot {
+    /// Whether `permit` holds one: checked before taking the lock, so that
+    /// calls holding none (nearly all) pay one atomic load.
+    holding: AtomicBool,
+    permit: std::sync::Mutex<Option<OwnedSemaphorePermit>>,
+}
+
+impl GateHold {
+    /// Gives the permit back, if the call holds one. The runtime calls this
+    /// whenever the guest calls into the host: a permit is for running
+    /// guest code, and a call waiting on the host (an outbound request,
+    /// another droplet, a slow store) must not keep other calls' guest code
+    /// from running. Its next tick queues for a permit again.
+    pub fn release(&self) {
+        if self.0.holding.load(Ordering::Acquire) {
+            self.take();
+        }
+    }
+
+    fn take(&self) -> Option<OwnedSemaphorePermit> {
+        let mut permit = self.0.permit.lock().ok()?;
+        self.0.holding.store(false, Ordering::Release);
+        permit.take()
+    }
+
+    fn hold(&self, permit: OwnedSemaphorePermit) {
+        if let Ok(mut held) = self.0.permit.lock() {
+            *held = Some(permit);
+            self.0.holding.store(true, Ordering::Release);
+        }
+    }
+}
+
+impl TickScheduler {
+    /// The permit this call may hold, for its imports to give back.
+    pub fn gate(&self) -> GateHold {
+        self.held.clone()
+    }
+
+    /// What the call does at this tick.
+    pub fn on_tick(&mut self) -> UpdateDeadline {
+        let now = std::time::Instant::now();
+        if now >= self.deadline {
+            return UpdateDeadline::Interrupt;
+        }
+        self.interrupt_before_next_tick(now);
+        let deadline = self.deadline;
+        if now < self.long_running_at {
+            // tokio's `yield_now` puts the task at the back of the run queue;
+            // a plain self-wake would land in the worker's LIFO slot and let
+            // a spinning guest run again at once.
+            return UpdateDeadline::YieldCustom(
+                1,
+                Box::pin(async move {
+                    tokio::task::yield_now().await;
+                    never_past(deadline).await;
+                }),
+            );
+        }
+        self.leave_short();
+        // Queued for the gate, it may resume at any time before its deadline.
+        self.interrupt_at_deadline();
+        // Give the permit back (after a rest while short calls are running)
+        // and queue for it again, behind the other long-running
+        // calls; waiting ends at the deadline at the latest, where the
+        // call's timeout answers 504 without running the guest again.
+        let held = self.held.clone();
+        let returned = held.take();
+        if let Some(permit) = returned
+            && self.short_calls.load(Ordering::Relaxed) > 0
+        {
+            let rest = self.rest;
+            tokio::spawn(async move {
+                tokio::time::sleep(rest).await;
+                drop(permit);
+            });
+        }
+        let permits = Arc::clone(&self.permits);
+        let deadline = Instant::from_std(self.deadline);
+        UpdateDeadline::YieldCustom(
+            1,
+            Box::pin(async move {
+                tokio::task::yield_now().await;
+                match tokio::time::timeout_at(deadline, permits.acquire_owned()).await {
+                    Ok(Ok(permit)) => {
+                        held.hold(permit);
+                        never_past(deadline.into_std()).await;
+                        guest_priority::lower();
+                    }
+                    // Past the deadline: never resume the guest (it would
+                    // run up to one more tick before trapping); the call's
+                    // own timeout, at the same deadline, ends it now.
+                    Err(_) => std::future::pending::<()>().await,
+                    // The gate is closed (the runtime is going away): run on
+                    // to the next tick, which traps at the deadline.
+                    Ok(Err(_)) => {}
+                }
+            }),
+        )
+    }
+}
+
+/// Where a yield ends past the deadline, never resumes the guest: the
+/// epoch advance at the deadline came while it was yielded, and wasmtime
+/// would set its next epoch deadline from there, a tick late. The call's
+/// wait for its deadline, polled next, ends it now.
+async fn never_past(deadline: std::time::Instant) {
+    if std::time::Instant::now() >= deadline {
+        std::future::pending::<()>().await;
+    }
+}
+
+impl TickScheduler {
+    /// Asks the ticker to advance the epoch at the deadline, once, when it
+    /// may come before the next tick: a running guest's task is not polled,
+    /// so the call's own wait cannot hand its deadline over in time.
+    fn interrupt_before_next_tick(&mut self, now: std::time::Instant) {
+        if self.deadline < now + EPOCH_TICK.saturating_mul(2) {
+            self.interrupt_at_deadline();
+        }
+    }
+
+    /// Asks the ticker to advance the epoch at the deadline, once.
+    fn interrupt_at_deadline(&mut self) {
+        if self.interrupt.is_none() {
+            self.interrupt = Some(self.deadlines.interrupt_at(self.deadline));
+        }
+    }
+
+    /// Stops counting this call as short.
+    fn leave_short(&mut self) {
+        if std::mem::replace(&mut self.short, false) {
+            self.short_calls.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for TickScheduler {
+    fn drop(&mut self) {
+        self.leave_short();
+        if let Some(key) = self.interrupt.take() {
+            self.deadlines.withdraw(key);
+        }
+    }
+}
+
+/// The thread that advances the engine's epoch every [`EPOCH_TICK`]; stopped
+/// and joined when the runtime is dropped.
+pub struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    /// Starts ticking `engine`'s epoch and waking the calls whose
+    /// deadlines were handed over to it ([`crate::guest::deadline`]): between two
+    /// ticks it sleeps only until the earliest such deadline, and at one it
+    /// advances the epoch too, so a guest running then traps at once.
+    pub fn start(engine: Engine, deadlines: Arc<Deadlines>) -> std::io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = std::thread::Builder::new()
+            .name("epoch-ticker".into())
+            .spawn({
+                let stop = Arc::clone(&stop);
+                move || {
+                    raise_ticker_priority();
+                    let mut next_tick = std::time::Instant::now() + EPOCH_TICK;
+                    while !stop.load(Ordering::Relaxed) {
+                        let wake_at = deadlines
+                            .earliest()
+                            .map_or(next_tick, |deadline| deadline.min(next_tick));
+                        let now = std::time::Instant::now();
+                        if wake_at > now {
+                            std::thread::sleep(wake_at - now);
+                        }
+                        let now = std::time::Instant::now();
+                        let woken = deadlines.wake_due(now);
+                        if now >= next_tick || woken > 0 {
+                            engine.increment_epoch();
+                        }
+                        if now >= next_tick {
+                            next_tick = now + EPOCH_TICK;
+                        }
+                    }
+                }
+            })?;
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+/// Best effort: runs the ticker thread under `SCHED_FIFO` so that busy cores
+/// do not delay the ticks that yield and stop guests. Needs `CAP_SYS_NICE`
+/// (root, or granted to the container); without it the ticker stays an
+/// ordinary thread.
+fn raise_ticker_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 1 };
+        // SAFETY: `sched_setscheduler` with pid 0 changes only the calling
+        // thread's policy; `param` is a valid, initialised struct that
+        // outlives the call.
+        let raised = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } == 0;
+        tracing::debug!(raised, "epoch ticker real-time priority");
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl EpochTicker {
+    /// Asks the thread to stop; it does within one tick (joined on drop).
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The thread running a long-running guest runs at a lower priority than
+/// the host's other work: the kernel then preempts it as soon as a worker
+/// with I/O to do, the ticker or another process wakes, instead of letting
+/// a runaway finish its time slice first (up to milliseconds that requests
+/// on other connections, and their answers, would wait).
+///
+/// Lowered just before the guest resumes holding a gate permit, restored
+/// when the poll that ran it returns ([`guest_priority::Restore`], held by
+/// the runtime across every poll of a call), so the thread never runs
+/// anything else lowered. Where the process may not raise a thread's
+/// priority back (no `CAP_SYS_NICE` and a low `RLIMIT_NICE`), found by a
+/// probe on a scratch thread, nothing is lowered.
+pub mod guest_priority {
+    use std::cell::Cell;
+    use std::sync::OnceLock;
+
+    /// The nice value a long-running guest runs at.
+    const GUEST_NICE: i32 = 10;
+
+    thread_local! {
+        /// The thread's nice value before it was lowered, while it is.
+        static LOWERED_FROM: Cell<Option<i32>> = const { Cell::new(None) };
+    }
+
+    /// Whether this process may lower a thread's priority and raise it back.
+    pub(super) fn usable() -> bool {
+        static USABLE: OnceLock<bool> = OnceLock::new();
+        *USABLE.get_or_init(|| {
+            std::thread::spawn(|| {
+                let Some(nice) = current() else {
+                    return false;
+                };
+                set(GUEST_NICE.max(nice)) && set(nice)
+            })
+            .join()
+            .unwrap_or(false)
+        })
+    }
+
+    /// Lowers the calling thread's priority, once, until [`restore`].
+    pub fn lower() {
+        if LOWERED_FROM.get().is_some() || !usable() {
+            return;
+        }
+        if let Some(nice) = current()
+            && nice < GUEST_NICE
+            && set(GUEST_NICE)
+        {
+            LOWERED_FROM.set(Some(nice));
+        }
+    }
+
+    /// Restores the calling thread's priority if [`lower`] lowered it.
+    pub fn restore() {
+        if let Some(nice) = LOWERED_FROM.take() {
+            set(nice);
+        }
+    }
+
+    /// Calls [`restore`] when dropped, unwinding included.
+    pub struct Restore;
+
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            restore();
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    pub(super) fn current() -> Option<i32> {
+        // SAFETY: `gettid` has no preconditions.
+        let tid = unsafe { libc::gettid() };
+        // getpriority may return -1 as a value: errno tells the failure.
+        // SAFETY: errno is thread-local; getpriority on our own thread id.
+        unsafe {
+            *libc::__errno_location() = 0;
+            let nice = libc::getpriority(libc::PRIO_PROCESS, tid as libc::id_t);
+            (*libc::__errno_location() == 0).then_some(nice)
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    fn set(nice: i32) -> bool {
+        // On Linux `PRIO_PROCESS` with a thread id sets that one thread.
+        // SAFETY: `gettid` and `setpriority` on the calling thread.
+        unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, nice) == 0 }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub(super) fn current() -> Option<i32> {
+        None
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn set(_nice: i32) -> bool {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_call_near_or_past_its_first_tick_has_the_epoch_advanced_at_its_deadline() {
+        let deadlines = Arc::new(Deadlines::default());
+        let gate = LongRunningGate::new(Arc::clone(&deadlines));
+
+        // A budget of many ticks: nothing handed over while it is short.
+        let far = Instant::now() + Duration::from_secs(60);
+        let mut scheduler = gate.scheduler(far, false);
+        assert!(deadlines.earliest().is_none());
+        // Queued for the gate (a suspect call is long-running at once), it
+        // may resume at any time before its deadline: handed over.
+        let mut suspect = gate.scheduler(far, true);
+        drop(suspect.on_tick());
+        assert_eq!(deadlines.earliest(), Some(far.into_std()));
+        drop(suspect);
+        assert!(deadlines.earliest().is_none(), "withdrawn with the call");
+
+        // A deadline before the next tick but one: handed over at once.
+        let near = Instant::now() + EPOCH_TICK;
+        let short = gate.scheduler(near, false);
+        assert_eq!(deadlines.earliest(), Some(near.into_std()));
+        drop(short);
+        assert!(deadlines.earliest().is_none());
+
+        // Past the deadline, the next tick traps.
+        scheduler.deadline = std::time::Instant::now();
+        assert!(matches!(scheduler.on_tick(), UpdateDeadline::Interrupt));
+    }
+
+    #[test]
+    fn a_lowered_thread_is_restored() {
+        std::thread::spawn(|| {
+            let before = guest_priority::current();
+            guest_priority::lower();
+            let lowered = guest_priority::current();
+            if guest_priority::usable() {
+                assert_eq!(lowered, before.map(|nice| nice.max(10)));
+            } else {
+                assert_eq!(lowered, before);
+            }
+            guest_priority::lower();
+            drop(guest_priority::Restore);
+            assert_eq!(guest_priority::current(), before);
+        })
+        .join()
+        .unwrap();
+    }
+}

@@ -1,0 +1,9 @@
+//! Where guests' data lives: the kv backends (sled embedded, PostgreSQL on
+//! a fleet), the database connection they and the fleet share, and atomic
+//! file writes for the host's on-disk stores.
+//!
+//! Uses only [`crate::ops`].
+
+pub mod database;
+pub mod files;
+pub mod kv;
