@@ -14,12 +14,13 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use droplet_host::bindings::GuestRequest;
 use droplet_host::capabilities::Capabilities;
 use droplet_host::capabilities::auth::AuthCapability;
+use droplet_host::capabilities::config::ConfigCapability;
 use droplet_host::capabilities::kv::KvCapability;
+use droplet_host::capabilities::log::LogCapability;
 use droplet_host::capabilities::outbound::Outbound;
 use droplet_host::capabilities::outbound::access::OutboundCapability;
 use droplet_host::capabilities::response_body::BodyCapability;
 use droplet_host::droplets::loader::Loader;
-use droplet_host::droplets::manifest::ConfigEnv;
 use droplet_host::droplets::stats::DropletStats;
 use droplet_host::droplets::version::{ContentHash, VersionId};
 use droplet_host::droplets::{Droplet, DropletState};
@@ -43,7 +44,7 @@ fn example(name: &str) -> Vec<u8> {
 struct Bench {
     runtime: Arc<Runtime>,
     loader: Loader,
-    capabilities: Capabilities,
+    capabilities: Arc<Capabilities>,
     trace_id: Arc<str>,
     _data: tempfile::TempDir,
 }
@@ -70,12 +71,10 @@ impl Bench {
 
     fn imports(&self, droplet: &Droplet) -> droplet_host::capabilities::Imports {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
-        self.capabilities.for_call(droplet.call_context(
-            &self.trace_id,
-            Caller::default(),
-            deadline,
-            0,
-        ))
+        self.capabilities.for_call(
+            &droplet.grants,
+            &droplet.call_context(&self.trace_id, Caller::default(), deadline, 0),
+        )
     }
 
     async fn call(&self, droplet: &Droplet, method: &str, path: &str) -> u16 {
@@ -83,12 +82,10 @@ impl Bench {
             panic!("the droplet is loaded");
         };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
-        let imports = self.capabilities.for_call(droplet.call_context(
-            &self.trace_id,
-            Caller::default(),
-            deadline,
-            0,
-        ));
+        let imports = self.capabilities.for_call(
+            &droplet.grants,
+            &droplet.call_context(&self.trace_id, Caller::default(), deadline, 0),
+        );
         self.runtime
             .call(Call {
                 droplet: &ready.pre,
@@ -137,21 +134,24 @@ fn call(c: &mut Criterion) {
         .expect("runtime"),
     );
     let cache = CodeCache::new(None, runtime.engine());
-    let bench = Bench {
-        loader: Loader::new(Arc::clone(&runtime), cache, 256, ConfigEnv::default()),
-        runtime,
-        capabilities: Capabilities {
-            kv: KvCapability {
-                backend,
-                max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
-                default_quota_bytes: None,
-            },
-            auth: AuthCapability { verifier: None },
-            body: BodyCapability::new(512 << 20),
-            outbound: OutboundCapability {
-                outbound: Arc::new(Outbound::new(256).expect("outbound client")),
-            },
+    let capabilities = Arc::new(Capabilities {
+        kv: KvCapability {
+            backend,
+            max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
+            default_quota_bytes: None,
         },
+        log: LogCapability,
+        config: ConfigCapability::default(),
+        auth: AuthCapability { verifier: None },
+        body: BodyCapability::new(512 << 20),
+        outbound: OutboundCapability {
+            outbound: Arc::new(Outbound::new(256).expect("outbound client")),
+        },
+    });
+    let bench = Bench {
+        loader: Loader::new(Arc::clone(&runtime), cache, 256, Arc::clone(&capabilities)),
+        runtime,
+        capabilities,
         trace_id: "trace".into(),
         _data: data,
     };

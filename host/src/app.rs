@@ -11,13 +11,14 @@ use tokio::sync::Semaphore;
 
 use crate::capabilities::Capabilities;
 use crate::capabilities::auth::AuthCapability;
+use crate::capabilities::config::{ConfigCapability, ConfigEnv};
 use crate::capabilities::kv::KvCapability;
+use crate::capabilities::log::LogCapability;
 use crate::capabilities::outbound::access::OutboundCapability;
 use crate::capabilities::outbound::{InternalCalls, Outbound};
 use crate::capabilities::response_body::BodyCapability;
 use crate::droplets::fleet::Fleet;
 use crate::droplets::loader::Loader;
-use crate::droplets::manifest::ConfigEnv;
 use crate::droplets::store::DeploymentStore;
 use crate::droplets::store::file::FileStore;
 use crate::droplets::store::postgres::PostgresStore;
@@ -93,7 +94,7 @@ pub struct App {
     /// Routing domain for `Host`-based routing.
     pub domain: Option<String>,
     /// The host-wide half of every capability droplets import.
-    pub capabilities: Capabilities,
+    pub capabilities: Arc<Capabilities>,
     /// Largest admin deploy body.
     pub admin_max_body_bytes: usize,
     /// Longest a request body may take to arrive: a trickling body is
@@ -185,11 +186,15 @@ impl App {
             .open(shutdown)
             .await
             .map_err(|err| anyhow::anyhow!(err))?;
-        let capabilities = Capabilities {
+        let capabilities = Arc::new(Capabilities {
             kv: KvCapability {
                 backend: kv,
                 max_value_bytes: settings.kv_max_value_bytes,
                 default_quota_bytes: settings.kv_default_quota_bytes,
+            },
+            log: LogCapability,
+            config: ConfigCapability {
+                env: settings.config_env.clone(),
             },
             auth: AuthCapability { verifier },
             body: BodyCapability::new(settings.response_buffer_bytes),
@@ -199,7 +204,7 @@ impl App {
                         .map_err(|err| anyhow::anyhow!(err))?,
                 ),
             },
-        };
+        });
         let runtime = Arc::new(Runtime::new(&RuntimeSettings {
             max_instances: settings.max_instances,
             max_memory_mb: settings.max_memory_mb,
@@ -215,7 +220,7 @@ impl App {
             Arc::clone(&runtime),
             cache,
             settings.max_memory_mb,
-            settings.config_env.clone(),
+            Arc::clone(&capabilities),
         ));
         let (store, fleet): (Arc<dyn DeploymentStore>, _) = match &database {
             Some(database) => {

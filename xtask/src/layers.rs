@@ -70,7 +70,7 @@ pub fn check(src: &Path) -> Result<Report> {
     let edges = graph.values().map(BTreeSet::len).sum();
     let cycles = find_cycles(&graph)
         .into_iter()
-        .map(|cycle| cycle.iter().map(|path| display(path)).collect())
+        .map(|cycle| cycle.iter().map(display).collect())
         .collect();
     let code_in_root_files = modules
         .values()

@@ -107,9 +107,7 @@ pub async fn detail(app: &App, name: &str) -> Result<Response<Full<Bytes>>, Host
         summary,
         versions,
         capabilities: droplet.manifest.capabilities.clone(),
-        granted: droplet
-            .manifest
-            .granted()
+        granted: crate::capabilities::granted(&droplet.manifest)
             .into_iter()
             .map(str::to_string)
             .collect(),

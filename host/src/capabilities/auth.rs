@@ -6,7 +6,12 @@
 
 use std::sync::Arc;
 
-use crate::bindings::fp::droplet::auth::{Claims, Error, Host};
+use wasmtime::component::{HasSelf, Linker};
+
+use super::call_context::CallContext;
+use super::capability::{Capability, StoreData};
+use crate::bindings::fp::droplet::auth::{self as wit, Claims, Error, Host};
+use crate::droplets::manifest::{Manifest, ManifestError};
 use crate::identity::jwt::{TokenError, VerifiedClaims, Verifier};
 use crate::identity::policy::Caller;
 
@@ -24,12 +29,28 @@ pub struct AuthAccess {
     pub verifier: Option<Arc<Verifier>>,
 }
 
-impl AuthCapability {
+impl Capability for AuthCapability {
+    const GRANT: Option<&'static str> = Some("auth");
+    const INTERFACES: &'static [&'static str] = &["fp:droplet/auth"];
+    type Grant = ();
+    type Access = AuthAccess;
+
+    fn link<T: StoreData>(
+        linker: &mut Linker<T>,
+        access: fn(&mut T) -> &mut AuthAccess,
+    ) -> wasmtime::Result<()> {
+        wit::add_to_linker::<T, HasSelf<AuthAccess>>(linker, access)
+    }
+
+    fn grant(&self, _manifest: &Manifest) -> Result<(), ManifestError> {
+        Ok(())
+    }
+
     /// One call's view: its caller (verified by the droplet's policy before
     /// the instance was made) and the host's keys.
-    pub fn for_call(&self, caller: Caller) -> AuthAccess {
+    fn for_call(&self, _grant: &(), call: &CallContext<'_>) -> AuthAccess {
         AuthAccess {
-            caller,
+            caller: call.caller.clone(),
             verifier: self.verifier.clone(),
         }
     }

@@ -1,12 +1,11 @@
 //! What one call is: the inputs every capability builds its per-call state
-//! from.
+//! from (besides what the droplet version's manifest granted it, prepared
+//! at load: [`super::Grants`]).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use crate::droplets::manifest::Manifest;
 use crate::identity::policy::Caller;
 
 /// One call of one droplet version.
@@ -15,10 +14,6 @@ pub struct CallContext<'a> {
     pub droplet: &'a Arc<str>,
     /// The version being called.
     pub version: &'a Arc<str>,
-    /// That version's manifest.
-    pub manifest: &'a Manifest,
-    /// That version's `[config]`, resolved.
-    pub config: &'a Arc<BTreeMap<String, String>>,
     /// The request's trace id.
     pub trace_id: &'a Arc<str>,
     /// Who is calling, as the droplet's policy established it.

@@ -11,8 +11,12 @@ use tracing::Instrument;
 
 use tokio::time::Instant;
 
+use wasmtime::component::{HasSelf, Linker};
+
 use super::call_context::CallContext;
-use crate::bindings::fp::droplet::kv::{Error, Host, KeyPage};
+use super::capability::{Capability, StoreData};
+use crate::bindings::fp::droplet::kv::{self as wit, Error, Host, KeyPage};
+use crate::droplets::manifest::{Manifest, ManifestError};
 use crate::storage::kv::{self, KvBackend, KvError, Limits};
 
 /// The host-wide half: the backend every droplet's namespace lives in.
@@ -38,21 +42,42 @@ pub struct KvAccess {
     pub deadline: Instant,
 }
 
-impl KvCapability {
-    /// One call's view: the droplet's own namespace, its manifest's quota,
-    /// and the call's deadline.
-    pub fn for_call(&self, call: &CallContext<'_>) -> KvAccess {
+impl Capability for KvCapability {
+    const GRANT: Option<&'static str> = Some("kv");
+    const INTERFACES: &'static [&'static str] = &["fp:droplet/kv"];
+    /// The droplet's quota (its manifest's, else the host's default) and
+    /// value limit.
+    type Grant = Option<Limits>;
+    type Access = KvAccess;
+
+    fn link<T: StoreData>(
+        linker: &mut Linker<T>,
+        access: fn(&mut T) -> &mut KvAccess,
+    ) -> wasmtime::Result<()> {
+        wit::add_to_linker::<T, HasSelf<KvAccess>>(linker, access)
+    }
+
+    fn grant(&self, manifest: &Manifest) -> Result<Option<Limits>, ManifestError> {
+        Ok(Some(Limits {
+            quota_bytes: manifest
+                .kv_quota_mb
+                .map(|mb| mb.saturating_mul(1 << 20))
+                .or(self.default_quota_bytes),
+            max_value_bytes: self.max_value_bytes,
+        }))
+    }
+
+    /// One call's view: the droplet's own namespace, its quota, and the
+    /// call's deadline. A version whose manifest was never granted (it
+    /// failed to load, and is never called) gets the host's limits.
+    fn for_call(&self, grant: &Option<Limits>, call: &CallContext<'_>) -> KvAccess {
         KvAccess {
             backend: Arc::clone(&self.backend),
             namespace: Arc::clone(call.droplet),
-            limits: Limits {
-                quota_bytes: call
-                    .manifest
-                    .kv_quota_mb
-                    .map(|mb| mb.saturating_mul(1 << 20))
-                    .or(self.default_quota_bytes),
+            limits: grant.unwrap_or(Limits {
+                quota_bytes: self.default_quota_bytes,
                 max_value_bytes: self.max_value_bytes,
-            },
+            }),
             deadline: call.deadline,
         }
     }

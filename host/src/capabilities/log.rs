@@ -16,8 +16,12 @@ use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
+use wasmtime::component::{HasSelf, Linker};
+
 use super::call_context::CallContext;
-use crate::bindings::fp::droplet::log::{Host, Level};
+use super::capability::{Capability, StoreData};
+use crate::bindings::fp::droplet::log::{self as wit, Host, Level};
+use crate::droplets::manifest::{Manifest, ManifestError};
 
 /// Most lines one request may log.
 pub const MAX_LINES_PER_CALL: u32 = 256;
@@ -30,13 +34,37 @@ const MAX_FIELD_BYTES: usize = 1024;
 /// How much of the end of stderr is kept to explain a trap.
 const STDERR_TAIL_BYTES: usize = 2048;
 
-/// A fresh log for one call, tagged with its droplet, version and trace id.
-pub fn for_call(call: &CallContext<'_>) -> Arc<GuestLog> {
-    Arc::new(GuestLog::new(
-        Arc::clone(call.droplet),
-        Arc::clone(call.version),
-        Arc::clone(call.trace_id),
-    ))
+/// The log capability: it has no host-wide state; the host's own log is
+/// where its lines go.
+#[derive(Debug, Default)]
+pub struct LogCapability;
+
+impl Capability for LogCapability {
+    const GRANT: Option<&'static str> = Some("log");
+    const INTERFACES: &'static [&'static str] = &["fp:droplet/log"];
+    type Grant = ();
+    type Access = Arc<GuestLog>;
+
+    fn link<T: StoreData>(
+        linker: &mut Linker<T>,
+        access: fn(&mut T) -> &mut Arc<GuestLog>,
+    ) -> wasmtime::Result<()> {
+        wit::add_to_linker::<T, HasSelf<Arc<GuestLog>>>(linker, access)
+    }
+
+    fn grant(&self, _manifest: &Manifest) -> Result<(), ManifestError> {
+        Ok(())
+    }
+
+    /// A fresh log for one call, tagged with its droplet, version and
+    /// trace id. Stdout and stderr go to it too, granted or not.
+    fn for_call(&self, _grant: &(), call: &CallContext<'_>) -> Arc<GuestLog> {
+        Arc::new(GuestLog::new(
+            Arc::clone(call.droplet),
+            Arc::clone(call.version),
+            Arc::clone(call.trace_id),
+        ))
+    }
 }
 
 /// Where one call's guest log lines go.

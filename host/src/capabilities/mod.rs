@@ -1,18 +1,25 @@
 //! The host imports a guest may be granted: one module per WIT interface,
-//! each a self-contained capability.
+//! each a self-contained [`Capability`] (link into the linker, check and
+//! prepare the manifest's grant, build the per-call state), registered in
+//! one list ([`registry`]).
 //!
-//! Uses [`crate::storage`], [`crate::identity`] and [`crate::ops`]; used by
-//! [`crate::guest`] (which links them) and [`crate::droplets`] (whose
-//! manifests grant them).
+//! Uses [`crate::storage`], [`crate::identity`], [`crate::ops`] and the
+//! manifest's fields ([`crate::droplets::manifest`], a leaf); used by
+//! [`crate::guest`] (which links them) and [`crate::droplets`] (which
+//! grants them at load).
 
-pub mod all;
 pub mod auth;
 pub mod call_context;
+pub mod capability;
 pub mod config;
 pub mod kv;
 pub mod log;
 pub mod outbound;
+pub mod registry;
 pub mod response_body;
 
-pub use self::all::{Capabilities, HasImports, Imports, add_to_linker};
 pub use self::call_context::CallContext;
+pub use self::capability::Capability;
+pub use self::registry::{
+    Capabilities, Grants, HasImports, Imports, add_to_linker, check_imports, granted,
+};

@@ -17,6 +17,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::StoreContextMut;
 use wasmtime::component::{Linker, WasmList};
 
+use super::call_context::CallContext;
+use super::capability::{Capability, StoreData};
+use crate::droplets::manifest::{Manifest, ManifestError};
+
 use crate::bindings::fp::droplet::response_body::BodyError;
 
 /// Largest response body a droplet may return.
@@ -37,7 +41,7 @@ impl BodyCapability {
     }
 
     /// An empty body for one call.
-    pub fn for_call(&self) -> ResponseBody {
+    pub fn empty_body(&self) -> ResponseBody {
         ResponseBody {
             budget: Arc::clone(&self.budget),
             kept: BytesMut::new(),
@@ -129,19 +133,42 @@ impl ResponseBody {
     }
 }
 
+impl Capability for BodyCapability {
+    /// Every droplet hands its response body over: no grant needed.
+    const GRANT: Option<&'static str> = None;
+    const INTERFACES: &'static [&'static str] = &["fp:droplet/response-body"];
+    type Grant = ();
+    type Access = ResponseBody;
+
+    fn link<T: StoreData>(
+        linker: &mut Linker<T>,
+        access: fn(&mut T) -> &mut ResponseBody,
+    ) -> wasmtime::Result<()> {
+        link_write(linker, access)
+    }
+
+    fn grant(&self, _manifest: &Manifest) -> Result<(), ManifestError> {
+        Ok(())
+    }
+
+    fn for_call(&self, _grant: &(), _call: &CallContext<'_>) -> ResponseBody {
+        self.empty_body()
+    }
+}
+
 /// Registers `response-body.write`, by hand: the generated binding would
 /// copy the piece out of the guest before the host could look at its size.
 /// `body` reaches the call's [`ResponseBody`] in the store's data.
-pub fn add_to_linker<T: Send + 'static>(
+fn link_write<T: Send + 'static>(
     linker: &mut Linker<T>,
     body: fn(&mut T) -> &mut ResponseBody,
 ) -> wasmtime::Result<()> {
-    let mut instance = linker.instance("fp:droplet/response-body@0.2.0")?;
+    let mut instance = linker.instance(&crate::bindings::interface_name("response-body"))?;
     instance.func_wrap(
         "write",
         move |mut store: StoreContextMut<'_, T>,
-         (chunk,): (WasmList<u8>,)|
-         -> wasmtime::Result<(Result<(), BodyError>,)> {
+              (chunk,): (WasmList<u8>,)|
+              -> wasmtime::Result<(Result<(), BodyError>,)> {
             if let Err(refused) = body(store.data_mut()).admit(chunk.len()) {
                 return Ok((Err(refused),));
             }
@@ -162,7 +189,7 @@ mod tests {
     #[test]
     fn a_body_over_the_limit_is_refused_before_anything_is_copied_and_frees_its_budget() {
         let capability = BodyCapability::new(64 << 20);
-        let mut body = capability.for_call();
+        let mut body = capability.empty_body();
         assert_eq!(body.write(&vec![7; MAX_RESPONSE_BYTES - 1]), Ok(()));
         assert_eq!(
             capability.budget.available_permits(),
@@ -183,9 +210,9 @@ mod tests {
     #[test]
     fn the_host_wide_budget_bounds_every_body_together_until_sent() {
         let capability = BodyCapability::new(10);
-        let mut first = capability.for_call();
+        let mut first = capability.empty_body();
         assert_eq!(first.write(b"123456"), Ok(()));
-        let mut second = capability.for_call();
+        let mut second = capability.empty_body();
         assert_eq!(second.admit(6), Err(BodyError::HostBusy));
         let (_, held) = first.finish().unwrap();
         assert_eq!(
@@ -195,7 +222,7 @@ mod tests {
         );
         drop(held);
         assert_eq!(capability.budget.available_permits(), 10);
-        let mut third = capability.for_call();
+        let mut third = capability.empty_body();
         assert_eq!(third.admit(10), Ok(()));
     }
 }

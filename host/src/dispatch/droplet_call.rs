@@ -108,12 +108,10 @@ where
             })?;
     let deadline = deadline + compile_started.elapsed();
 
-    let imports = app.capabilities.for_call(droplet.call_context(
-        trace_id,
-        caller,
-        deadline,
-        hop.map_or(0, |hop| hop.hops),
-    ));
+    let imports = app.capabilities.for_call(
+        &droplet.grants,
+        &droplet.call_context(trace_id, caller, deadline, hop.map_or(0, |hop| hop.hops)),
+    );
     let outbound = imports.outbound.report();
     let call_started = Instant::now();
     let in_flight = droplet.stats.enter();

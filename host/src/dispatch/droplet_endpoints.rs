@@ -97,7 +97,7 @@ fn capabilities(droplet: &Droplet) -> Value {
         "droplet": &*droplet.name,
         "version": droplet.version.as_str(),
         "capabilities": manifest.capabilities,
-        "granted": manifest.granted(),
+        "granted": crate::capabilities::granted(manifest),
         "imports": imports,
         "world": world,
         "budget_ms": manifest.budget_ms,

@@ -1,6 +1,5 @@
 //! One published version of a droplet, and whether it can serve.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -11,7 +10,7 @@ use tokio::time::Instant;
 use super::loader::{Parsed, Ready};
 use super::stats::DropletStats;
 use super::version::VersionId;
-use crate::capabilities::CallContext;
+use crate::capabilities::{CallContext, Grants};
 use crate::droplets::manifest::Manifest;
 use crate::identity::policy::Caller;
 
@@ -25,8 +24,8 @@ pub struct Droplet {
     pub version: VersionId,
     /// Ready to serve, waiting to be compiled, or why it cannot serve.
     pub state: DropletState,
-    /// Its `[config]` with environment variables expanded.
-    pub config: Arc<BTreeMap<String, String>>,
+    /// What its manifest grants each capability, prepared at load.
+    pub grants: Grants,
     /// Slots for concurrent calls (`max_concurrency`) of this version.
     pub slots: Semaphore,
     /// Counters of this droplet, shared by all its versions.
@@ -69,7 +68,7 @@ impl Droplet {
             manifest: parsed.manifest,
             version,
             state,
-            config: parsed.config,
+            grants: parsed.grants,
             stats,
             published_at: SystemTime::now(),
         }
@@ -87,8 +86,6 @@ impl Droplet {
         CallContext {
             droplet: &self.name,
             version: self.version.shared(),
-            manifest: &self.manifest,
-            config: &self.config,
             trace_id,
             caller,
             deadline,

@@ -3,10 +3,10 @@
 //! from the code cache) and check the component against the world.
 //! Everything here blocks: call it off the async workers.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::droplets::manifest::{ConfigEnv, Manifest};
+use crate::capabilities::{self, Capabilities, Grants};
+use crate::droplets::manifest::Manifest;
 use crate::guest::code_cache::{CodeCache, Origin};
 use crate::guest::runtime::{Linked, Runtime};
 
@@ -20,13 +20,14 @@ pub struct Ready {
     pub imports: Vec<String>,
 }
 
-/// A manifest that parsed, with its config resolved.
+/// A manifest that parsed, with what it grants each capability prepared.
 #[derive(Default)]
 pub struct Parsed {
     /// The manifest.
     pub manifest: Manifest,
-    /// `[config]` with `${VAR}` expanded.
-    pub config: Arc<BTreeMap<String, String>>,
+    /// What it grants each capability (its `[config]` resolved, its
+    /// allowlist parsed, its kv quota).
+    pub grants: Grants,
 }
 
 /// Compiles and links droplets for the runtime.
@@ -34,42 +35,40 @@ pub struct Loader {
     runtime: Arc<Runtime>,
     cache: CodeCache,
     max_memory_mb: u64,
-    config_env: ConfigEnv,
+    capabilities: Arc<Capabilities>,
 }
 
 impl Loader {
     /// A loader for `runtime`, caching compiled code in `cache`; manifests
-    /// may ask for `max_memory_mb` and expand the variables `config_env`
-    /// allows.
+    /// may ask for `max_memory_mb`, and are granted `capabilities`.
     pub fn new(
         runtime: Arc<Runtime>,
         cache: CodeCache,
         max_memory_mb: u64,
-        config_env: ConfigEnv,
+        capabilities: Arc<Capabilities>,
     ) -> Self {
         Self {
             runtime,
             cache,
             max_memory_mb,
-            config_env,
+            capabilities,
         }
     }
 
-    /// Parses `{name}.toml` (absent: the defaults) and resolves its config
-    /// from the host environment.
+    /// Parses `{name}.toml` (absent: the defaults) and prepares what it
+    /// grants each capability (its config resolved from the host
+    /// environment, its allowlist parsed).
     pub fn parse(&self, name: &str, manifest: Option<&str>) -> Result<Parsed, String> {
         let manifest = match manifest {
             Some(text) => Manifest::parse(text, self.max_memory_mb)
                 .map_err(|err| format!("invalid manifest {name}.toml: {err}"))?,
             None => Manifest::default(),
         };
-        let config = manifest
-            .resolve_config(&self.config_env, |var| std::env::var(var).ok())
+        let grants = self
+            .capabilities
+            .grant(&manifest)
             .map_err(|err| format!("invalid manifest {name}.toml: {err}"))?;
-        Ok(Parsed {
-            manifest,
-            config: Arc::new(config),
-        })
+        Ok(Parsed { manifest, grants })
     }
 
     /// Compiles `{name}.wasm` (or loads it from the cache), checks that it
@@ -84,8 +83,7 @@ impl Loader {
             .imports(self.runtime.engine())
             .map(|(import, _)| import.to_string())
             .collect();
-        manifest
-            .check_imports(&imports)
+        capabilities::check_imports(manifest, &imports)
             .map_err(|why| format!("{name}.wasm cannot serve: {why}, in {name}.toml"))?;
         let pre = self
             .runtime

@@ -236,7 +236,7 @@ mod tests {
     }
 
     fn answer(status: u16, headers: Vec<(String, String)>, body: &[u8]) -> Answer {
-        let mut written = BodyCapability::new(1 << 20).for_call();
+        let mut written = BodyCapability::new(1 << 20).empty_body();
         written.write(body).unwrap();
         Answer {
             response: GuestResponse { status, headers },
@@ -247,7 +247,7 @@ mod tests {
     #[test]
     fn a_body_refused_while_handed_over_is_a_502_or_a_503() {
         let budget = BodyCapability::new(MAX_RESPONSE_BYTES * 2);
-        let mut body = budget.for_call();
+        let mut body = budget.empty_body();
         assert!(body.write(&vec![0; MAX_RESPONSE_BYTES + 1]).is_err());
         let refused = into_http(Answer {
             response: GuestResponse {
@@ -258,7 +258,7 @@ mod tests {
         });
         assert_eq!(refused.unwrap_err().code(), "invalid_response");
         let tiny = BodyCapability::new(4);
-        let mut body = tiny.for_call();
+        let mut body = tiny.empty_body();
         assert!(body.write(b"12345").is_err());
         let busy = into_http(Answer {
             response: GuestResponse {

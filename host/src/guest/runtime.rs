@@ -281,8 +281,6 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|err| anyhow::anyhow!("{err:#}"))?;
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
-            .map_err(|err| anyhow::anyhow!("{err:#}"))?;
         capabilities::add_to_linker(&mut linker).map_err(|err| anyhow::anyhow!("{err:#}"))?;
 
         let deadlines = Arc::new(Deadlines::default());

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use droplet_host::app::{App, ServeSettings};
+use droplet_host::capabilities::config::ConfigEnv;
 use droplet_host::droplets::manifest;
-use droplet_host::droplets::manifest::ConfigEnv;
 use droplet_host::http::access_log::AccessLogMode;
 use droplet_host::http::connection::ConnectionLimits;
 use droplet_host::http::server;

@@ -6,10 +6,14 @@
 use std::sync::Arc;
 use tracing::Instrument;
 
+use wasmtime::component::Linker;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
+use super::allow::Allowlist;
+use super::client::{CallLimits, Outbound, OutboundReport};
 use crate::capabilities::call_context::CallContext;
-use crate::capabilities::outbound::{CallLimits, Outbound, OutboundReport};
+use crate::capabilities::capability::{Capability, StoreData};
+use crate::droplets::manifest::{Manifest, ManifestError};
 
 /// The host-wide half: the process's outbound client and limits.
 pub struct OutboundCapability {
@@ -23,16 +27,67 @@ pub struct OutboundAccess {
     limits: CallLimits,
 }
 
-impl OutboundCapability {
+/// What a droplet version's manifest allows: where (its
+/// `allowed_outbound_hosts`, parsed at load) and how many requests a call.
+#[derive(Default)]
+pub struct OutboundGrant {
+    /// Where requests may go; empty: nowhere.
+    pub allowed: Arc<Allowlist>,
+    /// Requests one call may send.
+    pub max_requests: u32,
+}
+
+impl Capability for OutboundCapability {
+    const GRANT: Option<&'static str> = Some("http");
+    const INTERFACES: &'static [&'static str] = &["wasi:http/outgoing-handler"];
+    type Grant = OutboundGrant;
+    type Access = OutboundAccess;
+
+    /// `wasi:http`'s types and `outgoing-handler`, from wasmtime-wasi-http:
+    /// its send hook is this call's [`OutboundAccess`], which the store's
+    /// data hands over as its `WasiHttpView` hooks (so `access` is not
+    /// needed here).
+    fn link<T: StoreData>(
+        linker: &mut Linker<T>,
+        _access: fn(&mut T) -> &mut OutboundAccess,
+    ) -> wasmtime::Result<()> {
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)
+    }
+
+    /// Granted by `allowed_outbound_hosts` alone: outbound HTTP is denied
+    /// by default, and naming `http` in `capabilities` does not open it.
+    fn granted(manifest: &Manifest) -> bool {
+        !manifest.allowed_outbound_hosts.is_empty()
+    }
+
+    fn refusal(import: &str) -> String {
+        format!(
+            "it imports {import} (outbound HTTP), which is denied by default: list where it may go in `allowed_outbound_hosts = [\"https://…\"]`"
+        )
+    }
+
+    fn grant(&self, manifest: &Manifest) -> Result<OutboundGrant, ManifestError> {
+        let allowed = Allowlist::parse(&manifest.allowed_outbound_hosts).map_err(|problem| {
+            ManifestError::Invalid {
+                field: "allowed_outbound_hosts",
+                problem,
+            }
+        })?;
+        Ok(OutboundGrant {
+            allowed: Arc::new(allowed),
+            max_requests: manifest.max_outbound_requests,
+        })
+    }
+
     /// One call's view: the droplet's allowlist and request cap, the call's
     /// deadline and trace id.
-    pub fn for_call(&self, call: &CallContext<'_>) -> OutboundAccess {
+    fn for_call(&self, grant: &OutboundGrant, call: &CallContext<'_>) -> OutboundAccess {
         OutboundAccess {
             outbound: Arc::clone(&self.outbound),
             limits: CallLimits {
                 droplet: Arc::clone(call.droplet),
-                allowed: Arc::clone(&call.manifest.outbound),
-                remaining: call.manifest.max_outbound_requests,
+                allowed: Arc::clone(&grant.allowed),
+                remaining: grant.max_requests,
                 deadline: call.deadline,
                 trace_id: Arc::clone(call.trace_id),
                 report: Arc::new(OutboundReport::default()),

@@ -43,8 +43,6 @@ use crate::ops::metrics::status_class;
 pub const MAX_RESPONSE_BYTES: u64 = 16 << 20;
 /// The largest outbound request body a droplet may send.
 pub const MAX_REQUEST_BYTES: usize = 16 << 20;
-/// Default `max_outbound_requests`.
-pub const DEFAULT_MAX_REQUESTS: u32 = 16;
 
 /// The process's outbound client and limits.
 pub struct Outbound {

@@ -11,7 +11,6 @@ pub mod guard;
 pub mod in_process;
 
 pub use self::client::{
-    CallLimits, DEFAULT_MAX_REQUESTS, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, Outbound,
-    OutboundReport, traceparent,
+    CallLimits, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, Outbound, OutboundReport, traceparent,
 };
 pub use self::in_process::{INTERNAL_SUFFIX, InternalCall, InternalCalls, MAX_HOPS};
