@@ -224,10 +224,7 @@ impl App {
         ));
         let (store, fleet): (Arc<dyn DeploymentStore>, _) = match &database {
             Some(database) => {
-                let store = Arc::new(PostgresStore::new(
-                    Arc::clone(database),
-                    tokio::runtime::Handle::current(),
-                ));
+                let store = Arc::new(PostgresStore::new(Arc::clone(database)));
                 let host_id = settings
                     .host_id
                     .clone()
@@ -246,17 +243,9 @@ impl App {
                 droplets_dir.display()
             )
         })?;
-        // Compiling blocks (on every core): keep it off the async workers.
-        let lazy = settings.lazy;
-        let droplets = tokio::task::block_in_place(|| {
-            Droplets::load(&droplets_dir, store, loader, lazy, progress)
-        })
-        .with_context(|| {
-            format!(
-                "cannot read the droplets directory {}",
-                droplets_dir.display()
-            )
-        })?;
+        let droplets = Droplets::load(&droplets_dir, store, loader, settings.lazy, progress)
+            .await
+            .map_err(|err| anyhow::anyhow!(err))?;
         let app = Arc::new(Self {
             runtime,
             droplets: Arc::new(droplets),

@@ -27,6 +27,9 @@ pub enum HostError {
     /// No droplet has that name (or the path names none).
     #[error("{0}")]
     DropletNotFound(String),
+    /// No such host endpoint (an admin route that does not exist).
+    #[error("{0}")]
+    NotFound(String),
     /// The body is over the droplet's `max_body_kb`.
     #[error("request body is larger than this droplet's limit of {limit_kb} KiB")]
     BodyTooLarge {
@@ -87,7 +90,7 @@ impl HostError {
             HostError::BadRequest(_) => StatusCode::BAD_REQUEST,
             HostError::TokenRequired(_) | HostError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             HostError::Forbidden(_) => StatusCode::FORBIDDEN,
-            HostError::DropletNotFound(_) => StatusCode::NOT_FOUND,
+            HostError::DropletNotFound(_) | HostError::NotFound(_) => StatusCode::NOT_FOUND,
             HostError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             HostError::DropletTrap(_) | HostError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             HostError::InvalidResponse(_) => StatusCode::BAD_GATEWAY,
@@ -108,6 +111,7 @@ impl HostError {
             HostError::TokenRequired(_) | HostError::Unauthorized(_) => "unauthorized",
             HostError::Forbidden(_) => "forbidden",
             HostError::DropletNotFound(_) => "droplet_not_found",
+            HostError::NotFound(_) => "not_found",
             HostError::BodyTooLarge { .. } => "body_too_large",
             HostError::DropletTrap(_) => "droplet_trap",
             HostError::InvalidResponse(_) => "invalid_response",
@@ -199,6 +203,7 @@ mod tests {
                 404,
                 "droplet_not_found",
             ),
+            (HostError::NotFound("x".into()), 404, "not_found"),
             (
                 HostError::BodyTooLarge { limit_kb: 1 },
                 413,

@@ -93,6 +93,9 @@ pub async fn detail(app: &App, name: &str) -> Result<Response<Full<Bytes>>, Host
         .droplets
         .history(name)
         .await
+        .map_err(|err| {
+            HostError::StoreUnavailable(format!("cannot read the stored versions: {err}"))
+        })?
         .iter()
         .map(ToString::to_string)
         .collect();
@@ -273,11 +276,15 @@ pub async fn rollback(app: &App, name: &str) -> Result<Response<Full<Bytes>>, Ho
 /// The module `name` serves now, read from the deployment store off the
 /// async workers.
 async fn current_module(app: &App, name: &Arc<str>) -> Result<Vec<u8>, HostError> {
-    let (droplets, name) = (Arc::clone(&app.droplets), Arc::clone(name));
-    tokio::task::spawn_blocking(move || droplets.current_module(&name))
-        .await
-        .map_err(|_| HostError::BadRequest("reading the current module was abandoned".into()))?
-        .map_err(|err| HostError::BadRequest(format!("cannot reuse the current module: {err}")))
+    match app.droplets.current_module(name).await {
+        Ok(Some(module)) => Ok(module),
+        Ok(None) => Err(HostError::DropletNotFound(format!(
+            "no droplet named `{name}`"
+        ))),
+        Err(err) => Err(HostError::StoreUnavailable(format!(
+            "cannot reuse the current module: {err}"
+        ))),
+    }
 }
 
 fn change_error(err: ChangeError) -> HostError {
@@ -285,9 +292,16 @@ fn change_error(err: ChangeError) -> HostError {
         ChangeError::NotFound(name) => {
             HostError::DropletNotFound(format!("no droplet named `{name}`"))
         }
-        ChangeError::NoPrevious(_) | ChangeError::Invalid(_) => {
+        // A version whose files could not be read is the store's failure,
+        // not the version's.
+        ChangeError::Invalid(load) if load.is_read() => {
+            HostError::StoreUnavailable(load.to_string())
+        }
+        ChangeError::NoPrevious(_) | ChangeError::BadName(_) | ChangeError::Invalid(_) => {
             HostError::BadRequest(err.to_string())
         }
-        ChangeError::Storage(reason) => HostError::StoreUnavailable(reason),
+        ChangeError::Storage { .. } | ChangeError::Files { .. } => {
+            HostError::StoreUnavailable(err.to_string())
+        }
     }
 }

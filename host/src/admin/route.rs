@@ -66,7 +66,7 @@ impl<'a> AdminRoute<'a> {
                 )));
             }
             _ => {
-                return Err(HostError::DropletNotFound(format!(
+                return Err(HostError::NotFound(format!(
                     "no admin endpoint at /_admin{}",
                     clip(path, 80)
                 )));

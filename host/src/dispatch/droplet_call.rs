@@ -164,6 +164,10 @@ where
         Err(CallError::PoolExhausted) => {
             Err(HostError::DropletOverloaded(droplet.name.to_string()))
         }
+        Err(CallError::WorldMismatch) => {
+            tracing::error!(droplet = %droplet.name, "the host built a request for the wrong world");
+            Err(HostError::Internal)
+        }
     }
 }
 

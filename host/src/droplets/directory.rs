@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use super::loader::LoadError;
 use super::store::VersionFiles;
 use crate::droplets::name::{NAME_RULE, is_droplet_name};
 use crate::storage::files::remove_if_present;
@@ -32,13 +33,13 @@ pub fn droplet_files(dir: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
 }
 
 /// Reads `{name}.wasm` and the optional `{name}.toml` from `dir`.
-pub fn read_version(dir: &Path, name: &str) -> Result<VersionFiles, String> {
+pub fn read_version(dir: &Path, name: &str) -> Result<VersionFiles, LoadError> {
     let wasm = std::fs::read(dir.join(format!("{name}.wasm")))
-        .map_err(|err| format!("cannot read {name}.wasm: {err}"))?;
+        .map_err(|err| LoadError::read(format!("{name}.wasm"), err))?;
     let manifest = match std::fs::read_to_string(dir.join(format!("{name}.toml"))) {
         Ok(text) => Some(text),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
-        Err(err) => return Err(format!("cannot read {name}.toml: {err}")),
+        Err(err) => return Err(LoadError::read(format!("{name}.toml"), err)),
     };
     Ok((wasm, manifest))
 }

@@ -1,14 +1,18 @@
 //! Turning a module and its manifest into something that can serve:
-//! parse and validate the manifest, expand its config, compile (or load
-//! from the code cache) and check the component against the world.
-//! Everything here blocks: call it off the async workers.
+//! parse and validate the manifest, prepare what it grants each
+//! capability, compile (or load from the code cache), check the
+//! component's imports against the grants and link it against the world
+//! ([`Loader::prepare`], the one check every version passes before it may
+//! serve). Compiling blocks: [`off_thread`] runs it on the blocking pool
+//! and turns a panic into a logged refusal.
 
 use std::sync::Arc;
 
+use super::store::{StoreError, VersionFiles};
 use crate::capabilities::{self, Capabilities, Grants};
-use crate::droplets::manifest::Manifest;
+use crate::droplets::manifest::{Manifest, ManifestError};
 use crate::guest::code_cache::{CodeCache, Origin};
-use crate::guest::runtime::{Linked, Runtime};
+use crate::guest::runtime::{LinkError, Linked, Runtime};
 
 /// A droplet that can be instantiated.
 pub struct Ready {
@@ -28,6 +32,93 @@ pub struct Parsed {
     /// What it grants each capability (its `[config]` resolved, its
     /// allowlist parsed, its kv quota).
     pub grants: Grants,
+}
+
+/// Why a version cannot serve, or could not even be read.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The manifest does not parse, or an option is out of range.
+    #[error("invalid manifest {name}.toml: {source}")]
+    Manifest {
+        /// The droplet.
+        name: String,
+        /// What is wrong with it.
+        source: ManifestError,
+    },
+    /// The bytes are not a component (or not one this engine compiles).
+    #[error("{name}.wasm is not a valid component: {reason}")]
+    NotAComponent {
+        /// The droplet.
+        name: String,
+        /// The compiler's reason.
+        reason: String,
+    },
+    /// It imports a capability its manifest does not grant.
+    #[error("{name}.wasm cannot serve: {reason}, in {name}.toml")]
+    NotGranted {
+        /// The droplet.
+        name: String,
+        /// Which import, and the line that would grant it.
+        reason: String,
+    },
+    /// It does not fit the world.
+    #[error("{name}.wasm cannot serve: {source}")]
+    Link {
+        /// The droplet.
+        name: String,
+        /// Why not.
+        source: LinkError,
+    },
+    /// Its files could not be read.
+    #[error("cannot read {what}: {source}")]
+    Read {
+        /// What was being read.
+        what: String,
+        /// Why not.
+        source: ReadError,
+    },
+    /// Neither the store nor the droplets directory has a module for it.
+    #[error("{name} has no module")]
+    NoModule {
+        /// The droplet.
+        name: String,
+    },
+    /// The host panicked while compiling it: a host bug, logged with its
+    /// message.
+    #[error("compiling {name} failed inside the host: {message}")]
+    Panicked {
+        /// The droplet.
+        name: String,
+        /// The panic's message.
+        message: String,
+    },
+}
+
+/// Where reading a version's files failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// In the deployment store.
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    /// In the droplets directory.
+    #[error("{0}")]
+    Directory(#[from] std::io::Error),
+}
+
+impl LoadError {
+    /// A read of `what` that failed.
+    pub fn read(what: impl Into<String>, source: impl Into<ReadError>) -> Self {
+        LoadError::Read {
+            what: what.into(),
+            source: source.into(),
+        }
+    }
+
+    /// Whether it is a failure to read, which a later try may not meet (the
+    /// database away), rather than a verdict on the version.
+    pub fn is_read(&self) -> bool {
+        matches!(self, LoadError::Read { .. })
+    }
 }
 
 /// Compiles and links droplets for the runtime.
@@ -58,41 +149,110 @@ impl Loader {
     /// Parses `{name}.toml` (absent: the defaults) and prepares what it
     /// grants each capability (its config resolved from the host
     /// environment, its allowlist parsed).
-    pub fn parse(&self, name: &str, manifest: Option<&str>) -> Result<Parsed, String> {
+    pub fn parse(&self, name: &str, manifest: Option<&str>) -> Result<Parsed, LoadError> {
+        let invalid = |source| LoadError::Manifest {
+            name: name.to_string(),
+            source,
+        };
         let manifest = match manifest {
-            Some(text) => Manifest::parse(text, self.max_memory_mb)
-                .map_err(|err| format!("invalid manifest {name}.toml: {err}"))?,
+            Some(text) => Manifest::parse(text, self.max_memory_mb).map_err(invalid)?,
             None => Manifest::default(),
         };
-        let grants = self
-            .capabilities
-            .grant(&manifest)
-            .map_err(|err| format!("invalid manifest {name}.toml: {err}"))?;
+        let grants = self.capabilities.grant(&manifest).map_err(invalid)?;
         Ok(Parsed { manifest, grants })
     }
 
     /// Compiles `{name}.wasm` (or loads it from the cache), checks that it
     /// imports nothing its `manifest` does not grant, and links it.
-    pub fn compile(&self, name: &str, wasm: &[u8], manifest: &Manifest) -> Result<Ready, String> {
+    pub fn compile(
+        &self,
+        name: &str,
+        wasm: &[u8],
+        manifest: &Manifest,
+    ) -> Result<Ready, LoadError> {
         let (component, origin) = self
             .cache
             .load_or_compile(self.runtime.engine(), wasm)
-            .map_err(|err| format!("{name}.wasm is not a valid component: {err}"))?;
+            .map_err(|reason| LoadError::NotAComponent {
+                name: name.to_string(),
+                reason,
+            })?;
         let imports: Vec<String> = component
             .component_type()
             .imports(self.runtime.engine())
             .map(|(import, _)| import.to_string())
             .collect();
-        capabilities::check_imports(manifest, &imports)
-            .map_err(|why| format!("{name}.wasm cannot serve: {why}, in {name}.toml"))?;
+        capabilities::check_imports(manifest, &imports).map_err(|reason| {
+            LoadError::NotGranted {
+                name: name.to_string(),
+                reason,
+            }
+        })?;
         let pre = self
             .runtime
             .link(&component)
-            .map_err(|err| format!("{name}.wasm cannot serve: {err}"))?;
+            .map_err(|source| LoadError::Link {
+                name: name.to_string(),
+                source,
+            })?;
         Ok(Ready {
             pre,
             origin,
             imports,
         })
+    }
+
+    /// The whole check of a version before it may serve: its manifest
+    /// parsed and granted, its module compiled and linked. Blocking.
+    pub fn prepare(&self, name: &str, files: &VersionFiles) -> Result<(Parsed, Ready), LoadError> {
+        let (wasm, manifest) = files;
+        let parsed = self.parse(name, manifest.as_deref())?;
+        let ready = self.compile(name, wasm, &parsed.manifest)?;
+        Ok((parsed, ready))
+    }
+}
+
+/// Runs `work` (a compilation) on the blocking pool. A panic inside it is
+/// a host bug: logged with its message, and the version refused.
+pub async fn off_thread<T: Send + 'static>(
+    name: &str,
+    work: impl FnOnce() -> Result<T, LoadError> + Send + 'static,
+) -> Result<T, LoadError> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result,
+        Err(err) => {
+            let message = if err.is_panic() {
+                let panic = err.into_panic();
+                panic
+                    .downcast_ref::<&str>()
+                    .map(|text| text.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic without a message".to_string())
+            } else {
+                "the compilation was cancelled".to_string()
+            };
+            tracing::error!(droplet = name, panic = %message, "compiling a droplet panicked inside the host");
+            Err(LoadError::Panicked {
+                name: name.to_string(),
+                message,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panic_while_compiling_is_a_refusal_with_its_message() {
+        let refused = off_thread::<()>("boom", || panic!("the compiler fell over")).await;
+        match refused {
+            Err(LoadError::Panicked { name, message }) => {
+                assert_eq!(name, "boom");
+                assert_eq!(message, "the compiler fell over");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -4,7 +4,10 @@
 //! | module | owns |
 //! | --- | --- |
 //! | [`droplet`] | one version: its manifest, config, compiled state and slots |
-//! | [`table`] | the table of current versions and every swap (publish, rollback, removal) |
+//! | [`table`] | the table of current versions and the one atomic swap |
+//! | [`startup`] | loading every droplet at start-up |
+//! | [`publish`] | publish, rollback, removal |
+//! | [`converge`] | following the fleet's current versions |
 //! | [`version`] | version ids (`{seq}-{hash12}`) and content hashes |
 //! | [`directory`] | the droplets directory: scanning and reading `{name}.wasm` + `{name}.toml` |
 //! | [`loader`] | parsing manifests and compiling modules into something that can serve |
@@ -14,12 +17,15 @@
 //! | [`watch`] | the droplets directory watcher |
 //! | [`fleet`] | fleet mode: hints, reconciliation, heartbeat |
 
+pub mod converge;
 pub mod directory;
 pub mod droplet;
 pub mod fleet;
 pub mod loader;
 pub mod manifest;
 pub mod name;
+pub mod publish;
+pub mod startup;
 pub mod stats;
 pub mod store;
 pub mod table;
@@ -27,4 +33,5 @@ pub mod version;
 pub mod watch;
 
 pub use self::droplet::{Droplet, DropletState, LoadProgress, Pending};
-pub use self::table::{ChangeError, Droplets, Published};
+pub use self::publish::{ChangeError, Published};
+pub use self::table::Droplets;

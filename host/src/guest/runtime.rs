@@ -216,6 +216,17 @@ pub struct Answer {
 /// its response (whatever it wrote is buffered by then).
 const PROXY_FINISH_GRACE: Duration = Duration::from_millis(100);
 
+/// Why a component cannot be linked: it is not one this host can serve.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// It imports an interface the linker does not have.
+    #[error("it imports something this host does not provide: {0}")]
+    MissingImport(String),
+    /// It exports neither world's handler.
+    #[error("it exports neither the droplet world's handler nor wasi:http/incoming-handler: {0}")]
+    NoHandler(String),
+}
+
 /// Why a call produced no response.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
@@ -228,7 +239,17 @@ pub enum CallError {
     /// The pooling allocator had no free slot.
     #[error("no free instance slot")]
     PoolExhausted,
+    /// The request was built for the other world than the component's:
+    /// a host bug.
+    #[error("the request does not match the component's world")]
+    WorldMismatch,
 }
+
+/// The marker [`Runtime::call`] fails with when the request does not fit
+/// the component's world, so that [`classify`] can tell it from a trap.
+#[derive(Debug, thiserror::Error)]
+#[error("the request does not match the component's world")]
+struct WorldMismatch;
 
 impl Runtime {
     /// Builds the engine (pooling allocator, epoch interruption,
@@ -302,20 +323,16 @@ impl Runtime {
 
     /// Checks a compiled component against the world and pre-links it.
     /// Blocking work: call it off the async workers.
-    pub fn link(&self, component: &Component) -> Result<Linked, String> {
+    pub fn link(&self, component: &Component) -> Result<Linked, LinkError> {
         let instance_pre = self
             .linker
             .instantiate_pre(component)
-            .map_err(|err| format!("it imports something this host does not provide: {err:#}"))?;
+            .map_err(|err| LinkError::MissingImport(format!("{err:#}")))?;
         match DropletPre::new(instance_pre.clone()) {
             Ok(droplet) => Ok(Linked::Droplet(droplet)),
             Err(droplet_err) => ProxyPre::new(instance_pre)
                 .map(Linked::Proxy)
-                .map_err(|_| {
-                    format!(
-                        "it exports neither the droplet world's handler nor wasi:http/incoming-handler: {droplet_err:#}"
-                    )
-                }),
+                .map_err(|_| LinkError::NoHandler(format!("{droplet_err:#}"))),
         }
     }
 
@@ -421,9 +438,9 @@ impl Runtime {
                         .instrument(crate::step_span!("guest"))
                         .await
                 }
-                _ => Err(wasmtime::format_err!(
-                    "the request does not match the component's world"
-                )),
+                // The dispatcher built the request for the other world: a
+                // host bug, not the guest's doing.
+                _ => Err(wasmtime::Error::new(WorldMismatch)),
             }
         };
         // A poll that ran a long-running guest may have lowered the
@@ -556,6 +573,9 @@ fn classify(err: &wasmtime::Error, hint: Option<String>) -> CallError {
     }
     if err.downcast_ref::<PoolConcurrencyLimitError>().is_some() {
         return CallError::PoolExhausted;
+    }
+    if err.downcast_ref::<WorldMismatch>().is_some() {
+        return CallError::WorldMismatch;
     }
     // Not a trap: instantiation refused (for example an initial memory over
     // the droplet's cap) or a host import failed fatally. The root cause is

@@ -76,7 +76,10 @@ pub fn build(args: BuildArgs) -> anyhow::Result<()> {
     let check = |wasm: &[u8]| -> Result<(), String> {
         let component = wasmtime::component::Component::new(runtime.engine(), wasm)
             .map_err(|err| format!("{err:#}"))?;
-        runtime.link(&component).map(|_| ())
+        runtime
+            .link(&component)
+            .map(|_| ())
+            .map_err(|err| err.to_string())
     };
     let name = scaffold::build_droplet(&args.path, &args.droplets_dir, check)?;
     println!(

@@ -1,8 +1,12 @@
-//! [`DeploymentStore`]: the trait every deployment store implements.
+//! [`DeploymentStore`]: the trait every deployment store implements, and
+//! [`StoreError`], what it fails with.
 
 use std::time::SystemTime;
 
+use async_trait::async_trait;
+
 use crate::droplets::version::VersionId;
+use crate::storage::database::DbError;
 
 /// How many versions of each droplet a store keeps.
 pub const KEPT_VERSIONS: usize = 5;
@@ -10,36 +14,64 @@ pub const KEPT_VERSIONS: usize = 5;
 /// A module and its optional manifest, as stored.
 pub type VersionFiles = (Vec<u8>, Option<String>);
 
+/// Why a store could not do what it was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The disk refused (the file store).
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The database refused or cannot be reached (a fleet's store).
+    #[error("{0}")]
+    Database(#[from] DbError),
+    /// The version asked for is not (or no longer) stored.
+    #[error("version {version} of {name} is not stored")]
+    NotStored {
+        /// The droplet.
+        name: String,
+        /// The version.
+        version: String,
+    },
+    /// A stored row did not read back as what the store wrote.
+    #[error("a stored record does not read back: {0}")]
+    Corrupt(String),
+}
+
 /// Published versions of every droplet, and which one each serves.
 ///
-/// Every method may block (disk or network): call them off the async
-/// workers.
+/// Async, like [`crate::storage::kv::KvBackend`]: a store on the network
+/// awaits its queries; one on the disk runs its blocking calls on the
+/// blocking pool. No method blocks an async worker.
+#[async_trait]
 pub trait DeploymentStore: Send + Sync + 'static {
     /// Names with a current version.
-    fn names(&self) -> std::io::Result<Vec<String>>;
+    async fn names(&self) -> Result<Vec<String>, StoreError>;
     /// The stored versions of `name`, newest (highest sequence) first.
-    fn versions(&self, name: &str) -> std::io::Result<Vec<VersionId>>;
+    async fn versions(&self, name: &str) -> Result<Vec<VersionId>, StoreError>;
     /// The version `name` serves, and when it became current.
-    fn current(&self, name: &str) -> std::io::Result<Option<(VersionId, SystemTime)>>;
+    async fn current(&self, name: &str) -> Result<Option<(VersionId, SystemTime)>, StoreError>;
     /// The module and manifest of a stored version.
-    fn read(&self, name: &str, version: &VersionId) -> std::io::Result<VersionFiles>;
+    async fn read(&self, name: &str, version: &VersionId) -> Result<VersionFiles, StoreError>;
     /// Only the manifest of a stored version (lazy start-up reads no module).
-    fn read_manifest(&self, name: &str, version: &VersionId) -> std::io::Result<Option<String>>;
+    async fn read_manifest(
+        &self,
+        name: &str,
+        version: &VersionId,
+    ) -> Result<Option<String>, StoreError>;
     /// A sequence number for a new version, higher than any given before
     /// by this store (across every droplet, restarts and, for a shared
     /// store, every host).
-    fn next_seq(&self) -> std::io::Result<u64>;
+    async fn next_seq(&self) -> Result<u64, StoreError>;
     /// Stores a new version and makes it current; keeps the newest
     /// [`KEPT_VERSIONS`].
-    fn save(
+    async fn save(
         &self,
         name: &str,
         version: &VersionId,
         wasm: &[u8],
         manifest: Option<&str>,
-    ) -> std::io::Result<()>;
+    ) -> Result<(), StoreError>;
     /// Makes a stored version current.
-    fn set_current(&self, name: &str, version: &VersionId) -> std::io::Result<()>;
+    async fn set_current(&self, name: &str, version: &VersionId) -> Result<(), StoreError>;
     /// Forgets every version of `name`.
-    fn remove(&self, name: &str) -> std::io::Result<()>;
+    async fn remove(&self, name: &str) -> Result<(), StoreError>;
 }

@@ -6,23 +6,26 @@
 
 use std::io::ErrorKind;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::{DeploymentStore, KEPT_VERSIONS, VersionFiles};
+use async_trait::async_trait;
+
+use super::{DeploymentStore, KEPT_VERSIONS, StoreError, VersionFiles};
 use crate::droplets::version::VersionId;
 use crate::storage::files::{remove_if_present, write_durable};
 
-/// Versions on the local disk.
-pub struct FileStore {
+/// The blocking half: the files themselves, behind the async
+/// [`FileStore`].
+struct Files {
     root: PathBuf,
     /// The last sequence number given; read from the stored versions on
     /// first use.
     last_seq: std::sync::Mutex<Option<u64>>,
 }
 
-impl FileStore {
-    /// The store in `root` (created when first written).
-    pub fn new(root: PathBuf) -> Self {
+impl Files {
+    fn new(root: PathBuf) -> Self {
         Self {
             root,
             last_seq: std::sync::Mutex::new(None),
@@ -62,7 +65,7 @@ fn absent_is_none<T>(result: std::io::Result<T>) -> std::io::Result<Option<T>> {
     }
 }
 
-impl DeploymentStore for FileStore {
+impl Files {
     fn names(&self) -> std::io::Result<Vec<String>> {
         let Some(entries) = absent_is_none(std::fs::read_dir(&self.root))? else {
             return Ok(Vec::new());
@@ -157,13 +160,101 @@ impl DeploymentStore for FileStore {
     }
 }
 
+/// Versions on the local disk. Each call runs its file work on the
+/// blocking pool.
+pub struct FileStore {
+    files: Arc<Files>,
+}
+
+impl FileStore {
+    /// The store in `root` (created when first written).
+    pub fn new(root: PathBuf) -> Self {
+        Self {
+            files: Arc::new(Files::new(root)),
+        }
+    }
+
+    /// Runs `work` on the files, off the async workers.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Files) -> std::io::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let files = Arc::clone(&self.files);
+        tokio::task::spawn_blocking(move || work(&files))
+            .await
+            .map_err(|_| StoreError::Io(std::io::Error::other("a deployment store task failed")))?
+            .map_err(StoreError::Io)
+    }
+}
+
+#[async_trait]
+impl DeploymentStore for FileStore {
+    async fn names(&self) -> Result<Vec<String>, StoreError> {
+        self.blocking(Files::names).await
+    }
+
+    async fn versions(&self, name: &str) -> Result<Vec<VersionId>, StoreError> {
+        let name = name.to_string();
+        self.blocking(move |files| files.versions(&name)).await
+    }
+
+    async fn current(&self, name: &str) -> Result<Option<(VersionId, SystemTime)>, StoreError> {
+        let name = name.to_string();
+        self.blocking(move |files| files.current(&name)).await
+    }
+
+    async fn read(&self, name: &str, version: &VersionId) -> Result<VersionFiles, StoreError> {
+        let (name, version) = (name.to_string(), version.clone());
+        self.blocking(move |files| files.read(&name, &version))
+            .await
+    }
+
+    async fn read_manifest(
+        &self,
+        name: &str,
+        version: &VersionId,
+    ) -> Result<Option<String>, StoreError> {
+        let (name, version) = (name.to_string(), version.clone());
+        self.blocking(move |files| files.read_manifest(&name, &version))
+            .await
+    }
+
+    async fn next_seq(&self) -> Result<u64, StoreError> {
+        self.blocking(Files::next_seq).await
+    }
+
+    async fn save(
+        &self,
+        name: &str,
+        version: &VersionId,
+        wasm: &[u8],
+        manifest: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let (name, version) = (name.to_string(), version.clone());
+        let (wasm, manifest) = (wasm.to_vec(), manifest.map(str::to_string));
+        self.blocking(move |files| files.save(&name, &version, &wasm, manifest.as_deref()))
+            .await
+    }
+
+    async fn set_current(&self, name: &str, version: &VersionId) -> Result<(), StoreError> {
+        let (name, version) = (name.to_string(), version.clone());
+        self.blocking(move |files| files.set_current(&name, &version))
+            .await
+    }
+
+    async fn remove(&self, name: &str) -> Result<(), StoreError> {
+        let name = name.to_string();
+        self.blocking(move |files| files.remove(&name)).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::droplets::version::ContentHash;
 
-    #[test]
-    fn saves_versions_and_keeps_the_newest() {
+    #[tokio::test]
+    async fn saves_versions_and_keeps_the_newest() {
         let dir = tempfile::tempdir().unwrap();
         let store = FileStore::new(dir.path().to_path_buf());
         let hash = ContentHash::of(b"wasm", None);
@@ -176,25 +267,29 @@ mod tests {
                     b"wasm",
                     (seq % 2 == 0).then_some("budget_ms = 5"),
                 )
+                .await
                 .unwrap();
         }
-        let versions = store.versions("app").unwrap();
+        let versions = store.versions("app").await.unwrap();
         assert_eq!(versions.len(), KEPT_VERSIONS);
         assert_eq!(versions[0], id(7));
         assert_eq!(
-            store.read("app", &versions[1]).unwrap(),
+            store.read("app", &versions[1]).await.unwrap(),
             (b"wasm".to_vec(), Some("budget_ms = 5".to_string()))
         );
-        assert_eq!(store.current("app").unwrap().unwrap().0, id(7));
-        assert_eq!(store.max_seq().unwrap(), 7);
+        assert_eq!(store.current("app").await.unwrap().unwrap().0, id(7));
+        assert_eq!(store.files.max_seq().unwrap(), 7);
         assert_eq!(
-            FileStore::new(dir.path().to_path_buf()).next_seq().unwrap(),
+            FileStore::new(dir.path().to_path_buf())
+                .next_seq()
+                .await
+                .unwrap(),
             8
         );
-        store.set_current("app", &id(5)).unwrap();
-        assert_eq!(store.current("app").unwrap().unwrap().0, id(5));
-        store.remove("app").unwrap();
-        assert!(store.names().unwrap().is_empty());
-        assert_eq!(store.current("app").unwrap(), None);
+        store.set_current("app", &id(5)).await.unwrap();
+        assert_eq!(store.current("app").await.unwrap().unwrap().0, id(5));
+        store.remove("app").await.unwrap();
+        assert!(store.names().await.unwrap().is_empty());
+        assert_eq!(store.current("app").await.unwrap(), None);
     }
 }

@@ -9,4 +9,4 @@ pub mod deployment_store;
 pub mod file;
 pub mod postgres;
 
-pub use self::deployment_store::{DeploymentStore, KEPT_VERSIONS, VersionFiles};
+pub use self::deployment_store::{DeploymentStore, KEPT_VERSIONS, StoreError, VersionFiles};

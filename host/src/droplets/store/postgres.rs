@@ -9,32 +9,30 @@
 //! ([`crate::droplets::fleet`]), since a notification is lost while a host is
 //! disconnected.
 //!
-//! The trait's methods block (they run on the blocking pool or the loader's
-//! threads): each runs its query on the host's runtime and waits.
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use tokio::runtime::Handle;
+use async_trait::async_trait;
 
-use super::{DeploymentStore, KEPT_VERSIONS, VersionFiles};
+use super::{DeploymentStore, KEPT_VERSIONS, StoreError, VersionFiles};
 use crate::droplets::version::VersionId;
 use crate::storage::database::{Database, DbError};
 
 /// Versions in the fleet's database.
 pub struct PostgresStore {
     db: Arc<Database>,
-    runtime: Handle,
 }
 
-fn io(err: DbError) -> std::io::Error {
-    std::io::Error::other(err.to_string())
+/// A row whose column does not read back as the store wrote it.
+fn corrupt(err: tokio_postgres::Error) -> StoreError {
+    StoreError::Corrupt(err.to_string())
 }
 
 impl PostgresStore {
-    /// The store in `db`; its blocking calls run their queries on `runtime`.
-    pub fn new(db: Arc<Database>, runtime: Handle) -> Self {
-        Self { db, runtime }
+    /// The store in `db`.
+    pub fn new(db: Arc<Database>) -> Self {
+        Self { db }
     }
 
     /// The database.
@@ -56,13 +54,20 @@ impl PostgresStore {
         self.db.mark_ok();
         Ok(rows
             .iter()
-            .filter_map(|row| Some((row.get(0), VersionId::parse(row.get(1))?)))
+            .filter_map(|row| {
+                let name = row.try_get(0).ok()?;
+                Some((name, VersionId::parse(row.try_get(1).ok()?)?))
+            })
             .collect())
     }
 
-    /// Runs a query future on the host's runtime from a blocking thread.
-    fn block_on<T>(&self, query: impl Future<Output = Result<T, DbError>>) -> std::io::Result<T> {
-        self.runtime.block_on(query).map_err(io)
+    /// Runs one store operation's queries: its database errors are the
+    /// store's.
+    async fn run<T>(
+        &self,
+        query: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        query.await
     }
 
     /// Makes `seq` the current version of `name` and tells the fleet, in
@@ -98,20 +103,24 @@ impl PostgresStore {
     }
 }
 
+#[async_trait]
 impl DeploymentStore for PostgresStore {
-    fn names(&self) -> std::io::Result<Vec<String>> {
-        self.block_on(async {
+    async fn names(&self) -> Result<Vec<String>, StoreError> {
+        self.run(async {
             let client = self.db.client().await?;
             let rows = client
                 .query("SELECT name FROM droplet_current", &[])
                 .await
                 .map_err(|err| self.db.fail(err))?;
-            Ok(rows.iter().map(|row| row.get(0)).collect())
+            rows.iter()
+                .map(|row| row.try_get(0).map_err(corrupt))
+                .collect()
         })
+        .await
     }
 
-    fn versions(&self, name: &str) -> std::io::Result<Vec<VersionId>> {
-        self.block_on(async {
+    async fn versions(&self, name: &str) -> Result<Vec<VersionId>, StoreError> {
+        self.run(async {
             let client = self.db.client().await?;
             let rows = client
                 .query(
@@ -120,15 +129,16 @@ impl DeploymentStore for PostgresStore {
                 )
                 .await
                 .map_err(|err| self.db.fail(err))?;
-            Ok(rows
-                .iter()
-                .filter_map(|row| VersionId::parse(row.get(0)))
-                .collect())
+            rows.iter()
+                .map(|row| row.try_get(0).map_err(corrupt))
+                .filter_map(|id| id.map(VersionId::parse).transpose())
+                .collect()
         })
+        .await
     }
 
-    fn current(&self, name: &str) -> std::io::Result<Option<(VersionId, SystemTime)>> {
-        self.block_on(async {
+    async fn current(&self, name: &str) -> Result<Option<(VersionId, SystemTime)>, StoreError> {
+        self.run(async {
             let client = self.db.client().await?;
             let row = client
                 .query_opt(
@@ -139,12 +149,20 @@ impl DeploymentStore for PostgresStore {
                 )
                 .await
                 .map_err(|err| self.db.fail(err))?;
-            Ok(row.and_then(|row| Some((VersionId::parse(row.get(0))?, row.get(1)))))
+            match row {
+                None => Ok(None),
+                Some(row) => {
+                    let id: &str = row.try_get(0).map_err(corrupt)?;
+                    let since = row.try_get(1).map_err(corrupt)?;
+                    Ok(VersionId::parse(id).map(|id| (id, since)))
+                }
+            }
         })
+        .await
     }
 
-    fn read(&self, name: &str, version: &VersionId) -> std::io::Result<VersionFiles> {
-        self.block_on(async {
+    async fn read(&self, name: &str, version: &VersionId) -> Result<VersionFiles, StoreError> {
+        self.run(async {
             let client = self.db.client().await?;
             let row = client
                 .query_opt(
@@ -154,18 +172,27 @@ impl DeploymentStore for PostgresStore {
                 )
                 .await
                 .map_err(|err| self.db.fail(err))?;
-            Ok(row.map(|row| (row.get(0), row.get(1))))
-        })?
-        .ok_or_else(|| {
-            std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                format!("version {version} of {name} is not stored"),
-            )
+            row.map(|row| {
+                Ok((
+                    row.try_get(0).map_err(corrupt)?,
+                    row.try_get(1).map_err(corrupt)?,
+                ))
+            })
+            .transpose()
+        })
+        .await?
+        .ok_or_else(|| StoreError::NotStored {
+            name: name.to_string(),
+            version: version.to_string(),
         })
     }
 
-    fn read_manifest(&self, name: &str, version: &VersionId) -> std::io::Result<Option<String>> {
-        self.block_on(async {
+    async fn read_manifest(
+        &self,
+        name: &str,
+        version: &VersionId,
+    ) -> Result<Option<String>, StoreError> {
+        self.run(async {
             let client = self.db.client().await?;
             let row = client
                 .query_opt(
@@ -174,29 +201,34 @@ impl DeploymentStore for PostgresStore {
                 )
                 .await
                 .map_err(|err| self.db.fail(err))?;
-            Ok(row.and_then(|row| row.get(0)))
+            match row {
+                Some(row) => row.try_get(0).map_err(corrupt),
+                None => Ok(None),
+            }
         })
+        .await
     }
 
-    fn next_seq(&self) -> std::io::Result<u64> {
-        self.block_on(async {
+    async fn next_seq(&self) -> Result<u64, StoreError> {
+        self.run(async {
             let client = self.db.client().await?;
             let row = client
                 .query_one("SELECT nextval('droplet_version_seq')", &[])
                 .await
                 .map_err(|err| self.db.fail(err))?;
-            Ok(row.get::<_, i64>(0) as u64)
+            Ok(row.try_get::<_, i64>(0).map_err(corrupt)? as u64)
         })
+        .await
     }
 
-    fn save(
+    async fn save(
         &self,
         name: &str,
         version: &VersionId,
         wasm: &[u8],
         manifest: Option<&str>,
-    ) -> std::io::Result<()> {
-        self.block_on(async {
+    ) -> Result<(), StoreError> {
+        self.run(async {
             let mut client = self.db.client().await?;
             let db = &self.db;
             let tx = client.transaction().await.map_err(|err| db.fail(err))?;
@@ -220,24 +252,26 @@ impl DeploymentStore for PostgresStore {
                 .map(|_| ())
             };
             steps.await.map_err(|err| db.fail(err))?;
-            tx.commit().await.map_err(|err| db.fail(err))
+            Ok(tx.commit().await.map_err(|err| db.fail(err))?)
         })
+        .await
     }
 
-    fn set_current(&self, name: &str, version: &VersionId) -> std::io::Result<()> {
-        self.block_on(async {
+    async fn set_current(&self, name: &str, version: &VersionId) -> Result<(), StoreError> {
+        self.run(async {
             let mut client = self.db.client().await?;
             let db = &self.db;
             let tx = client.transaction().await.map_err(|err| db.fail(err))?;
             self.make_current(&tx, name, version)
                 .await
                 .map_err(|err| db.fail(err))?;
-            tx.commit().await.map_err(|err| db.fail(err))
+            Ok(tx.commit().await.map_err(|err| db.fail(err))?)
         })
+        .await
     }
 
-    fn remove(&self, name: &str) -> std::io::Result<()> {
-        self.block_on(async {
+    async fn remove(&self, name: &str) -> Result<(), StoreError> {
+        self.run(async {
             let mut client = self.db.client().await?;
             let db = &self.db;
             let tx = client.transaction().await.map_err(|err| db.fail(err))?;
@@ -251,7 +285,8 @@ impl DeploymentStore for PostgresStore {
                 self.hint(&tx, name, "removed").await
             };
             steps.await.map_err(|err| db.fail(err))?;
-            tx.commit().await.map_err(|err| db.fail(err))
+            Ok(tx.commit().await.map_err(|err| db.fail(err))?)
         })
+        .await
     }
 }

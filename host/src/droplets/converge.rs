@@ -1,0 +1,102 @@
+//! Following the fleet: making this host serve the versions the fleet's
+//! store names as current ([`Droplets::converge`], called by
+//! [`super::fleet`] on hints and on a timer).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::droplet::{Droplet, DropletState};
+use super::loader::{LoadError, off_thread};
+use super::table::Droplets;
+use super::version::VersionId;
+
+impl Droplets {
+    /// Makes this host serve what the fleet wants: `wanted` (read under the
+    /// change lock, so no publish of this host's can come between the read
+    /// and the swaps) names every droplet's current version. A droplet
+    /// serving another version is compiled from the store and swapped in;
+    /// one the fleet no longer has is taken out of the table (its files
+    /// stay). A version that cannot serve here is refused: the current one
+    /// keeps serving, and `refused` remembers why, so it is not compiled
+    /// again until the fleet wants another version. How many were swapped.
+    pub async fn converge<F, E>(
+        &self,
+        wanted: F,
+        refused: &mut HashMap<String, (VersionId, String)>,
+    ) -> Result<usize, E>
+    where
+        F: Future<Output = Result<Vec<(String, VersionId)>, E>>,
+    {
+        let _change = self.changes.lock().await;
+        let wanted = wanted.await?;
+        let names: HashSet<&str> = wanted.iter().map(|(name, _)| name.as_str()).collect();
+        let gone: Vec<Arc<Droplet>> = self
+            .list()
+            .into_iter()
+            .filter(|droplet| {
+                !names.contains(&*droplet.name) && droplet.version != VersionId::unloaded()
+            })
+            .collect();
+        if !gone.is_empty() {
+            let gone_names: Vec<&str> = gone.iter().map(|droplet| &*droplet.name).collect();
+            self.take_out(&gone_names);
+            for droplet in &gone {
+                tracing::info!(droplet = %droplet.name, "droplet removed by the fleet");
+            }
+        }
+        refused.retain(|name, _| names.contains(name.as_str()));
+        let mut swapped = 0;
+        for (name, version) in wanted {
+            let current = self.get(&name);
+            if current.as_ref().is_some_and(|current| {
+                current.version == version && !matches!(current.state, DropletState::Failed(_))
+            }) {
+                refused.remove(&name);
+                continue;
+            }
+            if refused
+                .get(&name)
+                .is_some_and(|(refused, _)| *refused == version)
+            {
+                continue;
+            }
+            let started = Instant::now();
+            match self.prepare_stored(&name, &version).await {
+                Ok((parsed, ready)) => {
+                    self.swap_in(&name, &version, parsed, ready);
+                    swapped += 1;
+                    refused.remove(&name);
+                    tracing::info!(
+                        droplet = %name,
+                        version = %version,
+                        from = current.as_ref().map(|current| current.version.as_str()),
+                        duration_ms = started.elapsed().as_millis() as u64,
+                        "droplet version adopted from the fleet"
+                    );
+                }
+                Err(reason) => {
+                    tracing::error!(droplet = %name, version = %version, reason = %reason, "the fleet's version cannot serve here; the current one keeps serving");
+                    refused.insert(name, (version, reason.to_string()));
+                }
+            }
+        }
+        Ok(swapped)
+    }
+
+    /// A stored version, read and checked as a publish checks it.
+    async fn prepare_stored(
+        &self,
+        name: &str,
+        version: &VersionId,
+    ) -> Result<(super::loader::Parsed, super::loader::Ready), LoadError> {
+        let files = self
+            .store
+            .read(name, version)
+            .await
+            .map_err(|err| LoadError::read(format!("version {version}"), err))?;
+        let loader = Arc::clone(&self.loader);
+        let owned_name = name.to_string();
+        off_thread(name, move || loader.prepare(&owned_name, &files)).await
+    }
+}

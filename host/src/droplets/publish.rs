@@ -1,0 +1,188 @@
+//! Changing what a name serves, on request: publishing a new version,
+//! rolling back to the previous one, removing a droplet. Each takes the
+//! table's change lock, checks first and swaps last, so a refused change
+//! changes nothing.
+
+use std::time::Instant;
+
+use super::directory;
+use super::droplet::DropletState;
+use super::loader::{LoadError, off_thread};
+use super::name::{NAME_RULE, is_droplet_name};
+use super::store::StoreError;
+use super::table::Droplets;
+use super::version::{ContentHash, VersionId};
+
+/// What a publish did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Published {
+    /// A new version is serving.
+    New(VersionId),
+    /// The same module and manifest were already serving.
+    Unchanged(VersionId),
+}
+
+impl Published {
+    /// The version now serving.
+    pub fn version(&self) -> &VersionId {
+        match self {
+            Published::New(version) | Published::Unchanged(version) => version,
+        }
+    }
+}
+
+/// Why a publish, rollback or removal could not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    /// No droplet has that name.
+    #[error("no droplet named `{0}`")]
+    NotFound(String),
+    /// There is no older stored version.
+    #[error("droplet `{0}` has no previous version to roll back to")]
+    NoPrevious(String),
+    /// Not a name a droplet may have.
+    #[error("`{0}` is not a valid droplet name: {NAME_RULE}")]
+    BadName(String),
+    /// The version cannot serve (or its files cannot be read).
+    #[error("{0}")]
+    Invalid(#[from] LoadError),
+    /// The store refused; nothing changed.
+    #[error("cannot {what}: {source}")]
+    Storage {
+        /// What was being done.
+        what: &'static str,
+        /// Why the store refused.
+        source: StoreError,
+    },
+    /// The droplets directory refused.
+    #[error("cannot remove the files of `{name}`: {source}")]
+    Files {
+        /// The droplet.
+        name: String,
+        /// Why not.
+        source: std::io::Error,
+    },
+}
+
+impl ChangeError {
+    fn storage(what: &'static str) -> impl FnOnce(StoreError) -> ChangeError {
+        move |source| ChangeError::Storage { what, source }
+    }
+}
+
+impl Droplets {
+    /// Publishes a new version of `name` (a new droplet if there is none):
+    /// compiled and checked first, off the async workers; refused with the
+    /// reason if it cannot serve ([`ChangeError::Invalid`]) or cannot be
+    /// stored ([`ChangeError::Storage`]), and then nothing changes.
+    pub async fn publish(
+        &self,
+        name: &str,
+        wasm: Vec<u8>,
+        manifest: Option<String>,
+        source: &'static str,
+    ) -> Result<Published, ChangeError> {
+        if !is_droplet_name(name) {
+            return Err(ChangeError::BadName(name.to_string()));
+        }
+        let hash = ContentHash::of(&wasm, manifest.as_deref());
+        if let Some(current) = self.get(name)
+            && current.version.has_content(&hash)
+            && !matches!(current.state, DropletState::Failed(_))
+        {
+            return Ok(Published::Unchanged(current.version.clone()));
+        }
+        let started = Instant::now();
+        let loader = std::sync::Arc::clone(&self.loader);
+        let owned_name = name.to_string();
+        let checked = off_thread(name, move || {
+            let files = (wasm, manifest);
+            let (parsed, ready) = loader.prepare(&owned_name, &files)?;
+            Ok((parsed, ready, files))
+        })
+        .await;
+        let (parsed, ready, (wasm, manifest)) = checked.inspect_err(|reason| {
+            tracing::error!(droplet = name, source, reason = %reason, "new version refused; the current one keeps serving");
+        })?;
+
+        let _change = self.changes.lock().await;
+        let stored = async {
+            let id = VersionId::new(self.store.next_seq().await?, &hash);
+            self.store
+                .save(name, &id, &wasm, manifest.as_deref())
+                .await?;
+            Ok::<_, StoreError>(id)
+        };
+        let id = stored.await.map_err(|err| {
+            tracing::error!(droplet = name, source, error = %err, "new version not stored; the current one keeps serving");
+            ChangeError::Storage {
+                what: "store the new version",
+                source: err,
+            }
+        })?;
+        self.swap_in(name, &id, parsed, ready);
+        tracing::info!(
+            droplet = name,
+            version = %id,
+            source,
+            duration_ms = started.elapsed().as_millis() as u64,
+            "droplet version published"
+        );
+        Ok(Published::New(id))
+    }
+
+    /// Serves the newest stored version older than the current one.
+    pub async fn rollback(&self, name: &str) -> Result<VersionId, ChangeError> {
+        let _change = self.changes.lock().await;
+        let current = self
+            .get(name)
+            .ok_or_else(|| ChangeError::NotFound(name.to_string()))?;
+        let previous = self
+            .store
+            .versions(name)
+            .await
+            .map_err(ChangeError::storage("read the stored versions"))?
+            .into_iter()
+            .find(|version| version.seq() < current.version.seq())
+            .ok_or_else(|| ChangeError::NoPrevious(name.to_string()))?;
+        let files = self
+            .store
+            .read(name, &previous)
+            .await
+            .map_err(|err| LoadError::read(format!("version {previous} of {name}"), err))?;
+        let loader = std::sync::Arc::clone(&self.loader);
+        let owned_name = name.to_string();
+        let (parsed, ready) = off_thread(name, move || loader.prepare(&owned_name, &files)).await?;
+        self.store
+            .set_current(name, &previous)
+            .await
+            .map_err(ChangeError::storage("store the rollback"))?;
+        self.swap_in(name, &previous, parsed, ready);
+        tracing::info!(droplet = name, version = %previous, from = %current.version, "droplet rolled back");
+        Ok(previous)
+    }
+
+    /// Removes `name`: from the table (requests in flight finish), from the
+    /// store and from the droplets directory. Whether it existed.
+    pub async fn remove(&self, name: &str) -> Result<bool, ChangeError> {
+        let _change = self.changes.lock().await;
+        let existed = self.take_out(&[name]);
+        self.store
+            .remove(name)
+            .await
+            .map_err(ChangeError::storage("remove the stored versions"))?;
+        let (dir, owned_name) = (self.dir.clone(), name.to_string());
+        tokio::task::spawn_blocking(move || directory::remove_files(&dir, &owned_name))
+            .await
+            .map_err(|_| std::io::Error::other("removing the files failed"))
+            .and_then(|removed| removed)
+            .map_err(|source| ChangeError::Files {
+                name: name.to_string(),
+                source,
+            })?;
+        if existed {
+            tracing::info!(droplet = name, "droplet removed");
+        }
+        Ok(existed)
+    }
+}
