@@ -19,6 +19,7 @@
 //! 403 and says how to enable it.
 
 mod deployments;
+mod logs;
 mod openapi;
 mod overview;
 mod reply;

@@ -25,7 +25,7 @@ use super::schema;
         super::deployments::rollback,
         super::overview::overview,
         super::overview::series,
-        super::overview::logs,
+        super::logs::logs,
         openapi_json,
         super::ui::page,
         super::ui::file,

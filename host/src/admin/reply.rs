@@ -68,3 +68,10 @@ pub fn convergence(view: &Result<FleetView, String>, name: &str, detail: bool) -
         error: None,
     }
 }
+
+/// Query parameter `key`'s `value` as a whole number, or a 400 saying so.
+pub fn whole_number<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, HostError> {
+    value.parse().map_err(|_| {
+        HostError::BadRequest(format!("`{key}` must be a whole number, not `{value}`"))
+    })
+}

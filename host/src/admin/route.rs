@@ -6,7 +6,7 @@ use http::{Method, Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
 
-use super::{deployments, openapi, overview, ui};
+use super::{deployments, logs, openapi, overview, ui};
 use crate::app::App;
 use crate::error::{HostError, clip};
 use crate::identity::policy;
@@ -115,7 +115,7 @@ pub async fn handle(
         AdminRoute::Remove(name) => deployments::remove(app, name, &query).await,
         AdminRoute::Rollback(name) => deployments::rollback(app, name).await,
         AdminRoute::Series(name) => overview::series(app, name),
-        AdminRoute::Logs(name) => overview::logs(app, name, &query),
+        AdminRoute::Logs(name) => logs::logs(app, name, &query),
         AdminRoute::Overview => overview::overview(app, &query).await,
         AdminRoute::OpenApi => Ok(openapi::response()),
         AdminRoute::Ui(asset) => ui::asset(asset),

@@ -6,15 +6,7 @@
 //! droplet from flooding the host: past it, lines are dropped and counted,
 //! and one warning at the end of the call says how many.
 
-use std::io;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
-
-use bytes::Bytes;
-use tokio::io::AsyncWrite;
-use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
-use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
 use wasmtime::component::{HasSelf, Linker};
 
@@ -28,7 +20,7 @@ pub const MAX_LINES_PER_CALL: u32 = 256;
 /// Most message bytes one request may log.
 pub const MAX_BYTES_PER_CALL: usize = 64 * 1024;
 /// A printed line longer than this is split.
-const MAX_LINE_BYTES: usize = 8 * 1024;
+pub const MAX_LINE_BYTES: usize = 8 * 1024;
 /// A field key or value longer than this is truncated (and counted).
 const MAX_FIELD_BYTES: usize = 1024;
 /// How much of the end of stderr is kept to explain a trap.
@@ -92,9 +84,12 @@ struct LogState {
 
 /// Which stream a captured line came from.
 #[derive(Clone, Copy)]
-enum Source {
+pub enum Source {
+    /// The `log` import.
     Log,
+    /// The guest's stdout.
     Stdout,
+    /// The guest's stderr.
     Stderr,
 }
 
@@ -137,7 +132,7 @@ impl GuestLog {
 
     /// Logs one line if the call's budget admits all of it: the message and
     /// the fields' JSON count alike.
-    fn emit(&self, level: Level, source: Source, message: &str, fields: Option<&str>) {
+    pub fn emit(&self, level: Level, source: Source, message: &str, fields: Option<&str>) {
         let size = message.len() + fields.map_or(0, str::len);
         let admitted = match self.state.lock() {
             Ok(mut state) => {
@@ -164,7 +159,7 @@ impl GuestLog {
         }
     }
 
-    fn remember_stderr(&self, text: &str) {
+    pub fn remember_stderr(&self, text: &str) {
         if let Ok(mut state) = self.state.lock() {
             state.stderr_tail.push_str(text);
             if state.stderr_tail.len() > STDERR_TAIL_BYTES {
@@ -211,22 +206,6 @@ impl GuestLog {
                 truncated_fields = truncated,
                 "droplet log over its limits: at most {MAX_LINES_PER_CALL} lines and {MAX_BYTES_PER_CALL} bytes (messages and fields) per request, {MAX_FIELD_BYTES} bytes per field key or value"
             );
-        }
-    }
-
-    /// The guest's stdout, as info lines of this log.
-    pub fn stdout(self: &Arc<Self>) -> GuestStdio {
-        GuestStdio {
-            log: Arc::clone(self),
-            source: Source::Stdout,
-        }
-    }
-
-    /// The guest's stderr, as warn lines of this log.
-    pub fn stderr(self: &Arc<Self>) -> GuestStdio {
-        GuestStdio {
-            log: Arc::clone(self),
-            source: Source::Stderr,
         }
     }
 }
@@ -287,122 +266,6 @@ fn truncate(mut text: String, truncated: &mut u32) -> String {
         *truncated += 1;
     }
     text
-}
-
-/// A guest stdio stream that turns written bytes into log lines.
-pub struct GuestStdio {
-    log: Arc<GuestLog>,
-    source: Source,
-}
-
-impl IsTerminal for GuestStdio {
-    fn is_terminal(&self) -> bool {
-        false
-    }
-}
-
-impl StdoutStream for GuestStdio {
-    fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
-        Box::new(self.writer())
-    }
-
-    fn p2_stream(&self) -> Box<dyn OutputStream> {
-        Box::new(self.writer())
-    }
-}
-
-impl GuestStdio {
-    fn writer(&self) -> LineWriter {
-        LineWriter {
-            log: Arc::clone(&self.log),
-            source: self.source,
-            partial: Vec::new(),
-        }
-    }
-}
-
-/// Splits a byte stream into lines and logs each; a trailing partial line is
-/// logged when the stream is dropped.
-struct LineWriter {
-    log: Arc<GuestLog>,
-    source: Source,
-    partial: Vec<u8>,
-}
-
-impl LineWriter {
-    fn push(&mut self, bytes: &[u8]) {
-        if matches!(self.source, Source::Stderr) {
-            self.log.remember_stderr(&String::from_utf8_lossy(bytes));
-        }
-        for &byte in bytes {
-            if byte == b'\n' {
-                self.emit_partial();
-            } else {
-                self.partial.push(byte);
-                if self.partial.len() >= MAX_LINE_BYTES {
-                    self.emit_partial();
-                }
-            }
-        }
-    }
-
-    fn emit_partial(&mut self) {
-        let line = String::from_utf8_lossy(&self.partial);
-        let line = line.trim_end_matches('\r');
-        if !line.is_empty() {
-            let level = match self.source {
-                Source::Stderr => Level::Warn,
-                Source::Stdout | Source::Log => Level::Info,
-            };
-            self.log.emit(level, self.source, line, None);
-        }
-        self.partial.clear();
-    }
-}
-
-impl Drop for LineWriter {
-    fn drop(&mut self) {
-        self.emit_partial();
-    }
-}
-
-impl OutputStream for LineWriter {
-    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
-        self.push(&bytes);
-        Ok(())
-    }
-
-    fn flush(&mut self) -> StreamResult<()> {
-        Ok(())
-    }
-
-    fn check_write(&mut self) -> StreamResult<usize> {
-        Ok(64 * 1024)
-    }
-}
-
-#[async_trait::async_trait]
-impl Pollable for LineWriter {
-    async fn ready(&mut self) {}
-}
-
-impl AsyncWrite for LineWriter {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.get_mut().push(buf);
-        Poll::Ready(Ok(buf.len()))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ pub mod auth;
 pub mod call_context;
 pub mod capability;
 pub mod config;
+pub mod guest_stdio;
 pub mod kv;
 pub mod log;
 pub mod outbound;

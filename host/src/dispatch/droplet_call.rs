@@ -20,8 +20,9 @@ use tracing::Instrument;
 use crate::app::App;
 use crate::droplets::{Droplet, DropletState};
 use crate::error::HostError;
+use crate::guest::call::{Call, CallError, CallRequest};
 use crate::guest::records::{guest_request, http_request, into_http};
-use crate::guest::runtime::{Call, CallError, CallRequest, Linked};
+use crate::guest::runtime::Linked;
 use crate::http::request_body::{self, BodyError};
 use crate::identity::policy;
 

@@ -25,6 +25,7 @@ pub mod loader;
 pub mod manifest;
 pub mod name;
 pub mod publish;
+pub mod series;
 pub mod startup;
 pub mod stats;
 pub mod store;

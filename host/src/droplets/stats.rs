@@ -6,7 +6,9 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use super::series::{Point, SERIES_SECONDS, Series, bucket, clock};
 
 /// How many recent calls the latency window and the health verdict use.
 const WINDOW: usize = 256;
@@ -49,124 +51,6 @@ struct Recent {
     calls: VecDeque<(Duration, bool)>,
     /// Allocated on the first call, so an idle droplet costs nothing here.
     series: Option<Box<Series>>,
-}
-
-/// Seconds of history the per-second series keeps.
-pub const SERIES_SECONDS: usize = 300;
-/// Latency buckets of one second's histogram: exact below 8 µs, then four
-/// per power of two (at most 25 % wide) up to 2^28 µs (4.5 minutes).
-const BUCKETS: usize = 8 + 4 * 26;
-
-/// One finished second of a droplet's traffic.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Point {
-    /// Calls that finished in that second.
-    pub requests: u32,
-    /// Responses with a 5xx status.
-    pub errors: u32,
-    /// The 99th percentile of those calls' latency, in microseconds (the
-    /// upper edge of its histogram bucket; 0 without calls).
-    pub p99_us: u32,
-}
-
-/// The per-second ring: the second being counted and the finished ones.
-#[derive(Debug)]
-struct Series {
-    /// The second (on [`clock`]) being counted.
-    now: u64,
-    requests: u32,
-    errors: u32,
-    histogram: [u32; BUCKETS],
-    /// Finished seconds, at `second % SERIES_SECONDS`.
-    history: [Point; SERIES_SECONDS],
-}
-
-/// Bytes one droplet's per-second series takes once it has traffic.
-pub const SERIES_BYTES: usize = std::mem::size_of::<Series>();
-
-/// Whole seconds since the first time anyone asked: the series' clock.
-fn clock() -> u64 {
-    static ORIGIN: OnceLock<Instant> = OnceLock::new();
-    ORIGIN.get_or_init(Instant::now).elapsed().as_secs()
-}
-
-fn bucket(micros: u64) -> usize {
-    if micros < 8 {
-        return micros as usize;
-    }
-    let log = 63 - u64::from(micros.leading_zeros());
-    let sub = (micros >> (log - 2)) & 3;
-    (8 + (log as usize - 3) * 4 + sub as usize).min(BUCKETS - 1)
-}
-
-/// The largest latency (µs) bucket `index` holds.
-fn bucket_top(index: usize) -> u64 {
-    if index < 8 {
-        return index as u64;
-    }
-    let (log, sub) = ((index - 8) / 4 + 3, (index - 8) % 4);
-    ((4 + sub as u64 + 1) << (log - 2)) - 1
-}
-
-impl Series {
-    fn new(now: u64) -> Self {
-        Self {
-            now,
-            requests: 0,
-            errors: 0,
-            histogram: [0; BUCKETS],
-            history: [Point::default(); SERIES_SECONDS],
-        }
-    }
-
-    /// Moves the counting on to `second`: finishes the current one and
-    /// zeroes the seconds nobody called in.
-    fn advance(&mut self, second: u64) {
-        if second <= self.now {
-            return;
-        }
-        self.history[(self.now % SERIES_SECONDS as u64) as usize] = Point {
-            requests: self.requests,
-            errors: self.errors,
-            p99_us: self.p99_us(),
-        };
-        let idle = (second - self.now - 1).min(SERIES_SECONDS as u64);
-        for gap in 1..=idle {
-            self.history[((self.now + gap) % SERIES_SECONDS as u64) as usize] = Point::default();
-        }
-        self.now = second;
-        self.requests = 0;
-        self.errors = 0;
-        self.histogram = [0; BUCKETS];
-    }
-
-    fn p99_us(&self) -> u32 {
-        if self.requests == 0 {
-            return 0;
-        }
-        let rank = (u64::from(self.requests) * 99).div_ceil(100);
-        let mut seen = 0u64;
-        for (index, count) in self.histogram.iter().enumerate() {
-            seen += u64::from(*count);
-            if seen >= rank {
-                return u32::try_from(bucket_top(index)).unwrap_or(u32::MAX);
-            }
-        }
-        0
-    }
-
-    /// The last `seconds` finished seconds, oldest first (zeros before the
-    /// clock began).
-    fn points(&self, seconds: usize) -> Vec<Point> {
-        let seconds = seconds.min(SERIES_SECONDS) as u64;
-        let before_start = seconds.saturating_sub(self.now) as usize;
-        let mut points = vec![Point::default(); before_start];
-        points.extend(
-            (self.now.saturating_sub(seconds)..self.now)
-                .map(|second| self.history[(second % SERIES_SECONDS as u64) as usize]),
-        );
-        points
-    }
 }
 
 /// A snapshot of [`DropletStats`].
@@ -356,29 +240,7 @@ impl Drop for InFlight<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn buckets_are_ordered_and_at_most_a_quarter_wide() {
-        let mut last = 0;
-        for micros in 0..2_000_000u64 {
-            let index = bucket(micros);
-            assert!(index >= last, "{micros}");
-            assert!(micros <= bucket_top(index), "{micros} above bucket {index}");
-            if micros >= 8 {
-                assert!(bucket_top(index) <= micros + micros / 4, "{micros}");
-            }
-            last = index;
-        }
-        assert_eq!(bucket(u64::MAX), BUCKETS - 1);
-    }
-
-    #[test]
-    fn the_series_costs_a_droplet_under_4_kib() {
-        // The dashboard's memory per droplet with traffic: five minutes of
-        // seconds plus the second being counted.
-        const { assert!(SERIES_BYTES <= 4096) };
-        println!("series: {SERIES_BYTES} bytes per droplet");
-    }
+    use crate::droplets::series::SERIES_SECONDS;
 
     #[test]
     fn series_finishes_seconds_and_zeroes_idle_ones() {

@@ -1,13 +1,19 @@
-//! Running a component: the engine and linker built once, one call in a
-//! fresh instance, the epoch scheduler and the deadline that bound it, the
-//! bridge between HTTP and the guest's records, and the compiled-code
-//! cache.
+//! Running a component: the engine and linker built once ([`runtime`]),
+//! one call in a fresh instance ([`call`]; a `wasi:http` component's in
+//! [`proxy`]), the epoch scheduler and the deadline that bound it
+//! ([`scheduler`], [`deadline`]), how memory is wiped between calls
+//! ([`memory_reset`]), the bridge between HTTP and the guest's records
+//! ([`records`]), and the compiled-code cache ([`code_cache`]).
 //!
 //! Uses [`crate::capabilities`] (linked into every instance) and
 //! [`crate::ops`]; used by [`crate::droplets`] and [`crate::dispatch`].
 
+pub mod call;
 pub mod code_cache;
 pub mod deadline;
+pub mod guest_priority;
+pub mod memory_reset;
+pub mod proxy;
 pub mod records;
 pub mod runtime;
 pub mod scheduler;

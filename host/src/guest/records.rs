@@ -8,12 +8,20 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::{Response, StatusCode};
 use http_body_util::Full;
 
-use crate::bindings::GuestRequest;
 use crate::bindings::fp::droplet::response_body::BodyError;
+use crate::bindings::{GuestRequest, GuestResponse};
 use crate::capabilities::response_body::MAX_RESPONSE_BYTES;
 use crate::error::HostError;
-use crate::guest::runtime::Answer;
 use crate::ops::trace_id::TRACE_ID_HEADER;
+
+/// What a call answered: the status and headers, and the body handed over
+/// (counted against the host's response-byte budget like any other).
+pub struct Answer {
+    /// Status and headers.
+    pub response: GuestResponse,
+    /// The body, or why it was refused.
+    pub body: crate::capabilities::response_body::ResponseBody,
+}
 
 /// Most response headers a droplet may return.
 pub const MAX_RESPONSE_HEADERS: usize = 100;

@@ -14,79 +14,23 @@
 //! is the ticker's ([`crate::guest::deadline`]).
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Full;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
-use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use tokio::time::Instant;
-use tracing::Instrument;
-use wasmtime::CallHook;
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{
-    Config, Enabled, Engine, InstanceAllocationStrategy, PoolConcurrencyLimitError,
-    PoolingAllocationConfig, Store, StoreLimits, StoreLimitsBuilder, Trap,
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits,
+    StoreLimitsBuilder,
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use crate::bindings::{self, DropletPre, GuestResponse};
+use super::memory_reset::MemoryReset;
+use crate::bindings::DropletPre;
+use crate::capabilities::guest_stdio::GuestStdio;
 use crate::capabilities::{self, HasImports, Imports};
 use crate::guest::deadline::Deadlines;
-use crate::guest::scheduler::{EpochTicker, LongRunningGate, guest_priority};
-
-/// How much of each memory and table is reset in place (not with madvise)
-/// when an instance is dropped, without swap: with PAGEMAP_SCAN only the
-/// pages a call touched are rewritten.
-const KEEP_RESIDENT_BYTES: usize = 8 << 20;
-/// The same with swap: every kept byte is rewritten (no PAGEMAP_SCAN), so
-/// keep little; the rest is returned with madvise.
-const KEEP_RESIDENT_BYTES_WITH_SWAP: usize = 256 << 10;
-
-/// How an instance's memory is wiped before its slot is reused — the
-/// isolation between requests rests on it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MemoryReset {
-    /// Rewrite only the pages the call touched (found with PAGEMAP_SCAN,
-    /// Linux 6.7+) in an 8 MiB window; madvise beyond it.
-    TouchedPages,
-    /// Rewrite a small window whole, madvise the rest: chosen when the
-    /// machine has swap, because PAGEMAP_SCAN does not report dirty pages
-    /// the kernel swapped out (wasmtime PR #14357), which could then
-    /// survive into the next instance.
-    WholeWindow,
-}
-
-impl MemoryReset {
-    /// The safe strategy for this machine: [`MemoryReset::WholeWindow`] if
-    /// any swap is active (`/proc/swaps` lists a device or file).
-    pub fn for_this_machine() -> Self {
-        let swap_active = std::fs::read_to_string("/proc/swaps")
-            .map(|swaps| swaps.lines().skip(1).any(|line| !line.trim().is_empty()))
-            .unwrap_or(false);
-        if swap_active {
-            MemoryReset::WholeWindow
-        } else {
-            MemoryReset::TouchedPages
-        }
-    }
-
-    fn keep_resident(self) -> usize {
-        match self {
-            MemoryReset::TouchedPages => KEEP_RESIDENT_BYTES,
-            MemoryReset::WholeWindow => KEEP_RESIDENT_BYTES_WITH_SWAP,
-        }
-    }
-
-    fn pagemap_scan(self) -> Enabled {
-        match self {
-            MemoryReset::TouchedPages => Enabled::Auto,
-            MemoryReset::WholeWindow => Enabled::No,
-        }
-    }
-}
+use crate::guest::scheduler::{EpochTicker, LongRunningGate};
 
 /// Sizes of the runtime, from the host's settings.
 #[derive(Debug, Clone)]
@@ -113,22 +57,22 @@ pub struct RuntimeSettings {
 pub struct Runtime {
     engine: Engine,
     linker: Linker<CallState>,
-    ticker: EpochTicker,
+    pub(super) ticker: EpochTicker,
     /// Call deadlines in their last stretch, met by the ticker.
-    deadlines: Arc<Deadlines>,
-    long_running: LongRunningGate,
+    pub(super) deadlines: Arc<Deadlines>,
+    pub(super) long_running: LongRunningGate,
     /// `droplet_instantiation_seconds`, looked up once (the recorder is
     /// installed before the runtime is built).
-    instantiation: metrics::Histogram,
+    pub(super) instantiation: metrics::Histogram,
 }
 
 /// What a `Store` holds for one call.
 pub struct CallState {
-    wasi: WasiCtx,
-    http: WasiHttpCtx,
-    table: ResourceTable,
-    limits: StoreLimits,
-    imports: Imports,
+    pub(super) wasi: WasiCtx,
+    pub(super) http: WasiHttpCtx,
+    pub(super) table: ResourceTable,
+    pub(super) limits: StoreLimits,
+    pub(super) imports: Imports,
 }
 
 impl HasImports for CallState {
@@ -175,47 +119,6 @@ impl Linked {
     }
 }
 
-/// The request a call hands to the component, in its world's terms.
-pub enum CallRequest {
-    /// For a droplet's `handle`.
-    Droplet(bindings::GuestRequest),
-    /// For a `wasi:http/proxy` component's `incoming-handler.handle`.
-    Http(http::Request<Full<Bytes>>),
-}
-
-/// One call into a droplet.
-pub struct Call<'a> {
-    /// The droplet, linked and ready to instantiate.
-    pub droplet: &'a Linked,
-    /// The droplet's linear-memory cap in bytes.
-    pub memory_bytes: usize,
-    /// When the call must be over.
-    pub deadline: Instant,
-    /// The imports' state for this call.
-    pub imports: Imports,
-    /// The request to hand to `handle`.
-    pub request: CallRequest,
-    /// The droplet's recent calls mostly trapped or overran: schedule this
-    /// call as long-running from its start.
-    pub suspect: bool,
-    /// The droplet may call out (its manifest allows outbound HTTP), so
-    /// the call may wait on the host for long.
-    pub calls_out: bool,
-}
-
-/// What a call answered: the status and headers, and the body handed over
-/// (counted against the host's response-byte budget like any other).
-pub struct Answer {
-    /// Status and headers.
-    pub response: GuestResponse,
-    /// The body, or why it was refused.
-    pub body: crate::capabilities::response_body::ResponseBody,
-}
-
-/// How long a `wasi:http` component that has returned may take to finish
-/// its response (whatever it wrote is buffered by then).
-const PROXY_FINISH_GRACE: Duration = Duration::from_millis(100);
-
 /// Why a component cannot be linked: it is not one this host can serve.
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
@@ -226,30 +129,6 @@ pub enum LinkError {
     #[error("it exports neither the droplet world's handler nor wasi:http/incoming-handler: {0}")]
     NoHandler(String),
 }
-
-/// Why a call produced no response.
-#[derive(Debug, thiserror::Error)]
-pub enum CallError {
-    /// The deadline passed.
-    #[error("budget exceeded")]
-    BudgetExceeded,
-    /// The guest trapped; the message names the trap (and the panic, if any).
-    #[error("{0}")]
-    Trap(String),
-    /// The pooling allocator had no free slot.
-    #[error("no free instance slot")]
-    PoolExhausted,
-    /// The request was built for the other world than the component's:
-    /// a host bug.
-    #[error("the request does not match the component's world")]
-    WorldMismatch,
-}
-
-/// The marker [`Runtime::call`] fails with when the request does not fit
-/// the component's world, so that [`classify`] can tell it from a trap.
-#[derive(Debug, thiserror::Error)]
-#[error("the request does not match the component's world")]
-struct WorldMismatch;
 
 impl Runtime {
     /// Builds the engine (pooling allocator, epoch interruption,
@@ -338,11 +217,11 @@ impl Runtime {
 
     /// A fresh store for one call: its WASI context (stdout and stderr into
     /// the call's log), its memory limit and the call's imports.
-    fn new_store(&self, imports: Imports, memory_bytes: usize) -> Store<CallState> {
+    pub(super) fn new_store(&self, imports: Imports, memory_bytes: usize) -> Store<CallState> {
         let log = &imports.log;
         let wasi = WasiCtxBuilder::new()
-            .stdout(log.stdout())
-            .stderr(log.stderr())
+            .stdout(GuestStdio::stdout(log))
+            .stderr(GuestStdio::stderr(log))
             .build();
         let limits = StoreLimitsBuilder::new().memory_size(memory_bytes).build();
         let mut store = Store::new(
@@ -388,199 +267,6 @@ impl Runtime {
         }
         Ok(())
     }
-
-    /// Runs one request in a fresh instance and drops the instance.
-    pub async fn call(&self, call: Call<'_>) -> Result<Answer, CallError> {
-        let log = Arc::clone(&call.imports.log);
-        let mut store = self.new_store(call.imports, call.memory_bytes);
-        store.set_epoch_deadline(1);
-        let mut scheduler = self.long_running.scheduler(call.deadline, call.suspect);
-        // A call that may wait long on the host (outbound HTTP, another
-        // droplet) gives its gate permit back whenever it calls the host.
-        // Only such calls pay for the hook.
-        if call.calls_out {
-            let gate = scheduler.gate();
-            store.call_hook(move |_, hook| {
-                if matches!(hook, CallHook::CallingHost) {
-                    gate.release();
-                }
-                Ok(())
-            });
-        }
-        store.epoch_deadline_callback(move |_| Ok(scheduler.on_tick()));
-
-        let run = async {
-            let instantiating = std::time::Instant::now();
-            match (call.droplet, call.request) {
-                (Linked::Droplet(pre), CallRequest::Droplet(request)) => {
-                    let instance = pre
-                        .instantiate_async(&mut store)
-                        .instrument(crate::step_span!("instantiate"))
-                        .await?;
-                    self.instantiation
-                        .record(instantiating.elapsed().as_secs_f64());
-                    let response = instance
-                        .fp_droplet_handler()
-                        .call_handle(&mut store, &request)
-                        .instrument(crate::step_span!("guest"))
-                        .await?;
-                    let body = store.data_mut().imports.body.take();
-                    Ok(Answer { response, body })
-                }
-                (Linked::Proxy(pre), CallRequest::Http(request)) => {
-                    let instance = pre
-                        .instantiate_async(&mut store)
-                        .instrument(crate::step_span!("instantiate"))
-                        .await?;
-                    self.instantiation
-                        .record(instantiating.elapsed().as_secs_f64());
-                    serve_http(&mut store, &instance, request)
-                        .instrument(crate::step_span!("guest"))
-                        .await
-                }
-                // The dispatcher built the request for the other world: a
-                // host bug, not the guest's doing.
-                _ => Err(wasmtime::Error::new(WorldMismatch)),
-            }
-        };
-        // A poll that ran a long-running guest may have lowered the
-        // thread's priority; it is back before the thread runs anything else.
-        let outcome = {
-            let mut run = std::pin::pin!(run);
-            let run = std::future::poll_fn(|cx| {
-                let _restore = guest_priority::Restore;
-                run.as_mut().poll(cx)
-            });
-            tokio::select! {
-                biased;
-                outcome = run => Some(outcome),
-                () = self.deadlines.at(call.deadline.into_std()) => None,
-            }
-        };
-        // Drop the instance before logging: its stdio streams flush on drop.
-        drop(store);
-        let result = match outcome {
-            None => Err(CallError::BudgetExceeded),
-            Some(Ok(answer)) => Ok(answer),
-            Some(Err(err)) => Err(classify(&err, log.failure_hint())),
-        };
-        log.finish();
-        result
-    }
-}
-
-/// Runs a `wasi:http/proxy` component's `incoming-handler.handle` on
-/// `request`, reading its response body as it is written (so a component
-/// that streams is never blocked on a full buffer), into the call's
-/// response body: the same size limit and host-wide budget as a droplet's.
-async fn serve_http(
-    store: &mut Store<CallState>,
-    proxy: &wasmtime_wasi_http::p2::bindings::Proxy,
-    request: http::Request<Full<Bytes>>,
-) -> wasmtime::Result<Answer> {
-    use http_body_util::BodyExt;
-
-    let incoming = store.data_mut().http().new_incoming_request(
-        Scheme::Http,
-        request.map(|body| {
-            body.map_err(
-                |never| -> wasmtime_wasi_http::p2::bindings::http::types::ErrorCode {
-                    match never {}
-                },
-            )
-        }),
-    )?;
-    let (sender, receiver) = tokio::sync::oneshot::channel();
-    let outparam = store.data_mut().http().new_response_outparam(sender)?;
-    let mut written = store.data_mut().imports.body.take();
-    let collect = async move {
-        let response = receiver
-            .await
-            .map_err(|_| {
-                wasmtime::format_err!("the component returned without setting a response")
-            })?
-            .map_err(|code| {
-                wasmtime::format_err!("the component answered with an error: {code:?}")
-            })?;
-        let (parts, mut body) = response.into_parts();
-        while let Some(frame) = body.frame().await {
-            let frame =
-                frame.map_err(|err| wasmtime::format_err!("its response body failed: {err}"))?;
-            // A refused body ends the call: the answer is the host's, and
-            // the instance (perhaps blocked writing the rest) is dropped.
-            if let Some(data) = frame.data_ref()
-                && written.write(data).is_err()
-            {
-                break;
-            }
-        }
-        Ok::<_, wasmtime::Error>((parts, written))
-    };
-    let handle = proxy
-        .wasi_http_incoming_handler()
-        .call_handle(&mut *store, incoming, outparam);
-    tokio::pin!(collect, handle);
-    let mut returned = false;
-    let collected = tokio::select! {
-        collected = &mut collect => collected,
-        handled = &mut handle => {
-            handled?;
-            returned = true;
-            // It has returned: whatever it wrote is buffered.
-            tokio::time::timeout(PROXY_FINISH_GRACE, &mut collect)
-                .await
-                .map_err(|_| wasmtime::format_err!("the component returned without finishing its response"))?
-        }
-    };
-    let (parts, body) = collected?;
-    // Let the handler finish too (it may still be running after the body).
-    if !returned {
-        let _ = tokio::time::timeout(PROXY_FINISH_GRACE, handle).await;
-    }
-    let headers = parts
-        .headers
-        .iter()
-        .map(|(name, value)| {
-            (
-                name.as_str().to_string(),
-                String::from_utf8_lossy(value.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
-    Ok(Answer {
-        response: GuestResponse {
-            status: parts.status.as_u16(),
-            headers,
-        },
-        body,
-    })
-}
-
-/// Turns a wasmtime error into what the client may know about it.
-fn classify(err: &wasmtime::Error, hint: Option<String>) -> CallError {
-    if let Some(trap) = err.downcast_ref::<Trap>() {
-        if *trap == Trap::Interrupt {
-            return CallError::BudgetExceeded;
-        }
-        // `Trap`'s message starts "wasm trap: "; the client knows it is one.
-        let trap = trap.to_string();
-        let trap = trap.strip_prefix("wasm trap: ").unwrap_or(&trap);
-        return CallError::Trap(match hint {
-            Some(hint) if hint.starts_with("panicked at ") => hint,
-            Some(hint) => format!("trapped: {trap} ({hint})"),
-            None => format!("trapped: {trap}"),
-        });
-    }
-    if err.downcast_ref::<PoolConcurrencyLimitError>().is_some() {
-        return CallError::PoolExhausted;
-    }
-    if err.downcast_ref::<WorldMismatch>().is_some() {
-        return CallError::WorldMismatch;
-    }
-    // Not a trap: instantiation refused (for example an initial memory over
-    // the droplet's cap) or a host import failed fatally. The root cause is
-    // about the droplet, never a host path.
-    CallError::Trap(format!("failed: {}", err.root_cause()))
 }
 
 impl Drop for Runtime {

@@ -10,9 +10,10 @@
 
 use std::path::PathBuf;
 
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header, errors::ErrorKind};
 use serde_json::Value;
+
+use super::keys::{Key, jwks_keys, pem_key};
 
 /// The audience tokens must name unless configured otherwise.
 pub const DEFAULT_AUDIENCE: &str = "fullpotential.droplets";
@@ -34,13 +35,6 @@ pub struct JwtSettings {
     pub issuer: Option<String>,
     /// Leeway on time claims, in seconds.
     pub leeway_s: u64,
-}
-
-/// A verification key.
-struct Key {
-    kid: Option<String>,
-    algorithm: Algorithm,
-    key: DecodingKey,
 }
 
 /// Verifies bearer tokens under the configured keys and rules.
@@ -216,63 +210,6 @@ fn has_critical_extensions(token: &str) -> bool {
         .ok()
         .and_then(|json| serde_json::from_slice::<Value>(&json).ok())
         .is_some_and(|header| header.get("crit").is_some())
-}
-
-/// A PEM public key, given inline or as a path: RSA → RS256, P-256 → ES256.
-fn pem_key(value: &str) -> Result<Key, String> {
-    let pem = if value.contains("-----BEGIN") {
-        value.to_string()
-    } else {
-        std::fs::read_to_string(value)
-            .map_err(|err| format!("cannot read REGISTRY_PUBLIC_KEY file {value}: {err}"))?
-    };
-    if let Ok(key) = DecodingKey::from_rsa_pem(pem.as_bytes()) {
-        return Ok(Key {
-            kid: None,
-            algorithm: Algorithm::RS256,
-            key,
-        });
-    }
-    if let Ok(key) = DecodingKey::from_ec_pem(pem.as_bytes()) {
-        return Ok(Key {
-            kid: None,
-            algorithm: Algorithm::ES256,
-            key,
-        });
-    }
-    Err("REGISTRY_PUBLIC_KEY is neither an RSA nor a P-256 public key in PEM".to_string())
-}
-
-/// The RSA and P-256 keys of a JWKS file.
-fn jwks_keys(path: &PathBuf) -> Result<Vec<Key>, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|err| format!("cannot read JWKS_PATH {}: {err}", path.display()))?;
-    let set: JwkSet = serde_json::from_str(&text)
-        .map_err(|err| format!("JWKS_PATH {} is not a JWK set: {err}", path.display()))?;
-    let mut keys = Vec::new();
-    for jwk in &set.keys {
-        let algorithm = match &jwk.algorithm {
-            AlgorithmParameters::RSA(_) => Algorithm::RS256,
-            AlgorithmParameters::EllipticCurve(ec) if ec.curve == EllipticCurve::P256 => {
-                Algorithm::ES256
-            }
-            _ => continue,
-        };
-        let key = DecodingKey::from_jwk(jwk)
-            .map_err(|err| format!("JWKS_PATH {}: unusable key: {err}", path.display()))?;
-        keys.push(Key {
-            kid: jwk.common.key_id.clone(),
-            algorithm,
-            key,
-        });
-    }
-    if keys.is_empty() {
-        return Err(format!(
-            "JWKS_PATH {} has no RSA or P-256 keys",
-            path.display()
-        ));
-    }
-    Ok(keys)
 }
 
 fn claims_of(json: Value) -> VerifiedClaims {

@@ -2,4 +2,5 @@
 //! the per-droplet and admin policies built on it ([`policy`]).
 
 pub mod jwt;
+pub mod keys;
 pub mod policy;

@@ -11,5 +11,6 @@ pub mod log_writer;
 pub mod metrics;
 pub mod registry;
 pub mod shutdown;
+pub mod tail_layer;
 pub mod telemetry;
 pub mod trace_id;

@@ -31,8 +31,9 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, Registry};
 
 use crate::ops::json_log::JsonLines;
-use crate::ops::log_tail::{LogTail, TailLayer, TailLimits, TeeWriter};
+use crate::ops::log_tail::{LogTail, TailLimits, TeeWriter};
 use crate::ops::log_writer::{LogWriter, LogWriterGuard};
+use crate::ops::tail_layer::TailLayer;
 
 /// The target of the spans exported as OpenTelemetry traces (and never
 /// written to the log).

@@ -7,3 +7,4 @@
 pub mod database;
 pub mod files;
 pub mod kv;
+pub mod migrations;

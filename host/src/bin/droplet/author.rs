@@ -81,7 +81,7 @@ pub fn build(args: BuildArgs) -> anyhow::Result<()> {
             .map(|_| ())
             .map_err(|err| err.to_string())
     };
-    let name = scaffold::build_droplet(&args.path, &args.droplets_dir, check)?;
+    let name = crate::build::build_droplet(&args.path, &args.droplets_dir, check)?;
     println!(
         "built {name}: {}",
         args.droplets_dir.join(format!("{name}.wasm")).display()

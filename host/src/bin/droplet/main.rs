@@ -3,6 +3,7 @@
 //! commands), [`author`] (`new`, `build`, `token`).
 
 mod author;
+mod build;
 mod progress;
 mod remote;
 mod scaffold;

@@ -3,11 +3,9 @@
 //! component of our world, and copies it into a droplets directory (where a
 //! running host hot-swaps it).
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use anyhow::{Context, bail, ensure};
-
 use droplet_host::droplets::name::{NAME_RULE, is_droplet_name};
 
 /// The target droplets are built for.
@@ -307,90 +305,6 @@ fn readme(name: &str) -> String {
          curl localhost:8080/{name}/\n\
          ```\n"
     )
-}
-
-/// Builds the droplet crate at `path` and copies `{name}.wasm` (and its
-/// manifest) into `droplets`. `check` verifies the component against the
-/// world. Returns the droplet's name.
-pub fn build_droplet(
-    path: &Path,
-    droplets: &Path,
-    check: impl Fn(&[u8]) -> Result<(), String>,
-) -> anyhow::Result<String> {
-    let manifest_path = path.join("Cargo.toml");
-    let cargo_toml = std::fs::read_to_string(&manifest_path)
-        .with_context(|| format!("{} is not a crate: no Cargo.toml", path.display()))?;
-    let parsed: toml::Value = toml::from_str(&cargo_toml)
-        .with_context(|| format!("cannot parse {}", manifest_path.display()))?;
-    let name = parsed
-        .get("package")
-        .and_then(|package| package.get("name"))
-        .and_then(toml::Value::as_str)
-        .context("Cargo.toml has no [package] name")?
-        .to_string();
-    let depends = parsed
-        .get("dependencies")
-        .and_then(|deps| deps.get("droplet-sdk"))
-        .is_some();
-    let cdylib = parsed
-        .get("lib")
-        .and_then(|lib| lib.get("crate-type"))
-        .and_then(toml::Value::as_array)
-        .is_some_and(|types| types.iter().any(|kind| kind.as_str() == Some("cdylib")));
-    ensure!(
-        depends && cdylib,
-        "{name} is not a droplet crate: it needs `droplet-sdk` in [dependencies] and crate-type = [\"cdylib\"] in [lib] (see `droplet new`)"
-    );
-    ensure!(
-        is_droplet_name(&name),
-        "the package name `{name}` is not a valid droplet name: use {NAME_RULE}"
-    );
-    ensure_target()?;
-
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-    let status = Command::new(&cargo)
-        .args(["build", "--release", "--target", TARGET, "--manifest-path"])
-        .arg(&manifest_path)
-        .status()
-        .with_context(|| format!("cannot run {cargo}"))?;
-    ensure!(status.success(), "cargo build failed for {name}");
-
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| path.join("target"));
-    let artifact = target_dir
-        .join(TARGET)
-        .join("release")
-        .join(format!("{}.wasm", name.replace('-', "_")));
-    let wasm = std::fs::read(&artifact)
-        .with_context(|| format!("the build made no {}", artifact.display()))?;
-    check(&wasm).map_err(|why| anyhow::anyhow!("{name} is not a droplet component: {why}"))?;
-
-    std::fs::create_dir_all(droplets)?;
-    let manifest = path.join(format!("{name}.toml"));
-    if manifest.exists() {
-        droplet_host::storage::files::write_atomic(
-            &droplets.join(format!("{name}.toml")),
-            &std::fs::read(&manifest)?,
-        )?;
-    }
-    droplet_host::storage::files::write_atomic(&droplets.join(format!("{name}.wasm")), &wasm)?;
-    Ok(name)
-}
-
-/// Fails with the command to run when the wasm target is missing.
-fn ensure_target() -> anyhow::Result<()> {
-    let Ok(output) = Command::new("rustup")
-        .args(["target", "list", "--installed"])
-        .output()
-    else {
-        return Ok(()); // No rustup: let cargo say what is missing.
-    };
-    let installed = String::from_utf8_lossy(&output.stdout);
-    if !installed.lines().any(|line| line.trim() == TARGET) {
-        bail!("the {TARGET} target is not installed: run `rustup target add {TARGET}`");
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -7,8 +7,13 @@
 
 pub mod backend;
 pub mod config;
+mod group_commit;
 pub mod postgres;
+mod postgres_ops;
+mod postgres_purge;
 pub mod sled;
+mod sled_entry;
+mod sled_store;
 pub mod usage_cache;
 
 pub use self::backend::{

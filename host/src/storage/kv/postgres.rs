@@ -17,13 +17,10 @@
 //! guest input.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use async_trait::async_trait;
 use deadpool_postgres::Transaction;
 
-use super::{Durability, KeyPage, KvBackend, KvError, Limits, MAX_LIST_LIMIT, Usage, entry_bytes};
-use crate::ops::shutdown::Shutdown;
+use super::{Durability, KvError, Limits, entry_bytes};
 use crate::storage::database::{Database, DbError};
 
 /// The get: a key's live value. `pub` so the benchmark's native baseline
@@ -31,28 +28,25 @@ use crate::storage::database::{Database, DbError};
 pub const GET_QUERY: &str = "SELECT value FROM kv_entries
      WHERE ns = $1 AND key = $2 AND (expires_at IS NULL OR expires_at > now())";
 
-/// How often expired keys are purged.
-const PURGE_INTERVAL: Duration = Duration::from_secs(30);
-
 /// kv in the host's PostgreSQL database.
 pub struct PostgresBackend {
-    db: Arc<Database>,
+    pub(super) db: Arc<Database>,
     durability: Durability,
 }
 
 /// The live entry a write replaces, as a write step sees it.
-struct Current {
-    value: Vec<u8>,
+pub(super) struct Current {
+    pub(super) value: Vec<u8>,
     /// Milliseconds until it expires; `None`: never.
-    ttl_ms: Option<i64>,
+    pub(super) ttl_ms: Option<i64>,
 }
 
 /// A write's answer with the change in the namespace's bytes and keys, or
 /// its refusal.
-type Counted<T> = Result<(T, i64, i64), KvError>;
+pub(super) type Counted<T> = Result<(T, i64, i64), KvError>;
 
 /// What a write step decided.
-enum Step<T> {
+pub(super) enum Step<T> {
     /// Leave the entry as it is and answer `T`.
     Keep(T),
     /// Store `value` (expiring after `ttl_ms`), then answer `T`.
@@ -71,68 +65,11 @@ impl PostgresBackend {
         Self { db, durability }
     }
 
-    /// Starts the task that purges expired keys every [`PURGE_INTERVAL`];
-    /// it ends at shutdown. Hosts of a fleet purge concurrently; the
-    /// namespace lock keeps them apart.
-    pub fn spawn_purger(self: &Arc<Self>, shutdown: &Shutdown) {
-        let weak = Arc::downgrade(self);
-        shutdown.spawn_until_triggered(async move {
-            let mut interval = tokio::time::interval(PURGE_INTERVAL);
-            interval.tick().await;
-            loop {
-                interval.tick().await;
-                let Some(backend) = weak.upgrade() else { break };
-                match backend.purge_expired().await {
-                    Ok(0) => {}
-                    Ok(count) => tracing::debug!(count, "purged expired kv keys"),
-                    Err(err) => tracing::warn!(error = %err, "purging expired kv keys failed"),
-                }
-            }
-        });
-    }
-
-    /// Removes every expired entry; returns how many.
-    pub async fn purge_expired(&self) -> Result<u64, KvError> {
-        let client = self.db.client().await.map_err(unavailable)?;
-        let namespaces = client
-            .query(
-                "SELECT DISTINCT ns FROM kv_entries WHERE expires_at <= now()",
-                &[],
-            )
-            .await
-            .map_err(|err| unavailable(self.db.fail(err)))?;
-        drop(client);
-        let mut purged = 0;
-        for row in namespaces {
-            let ns: String = row.get(0);
-            purged += self
-                .in_namespace(&ns, |tx, ns| {
-                    Box::pin(async move {
-                        let gone = tx
-                            .query_one(
-                                "WITH gone AS (
-                                     DELETE FROM kv_entries WHERE ns = $1 AND expires_at <= now()
-                                     RETURNING length(key) + length(value) AS size
-                                 )
-                                 SELECT count(*), coalesce(sum(size), 0)::bigint FROM gone",
-                                &[&ns],
-                            )
-                            .await?;
-                        let (count, size): (i64, i64) = (gone.get(0), gone.get(1));
-                        let bytes = size + count * super::ENTRY_OVERHEAD_BYTES as i64;
-                        Ok(Ok((count, -bytes, -count)))
-                    })
-                })
-                .await? as u64;
-        }
-        Ok(purged)
-    }
-
     /// Runs `op` in a transaction. `op` answers `(result, byte change, key
     /// change)`, and the namespace's counts are updated in the same
     /// transaction; or it refuses with a [`KvError`], and nothing is
     /// written (the transaction is rolled back).
-    async fn in_namespace<T: Send>(
+    pub(super) async fn in_namespace<T: Send>(
         &self,
         ns: &str,
         op: impl for<'t> FnOnce(
@@ -179,7 +116,7 @@ impl PostgresBackend {
     /// Changes `key`'s entry atomically under the namespace's lock: `step`
     /// sees the live entry and decides; growth is checked against the quota
     /// before anything is written.
-    async fn write<T: Send + 'static>(
+    pub(super) async fn write<T: Send + 'static>(
         &self,
         ns: &str,
         key: &str,
@@ -261,7 +198,7 @@ impl PostgresBackend {
     }
 
     /// A read outside any transaction.
-    async fn read_one(
+    pub(super) async fn read_one(
         &self,
         sql: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
@@ -280,209 +217,6 @@ impl PostgresBackend {
     }
 }
 
-fn unavailable(err: DbError) -> KvError {
+pub(super) fn unavailable(err: DbError) -> KvError {
     KvError::Unavailable(err.to_string())
-}
-
-#[async_trait]
-impl KvBackend for PostgresBackend {
-    async fn get(&self, ns: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        let row = self.read_one(GET_QUERY, &[&ns, &key.as_bytes()]).await?;
-        Ok(row.map(|row| row.get(0)))
-    }
-
-    async fn set(
-        &self,
-        ns: &str,
-        key: &str,
-        value: Vec<u8>,
-        ttl: Option<Duration>,
-        limits: Limits,
-    ) -> Result<(), KvError> {
-        let ttl_ms = ttl.map(|ttl| i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1));
-        self.write(ns, key, limits, move |_| {
-            Ok(Step::Put {
-                value,
-                ttl_ms,
-                answer: (),
-            })
-        })
-        .await
-    }
-
-    async fn delete(&self, ns: &str, key: &str) -> Result<bool, KvError> {
-        let limits = Limits {
-            quota_bytes: None,
-            max_value_bytes: usize::MAX,
-        };
-        // An expired entry is removed too, but was not there to the caller.
-        self.write(ns, key, limits, |current| {
-            Ok(Step::Remove(current.is_some()))
-        })
-        .await
-    }
-
-    async fn exists(&self, ns: &str, key: &str) -> Result<bool, KvError> {
-        let row = self
-            .read_one(
-                "SELECT 1 FROM kv_entries
-                 WHERE ns = $1 AND key = $2 AND (expires_at IS NULL OR expires_at > now())",
-                &[&ns, &key.as_bytes()],
-            )
-            .await?;
-        Ok(row.is_some())
-    }
-
-    async fn list_keys(
-        &self,
-        ns: &str,
-        prefix: &str,
-        cursor: Option<String>,
-        limit: u32,
-    ) -> Result<KeyPage, KvError> {
-        let limit = limit.clamp(1, MAX_LIST_LIMIT) as i64;
-        // Start at the prefix, or just after the cursor if that is later.
-        let (start, inclusive) = match &cursor {
-            Some(cursor) if cursor.as_str() >= prefix => (cursor.as_bytes(), false),
-            _ => (prefix.as_bytes(), true),
-        };
-        let end = prefix_end(prefix.as_bytes());
-        let client = self.db.client().await.map_err(unavailable)?;
-        let statement = client
-            .prepare_cached(
-                "SELECT key FROM kv_entries
-                 WHERE ns = $1
-                   AND (key > $2 OR ($3 AND key = $2))
-                   AND ($4::bytea IS NULL OR key < $4)
-                   AND (expires_at IS NULL OR expires_at > now())
-                 ORDER BY key LIMIT $5",
-            )
-            .await
-            .map_err(|err| unavailable(self.db.fail(err)))?;
-        let rows = client
-            .query(&statement, &[&ns, &start, &inclusive, &end, &(limit + 1)])
-            .await
-            .map_err(|err| unavailable(self.db.fail(err)))?;
-        self.db.mark_ok();
-        let more = rows.len() as i64 > limit;
-        let keys: Vec<String> = rows
-            .iter()
-            .take(limit as usize)
-            .map(|row| String::from_utf8_lossy(row.get::<_, &[u8]>(0)).into_owned())
-            .collect();
-        let next_cursor = if more { keys.last().cloned() } else { None };
-        Ok(KeyPage { keys, next_cursor })
-    }
-
-    async fn compare_and_swap(
-        &self,
-        ns: &str,
-        key: &str,
-        expected: Option<Vec<u8>>,
-        new: Option<Vec<u8>>,
-        limits: Limits,
-    ) -> Result<bool, KvError> {
-        self.write(ns, key, limits, move |current| {
-            let live = current.map(|current| current.value);
-            Ok(match (live == expected, new) {
-                (false, _) => Step::Keep(false),
-                (true, Some(value)) => Step::Put {
-                    value,
-                    ttl_ms: None,
-                    answer: true,
-                },
-                (true, None) => Step::Remove(true),
-            })
-        })
-        .await
-    }
-
-    async fn increment(
-        &self,
-        ns: &str,
-        key: &str,
-        delta: i64,
-        limits: Limits,
-    ) -> Result<i64, KvError> {
-        self.write(ns, key, limits, move |current| {
-            let (ttl_ms, number) = match current {
-                None => (None, 0),
-                Some(current) => (
-                    current.ttl_ms.map(|ms| ms.max(1)),
-                    super::backend::parse_number(&current.value)?,
-                ),
-            };
-            let next = number.checked_add(delta).ok_or(KvError::NotANumber)?;
-            Ok(Step::Put {
-                value: next.to_string().into_bytes(),
-                ttl_ms,
-                answer: next,
-            })
-        })
-        .await
-    }
-
-    async fn flush(&self) -> Result<(), KvError> {
-        // Durable writes are committed before they are acknowledged; relaxed
-        // ones reach the disk with the database's WAL writer.
-        Ok(())
-    }
-
-    async fn usage(&self, ns: &str) -> Result<Usage, KvError> {
-        let row = self
-            .read_one(
-                "SELECT keys, bytes FROM kv_namespaces WHERE ns = $1",
-                &[&ns],
-            )
-            .await?;
-        Ok(row.map_or(Usage::default(), |row| Usage {
-            keys: row.get::<_, i64>(0).max(0) as u64,
-            bytes: row.get::<_, i64>(1).max(0) as u64,
-        }))
-    }
-
-    async fn purge(&self, ns: &str) -> Result<(), KvError> {
-        // The namespace's counts go with it: nothing is left to update.
-        self.in_namespace(ns, |tx, ns| {
-            Box::pin(async move {
-                tx.execute(
-                    "SELECT 1 FROM kv_namespaces WHERE ns = $1 FOR UPDATE",
-                    &[&ns],
-                )
-                .await?;
-                tx.execute("DELETE FROM kv_entries WHERE ns = $1", &[&ns])
-                    .await?;
-                tx.execute("DELETE FROM kv_namespaces WHERE ns = $1", &[&ns])
-                    .await?;
-                Ok(Ok(((), 0, 0)))
-            })
-        })
-        .await
-    }
-}
-
-/// The smallest byte string greater than every string starting with
-/// `prefix`; `None` when there is none (empty or all `0xff`).
-fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < u8::MAX {
-            end.push(last + 1);
-            return Some(end);
-        }
-    }
-    None
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_prefix_ends_just_after_its_last_key() {
-        assert_eq!(prefix_end(b"ab"), Some(b"ac".to_vec()));
-        assert_eq!(prefix_end(b"a\xff"), Some(b"b".to_vec()));
-        assert_eq!(prefix_end(b"\xff\xff"), None);
-        assert_eq!(prefix_end(b""), None);
-    }
 }

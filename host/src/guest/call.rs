@@ -1,0 +1,178 @@
+//! One call into a component: a fresh store, instantiation, the handler,
+//! the instance dropped — all under one deadline — and what the client may
+//! know when it fails.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use tokio::time::Instant;
+use tracing::Instrument;
+use wasmtime::{CallHook, PoolConcurrencyLimitError, Trap};
+
+use super::guest_priority;
+use super::proxy::serve_http;
+use super::records::Answer;
+use super::runtime::{Linked, Runtime};
+use crate::bindings;
+use crate::capabilities::Imports;
+
+/// The request a call hands to the component, in its world's terms.
+pub enum CallRequest {
+    /// For a droplet's `handle`.
+    Droplet(bindings::GuestRequest),
+    /// For a `wasi:http/proxy` component's `incoming-handler.handle`.
+    Http(http::Request<Full<Bytes>>),
+}
+
+/// One call into a droplet.
+pub struct Call<'a> {
+    /// The droplet, linked and ready to instantiate.
+    pub droplet: &'a Linked,
+    /// The droplet's linear-memory cap in bytes.
+    pub memory_bytes: usize,
+    /// When the call must be over.
+    pub deadline: Instant,
+    /// The imports' state for this call.
+    pub imports: Imports,
+    /// The request to hand to `handle`.
+    pub request: CallRequest,
+    /// The droplet's recent calls mostly trapped or overran: schedule this
+    /// call as long-running from its start.
+    pub suspect: bool,
+    /// The droplet may call out (its manifest allows outbound HTTP), so
+    /// the call may wait on the host for long.
+    pub calls_out: bool,
+}
+
+/// Why a call produced no response.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The deadline passed.
+    #[error("budget exceeded")]
+    BudgetExceeded,
+    /// The guest trapped; the message names the trap (and the panic, if any).
+    #[error("{0}")]
+    Trap(String),
+    /// The pooling allocator had no free slot.
+    #[error("no free instance slot")]
+    PoolExhausted,
+    /// The request was built for the other world than the component's:
+    /// a host bug.
+    #[error("the request does not match the component's world")]
+    WorldMismatch,
+}
+
+/// The marker [`Runtime::call`] fails with when the request does not fit
+/// the component's world, so that [`classify`] can tell it from a trap.
+#[derive(Debug, thiserror::Error)]
+#[error("the request does not match the component's world")]
+struct WorldMismatch;
+
+impl Runtime {
+    /// Runs one request in a fresh instance and drops the instance.
+    pub async fn call(&self, call: Call<'_>) -> Result<Answer, CallError> {
+        let log = Arc::clone(&call.imports.log);
+        let mut store = self.new_store(call.imports, call.memory_bytes);
+        store.set_epoch_deadline(1);
+        let mut scheduler = self.long_running.scheduler(call.deadline, call.suspect);
+        // A call that may wait long on the host (outbound HTTP, another
+        // droplet) gives its gate permit back whenever it calls the host.
+        // Only such calls pay for the hook.
+        if call.calls_out {
+            let gate = scheduler.gate();
+            store.call_hook(move |_, hook| {
+                if matches!(hook, CallHook::CallingHost) {
+                    gate.release();
+                }
+                Ok(())
+            });
+        }
+        store.epoch_deadline_callback(move |_| Ok(scheduler.on_tick()));
+
+        let run = async {
+            let instantiating = std::time::Instant::now();
+            match (call.droplet, call.request) {
+                (Linked::Droplet(pre), CallRequest::Droplet(request)) => {
+                    let instance = pre
+                        .instantiate_async(&mut store)
+                        .instrument(crate::step_span!("instantiate"))
+                        .await?;
+                    self.instantiation
+                        .record(instantiating.elapsed().as_secs_f64());
+                    let response = instance
+                        .fp_droplet_handler()
+                        .call_handle(&mut store, &request)
+                        .instrument(crate::step_span!("guest"))
+                        .await?;
+                    let body = store.data_mut().imports.body.take();
+                    Ok(Answer { response, body })
+                }
+                (Linked::Proxy(pre), CallRequest::Http(request)) => {
+                    let instance = pre
+                        .instantiate_async(&mut store)
+                        .instrument(crate::step_span!("instantiate"))
+                        .await?;
+                    self.instantiation
+                        .record(instantiating.elapsed().as_secs_f64());
+                    serve_http(&mut store, &instance, request)
+                        .instrument(crate::step_span!("guest"))
+                        .await
+                }
+                // The dispatcher built the request for the other world: a
+                // host bug, not the guest's doing.
+                _ => Err(wasmtime::Error::new(WorldMismatch)),
+            }
+        };
+        // A poll that ran a long-running guest may have lowered the
+        // thread's priority; it is back before the thread runs anything else.
+        let outcome = {
+            let mut run = std::pin::pin!(run);
+            let run = std::future::poll_fn(|cx| {
+                let _restore = guest_priority::Restore;
+                run.as_mut().poll(cx)
+            });
+            tokio::select! {
+                biased;
+                outcome = run => Some(outcome),
+                () = self.deadlines.at(call.deadline.into_std()) => None,
+            }
+        };
+        // Drop the instance before logging: its stdio streams flush on drop.
+        drop(store);
+        let result = match outcome {
+            None => Err(CallError::BudgetExceeded),
+            Some(Ok(answer)) => Ok(answer),
+            Some(Err(err)) => Err(classify(&err, log.failure_hint())),
+        };
+        log.finish();
+        result
+    }
+}
+
+/// Turns a wasmtime error into what the client may know about it.
+fn classify(err: &wasmtime::Error, hint: Option<String>) -> CallError {
+    if let Some(trap) = err.downcast_ref::<Trap>() {
+        if *trap == Trap::Interrupt {
+            return CallError::BudgetExceeded;
+        }
+        // `Trap`'s message starts "wasm trap: "; the client knows it is one.
+        let trap = trap.to_string();
+        let trap = trap.strip_prefix("wasm trap: ").unwrap_or(&trap);
+        return CallError::Trap(match hint {
+            Some(hint) if hint.starts_with("panicked at ") => hint,
+            Some(hint) => format!("trapped: {trap} ({hint})"),
+            None => format!("trapped: {trap}"),
+        });
+    }
+    if err.downcast_ref::<PoolConcurrencyLimitError>().is_some() {
+        return CallError::PoolExhausted;
+    }
+    if err.downcast_ref::<WorldMismatch>().is_some() {
+        return CallError::WorldMismatch;
+    }
+    // Not a trap: instantiation refused (for example an initial memory over
+    // the droplet's cap) or a host import failed fatally. The root cause is
+    // about the droplet, never a host path.
+    CallError::Trap(format!("failed: {}", err.root_cause()))
+}

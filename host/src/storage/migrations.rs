@@ -1,0 +1,54 @@
+//! The database's schema, as versioned migrations: applied in order, each
+//! once, under an advisory lock so that hosts starting together do not
+//! race ([`super::database::Database::connect`]).
+
+/// The versioned schema: migration `i` brings the schema to version `i+1`.
+/// Never edit one that has shipped; append.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: kv, deployments, fleet.
+    "CREATE TABLE kv_entries (
+         ns text NOT NULL,
+         key bytea NOT NULL,
+         value bytea NOT NULL,
+         expires_at timestamptz,
+         PRIMARY KEY (ns, key)
+     );
+     CREATE INDEX kv_entries_expiry ON kv_entries (expires_at) WHERE expires_at IS NOT NULL;
+     CREATE TABLE kv_namespaces (
+         ns text PRIMARY KEY,
+         bytes bigint NOT NULL DEFAULT 0,
+         keys bigint NOT NULL DEFAULT 0
+     );
+     CREATE SEQUENCE droplet_version_seq;
+     CREATE TABLE droplet_versions (
+         name text NOT NULL,
+         seq bigint NOT NULL,
+         id text NOT NULL,
+         module bytea NOT NULL,
+         manifest text,
+         created_at timestamptz NOT NULL DEFAULT now(),
+         PRIMARY KEY (name, seq)
+     );
+     CREATE TABLE droplet_current (
+         name text PRIMARY KEY,
+         seq bigint NOT NULL,
+         since timestamptz NOT NULL DEFAULT now()
+     );
+     CREATE TABLE fleet_hosts (
+         host_id text PRIMARY KEY,
+         started_at timestamptz NOT NULL DEFAULT now(),
+         last_seen timestamptz NOT NULL DEFAULT now()
+     );
+     CREATE TABLE fleet_served (
+         host_id text NOT NULL,
+         name text NOT NULL,
+         version text NOT NULL,
+         error text,
+         updated_at timestamptz NOT NULL DEFAULT now(),
+         PRIMARY KEY (host_id, name)
+     );",
+];
+
+/// The first key of the advisory lock migrations run under (the second is
+/// the schema's hash): "drop".
+pub const MIGRATION_LOCK: i32 = 0x6472_6f70;
