@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use droplet_host::ops::child_env::hermetic;
+use droplet_host::ops::child_env::isolate;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -216,7 +216,7 @@ impl Server {
         let log = std::fs::File::create(opts.out.join(log_name))?;
         let mut command = Command::new(opts.bin_dir.join("droplet"));
         // The user's `.env` and `DROPLET_*` variables stay out of the run.
-        let child = hermetic(&mut command)
+        let child = isolate(&mut command)
             .arg("serve")
             .arg("--listen")
             .arg(addr.to_string())
@@ -913,7 +913,7 @@ const BENCH_SECRET: &str = "droplet-bench-secret-for-the-admin-api";
 /// An admin token, minted by the `droplet` CLI itself.
 fn admin_token(opts: &Opts) -> Result<String> {
     let mut command = Command::new(opts.bin_dir.join("droplet"));
-    let output = hermetic(&mut command)
+    let output = isolate(&mut command)
         .args(["token", "--scope", "droplets:admin", "--ttl", "1h"])
         .env("JWT_SECRET", BENCH_SECRET)
         .output()?;

@@ -306,7 +306,7 @@ fn dotenv_is_read_from_the_working_directory_only_and_can_be_turned_off() {
     std::fs::create_dir(&child).unwrap();
     let token = |dir: &std::path::Path, dotenv: bool| {
         let mut command = Command::new(env!("CARGO_BIN_EXE_droplet"));
-        crate::support::hermetic(&mut command).current_dir(dir);
+        crate::support::isolate(&mut command).current_dir(dir);
         if dotenv {
             command.env_remove("DROPLET_NO_DOTENV");
         }

@@ -141,6 +141,17 @@ async fn fits(client: &Client) -> bool {
     scroll <= window + 1.0
 }
 
+/// Whether the page has been laid out for a phone-sized window (the resize
+/// has reached the page), so that what [`fits`] measures is that layout.
+async fn narrow(client: &Client) -> bool {
+    client
+        .execute("return window.innerWidth;", vec![])
+        .await
+        .ok()
+        .and_then(|width| width.as_f64())
+        .is_some_and(|width| width <= 500.0)
+}
+
 async fn version_of(host: &Host) -> String {
     host.get("/hello/")
         .await
@@ -273,7 +284,7 @@ async fn dashboard_in_a_real_browser() {
         .set_window_size(390, 844)
         .await
         .expect("narrow window");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    until("the narrow window", || narrow(&client)).await;
     assert!(fits(&client).await, "the page overflows at 390 px");
     screenshot(&client, &shots, "overview-390.png").await;
     client
@@ -337,7 +348,7 @@ async fn dashboard_in_a_real_browser() {
         .set_window_size(390, 844)
         .await
         .expect("narrow window");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    until("the narrow window", || narrow(&client)).await;
     assert!(fits(&client).await, "the droplet page overflows at 390 px");
     screenshot(&client, &shots, "droplet-390.png").await;
 

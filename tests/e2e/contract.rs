@@ -352,6 +352,10 @@ async fn droplets_are_registered_once_per_version_after_retries() {
     )
     .unwrap();
     wait_for(2).await;
+    // Nothing more may arrive: the registrar is told once per version, and
+    // a retry would come 250 ms after a failure (the registry answered
+    // this one at once). 300 ms covers the first retry period; a longer
+    // wait could only find more registrations, never fewer.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let registered = registered.lock().unwrap().clone();
     assert_eq!(registered.len(), 2, "{registered:?}");

@@ -509,8 +509,16 @@ async fn outbound_requests_in_flight_are_capped_per_host() {
     let slow_path = format!("/gateway/fetch?url={}", encoded(&upstream.url("/slow")));
     let slow = host.get(&slow_path);
     let second = async {
-        // Let the slow one take the only slot first.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // The slow one holds the only slot once the upstream has its
+        // request (every outbound request carries a traceparent).
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while upstream.traceparents.lock().unwrap().is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the slow request never arrived"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         fetch(&host, &upstream.url("/hello"), "").await
     };
     let (slow, (_, second)) = tokio::join!(slow, second);

@@ -16,7 +16,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-pub use droplet_host::ops::child_env::hermetic;
+pub use droplet_host::ops::child_env::isolate;
 
 /// How long a host may take to start (it may compile every droplet).
 const START_TIMEOUT: Duration = Duration::from_secs(120);
@@ -126,7 +126,7 @@ impl HostBuilder {
             PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("droplet-e2e-cache")
         });
         let mut command = Command::new(env!("CARGO_BIN_EXE_droplet"));
-        hermetic(&mut command)
+        isolate(&mut command)
             .current_dir(dir.path())
             .arg("serve")
             .arg("--listen")
@@ -411,7 +411,7 @@ pub fn fixture(name: &str) -> PathBuf {
 /// environment, returning its exit status success, stdout and stderr.
 pub fn cli(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_droplet"));
-    hermetic(&mut command).envs(env.iter().copied());
+    isolate(&mut command).envs(env.iter().copied());
     run_cli(&mut command, args)
 }
 

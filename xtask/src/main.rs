@@ -4,9 +4,12 @@
 //!   missing, build the example droplets into `./droplets`, and start
 //!   `droplet serve` on 127.0.0.1:8080 with its embedded defaults; extra
 //!   arguments go to `droplet serve`.
-//! - `cargo xtask test [ARGS...]`: build the example droplets, install
-//!   Chromium for the dashboard's browser test if it is missing (apt-get),
-//!   then run every test of the workspace; extra arguments go to `cargo test`.
+//! - `cargo xtask test [ARGS...]`: check the module graph, build the
+//!   example droplets, install Chromium for the dashboard's browser test if
+//!   it is missing (apt-get), then run every test of the workspace; extra
+//!   arguments go to `cargo test`. `cargo xtask test --fast [ARGS...]`: the
+//!   module graph and the unit and property tests only (no host started,
+//!   no example built).
 //! - `cargo xtask layers`: check the host library's module graph (no
 //!   import cycles; a `mod.rs` only declares and re-exports); `test` runs
 //!   it first.
@@ -125,17 +128,30 @@ fn run_task() -> Result<()> {
         "layers" => layers::run(&root),
         "test" => {
             layers::run(&root)?;
-            announce_first_build(&root, "debug");
-            build_examples(&root, &root.join("droplets"))?;
-            ensure_browser();
+            let fast = rest.first().is_some_and(|arg| arg == "--fast");
+            let rest = if fast { &rest[1..] } else { &rest[..] };
             let mut test = cargo(&root);
-            test.args(["test", "--workspace", "--exclude", "xtask"]);
+            test.args(["test", "--workspace"]);
             for example in EXAMPLES {
                 test.args(["--exclude", example]);
             }
-            test.args(&rest);
+            // xtask's own tests run on their own: in the same invocation its
+            // dependencies' features would change the host's build.
+            test.args(["--exclude", "xtask"]);
+            if fast {
+                // Unit and property tests only: no host started, no example
+                // built.
+                test.args(["--lib", "--bins"]);
+                test.args(rest);
+                run_tests(&mut test)?;
+                return run_tests(cargo(&root).args(["test", "--package", "xtask"]));
+            }
+            announce_first_build(&root, "debug");
+            build_examples(&root, &root.join("droplets"))?;
+            ensure_browser();
+            test.args(rest);
             test.env("DROPLET_EXAMPLES_DIR", examples_out(&root));
-            run(&mut test)
+            run_tests(&mut test)
         }
         "bench" => {
             build_examples(&root, &root.join("droplets"))?;
@@ -163,6 +179,7 @@ fn run_task() -> Result<()> {
              tasks:\n  \
              serve [ARGS...]     build the examples and serve them on 127.0.0.1:8080\n  \
              test [ARGS...]      build the examples and run every test\n  \
+             test --fast [ARGS...] the unit and property tests only (seconds)\n  \
              layers              check the host's modules: no import cycles, mod.rs only declares\n  \
              install [--root DIR] build `droplet` and copy it into DIR/bin (default $CARGO_HOME/bin)\n  \
              examples [--out DIR] build the example droplets into DIR (default ./droplets)\n  \
@@ -212,6 +229,20 @@ fn cargo(root: &Path) -> Command {
     let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string()));
     command.current_dir(root);
     command
+}
+
+/// Runs a `cargo test`; when it fails, says how to run again only what
+/// failed (cargo's own summary above lists the failed tests by name).
+fn run_tests(command: &mut Command) -> Result<()> {
+    let status = command
+        .status()
+        .with_context(|| format!("cannot run {command:?}"))?;
+    ensure!(
+        status.success(),
+        "tests failed (listed under `failures:` above); run one again with \
+         `cargo xtask test -- NAME`, or the fast tier with `cargo xtask test --fast`"
+    );
+    Ok(())
 }
 
 fn run(command: &mut Command) -> Result<()> {

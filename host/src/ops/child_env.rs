@@ -21,10 +21,10 @@ const INHERITED_ENV: &[&str] = &[
     "CARGO_HOME",
 ];
 
-/// Makes `command` hermetic: an explicit environment (only
-/// [`INHERITED_ENV`] from this process's), no `.env` file from anywhere.
+/// Isolates `command` from this process's environment: only
+/// [`INHERITED_ENV`] is passed on, and no `.env` file is read from anywhere.
 /// Whatever the caller sets afterwards (`.env(…)`) is all the host sees.
-pub fn hermetic(command: &mut Command) -> &mut Command {
+pub fn isolate(command: &mut Command) -> &mut Command {
     command.env_clear();
     for name in INHERITED_ENV {
         if let Some(value) = std::env::var_os(name) {
