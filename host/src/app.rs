@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use tokio::sync::Semaphore;
 
 use crate::capabilities::Capabilities;
@@ -19,12 +18,13 @@ use crate::capabilities::outbound::{InternalCalls, Outbound};
 use crate::capabilities::response_body::BodyCapability;
 use crate::droplets::fleet::Fleet;
 use crate::droplets::loader::Loader;
+use crate::droplets::startup::StartupError;
 use crate::droplets::store::DeploymentStore;
 use crate::droplets::store::file::FileStore;
 use crate::droplets::store::postgres::PostgresStore;
 use crate::droplets::{Droplets, LoadProgress};
 use crate::guest::code_cache::CodeCache;
-use crate::guest::runtime::{Runtime, RuntimeSettings};
+use crate::guest::runtime::{Runtime, RuntimeError, RuntimeSettings};
 use crate::identity::jwt::{JwtSettings, Verifier};
 use crate::ops::shutdown::Shutdown;
 use crate::storage::database::Database;
@@ -125,23 +125,70 @@ pub struct App {
 
 /// Takes `{data}/host.lock`, so that a second host on the same data
 /// directory is refused with a clear reason (not a storage lock error).
-fn lock_data_dir(data_dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, StartError> {
     let path = data_dir.join("host.lock");
     let file = std::fs::File::options()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
+        .map_err(|err| StartError::io("open", &path, err))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
-            "another droplet host is using the data directory {} (it holds {}); give each host its own --data",
-            data_dir.display(),
-            path.display()
-        ),
-        Err(std::fs::TryLockError::Error(err)) => {
-            Err(err).with_context(|| format!("cannot lock {}", path.display()))
+        Err(std::fs::TryLockError::WouldBlock) => Err(StartError::DataDirInUse {
+            dir: data_dir.display().to_string(),
+            lock: path.display().to_string(),
+        }),
+        Err(std::fs::TryLockError::Error(err)) => Err(StartError::io("lock", &path, err)),
+    }
+}
+
+/// Why the host could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The JWT settings do not make a verifier.
+    #[error("invalid JWT configuration: {0}")]
+    Jwt(String),
+    /// A file or directory the host needs could not be made or read.
+    #[error("cannot {action} {path}: {cause}")]
+    Io {
+        /// What the host tried.
+        action: &'static str,
+        /// On what.
+        path: String,
+        /// Why not.
+        cause: std::io::Error,
+    },
+    /// Another host holds the data directory.
+    #[error(
+        "another droplet host is using the data directory {dir} (it holds {lock}); give each host its own --data"
+    )]
+    DataDirInUse {
+        /// The directory.
+        dir: String,
+        /// Its lock file.
+        lock: String,
+    },
+    /// The kv backend (and its database) could not be opened.
+    #[error("{0}")]
+    Kv(String),
+    /// The outbound client could not be built.
+    #[error("{0}")]
+    Outbound(String),
+    /// The runtime could not be built.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    /// The droplets could not be loaded at all.
+    #[error(transparent)]
+    Droplets(#[from] StartupError),
+}
+
+impl StartError {
+    fn io(action: &'static str, path: &std::path::Path, cause: std::io::Error) -> Self {
+        StartError::Io {
+            action,
+            path: path.display().to_string(),
+            cause,
         }
     }
 }
@@ -170,22 +217,15 @@ impl App {
         metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
         shutdown: &Shutdown,
         progress: &dyn LoadProgress,
-    ) -> anyhow::Result<Arc<Self>> {
+    ) -> Result<Arc<Self>, StartError> {
         let verifier = Verifier::from_settings(&settings.jwt)
-            .map_err(|err| anyhow::anyhow!("invalid JWT configuration: {err}"))?
+            .map_err(StartError::Jwt)?
             .map(Arc::new);
-        std::fs::create_dir_all(&settings.data_dir).with_context(|| {
-            format!(
-                "cannot create the data directory {}",
-                settings.data_dir.display()
-            )
-        })?;
+        std::fs::create_dir_all(&settings.data_dir)
+            .map_err(|err| StartError::io("create the data directory", &settings.data_dir, err))?;
         let data_lock = lock_data_dir(&settings.data_dir)?;
-        let OpenBackend { kv, database } = settings
-            .kv
-            .open(shutdown)
-            .await
-            .map_err(|err| anyhow::anyhow!(err))?;
+        let OpenBackend { kv, database } =
+            settings.kv.open(shutdown).await.map_err(StartError::Kv)?;
         let capabilities = Arc::new(Capabilities {
             kv: KvCapability {
                 backend: kv,
@@ -200,8 +240,7 @@ impl App {
             body: BodyCapability::new(settings.response_buffer_bytes),
             outbound: OutboundCapability {
                 outbound: Arc::new(
-                    Outbound::new(settings.max_outbound_in_flight)
-                        .map_err(|err| anyhow::anyhow!(err))?,
+                    Outbound::new(settings.max_outbound_in_flight).map_err(StartError::Outbound)?,
                 ),
             },
         });
@@ -237,15 +276,10 @@ impl App {
             ),
         };
         let droplets_dir = settings.droplets_dir.clone();
-        std::fs::create_dir_all(&droplets_dir).with_context(|| {
-            format!(
-                "cannot create the droplets directory {}",
-                droplets_dir.display()
-            )
-        })?;
-        let droplets = Droplets::load(&droplets_dir, store, loader, settings.lazy, progress)
-            .await
-            .map_err(|err| anyhow::anyhow!(err))?;
+        std::fs::create_dir_all(&droplets_dir)
+            .map_err(|err| StartError::io("create the droplets directory", &droplets_dir, err))?;
+        let droplets =
+            Droplets::load(&droplets_dir, store, loader, settings.lazy, progress).await?;
         let app = Arc::new(Self {
             runtime,
             droplets: Arc::new(droplets),

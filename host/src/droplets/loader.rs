@@ -38,12 +38,12 @@ pub struct Parsed {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// The manifest does not parse, or an option is out of range.
-    #[error("invalid manifest {name}.toml: {source}")]
+    #[error("invalid manifest {name}.toml: {cause}")]
     Manifest {
         /// The droplet.
         name: String,
         /// What is wrong with it.
-        source: ManifestError,
+        cause: ManifestError,
     },
     /// The bytes are not a component (or not one this engine compiles).
     #[error("{name}.wasm is not a valid component: {reason}")]
@@ -62,20 +62,20 @@ pub enum LoadError {
         reason: String,
     },
     /// It does not fit the world.
-    #[error("{name}.wasm cannot serve: {source}")]
+    #[error("{name}.wasm cannot serve: {cause}")]
     Link {
         /// The droplet.
         name: String,
         /// Why not.
-        source: LinkError,
+        cause: LinkError,
     },
     /// Its files could not be read.
-    #[error("cannot read {what}: {source}")]
+    #[error("cannot read {what}: {cause}")]
     Read {
         /// What was being read.
         what: String,
         /// Why not.
-        source: ReadError,
+        cause: ReadError,
     },
     /// Neither the store nor the droplets directory has a module for it.
     #[error("{name} has no module")]
@@ -110,7 +110,7 @@ impl LoadError {
     pub fn read(what: impl Into<String>, source: impl Into<ReadError>) -> Self {
         LoadError::Read {
             what: what.into(),
-            source: source.into(),
+            cause: source.into(),
         }
     }
 
@@ -150,9 +150,9 @@ impl Loader {
     /// grants each capability (its config resolved from the host
     /// environment, its allowlist parsed).
     pub fn parse(&self, name: &str, manifest: Option<&str>) -> Result<Parsed, LoadError> {
-        let invalid = |source| LoadError::Manifest {
+        let invalid = |cause| LoadError::Manifest {
             name: name.to_string(),
-            source,
+            cause,
         };
         let manifest = match manifest {
             Some(text) => Manifest::parse(text, self.max_memory_mb).map_err(invalid)?,
@@ -191,9 +191,9 @@ impl Loader {
         let pre = self
             .runtime
             .link(&component)
-            .map_err(|source| LoadError::Link {
+            .map_err(|cause| LoadError::Link {
                 name: name.to_string(),
-                source,
+                cause,
             })?;
         Ok(Ready {
             pre,

@@ -47,26 +47,26 @@ pub enum ChangeError {
     #[error("{0}")]
     Invalid(#[from] LoadError),
     /// The store refused; nothing changed.
-    #[error("cannot {what}: {source}")]
+    #[error("cannot {what}: {cause}")]
     Storage {
         /// What was being done.
         what: &'static str,
         /// Why the store refused.
-        source: StoreError,
+        cause: StoreError,
     },
     /// The droplets directory refused.
-    #[error("cannot remove the files of `{name}`: {source}")]
+    #[error("cannot remove the files of `{name}`: {cause}")]
     Files {
         /// The droplet.
         name: String,
         /// Why not.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
 impl ChangeError {
     fn storage(what: &'static str) -> impl FnOnce(StoreError) -> ChangeError {
-        move |source| ChangeError::Storage { what, source }
+        move |cause| ChangeError::Storage { what, cause }
     }
 }
 
@@ -117,7 +117,7 @@ impl Droplets {
             tracing::error!(droplet = name, source, error = %err, "new version not stored; the current one keeps serving");
             ChangeError::Storage {
                 what: "store the new version",
-                source: err,
+                cause: err,
             }
         })?;
         self.swap_in(name, &id, parsed, ready);
@@ -176,9 +176,9 @@ impl Droplets {
             .await
             .map_err(|_| std::io::Error::other("removing the files failed"))
             .and_then(|removed| removed)
-            .map_err(|source| ChangeError::Files {
+            .map_err(|cause| ChangeError::Files {
                 name: name.to_string(),
-                source,
+                cause,
             })?;
         if existed {
             tracing::info!(droplet = name, "droplet removed");

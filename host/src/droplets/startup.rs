@@ -26,12 +26,12 @@ use super::version::{ContentHash, VersionId};
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     /// The droplets directory cannot be listed.
-    #[error("cannot read the droplets directory {dir}: {source}")]
+    #[error("cannot read the droplets directory {dir}: {cause}")]
     Directory {
         /// The directory.
         dir: String,
         /// Why not.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The deployment store cannot list its droplets.
     #[error("cannot read the deployment store: {0}")]
@@ -85,9 +85,9 @@ impl Droplets {
             .await
             .map_err(|_| std::io::Error::other("listing the directory failed"))
             .and_then(|files| files)
-            .map_err(|source| StartupError::Directory {
+            .map_err(|cause| StartupError::Directory {
                 dir: dir.display().to_string(),
-                source,
+                cause,
             })?;
         let mut names: Vec<String> = files.into_iter().map(|(name, _)| name).collect();
         names.extend(

@@ -53,6 +53,23 @@ pub struct RuntimeSettings {
     pub warm_slots: Option<u32>,
 }
 
+/// Why the runtime could not be built at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// `--max-memory-mb` does not fit this machine's address space.
+    #[error("--max-memory-mb {0} is more than this machine can address")]
+    MemoryTooLarge(u64),
+    /// wasmtime refused the engine's configuration.
+    #[error("cannot build the WebAssembly engine: {0}")]
+    Engine(String),
+    /// An interface could not be linked (a host bug).
+    #[error("cannot link the host's imports: {0}")]
+    Linker(String),
+    /// The epoch ticker's thread could not start.
+    #[error("cannot start the epoch ticker: {0}")]
+    Ticker(std::io::Error),
+}
+
 /// The engine, linker and epoch ticker shared by every droplet.
 pub struct Runtime {
     engine: Engine,
@@ -134,7 +151,7 @@ impl Runtime {
     /// Builds the engine (pooling allocator, epoch interruption,
     /// copy-on-write memory images), links WASI 0.2 and the droplet world, and
     /// starts the epoch ticker.
-    pub fn new(settings: &RuntimeSettings) -> anyhow::Result<Self> {
+    pub fn new(settings: &RuntimeSettings) -> Result<Self, RuntimeError> {
         let reset = MemoryReset::for_this_machine();
         tracing::info!(strategy = ?reset, "instance memory reset");
         let mut pool = PoolingAllocationConfig::default();
@@ -155,7 +172,10 @@ impl Runtime {
             .total_tables(instances.saturating_mul(4))
             .max_tables_per_component(8)
             .total_stacks(instances)
-            .max_memory_size(usize::try_from(settings.max_memory_mb << 20)?)
+            .max_memory_size(
+                usize::try_from(settings.max_memory_mb << 20)
+                    .map_err(|_| RuntimeError::MemoryTooLarge(settings.max_memory_mb))?,
+            )
             // Reset memories and tables in place instead of with madvise: the
             // syscall and the TLB shootdowns it causes between CPUs cost far
             // more than rewriting the few pages a call dirtied. With
@@ -176,15 +196,18 @@ impl Runtime {
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
             .epoch_interruption(true)
             .memory_init_cow(true);
-        let engine = Engine::new(&config).map_err(|err| anyhow::anyhow!("{err:#}"))?;
+        let engine =
+            Engine::new(&config).map_err(|err| RuntimeError::Engine(format!("{err:#}")))?;
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-            .map_err(|err| anyhow::anyhow!("{err:#}"))?;
-        capabilities::add_to_linker(&mut linker).map_err(|err| anyhow::anyhow!("{err:#}"))?;
+            .map_err(|err| RuntimeError::Linker(format!("{err:#}")))?;
+        capabilities::add_to_linker(&mut linker)
+            .map_err(|err| RuntimeError::Linker(format!("{err:#}")))?;
 
         let deadlines = Arc::new(Deadlines::default());
-        let ticker = EpochTicker::start(engine.clone(), Arc::clone(&deadlines))?;
+        let ticker = EpochTicker::start(engine.clone(), Arc::clone(&deadlines))
+            .map_err(RuntimeError::Ticker)?;
         Ok(Self {
             engine,
             linker,
@@ -254,7 +277,7 @@ impl Runtime {
         droplet: &Linked,
         imports: Imports,
         memory_bytes: usize,
-    ) -> anyhow::Result<()> {
+    ) -> wasmtime::Result<()> {
         let mut store = self.new_store(imports, memory_bytes);
         store.set_epoch_deadline(u64::MAX / 2);
         match droplet {

@@ -3,9 +3,56 @@
 //! registration. Built on `reqwest` (rustls with the webpki roots), so both
 //! `http://` and `https://` URLs work.
 
-use anyhow::{Context, bail};
 use http::Method;
 use serde_json::Value;
+
+/// Why a request could not be made or answered.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The base URL does not parse.
+    #[error("`{base}` is not a URL: {why}")]
+    NotAUrl {
+        /// The base given.
+        base: String,
+        /// The parser's reason.
+        why: String,
+    },
+    /// The base URL is not http(s) with a host.
+    #[error("`{0}` is not an http:// or https:// URL with a host")]
+    NotHttp(String),
+    /// The client could not be built.
+    #[error("cannot set up the HTTP client: {0}")]
+    Setup(String),
+    /// The request could not be sent.
+    #[error("cannot reach {url}: {why}")]
+    Unreachable {
+        /// Where to.
+        url: String,
+        /// Why not, with its causes.
+        why: String,
+    },
+    /// The answer broke off.
+    #[error("the answer of {url} broke off: {why}")]
+    BrokeOff {
+        /// From where.
+        url: String,
+        /// Why, with its causes.
+        why: String,
+    },
+}
+
+/// An error and its causes, on one line (reqwest's own message leaves the
+/// cause out: "error sending request").
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
 
 /// A JSON API at a base URL.
 pub struct JsonClient {
@@ -18,19 +65,22 @@ pub struct JsonClient {
 impl JsonClient {
     /// A client for the API at `base` (`http[s]://HOST[:PORT][/PATH]`; a
     /// bare `HOST:PORT` means `http://`) with an optional bearer token.
-    pub fn new(base: &str, token: Option<String>) -> anyhow::Result<Self> {
+    pub fn new(base: &str, token: Option<String>) -> Result<Self, ClientError> {
         let base = if base.contains("://") {
             base.to_string()
         } else {
             format!("http://{base}")
         };
-        let url = reqwest::Url::parse(&base).with_context(|| format!("`{base}` is not a URL"))?;
+        let url = reqwest::Url::parse(&base).map_err(|err| ClientError::NotAUrl {
+            base: base.clone(),
+            why: err.to_string(),
+        })?;
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-            bail!("`{base}` is not an http:// or https:// URL with a host");
+            return Err(ClientError::NotHttp(base));
         }
         let http = reqwest::Client::builder()
             .build()
-            .context("cannot set up the HTTP client")?;
+            .map_err(|err| ClientError::Setup(err.to_string()))?;
         Ok(Self {
             http,
             base: base.trim_end_matches('/').to_string(),
@@ -45,7 +95,7 @@ impl JsonClient {
         method: Method,
         path: &str,
         body: Option<Value>,
-    ) -> anyhow::Result<(u16, Value)> {
+    ) -> Result<(u16, Value), ClientError> {
         let url = format!("{}{path}", self.base);
         let mut request = self.http.request(method, &url);
         if let Some(token) = &self.token {
@@ -59,12 +109,18 @@ impl JsonClient {
         let response = request
             .send()
             .await
-            .with_context(|| format!("cannot reach {url}"))?;
+            .map_err(|err| ClientError::Unreachable {
+                url: url.clone(),
+                why: error_chain(&err),
+            })?;
         let status = response.status().as_u16();
         let bytes = response
             .bytes()
             .await
-            .with_context(|| format!("the answer of {url} broke off"))?;
+            .map_err(|err| ClientError::BrokeOff {
+                url: url.clone(),
+                why: error_chain(&err),
+            })?;
         let value = serde_json::from_slice(&bytes)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
         Ok((status, value))

@@ -20,6 +20,7 @@
 
 use std::time::Duration;
 
+use metrics_exporter_prometheus::BuildError;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::ops::shutdown::Shutdown;
@@ -32,7 +33,7 @@ const BUCKETS: &[f64] = &[
 
 /// Installs the process-wide recorder and starts its upkeep task, which
 /// ends at `shutdown`.
-pub fn install(shutdown: &Shutdown) -> anyhow::Result<PrometheusHandle> {
+pub fn install(shutdown: &Shutdown) -> Result<PrometheusHandle, BuildError> {
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".to_string()), BUCKETS)?
         .install_recorder()?;

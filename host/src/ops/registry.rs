@@ -16,7 +16,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use crate::droplets::{Droplet, DropletState};
-use crate::ops::json_client::{JsonClient, error_message};
+use crate::ops::json_client::{ClientError, JsonClient, error_message};
 use crate::ops::shutdown::Shutdown;
 
 /// Where and how to register.
@@ -44,7 +44,7 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 pub fn spawn(
     settings: RegistrySettings,
     shutdown: &Shutdown,
-) -> anyhow::Result<mpsc::UnboundedSender<Arc<Droplet>>> {
+) -> Result<mpsc::UnboundedSender<Arc<Droplet>>, ClientError> {
     let client = Arc::new(JsonClient::new(&settings.url, settings.token.clone())?);
     let settings = Arc::new(settings);
     let (sender, mut receive) = mpsc::unbounded_channel::<Arc<Droplet>>();

@@ -82,8 +82,27 @@ fn env(name: &str) -> Option<String> {
         .filter(|value| !value.is_empty())
 }
 
+/// Why the log or the trace exporter could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    /// An OTLP protocol other than the two supported.
+    #[error(
+        "OTEL_EXPORTER_OTLP_PROTOCOL={0} is not supported: use http/protobuf (the default) or http/json"
+    )]
+    Protocol(String),
+    /// The exporter refused its configuration.
+    #[error("cannot build the OTLP trace exporter: {0}")]
+    Exporter(String),
+    /// The log's writer thread could not start.
+    #[error("cannot start the log writer thread: {0}")]
+    Writer(std::io::Error),
+    /// A global subscriber was already installed.
+    #[error("cannot install the log: {0}")]
+    Install(String),
+}
+
 /// The OTLP trace exporter the standard variables ask for, if any.
-fn otlp_tracer() -> anyhow::Result<Option<SdkTracerProvider>> {
+fn otlp_tracer() -> Result<Option<SdkTracerProvider>, TelemetryError> {
     let endpoint =
         env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").or_else(|| env("OTEL_EXPORTER_OTLP_ENDPOINT"));
     let disabled = env("OTEL_SDK_DISABLED").is_some_and(|value| value.eq_ignore_ascii_case("true"))
@@ -97,16 +116,14 @@ fn otlp_tracer() -> anyhow::Result<Option<SdkTracerProvider>> {
     let protocol = match protocol.as_str() {
         "http/protobuf" => Protocol::HttpBinary,
         "http/json" => Protocol::HttpJson,
-        other => anyhow::bail!(
-            "OTEL_EXPORTER_OTLP_PROTOCOL={other} is not supported: use http/protobuf (the default) or http/json"
-        ),
+        other => return Err(TelemetryError::Protocol(other.to_string())),
     };
     // The exporter reads the endpoint, headers and timeout variables itself.
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .with_protocol(protocol)
         .build()
-        .map_err(|err| anyhow::anyhow!("cannot build the OTLP trace exporter: {err}"))?;
+        .map_err(|err| TelemetryError::Exporter(err.to_string()))?;
     let service = env("OTEL_SERVICE_NAME").unwrap_or_else(|| "droplet".to_string());
     let resource = opentelemetry_sdk::Resource::builder()
         .with_service_name(service)
@@ -122,16 +139,15 @@ fn otlp_tracer() -> anyhow::Result<Option<SdkTracerProvider>> {
 /// Installs the global subscriber: the log on stdout, the droplet-line
 /// tail kept within `tail`, and the OTLP exporter when the standard
 /// variables ask for one.
-pub fn init(format: LogFormat, tail: TailLimits) -> anyhow::Result<Telemetry> {
-    let (writer, guard) = LogWriter::start(std::io::stdout())
-        .map_err(|err| anyhow::anyhow!("cannot start the log writer thread: {err}"))?;
+pub fn init(format: LogFormat, tail: TailLimits) -> Result<Telemetry, TelemetryError> {
+    let (writer, guard) = LogWriter::start(std::io::stdout()).map_err(TelemetryError::Writer)?;
     let tail = (tail.lines > 0).then(|| LogTail::new(tail).install());
     let tracer = otlp_tracer()?;
     TRACING.store(tracer.is_some(), Ordering::Relaxed);
     let directives = std::env::var(EnvFilter::DEFAULT_ENV).ok();
     subscriber(format, directives.as_deref(), writer, tail, tracer.as_ref())
         .try_init()
-        .map_err(|err| anyhow::anyhow!("cannot install the log: {err}"))?;
+        .map_err(|err| TelemetryError::Install(err.to_string()))?;
     log_panics();
     Ok(Telemetry {
         tracer,

@@ -76,6 +76,58 @@ pub enum DbError {
     Statement,
 }
 
+/// Why the host could not start on its database.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// `DATABASE_URL` does not parse.
+    #[error("DATABASE_URL is not a valid PostgreSQL URL: {0}")]
+    BadUrl(String),
+    /// The pool could not be built.
+    #[error("cannot build the database pool: {0}")]
+    Pool(String),
+    /// The database answered, but cannot be used (a refused login, a
+    /// missing database).
+    #[error("the database at {target} cannot be used: {why}")]
+    Unusable {
+        /// Host and port, never the URL.
+        target: String,
+        /// Its answer.
+        why: String,
+    },
+    /// The database did not answer within the connect timeout.
+    #[error("cannot reach the database at {target} (DATABASE_URL) after {seconds} s: {why}")]
+    Unreachable {
+        /// Host and port.
+        target: String,
+        /// How long the host tried.
+        seconds: u64,
+        /// The last failure.
+        why: String,
+    },
+    /// A migration step failed.
+    #[error("migrating the database at {target}: {step}: {why}")]
+    Migration {
+        /// Host and port.
+        target: String,
+        /// The step.
+        step: String,
+        /// Its failure.
+        why: String,
+    },
+    /// The schema is newer than this host knows.
+    #[error(
+        "the database at {target} has schema version {applied}, newer than this host knows ({newest}); upgrade the host"
+    )]
+    Newer {
+        /// Host and port.
+        target: String,
+        /// The database's schema version.
+        applied: i32,
+        /// This host's newest.
+        newest: i32,
+    },
+}
+
 impl Database {
     /// Connects, retrying with back-off until `settings.connect_timeout`,
     /// then runs the migrations. The error names the host and port, never
@@ -84,11 +136,11 @@ impl Database {
     pub async fn connect(
         settings: &DatabaseSettings,
         shutdown: &Shutdown,
-    ) -> anyhow::Result<Arc<Self>> {
-        let mut config: tokio_postgres::Config = settings
+    ) -> Result<Arc<Self>, ConnectError> {
+        let mut config = settings
             .url
-            .parse()
-            .map_err(|err| anyhow::anyhow!("DATABASE_URL is not a valid PostgreSQL URL: {err}"))?;
+            .parse::<tokio_postgres::Config>()
+            .map_err(|err| ConnectError::BadUrl(err.to_string()))?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(5));
         }
@@ -110,7 +162,7 @@ impl Database {
             .create_timeout(Some(Duration::from_secs(5)))
             .recycle_timeout(Some(Duration::from_secs(5)))
             .build()
-            .map_err(|err| anyhow::anyhow!("cannot build the database pool: {err}"))?;
+            .map_err(|err| ConnectError::Pool(err.to_string()))?;
 
         let started = Instant::now();
         let mut backoff = Duration::from_millis(200);
@@ -118,14 +170,15 @@ impl Database {
             match first_contact(&pool).await {
                 Ok(schema) => break schema,
                 Err(FirstContact::Fatal(why)) => {
-                    anyhow::bail!("the database at {target} cannot be used: {why}")
+                    return Err(ConnectError::Unusable { target, why });
                 }
                 Err(FirstContact::Unreachable(why)) => {
                     if started.elapsed() + backoff > settings.connect_timeout {
-                        anyhow::bail!(
-                            "cannot reach the database at {target} (DATABASE_URL) after {} s: {why}",
-                            started.elapsed().as_secs()
-                        );
+                        return Err(ConnectError::Unreachable {
+                            target,
+                            seconds: started.elapsed().as_secs(),
+                            why,
+                        });
                     }
                     tracing::warn!(database = %target, error = %why, retry_in_ms = backoff.as_millis() as u64, "database unreachable; retrying");
                     tokio::time::sleep(backoff).await;
@@ -211,23 +264,27 @@ impl Database {
     /// Brings the schema to the newest version, under an advisory lock held
     /// for the transaction: a second host starting now waits, then finds
     /// nothing left to do.
-    async fn migrate(&self) -> anyhow::Result<()> {
-        let context = |what: &str| format!("migrating the database at {}: {what}", self.target);
+    async fn migrate(&self) -> Result<(), ConnectError> {
+        let failed = |step: &str, err: &dyn fmt::Display| ConnectError::Migration {
+            target: self.target.clone(),
+            step: step.to_string(),
+            why: err.to_string(),
+        };
         let mut client = self
             .pool
             .get()
             .await
-            .map_err(|err| anyhow::anyhow!("{}: {err}", context("no connection")))?;
+            .map_err(|err| failed("no connection", &err))?;
         let tx = client
             .transaction()
             .await
-            .map_err(|err| anyhow::anyhow!("{}: {err}", context("begin")))?;
+            .map_err(|err| failed("begin", &err))?;
         tx.execute(
             "SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))",
             &[&MIGRATION_LOCK],
         )
         .await
-        .map_err(|err| anyhow::anyhow!("{}: {err}", context("lock")))?;
+        .map_err(|err| failed("lock", &err))?;
         tx.batch_execute(
             "CREATE TABLE IF NOT EXISTS droplet_schema_migrations (
                  version integer PRIMARY KEY,
@@ -235,36 +292,36 @@ impl Database {
              )",
         )
         .await
-        .map_err(|err| anyhow::anyhow!("{}: {err}", context("version table")))?;
+        .map_err(|err| failed("version table", &err))?;
         let applied: i32 = tx
             .query_one(
                 "SELECT coalesce(max(version), 0) FROM droplet_schema_migrations",
                 &[],
             )
             .await
-            .map_err(|err| anyhow::anyhow!("{}: {err}", context("read version")))?
+            .map_err(|err| failed("read version", &err))?
             .get(0);
         let newest = MIGRATIONS.len() as i32;
-        anyhow::ensure!(
-            applied <= newest,
-            "the database at {} has schema version {applied}, newer than this host knows ({newest}); upgrade the host",
-            self.target
-        );
+        if applied > newest {
+            return Err(ConnectError::Newer {
+                target: self.target.clone(),
+                applied,
+                newest,
+            });
+        }
         for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
             let version = index as i32 + 1;
-            tx.batch_execute(sql).await.map_err(|err| {
-                anyhow::anyhow!("{}: {err}", context(&format!("version {version}")))
-            })?;
+            tx.batch_execute(sql)
+                .await
+                .map_err(|err| failed(&format!("version {version}"), &err))?;
             tx.execute(
                 "INSERT INTO droplet_schema_migrations (version) VALUES ($1)",
                 &[&version],
             )
             .await
-            .map_err(|err| anyhow::anyhow!("{}: {err}", context("record version")))?;
+            .map_err(|err| failed("record version", &err))?;
         }
-        tx.commit()
-            .await
-            .map_err(|err| anyhow::anyhow!("{}: {err}", context("commit")))?;
+        tx.commit().await.map_err(|err| failed("commit", &err))?;
         if applied < newest {
             tracing::info!(database = %self.target, schema = %self.schema, from = applied, to = newest, "database migrated");
         }

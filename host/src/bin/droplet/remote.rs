@@ -50,7 +50,7 @@ pub struct DeployArgs {
 }
 
 fn client(args: &HostArgs) -> anyhow::Result<JsonClient> {
-    JsonClient::new(&args.host, args.token.clone())
+    Ok(JsonClient::new(&args.host, args.token.clone())?)
 }
 
 /// Fails with the host's own message unless `status` is a success.

@@ -75,7 +75,7 @@ impl BackendConfig {
             } => {
                 let database = Database::connect(&database, shutdown)
                     .await
-                    .map_err(|err| format!("{err:#}"))?;
+                    .map_err(|err| err.to_string())?;
                 let backend = Arc::new(postgres::PostgresBackend::new(
                     Arc::clone(&database),
                     durability,
