@@ -35,3 +35,5 @@ pub mod http;
 pub mod identity;
 pub mod ops;
 pub mod storage;
+#[cfg(test)]
+pub mod testing;

@@ -217,3 +217,162 @@ pub(super) fn log_load(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::droplets::publish::{ChangeError, Published};
+    use crate::droplets::store::file::FileStore;
+    use crate::testing::{self, Parts};
+
+    /// A table over a file store and droplets directory in the parts'
+    /// temporary directory.
+    fn table(parts: &Parts) -> Droplets {
+        let dir = parts.dir.path().join("droplets");
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Arc::new(FileStore::new(parts.dir.path().join("deployments")));
+        Droplets::new(&dir, store, Arc::clone(&parts.loader))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_version_that_cannot_serve_is_refused_and_changes_nothing() {
+        let parts = testing::parts();
+        let droplets = table(&parts);
+        let refused = droplets
+            .publish("app", b"not a component".to_vec(), None, "test")
+            .await;
+        assert!(
+            matches!(
+                refused,
+                Err(ChangeError::Invalid(LoadError::NotAComponent { .. }))
+            ),
+            "{refused:?}"
+        );
+        assert!(droplets.get("app").is_none());
+        assert!(droplets.store.names().await.unwrap().is_empty());
+        let bad_manifest = droplets
+            .publish("app", Vec::new(), Some("budget_ms = 0".into()), "test")
+            .await;
+        assert!(
+            matches!(
+                bad_manifest,
+                Err(ChangeError::Invalid(LoadError::Manifest { .. }))
+            ),
+            "{bad_manifest:?}"
+        );
+        let bad_name = droplets.publish("Bad_Name", Vec::new(), None, "test").await;
+        assert!(matches!(bad_name, Err(ChangeError::BadName(_))));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rollback_and_removal_of_a_droplet_that_is_not_there_say_so() {
+        let parts = testing::parts();
+        let droplets = table(&parts);
+        assert!(matches!(
+            droplets.rollback("ghost").await,
+            Err(ChangeError::NotFound(_))
+        ));
+        assert!(!droplets.remove("ghost").await.unwrap());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn publish_rollback_and_remove_each_swap_the_table_once() {
+        let parts = testing::parts();
+        let (Some(hello), Some(echo)) = (testing::example("hello"), testing::example("echo"))
+        else {
+            return;
+        };
+        let droplets = table(&parts);
+        let first = droplets
+            .publish("app", hello.clone(), None, "test")
+            .await
+            .unwrap();
+        let Published::New(v1) = first else {
+            panic!("{first:?}")
+        };
+        assert_eq!(
+            droplets.publish("app", hello, None, "test").await.unwrap(),
+            Published::Unchanged(v1.clone())
+        );
+        assert!(matches!(
+            droplets.rollback("app").await,
+            Err(ChangeError::NoPrevious(_))
+        ));
+        let Published::New(v2) = droplets.publish("app", echo, None, "test").await.unwrap() else {
+            panic!("a new version")
+        };
+        assert!(v2.seq() > v1.seq());
+        assert_eq!(droplets.get("app").unwrap().version, v2);
+        assert_eq!(
+            droplets.history("app").await.unwrap(),
+            [v2.clone(), v1.clone()]
+        );
+        assert_eq!(droplets.rollback("app").await.unwrap(), v1);
+        assert_eq!(droplets.get("app").unwrap().version, v1);
+        assert!(droplets.remove("app").await.unwrap());
+        assert!(droplets.get("app").is_none());
+        assert!(droplets.history("app").await.unwrap().is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn startup_serves_what_loads_and_keeps_what_does_not_as_failed_with_its_reason() {
+        let parts = testing::parts();
+        let dir = parts.dir.path().join("droplets");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("broken.wasm"), b"not a component").unwrap();
+        let hello = testing::example("hello");
+        if let Some(hello) = &hello {
+            std::fs::write(dir.join("hello.wasm"), hello).unwrap();
+        }
+        let store = Arc::new(FileStore::new(parts.dir.path().join("deployments")));
+        for lazy in [false, true] {
+            let droplets =
+                Droplets::load(&dir, store.clone(), Arc::clone(&parts.loader), lazy, &())
+                    .await
+                    .unwrap();
+            // Refused at start, or (lazy) by the first request's compilation.
+            let broken = droplets.get("broken").unwrap();
+            let reason = match &broken.state {
+                DropletState::Failed(reason) => reason.clone(),
+                DropletState::Pending(_) if lazy => droplets.ready(&broken).await.err().unwrap(),
+                _ => panic!("broken serves"),
+            };
+            assert!(reason.contains("not a valid component"), "{reason}");
+            assert_eq!(broken.health().0, "error");
+            if hello.is_some() {
+                let hello = droplets.get("hello").unwrap();
+                // Published once at the first start, then served from the
+                // store: the second start sees the same version.
+                assert_eq!(hello.version.seq(), 1);
+                assert_eq!(hello.state_name(), if lazy { "inactive" } else { "active" });
+                droplets.ready(&hello).await.unwrap();
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn converging_refuses_a_version_it_cannot_read_once_and_drops_what_the_fleet_dropped() {
+        let parts = testing::parts();
+        let droplets = table(&parts);
+        let missing = VersionId::parse("7-0123456789ab").unwrap();
+        let mut refused = HashMap::new();
+        let wanted = vec![("ghost".to_string(), missing.clone())];
+        let swapped = droplets
+            .converge(async { Ok::<_, String>(wanted.clone()) }, &mut refused)
+            .await
+            .unwrap();
+        assert_eq!(swapped, 0);
+        let (version, reason) = &refused["ghost"];
+        assert_eq!(*version, missing);
+        assert!(reason.contains("cannot read version"), "{reason}");
+        assert!(droplets.get("ghost").is_none());
+        // The fleet no longer names it: forgotten.
+        droplets
+            .converge(async { Ok::<_, String>(Vec::new()) }, &mut refused)
+            .await
+            .unwrap();
+        assert!(refused.is_empty());
+    }
+}

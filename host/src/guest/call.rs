@@ -176,3 +176,119 @@ fn classify(err: &wasmtime::Error, hint: Option<String>) -> CallError {
     // about the droplet, never a host path.
     CallError::Trap(format!("failed: {}", err.root_cause()))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::bindings::GuestRequest;
+    use crate::capabilities::CallContext;
+    use crate::testing::{self, Parts};
+
+    fn get(path: &str) -> CallRequest {
+        CallRequest::Droplet(GuestRequest {
+            method: "GET".into(),
+            path: path.into(),
+            query: String::new(),
+            headers: Vec::new(),
+            body: Vec::new(),
+        })
+    }
+
+    /// Calls example `name` once, as dispatch does; `None` when the example
+    /// is not built.
+    async fn call(
+        parts: &Parts,
+        name: &str,
+        request: CallRequest,
+        budget: Duration,
+    ) -> Option<Result<Answer, CallError>> {
+        let wasm = testing::example(name)?;
+        let parsed = parts
+            .loader
+            .parse(name, None)
+            .expect("the default manifest");
+        let ready = parts
+            .loader
+            .compile(name, &wasm, &parsed.manifest)
+            .expect("the example compiles");
+        let (droplet, version, trace_id): (Arc<str>, Arc<str>, Arc<str>) =
+            (name.into(), "1-test".into(), "trace".into());
+        let deadline = Instant::now() + budget;
+        let context = CallContext {
+            droplet: &droplet,
+            version: &version,
+            trace_id: &trace_id,
+            caller: Default::default(),
+            deadline,
+            hops: 0,
+        };
+        let imports = parts.capabilities.for_call(&parsed.grants, &context);
+        Some(
+            parts
+                .runtime
+                .call(Call {
+                    droplet: &ready.pre,
+                    memory_bytes: 64 << 20,
+                    deadline,
+                    imports,
+                    request,
+                    suspect: false,
+                    calls_out: false,
+                })
+                .await,
+        )
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_droplet_answers_from_a_fresh_instance() {
+        let parts = testing::parts();
+        let Some(answer) = call(&parts, "hello", get("/x"), Duration::from_secs(10)).await else {
+            return;
+        };
+        let answer = answer.expect("hello answers");
+        assert_eq!(answer.response.status, 200);
+        let (body, _held) = answer.body.finish().expect("a body within the limits");
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.contains("hello") && text.contains("/x"), "{text}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_runaway_guest_is_stopped_at_its_deadline() {
+        let parts = testing::parts();
+        let started = std::time::Instant::now();
+        let Some(result) = call(&parts, "spin", get("/"), Duration::from_millis(200)).await else {
+            return;
+        };
+        assert!(matches!(result, Err(CallError::BudgetExceeded)));
+        // Stopped, not run to completion: well under the loop's own length
+        // (it never ends), however loaded the machine.
+        assert!(started.elapsed() < Duration::from_secs(30));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panic_is_a_trap_that_names_it() {
+        let parts = testing::parts();
+        let Some(result) = call(&parts, "panic", get("/"), Duration::from_secs(10)).await else {
+            return;
+        };
+        match result {
+            Err(CallError::Trap(message)) => {
+                assert!(message.contains("panicked at"), "{message}")
+            }
+            Err(other) => panic!("not a trap: {other}"),
+            Ok(answer) => panic!("answered {}", answer.response.status),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_request_for_the_other_world_is_the_hosts_error_not_a_trap() {
+        let parts = testing::parts();
+        let Some(result) = call(&parts, "proxy-hello", get("/"), Duration::from_secs(10)).await
+        else {
+            return;
+        };
+        assert!(matches!(result, Err(CallError::WorldMismatch)));
+    }
+}
