@@ -100,3 +100,16 @@ pub fn example(name: &str) -> Option<Vec<u8>> {
         }
     }
 }
+
+/// A header map of `pairs`.
+pub fn headers(pairs: &[(&'static str, &'static str)]) -> http::HeaderMap {
+    pairs
+        .iter()
+        .map(|(name, value)| {
+            (
+                http::header::HeaderName::from_static(name),
+                http::header::HeaderValue::from_static(value),
+            )
+        })
+        .collect()
+}

@@ -106,13 +106,7 @@ impl Droplets {
         })?;
 
         let _change = self.changes.lock().await;
-        let stored = async {
-            let id = VersionId::new(self.store.next_seq().await?, &hash);
-            self.store
-                .save(name, &id, &wasm, manifest.as_deref())
-                .await?;
-            Ok::<_, StoreError>(id)
-        };
+        let stored = self.store_new_version(name, &hash, &wasm, manifest.as_deref());
         let id = stored.await.map_err(|err| {
             tracing::error!(droplet = name, source, error = %err, "new version not stored; the current one keeps serving");
             ChangeError::Storage {

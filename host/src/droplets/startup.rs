@@ -240,13 +240,7 @@ impl Droplets {
                 fallback,
                 started,
             } => {
-                let stored = async {
-                    let id = VersionId::new(self.store.next_seq().await?, &hash);
-                    self.store
-                        .save(name, &id, &wasm, manifest.as_deref())
-                        .await?;
-                    Ok::<_, StoreError>(id)
-                };
+                let stored = self.store_new_version(name, &hash, &wasm, manifest.as_deref());
                 match (stored.await, fallback) {
                     (Ok(id), _) => {
                         if let Some(ready) = &ready {

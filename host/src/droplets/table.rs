@@ -21,7 +21,7 @@ use super::droplet::{Droplet, DropletState};
 use super::loader::{LoadError, Loader, Parsed, Ready, off_thread};
 use super::stats::DropletStats;
 use super::store::{DeploymentStore, StoreError};
-use super::version::VersionId;
+use super::version::{ContentHash, VersionId};
 use crate::guest::code_cache::Origin;
 
 /// Every droplet this host serves, by name.
@@ -143,6 +143,20 @@ impl Droplets {
     /// The stored versions of `name`, newest first.
     pub async fn history(&self, name: &str) -> Result<Vec<VersionId>, StoreError> {
         self.store.versions(name).await
+    }
+
+    /// Stores `wasm` and `manifest` as a new version of `name` (content
+    /// `hash`), current in the store; its id.
+    pub(super) async fn store_new_version(
+        &self,
+        name: &str,
+        hash: &ContentHash,
+        wasm: &[u8],
+        manifest: Option<&str>,
+    ) -> Result<VersionId, StoreError> {
+        let id = VersionId::new(self.store.next_seq().await?, hash);
+        self.store.save(name, &id, wasm, manifest).await?;
+        Ok(id)
     }
 
     /// Makes `ready` the current version of `name` with one atomic swap.

@@ -26,21 +26,8 @@ pub fn add_security_headers(headers: &mut http::HeaderMap, host_made: bool) {
 
 #[cfg(test)]
 mod tests {
-    use http::header::HeaderName;
-
     use super::*;
-
-    fn headers(pairs: &[(&'static str, &'static str)]) -> http::HeaderMap {
-        pairs
-            .iter()
-            .map(|(name, value)| {
-                (
-                    HeaderName::from_static(name),
-                    HeaderValue::from_static(value),
-                )
-            })
-            .collect()
-    }
+    use crate::testing::headers;
 
     #[test]
     fn droplets_keep_their_own_security_headers_but_host_json_does_not() {

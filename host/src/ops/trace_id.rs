@@ -49,21 +49,8 @@ pub fn given_trace_id(headers: &http::HeaderMap) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use http::header::{HeaderName, HeaderValue};
-
     use super::*;
-
-    fn headers(pairs: &[(&'static str, &'static str)]) -> http::HeaderMap {
-        pairs
-            .iter()
-            .map(|(name, value)| {
-                (
-                    HeaderName::from_static(name),
-                    HeaderValue::from_static(value),
-                )
-            })
-            .collect()
-    }
+    use crate::testing::headers;
 
     #[test]
     fn trace_id_comes_from_traceparent_then_request_id() {
