@@ -1,6 +1,6 @@
 //! The hyper service: one request in, one response out, whatever happens.
 //!
-//! A request gets its trace id ([`crate::ops::trace_id::trace_id`]), is routed
+//! A request gets its trace id ([`crate::ops::telemetry::adopt_trace`]), is routed
 //! ([`router`]) to a host endpoint ([`endpoints`]), the admin API
 //! ([`admin`]), a droplet's contract endpoint ([`contract`]) or the droplet
 //! itself ([`dispatch`]). Every error becomes its JSON response here, at

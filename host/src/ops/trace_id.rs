@@ -6,12 +6,6 @@
 /// the request a droplet sees (replacing a client's own).
 pub const TRACE_ID_HEADER: &str = "x-trace-id";
 
-/// The request's trace id: the trace id of a W3C `traceparent`, else a sane
-/// `x-request-id`, else a new random one.
-pub fn trace_id(headers: &http::HeaderMap) -> String {
-    given_trace_id(headers).unwrap_or_else(new_trace_id)
-}
-
 /// A new random trace id: 32 hex digits, never all zeros.
 pub fn new_trace_id() -> String {
     format!("{:032x}", fastrand::u128(1..))
@@ -56,12 +50,21 @@ mod tests {
     fn trace_id_comes_from_traceparent_then_request_id() {
         let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         assert_eq!(
-            trace_id(&headers(&[("traceparent", tp), ("x-request-id", "abc")])),
-            "4bf92f3577b34da6a3ce929d0e0e4736"
+            given_trace_id(&headers(&[("traceparent", tp), ("x-request-id", "abc")])).as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
         );
-        assert_eq!(trace_id(&headers(&[("x-request-id", "req-42")])), "req-42");
-        let fresh = trace_id(&headers(&[("x-request-id", "bad id with spaces")]));
+        assert_eq!(
+            given_trace_id(&headers(&[("x-request-id", "req-42")])).as_deref(),
+            Some("req-42")
+        );
+        assert_eq!(
+            given_trace_id(&headers(&[("x-request-id", "bad id with spaces")])),
+            None
+        );
+        assert_eq!(given_trace_id(&headers(&[])), None);
+        let fresh = new_trace_id();
         assert_eq!(fresh.len(), 32);
-        assert_ne!(fresh, trace_id(&headers(&[])));
+        assert!(fresh.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_ne!(fresh, new_trace_id());
     }
 }
