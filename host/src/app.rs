@@ -28,6 +28,7 @@ use crate::guest::runtime::{Runtime, RuntimeError, RuntimeSettings};
 use crate::identity::jwt::{JwtSettings, Verifier};
 use crate::ops::shutdown::Shutdown;
 use crate::storage::database::Database;
+use crate::storage::kv::config::OpenError;
 use crate::storage::kv::{BackendConfig, KvBackend, OpenBackend};
 
 /// What `droplet serve` was asked to do.
@@ -170,8 +171,8 @@ pub enum StartError {
         lock: String,
     },
     /// The kv backend (and its database) could not be opened.
-    #[error("{0}")]
-    Kv(String),
+    #[error(transparent)]
+    Kv(#[from] OpenError),
     /// The outbound client could not be built.
     #[error("{0}")]
     Outbound(String),
@@ -224,8 +225,7 @@ impl App {
         std::fs::create_dir_all(&settings.data_dir)
             .map_err(|err| StartError::io("create the data directory", &settings.data_dir, err))?;
         let data_lock = lock_data_dir(&settings.data_dir)?;
-        let OpenBackend { kv, database } =
-            settings.kv.open(shutdown).await.map_err(StartError::Kv)?;
+        let OpenBackend { kv, database } = settings.kv.open(shutdown).await?;
         let capabilities = Arc::new(Capabilities {
             kv: KvCapability {
                 backend: kv,

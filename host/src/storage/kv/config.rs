@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::backend::{Durability, KvBackend};
 use super::{postgres, sled};
 use crate::ops::shutdown::Shutdown;
-use crate::storage::database::{Database, DatabaseSettings};
+use crate::storage::database::{ConnectError, Database, DatabaseSettings};
 
 /// Which backend keeps kv data, and its settings: chosen once from the
 /// host's configuration.
@@ -41,6 +41,25 @@ pub struct OpenBackend {
     pub database: Option<Arc<Database>>,
 }
 
+/// Why the kv backend could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// sled refused its directory (in use, unreadable, corrupt).
+    #[error("cannot open the kv store at {dir}: {why}")]
+    Sled {
+        /// The directory.
+        dir: String,
+        /// sled's reason.
+        why: String,
+    },
+    /// The opening task did not finish (the host is going down).
+    #[error("opening the kv store was interrupted")]
+    Interrupted,
+    /// The database could not be reached or migrated.
+    #[error(transparent)]
+    Database(#[from] ConnectError),
+}
+
 impl BackendConfig {
     /// The backend's name, for the start-up line and `/health`.
     pub fn name(&self) -> &'static str {
@@ -51,7 +70,7 @@ impl BackendConfig {
     }
 
     /// Opens the backend and starts its upkeep, which ends at `shutdown`.
-    pub async fn open(&self, shutdown: &Shutdown) -> Result<OpenBackend, String> {
+    pub async fn open(&self, shutdown: &Shutdown) -> Result<OpenBackend, OpenError> {
         match self.clone() {
             BackendConfig::Sled {
                 dir,
@@ -62,7 +81,7 @@ impl BackendConfig {
                     sled::SledBackend::open(&dir, durability, cache_bytes)
                 })
                 .await
-                .map_err(|err| format!("opening the kv store failed: {err}"))??;
+                .map_err(|_| OpenError::Interrupted)??;
                 backend.spawn_purger(shutdown);
                 Ok(OpenBackend {
                     kv: Arc::new(backend),
@@ -73,9 +92,7 @@ impl BackendConfig {
                 database,
                 durability,
             } => {
-                let database = Database::connect(&database, shutdown)
-                    .await
-                    .map_err(|err| err.to_string())?;
+                let database = Database::connect(&database, shutdown).await?;
                 let backend = Arc::new(postgres::PostgresBackend::new(
                     Arc::clone(&database),
                     durability,

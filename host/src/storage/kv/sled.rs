@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use super::config::OpenError;
 use super::group_commit::GroupCommit;
 use super::sled_entry::{
     Swap, apply_delta, encode, expiry, is_expired, live_value, now_ms, size_delta, storage,
@@ -41,13 +42,16 @@ pub struct SledBackend(Arc<Store>);
 impl SledBackend {
     /// Opens (or creates) the store in `dir`, its page cache bounded by
     /// `cache_bytes`. Blocking.
-    pub fn open(dir: &Path, durability: Durability, cache_bytes: u64) -> Result<Self, String> {
+    pub fn open(dir: &Path, durability: Durability, cache_bytes: u64) -> Result<Self, OpenError> {
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(cache_bytes)
             .flush_every_ms(Some(500))
             .open()
-            .map_err(|err| format!("cannot open the kv store at {}: {err}", dir.display()))?;
+            .map_err(|err| OpenError::Sled {
+                dir: dir.display().to_string(),
+                why: err.to_string(),
+            })?;
         Ok(Self(Arc::new(Store {
             commit: Arc::new(GroupCommit::new(db.clone())),
             db,
