@@ -26,6 +26,7 @@ use crate::droplets::{Droplets, LoadProgress};
 use crate::guest::code_cache::CodeCache;
 use crate::guest::runtime::{Runtime, RuntimeError, RuntimeSettings};
 use crate::identity::jwt::{JwtSettings, Verifier};
+use crate::identity::keys::KeyError;
 use crate::ops::shutdown::Shutdown;
 use crate::storage::database::Database;
 use crate::storage::kv::config::OpenError;
@@ -149,7 +150,7 @@ fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, StartError
 pub enum StartError {
     /// The JWT settings do not make a verifier.
     #[error("invalid JWT configuration: {0}")]
-    Jwt(String),
+    Jwt(#[from] KeyError),
     /// A file or directory the host needs could not be made or read.
     #[error("cannot {action} {path}: {cause}")]
     Io {

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header, errors::ErrorKind};
 use serde_json::Value;
 
-use super::keys::{Key, jwks_keys, pem_key};
+use super::keys::{Key, KeyError, jwks_keys, pem_key};
 
 /// The audience tokens must name unless configured otherwise.
 pub const DEFAULT_AUDIENCE: &str = "fullpotential.droplets";
@@ -92,7 +92,7 @@ pub enum TokenError {
 
 impl Verifier {
     /// Builds a verifier from the settings; `None` when no key is configured.
-    pub fn from_settings(settings: &JwtSettings) -> Result<Option<Self>, String> {
+    pub fn from_settings(settings: &JwtSettings) -> Result<Option<Self>, KeyError> {
         let mut keys = Vec::new();
         if let Some(public_key) = &settings.public_key {
             keys.push(pem_key(public_key)?);
@@ -102,7 +102,7 @@ impl Verifier {
         }
         if let Some(secret) = &settings.secret {
             if secret.is_empty() {
-                return Err("JWT_SECRET is set but empty".to_string());
+                return Err(KeyError::EmptySecret);
             }
             keys.push(Key {
                 kid: None,
