@@ -29,7 +29,7 @@ use crate::identity::jwt::{JwtSettings, Verifier};
 use crate::identity::keys::KeyError;
 use crate::ops::shutdown::Shutdown;
 use crate::storage::database::Database;
-use crate::storage::kv::config::OpenError;
+use crate::storage::kv::OpenError;
 use crate::storage::kv::{BackendConfig, KvBackend, OpenBackend};
 
 /// What `droplet serve` was asked to do.

@@ -5,6 +5,7 @@
 //! Uses only [`crate::ops`].
 
 pub mod database;
+pub mod database_errors;
 pub mod files;
 pub mod kv;
 pub mod migrations;

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::storage::database::ConnectError;
+
 /// Whether writes wait for the storage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
@@ -25,6 +27,25 @@ pub const MAX_KEY_BYTES: usize = 512;
 pub const DEFAULT_MAX_VALUE_BYTES: usize = 1 << 20;
 /// Most keys one `list_keys` call returns.
 pub const MAX_LIST_LIMIT: u32 = 1000;
+
+/// Why the kv backend could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// sled refused its directory (in use, unreadable, corrupt).
+    #[error("cannot open the kv store at {dir}: {why}")]
+    Sled {
+        /// The directory.
+        dir: String,
+        /// sled's reason.
+        why: String,
+    },
+    /// The opening task did not finish (the host is going down).
+    #[error("opening the kv store was interrupted")]
+    Interrupted,
+    /// The database could not be reached or migrated.
+    #[error(transparent)]
+    Database(#[from] ConnectError),
+}
 
 /// Why a kv operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -4,10 +4,10 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::backend::{Durability, KvBackend};
+use super::backend::{Durability, KvBackend, OpenError};
 use super::{postgres, sled};
 use crate::ops::shutdown::Shutdown;
-use crate::storage::database::{ConnectError, Database, DatabaseSettings};
+use crate::storage::database::{Database, DatabaseSettings};
 
 /// Which backend keeps kv data, and its settings: chosen once from the
 /// host's configuration.
@@ -39,25 +39,6 @@ pub struct OpenBackend {
     pub kv: Arc<dyn KvBackend>,
     /// The database, when the backend is PostgreSQL.
     pub database: Option<Arc<Database>>,
-}
-
-/// Why the kv backend could not be opened.
-#[derive(Debug, thiserror::Error)]
-pub enum OpenError {
-    /// sled refused its directory (in use, unreadable, corrupt).
-    #[error("cannot open the kv store at {dir}: {why}")]
-    Sled {
-        /// The directory.
-        dir: String,
-        /// sled's reason.
-        why: String,
-    },
-    /// The opening task did not finish (the host is going down).
-    #[error("opening the kv store was interrupted")]
-    Interrupted,
-    /// The database could not be reached or migrated.
-    #[error(transparent)]
-    Database(#[from] ConnectError),
 }
 
 impl BackendConfig {

@@ -18,6 +18,6 @@ pub mod usage_cache;
 
 pub use self::backend::{
     DEFAULT_MAX_VALUE_BYTES, Durability, ENTRY_OVERHEAD_BYTES, KeyPage, KvBackend, KvError, Limits,
-    MAX_KEY_BYTES, MAX_LIST_LIMIT, Usage, check_key, check_value, entry_bytes, record,
+    MAX_KEY_BYTES, MAX_LIST_LIMIT, OpenError, Usage, check_key, check_value, entry_bytes, record,
 };
 pub use self::config::{BackendConfig, OpenBackend};

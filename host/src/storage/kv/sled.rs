@@ -23,14 +23,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::config::OpenError;
 use super::group_commit::GroupCommit;
 use super::sled_entry::{
     Swap, apply_delta, encode, expiry, is_expired, live_value, now_ms, size_delta, storage,
     swap_entry,
 };
 use super::sled_store::{Store, TREE_PREFIX};
-use super::{Durability, KeyPage, KvBackend, KvError, Limits, MAX_LIST_LIMIT, Usage};
+use super::{Durability, KeyPage, KvBackend, KvError, Limits, MAX_LIST_LIMIT, OpenError, Usage};
 use crate::ops::shutdown::Shutdown;
 
 /// How often expired keys are purged.
