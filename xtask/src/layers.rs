@@ -6,10 +6,13 @@
 //! `self::…`, inside macro calls too). A path through a parent's
 //! re-export (`pub use self::child::Item`) is a dependency on the child
 //! that defines the item, not on the parent, so re-exporting never makes a
-//! cycle by itself. Two rules are checked:
+//! cycle by itself. Three rules are checked:
 //!
 //! 1. no cycle between modules, parent ↔ child included;
-//! 2. a `mod.rs` (and `lib.rs`) only declares modules and re-exports: the
+//! 2. the layers only call down ([`LAYERS`]): a module depends on its own
+//!    layer and the ones below, but for the few exceptions the design
+//!    allows, each with its reason ([`ALLOWED_UPWARD`]);
+//! 3. a `mod.rs` (and `lib.rs`) only declares modules and re-exports: the
 //!    code lives in named files, so a child never has to reach into its
 //!    parent for it.
 //!
@@ -46,6 +49,8 @@ pub struct Report {
     pub modules: usize,
     /// Dependencies between distinct modules.
     pub edges: usize,
+    /// Dependencies on a module of a layer above, not in [`ALLOWED_UPWARD`].
+    pub upward: Vec<String>,
     /// Every cycle found, as a list of modules.
     pub cycles: Vec<Vec<String>>,
     /// `mod.rs`/`lib.rs` files with code of their own.
@@ -68,6 +73,7 @@ pub fn check(src: &Path) -> Result<Report> {
         }
     }
     let edges = graph.values().map(BTreeSet::len).sum();
+    let upward = upward_dependencies(&graph);
     let cycles = find_cycles(&graph)
         .into_iter()
         .map(|cycle| cycle.iter().map(display).collect())
@@ -86,6 +92,7 @@ pub fn check(src: &Path) -> Result<Report> {
     Ok(Report {
         modules: modules.len(),
         edges,
+        upward,
         cycles,
         code_in_root_files,
     })
@@ -119,6 +126,91 @@ fn read_dir(src: &Path, dir: &Path, modules: &mut BTreeMap<ModPath, Module>) -> 
         }
     }
     Ok(())
+}
+
+/// The layers, top first: a module may depend on modules of its own layer
+/// and of the layers below. Top-level modules not named here (`lib.rs`)
+/// are outside the rule.
+const LAYERS: &[&[&str]] = &[
+    &["http"],
+    &["admin", "dispatch"],
+    &["app"],
+    &["droplets"],
+    &["guest"],
+    &["capabilities"],
+    &["storage", "identity"],
+    &["ops", "error", "bindings"],
+];
+
+/// The upward dependencies the design allows, each with its reason (kept
+/// in CONTRIBUTING.md too).
+const ALLOWED_UPWARD: &[(&str, &str, &str)] = &[
+    (
+        "admin",
+        "http::request_body",
+        "the admin API reads request bodies as dispatch does",
+    ),
+    (
+        "dispatch",
+        "http::request_body",
+        "the droplet call reads its request body under the droplet's limit",
+    ),
+    (
+        "app",
+        "http::connection",
+        "the composition root holds the connection limits it is given",
+    ),
+    (
+        "app",
+        "http::access_log",
+        "the composition root holds the access-log choice it is given",
+    ),
+    (
+        "app",
+        "http::router",
+        "the composition root normalizes the configured domain as routing compares hosts",
+    ),
+    (
+        "capabilities",
+        "droplets::manifest",
+        "a capability checks its grant in the manifest, a leaf that depends on nothing",
+    ),
+    (
+        "identity",
+        "droplets::manifest",
+        "the auth policy is the manifest's, a leaf that depends on nothing",
+    ),
+];
+
+fn layer_of(path: &ModPath) -> Option<usize> {
+    let top = path.first()?;
+    LAYERS
+        .iter()
+        .position(|layer| layer.contains(&top.as_str()))
+}
+
+/// Every dependency of a module on a module of a higher layer that
+/// [`ALLOWED_UPWARD`] does not allow.
+fn upward_dependencies(graph: &BTreeMap<ModPath, BTreeSet<ModPath>>) -> Vec<String> {
+    let mut upward = Vec::new();
+    for (from, deps) in graph {
+        let Some(from_layer) = layer_of(from) else {
+            continue;
+        };
+        for to in deps {
+            let Some(to_layer) = layer_of(to) else {
+                continue;
+            };
+            let target = to.join("::");
+            let allowed = ALLOWED_UPWARD.iter().any(|(source, module, _)| {
+                from.first().is_some_and(|top| top == source) && target == *module
+            });
+            if to_layer < from_layer && !allowed {
+                upward.push(format!("{} → {}", display(from), display(to)));
+            }
+        }
+    }
+    upward
 }
 
 /// `droplets/table.rs` → `["droplets", "table"]`; `droplets/mod.rs` and
@@ -422,19 +514,26 @@ fn find_cycles(graph: &BTreeMap<ModPath, BTreeSet<ModPath>>) -> Vec<Vec<ModPath>
 pub fn run(root: &Path) -> Result<()> {
     let report = check(&root.join("host").join("src"))?;
     println!(
-        "xtask layers: {} modules, {} dependencies between them, {} cycles, {} mod.rs with code",
+        "xtask layers: {} modules, {} dependencies between them, {} cycles, {} upward, {} mod.rs with code",
         report.modules,
         report.edges,
         report.cycles.len(),
+        report.upward.len(),
         report.code_in_root_files.len()
     );
+    for upward in &report.upward {
+        println!("  upward: {upward}");
+    }
     for cycle in &report.cycles {
         println!("  cycle: {}", cycle.join(" ↔ "));
     }
     for file in &report.code_in_root_files {
         println!("  code in a declarations-only file: {file}");
     }
-    if !report.cycles.is_empty() || !report.code_in_root_files.is_empty() {
+    if !report.cycles.is_empty()
+        || !report.upward.is_empty()
+        || !report.code_in_root_files.is_empty()
+    {
         bail!("the host's modules break the layering rules (see above and CONTRIBUTING.md)");
     }
     Ok(())
@@ -506,6 +605,20 @@ mod tests {
         assert_eq!(report.cycles.len(), 1, "{:?}", report.cycles);
         assert_eq!(report.code_in_root_files.len(), 1);
         assert!(report.code_in_root_files[0].contains("struct Shared"));
+    }
+
+    #[test]
+    fn a_lower_layer_naming_a_higher_one_is_reported() {
+        let dir = temp_dir("upward");
+        write(&dir, "lib.rs", "pub mod guest;\npub mod http;\n");
+        write(&dir, "http.rs", "pub fn serve() { crate::guest::run(); }\n");
+        write(
+            &dir,
+            "guest.rs",
+            "pub fn run() {}\nfn back() { crate::http::serve(); }\n",
+        );
+        let report = check(&dir).unwrap();
+        assert_eq!(report.upward, ["crate::guest → crate::http"]);
     }
 
     #[test]

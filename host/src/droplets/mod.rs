@@ -16,6 +16,7 @@
 //! | [`manifest`] | `{name}.toml`: fields, defaults, validation, `${VAR}` expansion |
 //! | [`watch`] | the droplets directory watcher |
 //! | [`fleet`] | fleet mode: hints, reconciliation, heartbeat |
+//! | [`registry`] | registering each version with the ecosystem's registry |
 
 pub mod converge;
 pub mod directory;
@@ -25,6 +26,7 @@ pub mod loader;
 pub mod manifest;
 pub mod name;
 pub mod publish;
+pub mod registry;
 pub mod series;
 pub mod startup;
 pub mod stats;

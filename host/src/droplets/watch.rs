@@ -27,7 +27,7 @@ use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::app::App;
+use crate::droplets::Droplets;
 use crate::droplets::directory;
 use crate::droplets::name::is_droplet_name;
 use crate::droplets::store::VersionFiles;
@@ -38,7 +38,7 @@ use crate::ops::shutdown::Shutdown;
 pub const DEBOUNCE: Duration = Duration::from_millis(250);
 
 /// Starts watching `dir`, until `shutdown`.
-pub fn spawn(app: Arc<App>, dir: PathBuf, shutdown: &Shutdown) -> notify::Result<()> {
+pub fn spawn(droplets: Arc<Droplets>, dir: PathBuf, shutdown: &Shutdown) -> notify::Result<()> {
     let (events, mut receive) = mpsc::unbounded_channel::<PathBuf>();
     let mut watcher =
         notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
@@ -75,7 +75,7 @@ pub fn spawn(app: Arc<App>, dir: PathBuf, shutdown: &Shutdown) -> notify::Result
                     let ready: Vec<String> = due.iter().filter(|(_, at)| **at <= now).map(|(name, _)| name.clone()).collect();
                     for name in ready {
                         due.remove(&name);
-                        apply(&app, &dir, &name, &mut seen).await;
+                        apply(&droplets, &dir, &name, &mut seen).await;
                     }
                 }
             }
@@ -135,7 +135,12 @@ fn droplet_of(path: &Path) -> Option<String> {
 
 /// Publishes the directory's version of `name` if its content is new, or
 /// removes the droplet if its module left the directory.
-async fn apply(app: &App, dir: &Path, name: &str, seen: &mut HashMap<String, ContentHash>) {
+async fn apply(
+    droplets: &Droplets,
+    dir: &Path,
+    name: &str,
+    seen: &mut HashMap<String, ContentHash>,
+) {
     let (dir, owned) = (dir.to_path_buf(), name.to_string());
     let read = tokio::task::spawn_blocking(move || {
         if dir.join(format!("{owned}.wasm")).exists() {
@@ -160,7 +165,7 @@ async fn apply(app: &App, dir: &Path, name: &str, seen: &mut HashMap<String, Con
         // Only a module that was there leaves: a stray manifest event must
         // not remove a droplet deployed through the admin API.
         if seen.remove(name).is_some()
-            && let Err(err) = app.droplets.remove(name).await
+            && let Err(err) = droplets.remove(name).await
         {
             tracing::error!(droplet = name, error = %err, "cannot remove the droplet whose module left the directory");
         }
@@ -176,10 +181,7 @@ async fn apply(app: &App, dir: &Path, name: &str, seen: &mut HashMap<String, Con
     }
     seen.insert(name.to_string(), hash);
     // A refused version is logged by `publish`; nothing else to do.
-    let _ = app
-        .droplets
-        .publish(name, wasm, manifest, "directory")
-        .await;
+    let _ = droplets.publish(name, wasm, manifest, "directory").await;
 }
 
 #[cfg(test)]

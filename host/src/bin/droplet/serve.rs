@@ -11,12 +11,12 @@ use anyhow::Context;
 use droplet_host::app::{App, ServeSettings};
 use droplet_host::capabilities::config::ConfigEnv;
 use droplet_host::droplets::manifest;
+use droplet_host::droplets::registry::RegistrySettings;
 use droplet_host::http::access_log::AccessLogMode;
 use droplet_host::http::connection::ConnectionLimits;
 use droplet_host::http::server;
 use droplet_host::identity::jwt::{self, JwtSettings};
 use droplet_host::ops::log_tail::TailLimits;
-use droplet_host::ops::registry::RegistrySettings;
 use droplet_host::ops::shutdown::Shutdown;
 use droplet_host::ops::telemetry::{self, LogFormat};
 use droplet_host::storage::database::DatabaseSettings;
@@ -338,15 +338,16 @@ pub fn serve(args: ServeArgs, dotenv: Option<PathBuf>) -> anyhow::Result<()> {
             })?;
         }
         if let Some(registry) = registry {
-            app.droplets
-                .notify(droplet_host::ops::registry::spawn(registry, &shutdown)?);
+            app.droplets.notify(droplet_host::droplets::registry::spawn(
+                registry, &shutdown,
+            )?);
         }
         if let Some(fleet) = &app.fleet {
             fleet.spawn(Arc::clone(&app.droplets), &shutdown);
         }
         if settings.watch {
             droplet_host::droplets::watch::spawn(
-                Arc::clone(&app),
+                Arc::clone(&app.droplets),
                 settings.droplets_dir.clone(),
                 &shutdown,
             )?;
