@@ -339,8 +339,14 @@ async fn acknowledged_writes_survive_kill_9() {
 #[tokio::test]
 async fn concurrent_writers_cannot_pass_the_quota_together() {
     let host = HostBuilder::new()
-        .droplet_with("kv", "kvstore", "kv_quota_mb = 1\nmax_concurrency = 32\n")
-        .droplet("free", "kvstore")
+        // Sixteen 300 KiB writes at once on a loaded 2-core machine: a
+        // budget no load can overrun (this test is about the quota).
+        .droplet_with(
+            "kv",
+            "kvstore",
+            "kv_quota_mb = 1\nmax_concurrency = 32\nbudget_ms = 60000\n",
+        )
+        .droplet_with("free", "kvstore", "budget_ms = 60000\n")
         .droplet("hello", "hello")
         .arg("--kv-default-quota-mb")
         .arg("1")
