@@ -7,12 +7,14 @@ use std::time::Duration;
 use futures::future::join_all;
 use serde_json::Value;
 
-use crate::support::{Host, HostBuilder};
+use crate::support::{GENEROUS, Host, HostBuilder};
 
 async fn hostile_host(manifest: &str) -> Host {
     HostBuilder::new()
         .droplet_with("hostile", "hostile", manifest)
-        .droplet("hello", "hello")
+        // The bystander: a budget no load can overrun, so that only the
+        // attack can make it fail.
+        .droplet_with("hello", "hello", GENEROUS)
         .start()
         .await
 }

@@ -140,7 +140,11 @@ async fn keys_expire_after_their_ttl() {
 
 #[tokio::test]
 async fn pagination_walk_returns_every_key_once_under_concurrent_inserts() {
-    let host = HostBuilder::new().droplet("kv", "kvstore").start().await;
+    // A budget no load can overrun: this test is not about budgets.
+    let host = HostBuilder::new()
+        .droplet_with("kv", "kvstore", crate::support::GENEROUS)
+        .start()
+        .await;
     let originals: Vec<String> = (0..60).map(|i| format!("p:{i:03}")).collect();
     join_all(originals.iter().map(|key| {
         let (host, path) = (&host, format!("/kv/k/{key}"));
@@ -346,7 +350,7 @@ async fn concurrent_writers_cannot_pass_the_quota_together() {
             "kvstore",
             "kv_quota_mb = 1\nmax_concurrency = 32\nbudget_ms = 60000\n",
         )
-        .droplet_with("free", "kvstore", "budget_ms = 60000\n")
+        .droplet_with("free", "kvstore", crate::support::GENEROUS)
         .droplet("hello", "hello")
         .arg("--kv-default-quota-mb")
         .arg("1")

@@ -56,6 +56,10 @@ pub fn example_variant(name: &str, variant: u32) -> Vec<u8> {
     bytes
 }
 
+/// A manifest with a budget no load on a shared 2-core machine can
+/// overrun, for droplets in tests that are not about budgets.
+pub const GENEROUS: &str = "budget_ms = 60000\n";
+
 /// A host to start.
 #[derive(Default)]
 pub struct HostBuilder {
