@@ -53,6 +53,23 @@ async fn admin_api_is_disabled_without_keys_and_says_how_to_enable_it() {
 }
 
 #[tokio::test]
+async fn an_unknown_admin_route_is_404_not_found_and_droplets_keep_answering() {
+    let host = admin_host().await;
+    let message = admin(&host, "GET", "/_admin/nope", None)
+        .await
+        .assert_error(404, "not_found");
+    assert!(message.contains("no admin endpoint"), "{message}");
+    admin(&host, "GET", "/_admin/droplets/hello/nope", None)
+        .await
+        .assert_error(404, "not_found");
+    // A known route with the wrong method is still a bad request.
+    admin(&host, "POST", "/_admin/droplets", None)
+        .await
+        .assert_error(400, "bad_request");
+    assert_eq!(host.get("/hello/").await.status, 200);
+}
+
+#[tokio::test]
 async fn admin_api_needs_a_token_with_the_admin_scope() {
     let host = admin_host().await;
     host.get("/_admin/droplets")

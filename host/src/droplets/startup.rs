@@ -181,23 +181,22 @@ impl Droplets {
                 Err(err) => Plan::Failed(id, LoadError::read(name.to_string(), err)),
             }
         };
+        // The directory's module is read only when it is newer than the
+        // stored version (a plain restart reads each module once, from the
+        // store).
+        let published = stored.as_ref().map(|(_, published)| *published);
         let (dir, owned_name) = (self.dir.clone(), name.to_string());
-        let in_dir = tokio::task::spawn_blocking(move || {
+        let newer = tokio::task::spawn_blocking(move || {
             let modified = directory::modified(&dir, &owned_name)?;
-            Some((modified, directory::read_version(&dir, &owned_name)))
+            let newer = published.is_none_or(|published| modified > published);
+            newer.then(|| directory::read_version(&dir, &owned_name))
         })
         .await
         .ok()
         .flatten();
-        let Some((modified, read)) = in_dir else {
+        let Some(read) = newer else {
             return stored_plan(lazy).await;
         };
-        if stored
-            .as_ref()
-            .is_some_and(|(_, published)| modified <= *published)
-        {
-            return stored_plan(lazy).await;
-        }
         let files = match read {
             Ok(files) => files,
             Err(err) if stored.is_some() => {

@@ -61,15 +61,6 @@ impl PostgresStore {
             .collect())
     }
 
-    /// Runs one store operation's queries: its database errors are the
-    /// store's.
-    async fn run<T>(
-        &self,
-        query: impl Future<Output = Result<T, StoreError>>,
-    ) -> Result<T, StoreError> {
-        query.await
-    }
-
     /// Makes `seq` the current version of `name` and tells the fleet, in
     /// the transaction `tx`.
     async fn make_current(
@@ -106,85 +97,70 @@ impl PostgresStore {
 #[async_trait]
 impl DeploymentStore for PostgresStore {
     async fn names(&self) -> Result<Vec<String>, StoreError> {
-        self.run(async {
-            let client = self.db.client().await?;
-            let rows = client
-                .query("SELECT name FROM droplet_current", &[])
-                .await
-                .map_err(|err| self.db.fail(err))?;
-            rows.iter()
-                .map(|row| row.try_get(0).map_err(corrupt))
-                .collect()
-        })
-        .await
+        let client = self.db.client().await?;
+        let rows = client
+            .query("SELECT name FROM droplet_current", &[])
+            .await
+            .map_err(|err| self.db.fail(err))?;
+        rows.iter()
+            .map(|row| row.try_get(0).map_err(corrupt))
+            .collect()
     }
 
     async fn versions(&self, name: &str) -> Result<Vec<VersionId>, StoreError> {
-        self.run(async {
-            let client = self.db.client().await?;
-            let rows = client
-                .query(
-                    "SELECT id FROM droplet_versions WHERE name = $1 ORDER BY seq DESC",
-                    &[&name],
-                )
-                .await
-                .map_err(|err| self.db.fail(err))?;
-            rows.iter()
-                .map(|row| row.try_get(0).map_err(corrupt))
-                .filter_map(|id| id.map(VersionId::parse).transpose())
-                .collect()
-        })
-        .await
+        let client = self.db.client().await?;
+        let rows = client
+            .query(
+                "SELECT id FROM droplet_versions WHERE name = $1 ORDER BY seq DESC",
+                &[&name],
+            )
+            .await
+            .map_err(|err| self.db.fail(err))?;
+        rows.iter()
+            .map(|row| row.try_get(0).map_err(corrupt))
+            .filter_map(|id| id.map(VersionId::parse).transpose())
+            .collect()
     }
 
     async fn current(&self, name: &str) -> Result<Option<(VersionId, SystemTime)>, StoreError> {
-        self.run(async {
-            let client = self.db.client().await?;
-            let row = client
-                .query_opt(
-                    "SELECT v.id, c.since FROM droplet_current c
-                     JOIN droplet_versions v ON v.name = c.name AND v.seq = c.seq
-                     WHERE c.name = $1",
-                    &[&name],
-                )
-                .await
-                .map_err(|err| self.db.fail(err))?;
-            match row {
-                None => Ok(None),
-                Some(row) => {
-                    let id: &str = row.try_get(0).map_err(corrupt)?;
-                    let since = row.try_get(1).map_err(corrupt)?;
-                    Ok(VersionId::parse(id).map(|id| (id, since)))
-                }
+        let client = self.db.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT v.id, c.since FROM droplet_current c
+                 JOIN droplet_versions v ON v.name = c.name AND v.seq = c.seq
+                 WHERE c.name = $1",
+                &[&name],
+            )
+            .await
+            .map_err(|err| self.db.fail(err))?;
+        match row {
+            None => Ok(None),
+            Some(row) => {
+                let id: &str = row.try_get(0).map_err(corrupt)?;
+                let since = row.try_get(1).map_err(corrupt)?;
+                Ok(VersionId::parse(id).map(|id| (id, since)))
             }
-        })
-        .await
+        }
     }
 
     async fn read(&self, name: &str, version: &VersionId) -> Result<VersionFiles, StoreError> {
-        self.run(async {
-            let client = self.db.client().await?;
-            let row = client
-                .query_opt(
-                    "SELECT module, manifest FROM droplet_versions
-                     WHERE name = $1 AND seq = $2 AND id = $3",
-                    &[&name, &(version.seq() as i64), &version.as_str()],
-                )
-                .await
-                .map_err(|err| self.db.fail(err))?;
-            row.map(|row| {
-                Ok((
-                    row.try_get(0).map_err(corrupt)?,
-                    row.try_get(1).map_err(corrupt)?,
-                ))
-            })
-            .transpose()
-        })
-        .await?
-        .ok_or_else(|| StoreError::NotStored {
-            name: name.to_string(),
-            version: version.to_string(),
-        })
+        let client = self.db.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT module, manifest FROM droplet_versions
+                 WHERE name = $1 AND seq = $2 AND id = $3",
+                &[&name, &(version.seq() as i64), &version.as_str()],
+            )
+            .await
+            .map_err(|err| self.db.fail(err))?
+            .ok_or_else(|| StoreError::NotStored {
+                name: name.to_string(),
+                version: version.to_string(),
+            })?;
+        Ok((
+            row.try_get(0).map_err(corrupt)?,
+            row.try_get(1).map_err(corrupt)?,
+        ))
     }
 
     async fn read_manifest(
@@ -192,33 +168,27 @@ impl DeploymentStore for PostgresStore {
         name: &str,
         version: &VersionId,
     ) -> Result<Option<String>, StoreError> {
-        self.run(async {
-            let client = self.db.client().await?;
-            let row = client
-                .query_opt(
-                    "SELECT manifest FROM droplet_versions WHERE name = $1 AND seq = $2",
-                    &[&name, &(version.seq() as i64)],
-                )
-                .await
-                .map_err(|err| self.db.fail(err))?;
-            match row {
-                Some(row) => row.try_get(0).map_err(corrupt),
-                None => Ok(None),
-            }
-        })
-        .await
+        let client = self.db.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT manifest FROM droplet_versions WHERE name = $1 AND seq = $2",
+                &[&name, &(version.seq() as i64)],
+            )
+            .await
+            .map_err(|err| self.db.fail(err))?;
+        match row {
+            Some(row) => row.try_get(0).map_err(corrupt),
+            None => Ok(None),
+        }
     }
 
     async fn next_seq(&self) -> Result<u64, StoreError> {
-        self.run(async {
-            let client = self.db.client().await?;
-            let row = client
-                .query_one("SELECT nextval('droplet_version_seq')", &[])
-                .await
-                .map_err(|err| self.db.fail(err))?;
-            Ok(row.try_get::<_, i64>(0).map_err(corrupt)? as u64)
-        })
-        .await
+        let client = self.db.client().await?;
+        let row = client
+            .query_one("SELECT nextval('droplet_version_seq')", &[])
+            .await
+            .map_err(|err| self.db.fail(err))?;
+        Ok(row.try_get::<_, i64>(0).map_err(corrupt)? as u64)
     }
 
     async fn save(
@@ -228,65 +198,56 @@ impl DeploymentStore for PostgresStore {
         wasm: &[u8],
         manifest: Option<&str>,
     ) -> Result<(), StoreError> {
-        self.run(async {
-            let mut client = self.db.client().await?;
-            let db = &self.db;
-            let tx = client.transaction().await.map_err(|err| db.fail(err))?;
-            let seq = version.seq() as i64;
-            let steps = async {
-                tx.execute(
-                    "INSERT INTO droplet_versions (name, seq, id, module, manifest)
-                     VALUES ($1, $2, $3, $4, $5)",
-                    &[&name, &seq, &version.as_str(), &wasm, &manifest],
-                )
-                .await?;
-                self.make_current(&tx, name, version).await?;
-                tx.execute(
-                    "DELETE FROM droplet_versions WHERE name = $1 AND seq NOT IN (
-                         SELECT seq FROM droplet_versions WHERE name = $1
-                         ORDER BY seq DESC LIMIT $2
-                     ) AND seq <> $3",
-                    &[&name, &(KEPT_VERSIONS as i64), &seq],
-                )
-                .await
-                .map(|_| ())
-            };
-            steps.await.map_err(|err| db.fail(err))?;
-            Ok(tx.commit().await.map_err(|err| db.fail(err))?)
-        })
-        .await
+        let mut client = self.db.client().await?;
+        let db = &self.db;
+        let tx = client.transaction().await.map_err(|err| db.fail(err))?;
+        let seq = version.seq() as i64;
+        let steps = async {
+            tx.execute(
+                "INSERT INTO droplet_versions (name, seq, id, module, manifest)
+                 VALUES ($1, $2, $3, $4, $5)",
+                &[&name, &seq, &version.as_str(), &wasm, &manifest],
+            )
+            .await?;
+            self.make_current(&tx, name, version).await?;
+            tx.execute(
+                "DELETE FROM droplet_versions WHERE name = $1 AND seq NOT IN (
+                     SELECT seq FROM droplet_versions WHERE name = $1
+                     ORDER BY seq DESC LIMIT $2
+                 ) AND seq <> $3",
+                &[&name, &(KEPT_VERSIONS as i64), &seq],
+            )
+            .await
+            .map(|_| ())
+        };
+        steps.await.map_err(|err| db.fail(err))?;
+        Ok(tx.commit().await.map_err(|err| db.fail(err))?)
     }
 
     async fn set_current(&self, name: &str, version: &VersionId) -> Result<(), StoreError> {
-        self.run(async {
-            let mut client = self.db.client().await?;
-            let db = &self.db;
-            let tx = client.transaction().await.map_err(|err| db.fail(err))?;
-            self.make_current(&tx, name, version)
-                .await
-                .map_err(|err| db.fail(err))?;
-            Ok(tx.commit().await.map_err(|err| db.fail(err))?)
-        })
-        .await
+        let mut client = self.db.client().await?;
+        let db = &self.db;
+        let tx = client.transaction().await.map_err(|err| db.fail(err))?;
+        self.make_current(&tx, name, version)
+            .await
+            .map_err(|err| db.fail(err))?;
+        Ok(tx.commit().await.map_err(|err| db.fail(err))?)
     }
 
     async fn remove(&self, name: &str) -> Result<(), StoreError> {
-        self.run(async {
-            let mut client = self.db.client().await?;
-            let db = &self.db;
-            let tx = client.transaction().await.map_err(|err| db.fail(err))?;
-            let steps = async {
-                tx.execute("DELETE FROM droplet_current WHERE name = $1", &[&name])
-                    .await?;
-                tx.execute("DELETE FROM droplet_versions WHERE name = $1", &[&name])
-                    .await?;
-                tx.execute("DELETE FROM fleet_served WHERE name = $1", &[&name])
-                    .await?;
-                self.hint(&tx, name, "removed").await
-            };
-            steps.await.map_err(|err| db.fail(err))?;
-            Ok(tx.commit().await.map_err(|err| db.fail(err))?)
-        })
-        .await
+        let mut client = self.db.client().await?;
+        let db = &self.db;
+        let tx = client.transaction().await.map_err(|err| db.fail(err))?;
+        let steps = async {
+            tx.execute("DELETE FROM droplet_current WHERE name = $1", &[&name])
+                .await?;
+            tx.execute("DELETE FROM droplet_versions WHERE name = $1", &[&name])
+                .await?;
+            tx.execute("DELETE FROM fleet_served WHERE name = $1", &[&name])
+                .await?;
+            self.hint(&tx, name, "removed").await
+        };
+        steps.await.map_err(|err| db.fail(err))?;
+        Ok(tx.commit().await.map_err(|err| db.fail(err))?)
     }
 }
