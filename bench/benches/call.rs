@@ -131,6 +131,7 @@ fn call(c: &mut Criterion) {
             max_memory_mb: 256,
             keep_resident_bytes: None,
             warm_slots: None,
+            max_held_bytes: 1 << 30,
         })
         .expect("runtime"),
     );

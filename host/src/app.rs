@@ -25,6 +25,7 @@ use crate::droplets::store::postgres::PostgresStore;
 use crate::droplets::{Droplets, LoadProgress};
 use crate::guest::code_cache::CodeCache;
 use crate::guest::runtime::{Runtime, RuntimeError, RuntimeSettings};
+use crate::http::request_body::BodyBudget;
 use crate::identity::jwt::{JwtSettings, Verifier};
 use crate::identity::keys::KeyError;
 use crate::ops::shutdown::Shutdown;
@@ -76,8 +77,16 @@ pub struct ServeSettings {
     /// Response bytes the host holds at once, across every call and every
     /// response still being sent.
     pub response_buffer_bytes: usize,
+    /// Request-body bytes the host holds at once, across every request
+    /// being read or answered.
+    pub request_buffer_bytes: usize,
+    /// Host memory all running calls together may make the host hold
+    /// (resources, strings and buffers on the host's heap).
+    pub guest_held_bytes: usize,
     /// Outbound HTTP requests in flight at once across every droplet.
     pub max_outbound_in_flight: usize,
+    /// In-process calls one request from outside may cause, all together.
+    pub max_internal_calls: u32,
     /// Which requests get an access-log line.
     pub access_log: crate::http::access_log::AccessLogMode,
     /// Bytes of each instance memory wiped in place on drop; `None`: the
@@ -108,6 +117,12 @@ pub struct App {
     /// instantiates, so the pooling allocator is never asked for more than it
     /// has and a full pool is a clean 503, not an error.
     pub instance_slots: Semaphore,
+    /// The host-wide budget of request-body bytes held at once.
+    pub request_bodies: BodyBudget,
+    /// The size of the instance pool, for the 503 that says it is full.
+    pub max_instances: u32,
+    /// In-process calls one request from outside may cause, all together.
+    pub max_internal_calls: u32,
     /// When the host started.
     pub started: Instant,
     /// The host's shutdown: `/health` and new droplet calls answer 503 once
@@ -250,6 +265,7 @@ impl App {
             max_memory_mb: settings.max_memory_mb,
             keep_resident_bytes: settings.keep_resident_bytes,
             warm_slots: settings.warm_slots,
+            max_held_bytes: settings.guest_held_bytes,
         })?);
         let cache_dir = settings
             .cache_dir
@@ -293,6 +309,9 @@ impl App {
             body_read_timeout: settings.body_read_timeout,
             metrics,
             instance_slots: Semaphore::new(settings.max_instances as usize),
+            request_bodies: BodyBudget::new(settings.request_buffer_bytes),
+            max_instances: settings.max_instances,
+            max_internal_calls: settings.max_internal_calls,
             started: Instant::now(),
             shutdown: shutdown.clone(),
             database,

@@ -53,6 +53,21 @@ pub enum HostError {
     /// No instance slot freed up in time.
     #[error("droplet `{0}` is over its concurrency limit; retry shortly")]
     DropletOverloaded(String),
+    /// An in-process call found no free slot of the droplet its request
+    /// from outside reached first (whose limit its whole fan-out shares).
+    #[error(
+        "droplet `{root}` is over its concurrency limit, which the in-process calls it causes share (this one called `{callee}`); retry shortly"
+    )]
+    FanoutOverloaded {
+        /// The droplet the request from outside reached.
+        root: String,
+        /// The droplet this in-process call was for.
+        callee: String,
+    },
+    /// One request from outside caused more in-process calls than the host
+    /// allows.
+    #[error("{0}")]
+    TooManyCalls(String),
     /// The call overran the droplet's budget.
     #[error("droplet `{name}` did not answer within its budget of {budget_ms} ms")]
     BudgetExceeded {
@@ -94,8 +109,10 @@ impl HostError {
             HostError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             HostError::DropletTrap(_) | HostError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             HostError::InvalidResponse(_) => StatusCode::BAD_GATEWAY,
+            HostError::TooManyCalls(_) => StatusCode::TOO_MANY_REQUESTS,
             HostError::DropletUnavailable { .. }
             | HostError::DropletOverloaded(_)
+            | HostError::FanoutOverloaded { .. }
             | HostError::StoreUnavailable(_)
             | HostError::HostBusy(_)
             | HostError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
@@ -116,7 +133,10 @@ impl HostError {
             HostError::DropletTrap(_) => "droplet_trap",
             HostError::InvalidResponse(_) => "invalid_response",
             HostError::DropletUnavailable { .. } | HostError::ShuttingDown => "droplet_unavailable",
-            HostError::DropletOverloaded(_) => "droplet_overloaded",
+            HostError::DropletOverloaded(_) | HostError::FanoutOverloaded { .. } => {
+                "droplet_overloaded"
+            }
+            HostError::TooManyCalls(_) => "too_many_calls",
             HostError::StoreUnavailable(_) => "store_unavailable",
             HostError::HostBusy(_) => "host_busy",
             HostError::LoopDetected(_) => "loop_detected",
@@ -131,6 +151,7 @@ impl HostError {
         let retry_after = matches!(
             self,
             HostError::DropletOverloaded(_)
+                | HostError::FanoutOverloaded { .. }
                 | HostError::ShuttingDown
                 | HostError::StoreUnavailable(_)
                 | HostError::HostBusy(_)

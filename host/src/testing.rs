@@ -47,6 +47,7 @@ pub fn parts() -> Parts {
             max_memory_mb: 128,
             keep_resident_bytes: None,
             warm_slots: None,
+            max_held_bytes: 1 << 30,
         })
         .expect("the runtime"),
     );
@@ -113,3 +114,8 @@ pub fn headers(pairs: &[(&'static str, &'static str)]) -> http::HeaderMap {
         })
         .collect()
 }
+
+/// The unit tests count calls' host memory as the `droplet` binary does.
+#[global_allocator]
+static ALLOCATOR: crate::guest::host_memory::Counted<std::alloc::System> =
+    crate::guest::host_memory::Counted(std::alloc::System);

@@ -167,3 +167,48 @@ async fn a_host_call_loop_is_stopped_at_its_budget() {
     let reply = while_healthy_answers(&host, host.get("/hostile/host-loop")).await;
     reply.assert_error(504, "budget_exceeded");
 }
+
+/// A `wasi:http` component (no grants at all) that keeps creating `fields`
+/// of ~120 KiB makes the host, not itself, hold them: the call is stopped
+/// at its limit of host memory and the host keeps serving.
+#[tokio::test]
+async fn hoarding_wasi_http_resources_stops_the_call_not_the_host() {
+    let host = HostBuilder::new()
+        .droplet_with("web", "proxy-hello", GENEROUS)
+        .droplet_with("hello", "hello", GENEROUS)
+        .start()
+        .await;
+    assert_eq!(host.get("/web/").await.status, 200);
+    let before = host.memory_kib("VmRSS");
+    let reply = while_healthy_answers(&host, host.get("/web/hoard")).await;
+    let message = reply.assert_error(500, "droplet_trap");
+    assert!(
+        message.contains("made the host hold more than its limit of 112 MiB"),
+        "{message}"
+    );
+    let grown_mib = host.memory_kib("VmHWM").saturating_sub(before) / 1024;
+    eprintln!("peak grew {grown_mib} MiB");
+    // Its limit (memory_mb 64 + 48) and the allocator's slack; unbounded,
+    // it grew past a GiB in seconds.
+    assert!(grown_mib < 400, "the host's peak grew {grown_mib} MiB");
+    assert_eq!(host.get("/web/").await.status, 200);
+}
+
+/// Calls together are held to the host-wide budget: past it, the call that
+/// asked for more answers 503 host_busy.
+#[tokio::test]
+async fn host_memory_past_the_hosts_budget_is_a_503() {
+    let host = HostBuilder::new()
+        .droplet_with("web", "proxy-hello", GENEROUS)
+        .droplet_with("hello", "hello", GENEROUS)
+        .arg("--max-guest-held-mb")
+        .arg("32")
+        .start()
+        .await;
+    let reply = host.get("/web/hoard").await;
+    reply.assert_error(503, "host_busy");
+    assert_eq!(reply.header("retry-after"), Some("1"));
+    // Its share was handed back: others (and it) are served.
+    assert_eq!(host.get("/web/").await.status, 200);
+    assert_eq!(host.get("/hello/").await.status, 200);
+}

@@ -283,3 +283,114 @@ async fn open_connections_are_capped_and_a_closed_one_frees_its_place() {
         .expect("served once a place is free");
     assert_eq!(served.status, 200);
 }
+
+/// Sends the head of a POST to `/echo/` declaring `length` body bytes and
+/// `sent` of them, and keeps the connection open.
+async fn held_body(
+    host: &crate::support::Host,
+    length: usize,
+    sent: usize,
+) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::TcpStream::connect(host.addr()).await.unwrap();
+    let head = format!("POST /echo/ HTTP/1.1\r\nhost: x\r\ncontent-length: {length}\r\n\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&vec![b'a'; sent]).await.unwrap();
+    stream
+}
+
+/// Request bodies held at once are bounded host-wide, declared or
+/// streamed, over HTTP/1.1 and HTTP/2: past the budget a request answers
+/// 503 host_busy at once, and what a request held is given back when it
+/// ends.
+#[tokio::test]
+async fn request_bodies_past_the_hosts_budget_are_a_503() {
+    let host = HostBuilder::new()
+        .droplet_with("echo", "echo", "max_body_kb = 4096\nbudget_ms = 60000\n")
+        .arg("--max-request-buffer-mb")
+        .arg("1")
+        .start()
+        .await;
+    let post = |kib: usize| {
+        Request::post("/echo/")
+            .body(Bytes::from(vec![b'a'; kib << 10]))
+            .unwrap()
+    };
+    assert_eq!(host.send(post(700)).await.status, 200);
+    // A client declares 700 KiB and sends one byte: the host holds the
+    // declared length from the start, so a second such body cannot fit.
+    let first = held_body(&host, 700 << 10, 1).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let refused = loop {
+        let reply = host.send(post(700)).await;
+        if reply.status == 503 || Instant::now() > deadline {
+            break reply;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    refused.assert_error(503, "host_busy");
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    // Small bodies still fit beside it.
+    assert_eq!(host.send(post(100)).await.status, 200);
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = host.send(post(700)).await.status;
+        if status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still {status} after the first closed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // HTTP/2: many streams of one connection, each 300 KiB sent but not
+    // finished, share the same budget.
+    let stream = tokio::net::TcpStream::connect(host.addr()).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    let mut bodies = Vec::new();
+    let mut responses = Vec::new();
+    for _ in 0..8 {
+        let (mut tx, body) =
+            http_body_util::channel::Channel::<Bytes, std::convert::Infallible>::new(4);
+        tx.send_data(Bytes::from(vec![b'a'; 300 << 10]))
+            .await
+            .unwrap();
+        bodies.push(tx);
+        sender.ready().await.unwrap();
+        let request = Request::post(format!("{}/echo/", host.url()))
+            .body(body)
+            .unwrap();
+        responses.push(tokio::spawn(sender.send_request(request)));
+    }
+    // At most three fit in 1 MiB; the others were refused without waiting
+    // for their bodies to end.
+    let mut refused = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while refused < 5 {
+        assert!(Instant::now() < deadline, "only {refused} refused");
+        refused = 0;
+        for response in &responses {
+            if response.is_finished() {
+                refused += 1;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for response in responses {
+        if response.is_finished() {
+            let response = response.await.unwrap().unwrap();
+            assert_eq!(response.status(), 503);
+        }
+    }
+    drop(bodies);
+    assert_eq!(host.get("/echo/").await.status, 200);
+}

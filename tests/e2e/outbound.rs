@@ -13,7 +13,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 
-use crate::support::{Host, HostBuilder};
+use crate::support::{GENEROUS, Host, HostBuilder};
 
 /// A server the droplet may call: `/hello` (records the `traceparent` it
 /// got), `/echo` (answers with the method and the body it got), `/slow`
@@ -537,5 +537,106 @@ async fn outbound_requests_in_flight_are_capped_per_host() {
         (status, body["body"].as_str()),
         (200, Some("hi from upstream")),
         "{body}"
+    );
+}
+
+/// One request from outside cannot fill the host through in-process
+/// fan-out: its whole tree of calls has a budget, and each call also takes
+/// a slot of the droplet it reached first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_requests_fan_out_is_bounded_and_counts_against_its_droplet() {
+    let host = HostBuilder::new()
+        .droplet_with(
+            "fan",
+            "gateway",
+            "allowed_outbound_hosts = [\"http://*.droplet.internal\"]\nmax_outbound_requests = 1000\nbudget_ms = 60000\n",
+        )
+        .droplet_with(
+            "narrow",
+            "gateway",
+            "allowed_outbound_hosts = [\"http://*.droplet.internal\"]\nmax_outbound_requests = 1000\nbudget_ms = 60000\nmax_concurrency = 1\n",
+        )
+        .droplet_with("leaf", "hello", GENEROUS)
+        .arg("--max-internal-calls")
+        .arg("30")
+        .start()
+        .await;
+    let many = |from: &str, url: &str, n: u32| format!("/{from}/many?url={}&n={n}", encoded(url));
+    let reply = host
+        .get(&many("fan", "http://leaf.droplet.internal/", 50))
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let statuses = reply.json()["statuses"].clone();
+    assert_eq!(statuses, json!({"200": 30, "429": 20}), "{statuses}");
+    // Each request from outside has its own budget.
+    let again = host
+        .get(&many("fan", "http://leaf.droplet.internal/", 30))
+        .await;
+    assert_eq!(again.json()["statuses"], json!({"200": 30}));
+    // A tree shares its budget: the relay's call to `fan` is one of the
+    // 30, so the 40 calls it makes get 29.
+    let inner = format!(
+        "http://fan.droplet.internal/many?url={}&n=40",
+        encoded("http://leaf.droplet.internal/")
+    );
+    let tree = host
+        .get(&format!("/fan/relay?url={}", encoded(&inner)))
+        .await;
+    assert_eq!(tree.status, 200, "{}", tree.text());
+    assert_eq!(tree.json()["statuses"], json!({"200": 29, "429": 11}));
+    let refused = host
+        .get(&format!(
+            "/fan/relay?url={}",
+            encoded("http://leaf.droplet.internal/")
+        ))
+        .await;
+    assert_eq!(refused.status, 200, "a fresh request, a fresh budget");
+    // The refusal says why.
+    let second = format!(
+        "http://fan.droplet.internal/relay?url={}",
+        encoded("http://leaf.droplet.internal/")
+    );
+    let deep = host
+        .get(&format!("/fan/relay?url={}", encoded(&second)))
+        .await;
+    assert_eq!(deep.status, 200, "2 calls of 30: {}", deep.text());
+    // The calls count against the first droplet's concurrency: with one
+    // slot, which its own call holds, it cannot fan out at all, and the
+    // 503 says so.
+    let reply = host
+        .get(&many("narrow", "http://leaf.droplet.internal/", 1))
+        .await;
+    assert_eq!(reply.json()["statuses"], json!({"503": 1}));
+    let refused = host
+        .get(&format!(
+            "/narrow/relay?url={}",
+            encoded("http://leaf.droplet.internal/")
+        ))
+        .await;
+    let message = refused.assert_error(503, "droplet_overloaded");
+    assert!(
+        message.contains(
+            "`narrow` is over its concurrency limit, which the in-process calls it causes share"
+        ),
+        "{message}"
+    );
+    let one = HostBuilder::new()
+        .droplet_with(
+            "fan",
+            "gateway",
+            "allowed_outbound_hosts = [\"http://*.droplet.internal\"]\nbudget_ms = 60000\n",
+        )
+        .droplet_with("leaf", "hello", GENEROUS)
+        .arg("--max-internal-calls")
+        .arg("1")
+        .start()
+        .await;
+    let reply = one
+        .get(&format!("/fan/relay?url={}", encoded(&second)))
+        .await;
+    let message = reply.assert_error(429, "too_many_calls");
+    assert!(
+        message.contains("caused its limit of 1 in-process calls (it reached `fan` first)"),
+        "{message}"
     );
 }

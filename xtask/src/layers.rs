@@ -167,6 +167,11 @@ const ALLOWED_UPWARD: &[(&str, &str, &str)] = &[
     ),
     (
         "app",
+        "http::request_body",
+        "the composition root holds the host-wide budget of request bytes it is given",
+    ),
+    (
+        "app",
         "http::router",
         "the composition root normalizes the configured domain as routing compares hosts",
     ),

@@ -5,7 +5,7 @@
 //! | request | does |
 //! | --- | --- |
 //! | `GET /fetch?url=U[&method=M][&header=name:value][&body=B]` | one request to `U`; answers what came back: `{"status", "headers", "body"}`, or `{"error": {"kind", "message"}}` with 502 |
-//! | `GET /many?url=U&n=N` | `N` requests to `U` in a row: `{"ok": count, "error": first error}` |
+//! | `GET /many?url=U&n=N` | `N` requests to `U` in a row: `{"ok": count, "statuses": {status: count}, "error": first error}` |
 //! | `GET /relay?url=U` | fetches `U` and answers with exactly what came back (status, headers, body) |
 //! | `GET /loop?to=NAME` | relays `http://NAME.droplet.internal/loop?to=NAME`: a call cycle, which the host stops (508) |
 //! | `GET /ping` | `pong`, without calling out (the benchmarks' baseline) |
@@ -48,15 +48,19 @@ fn handle(req: Request) -> Response {
             };
             let mut ok = 0;
             let mut first_error = None;
+            let mut statuses = std::collections::BTreeMap::<String, u32>::new();
             for _ in 0..n {
                 match fetch::get(&url) {
-                    Ok(_) => ok += 1,
+                    Ok(response) => {
+                        ok += 1;
+                        *statuses.entry(response.status().to_string()).or_default() += 1;
+                    }
                     Err(err) => {
                         first_error.get_or_insert(err.to_string());
                     }
                 }
             }
-            Response::json(&json!({ "ok": ok, "error": first_error }))
+            Response::json(&json!({ "ok": ok, "statuses": statuses, "error": first_error }))
         }
         "/ping" => Response::text("pong"),
         "/relay" => {

@@ -9,6 +9,7 @@
 //! | `/spin` | never: loops forever (the host's budget stops it) |
 //! | `/stream` | a body that streams a piece every 10 ms, forever |
 //! | `/big` | a 20 MiB body |
+//! | `/hoard` | never: makes the host hold `fields` of ~120 KiB each, without end (the host stops it) |
 
 use futures_lite::stream::unfold;
 use std::convert::Infallible;
@@ -41,6 +42,21 @@ async fn main(request: Request<Body>) -> Result<Response<Body>, Error> {
             Ok(Response::new(Body::from_try_stream(pieces)))
         }
         "/big" => Ok(Response::new(vec![b'b'; 20 << 20].into())),
+        "/hoard" => {
+            // Each `fields` lives in the host's resource table, not in this
+            // component's memory: only its handle stays here.
+            let value = vec![b'v'; 120 << 10];
+            let mut kept = Vec::new();
+            loop {
+                let entry = ("x-hoard".to_owned(), value.clone());
+                match wasip2::http::types::Fields::from_list(&[entry]) {
+                    Ok(fields) => kept.push(fields),
+                    Err(err) => {
+                        return Ok(Response::new(format!("refused: {err:?}\n").into()));
+                    }
+                }
+            }
+        }
         _ => Ok(Response::builder()
             .status(StatusCode::NOT_FOUND)
             .body("not found\n".to_owned().into())?),

@@ -16,7 +16,7 @@ use super::schema::{
 use crate::app::App;
 use crate::droplets::{ChangeError, Droplet, DropletState, Published};
 use crate::error::HostError;
-use crate::http::request_body::{self, BodyError};
+use crate::http::request_body;
 
 fn summary(droplet: &Droplet) -> DropletSummary {
     let (state, error) = droplet.health();
@@ -149,20 +149,16 @@ pub async fn deploy(
 ) -> Result<Response<Full<Bytes>>, HostError> {
     let limit = app.admin_max_body_bytes;
     let (parts, body) = req.into_parts();
-    let body = request_body::read_limited(&parts.headers, body, limit, Some(app.body_read_timeout))
-        .await
-        .map_err(|err| match err {
-            BodyError::TooLarge => HostError::BodyTooLarge {
-                limit_kb: (limit / 1024) as u64,
-            },
-            BodyError::TimedOut => {
-                HostError::BadRequest("the deploy body did not arrive in time".to_string())
-            }
-            BodyError::Unreadable => {
-                HostError::BadRequest("the deploy body could not be read".to_string())
-            }
-        })?;
-    let deploy: Deploy = serde_json::from_slice(&body).map_err(|err| {
+    let body = request_body::read_limited(
+        &parts.headers,
+        body,
+        limit,
+        Some(app.body_read_timeout),
+        &app.request_bodies,
+    )
+    .await
+    .map_err(|err| err.host_error((limit / 1024) as u64))?;
+    let deploy: Deploy = serde_json::from_slice(&body.bytes).map_err(|err| {
         HostError::BadRequest(format!(
             "the deploy body must be JSON {{\"module\": base64, \"manifest\": toml}}: {err}"
         ))

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
+use super::outbound::Chain;
 use crate::identity::policy::Caller;
 
 /// One call of one droplet version.
@@ -20,7 +21,7 @@ pub struct CallContext<'a> {
     pub caller: Caller,
     /// When the call must be over; host awaits are bounded by it.
     pub deadline: Instant,
-    /// How many in-process calls led to this one (0: a request from
-    /// outside).
-    pub hops: u32,
+    /// Where it stands among the in-process calls of one request from
+    /// outside.
+    pub chain: Chain,
 }

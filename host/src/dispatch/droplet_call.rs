@@ -13,17 +13,18 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::Full;
-use tokio::sync::SemaphorePermit;
+use tokio::sync::{OwnedSemaphorePermit, SemaphorePermit};
 use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::app::App;
+use crate::capabilities::outbound::{Chain, Fanout};
 use crate::droplets::{Droplet, DropletState};
 use crate::error::HostError;
 use crate::guest::call::{Call, CallError, CallRequest};
 use crate::guest::records::{guest_request, http_request, into_http};
 use crate::guest::runtime::Linked;
-use crate::http::request_body::{self, BodyError};
+use crate::http::request_body;
 use crate::identity::policy;
 
 /// Longest a request waits for a concurrency slot (and never past its budget).
@@ -41,14 +42,15 @@ pub struct CallReport {
     pub outbound: Option<(u32, Duration)>,
 }
 
-/// Where an in-process call comes from: the calling droplet, how many
-/// calls led here, and the caller's deadline (the callee's is never later).
-#[derive(Debug, Clone)]
+/// Where an in-process call comes from: the calling droplet, its place in
+/// the chain, and the caller's deadline (the callee's is never later).
+#[derive(Clone)]
 pub struct Hop {
     /// The calling droplet.
     pub caller: Arc<str>,
-    /// Calls in the chain so far, this one included.
-    pub hops: u32,
+    /// Calls in the chain so far, this one included, and what the whole
+    /// tree may still do.
+    pub chain: Chain,
     /// The caller's deadline.
     pub deadline: Instant,
 }
@@ -79,21 +81,21 @@ where
     let caller = policy::authorize(app.verifier(), manifest, &parts.headers)?;
     let limit_kb = manifest.max_body_kb;
     let limit = usize::try_from(limit_kb.saturating_mul(1024)).unwrap_or(usize::MAX);
-    let body = request_body::read_limited(&parts.headers, body, limit, Some(app.body_read_timeout))
-        .await
-        .map_err(|err| match err {
-            BodyError::TooLarge => HostError::BodyTooLarge { limit_kb },
-            BodyError::TimedOut => {
-                HostError::BadRequest("the request body did not arrive in time".to_string())
-            }
-            BodyError::Unreadable => {
-                HostError::BadRequest("the request body could not be read".to_string())
-            }
-        })?;
+    // Held against the host's budget of request bytes until answered.
+    let read = request_body::read_limited(
+        &parts.headers,
+        body,
+        limit,
+        Some(app.body_read_timeout),
+        &app.request_bodies,
+    )
+    .await
+    .map_err(|err| err.host_error(limit_kb))?;
+    let body = read.bytes.clone();
 
     let own = Instant::now() + Duration::from_millis(manifest.budget_ms);
     let deadline = hop.map_or(own, |hop| own.min(hop.deadline));
-    let _slots = acquire_slots(app, droplet, deadline)
+    let _slots = acquire_slots(app, droplet, deadline, hop)
         .instrument(crate::step_span!("queue"))
         .await?;
     // Compiles a lazily registered droplet on its first request; that time is
@@ -109,9 +111,24 @@ where
             })?;
     let deadline = deadline + compile_started.elapsed();
 
+    let calls_out = !manifest.allowed_outbound_hosts.is_empty();
+    let chain = match hop {
+        Some(hop) => hop.chain.clone(),
+        // A request from outside to a droplet that may call others starts
+        // the tree its in-process calls share.
+        None if calls_out => Chain {
+            hops: 0,
+            fanout: Some(Arc::new(Fanout::new(
+                Arc::clone(&droplet.name),
+                Arc::clone(&droplet.slots),
+                app.max_internal_calls,
+            ))),
+        },
+        None => Chain::default(),
+    };
     let imports = app.capabilities.for_call(
         &droplet.grants,
-        &droplet.call_context(trace_id, caller, deadline, hop.map_or(0, |hop| hop.hops)),
+        &droplet.call_context(trace_id, caller, deadline, chain),
     );
     let outbound = imports.outbound.report();
     let call_started = Instant::now();
@@ -142,7 +159,7 @@ where
             )),
         },
         suspect: droplet.stats.failing(),
-        calls_out: !manifest.allowed_outbound_hosts.is_empty(),
+        calls_out,
     }))
     .await;
     drop(in_flight);
@@ -165,6 +182,7 @@ where
         Err(CallError::PoolExhausted) => {
             Err(HostError::DropletOverloaded(droplet.name.to_string()))
         }
+        Err(CallError::HostBusy(message)) => Err(HostError::HostBusy(message)),
         Err(CallError::WorldMismatch) => {
             tracing::error!(droplet = %droplet.name, "the host built a request for the wrong world");
             Err(HostError::Internal)
@@ -183,23 +201,59 @@ fn record<T>(droplet: &Droplet, elapsed: Duration, result: &Result<T, CallError>
     }
 }
 
-/// Takes a slot of the droplet's concurrency limit and one of the host's
-/// instance pool, waiting at most [`MAX_QUEUE_WAIT`] and never past the
-/// deadline.
+/// The slots a call holds while it runs.
+struct Slots<'a> {
+    _own: SemaphorePermit<'a>,
+    /// An in-process call's slot of the droplet its tree started at.
+    _root: Option<OwnedSemaphorePermit>,
+    _pool: SemaphorePermit<'a>,
+}
+
+/// Takes a slot of the droplet's concurrency limit, for an in-process call
+/// one of the droplet its request from outside reached first (its fan-out
+/// counts against that droplet's limit), and one of the host's instance
+/// pool, waiting at most [`MAX_QUEUE_WAIT`] and never past the deadline.
 async fn acquire_slots<'a>(
     app: &'a App,
     droplet: &'a Droplet,
     deadline: Instant,
-) -> Result<(SemaphorePermit<'a>, SemaphorePermit<'a>), HostError> {
+    hop: Option<&Hop>,
+) -> Result<Slots<'a>, HostError> {
     let wait_until = deadline.min(Instant::now() + MAX_QUEUE_WAIT);
     let overloaded = || HostError::DropletOverloaded(droplet.name.to_string());
     let own = tokio::time::timeout_at(wait_until, droplet.slots.acquire())
         .await
         .map_err(|_| overloaded())?
         .map_err(|_| overloaded())?;
+    let root = match hop.and_then(|hop| hop.chain.fanout.as_ref()) {
+        // A call back into the root droplet took its slot above.
+        Some(fanout) if fanout.root != droplet.name => {
+            let busy = || HostError::FanoutOverloaded {
+                root: fanout.root.to_string(),
+                callee: droplet.name.to_string(),
+            };
+            Some(
+                tokio::time::timeout_at(wait_until, Arc::clone(&fanout.root_slots).acquire_owned())
+                    .await
+                    .map_err(|_| busy())?
+                    .map_err(|_| busy())?,
+            )
+        }
+        _ => None,
+    };
+    let pool_full = || {
+        HostError::HostBusy(format!(
+            "the host's instance pool is full ({} instances run at once); retry shortly",
+            app.max_instances
+        ))
+    };
     let pool = tokio::time::timeout_at(wait_until, app.instance_slots.acquire())
         .await
-        .map_err(|_| overloaded())?
-        .map_err(|_| overloaded())?;
-    Ok((own, pool))
+        .map_err(|_| pool_full())?
+        .map_err(|_| pool_full())?;
+    Ok(Slots {
+        _own: own,
+        _root: root,
+        _pool: pool,
+    })
 }

@@ -91,10 +91,21 @@ async fn answer(
     call: InternalCall,
     report: &mut CallReport,
 ) -> Result<Response<Full<Bytes>>, HostError> {
-    if call.hops > MAX_HOPS {
+    if call.chain.hops > MAX_HOPS {
         return Err(HostError::LoopDetected(format!(
             "a chain of {} in-process calls (the most is {MAX_HOPS}); the last was {} calling {}",
-            call.hops, call.caller, call.callee
+            call.chain.hops, call.caller, call.callee
+        )));
+    }
+    if let Some(fanout) = &call.chain.fanout
+        && !fanout.take()
+    {
+        return Err(HostError::TooManyCalls(format!(
+            "this request from outside has caused its limit of {} in-process calls (it reached `{}` first); the last was {} calling {}",
+            fanout.budget(),
+            fanout.root,
+            call.caller,
+            call.callee
         )));
     }
     if app.shutdown.is_triggered() {
@@ -110,7 +121,7 @@ async fn answer(
     }
     let hop = Hop {
         caller: call.caller,
-        hops: call.hops,
+        chain: call.chain,
         deadline: call.deadline,
     };
     let request = call.request.map(Full::new);

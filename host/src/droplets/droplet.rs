@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use super::loader::{Parsed, Ready};
 use super::stats::DropletStats;
 use super::version::VersionId;
+use crate::capabilities::outbound::Chain;
 use crate::capabilities::{CallContext, Grants};
 use crate::droplets::manifest::Manifest;
 use crate::identity::policy::Caller;
@@ -27,7 +28,7 @@ pub struct Droplet {
     /// What its manifest grants each capability, prepared at load.
     pub grants: Grants,
     /// Slots for concurrent calls (`max_concurrency`) of this version.
-    pub slots: Semaphore,
+    pub slots: Arc<Semaphore>,
     /// Counters of this droplet, shared by all its versions.
     pub stats: Arc<DropletStats>,
     /// When this version was published (or loaded at start-up).
@@ -64,7 +65,7 @@ impl Droplet {
     ) -> Self {
         Self {
             name: name.into(),
-            slots: Semaphore::new(parsed.manifest.max_concurrency as usize),
+            slots: Arc::new(Semaphore::new(parsed.manifest.max_concurrency as usize)),
             manifest: parsed.manifest,
             version,
             state,
@@ -81,7 +82,7 @@ impl Droplet {
         trace_id: &'a Arc<str>,
         caller: Caller,
         deadline: Instant,
-        hops: u32,
+        chain: Chain,
     ) -> CallContext<'a> {
         CallContext {
             droplet: &self.name,
@@ -89,7 +90,7 @@ impl Droplet {
             trace_id,
             caller,
             deadline,
-            hops,
+            chain,
         }
     }
 

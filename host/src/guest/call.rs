@@ -11,6 +11,7 @@ use tracing::Instrument;
 use wasmtime::{CallHook, PoolConcurrencyLimitError, Trap};
 
 use super::guest_priority;
+use super::host_memory::{CallMemory, OverLimit};
 use super::proxy::serve_http;
 use super::records::Answer;
 use super::runtime::{Linked, Runtime};
@@ -57,6 +58,9 @@ pub enum CallError {
     /// The pooling allocator had no free slot.
     #[error("no free instance slot")]
     PoolExhausted,
+    /// The host-wide budget of memory held for running calls was spent.
+    #[error("{0}")]
+    HostBusy(String),
     /// The request was built for the other world than the component's:
     /// a host bug.
     #[error("the request does not match the component's world")]
@@ -73,6 +77,10 @@ impl Runtime {
     /// Runs one request in a fresh instance and drops the instance.
     pub async fn call(&self, call: Call<'_>) -> Result<Answer, CallError> {
         let log = Arc::clone(&call.imports.log);
+        let memory = Arc::new(CallMemory::new(
+            Arc::clone(&self.host_memory),
+            call.memory_bytes,
+        ));
         let mut store = self.new_store(call.imports, call.memory_bytes);
         store.set_epoch_deadline(1);
         let mut scheduler = self.long_running.scheduler(call.deadline, call.suspect);
@@ -88,7 +96,12 @@ impl Runtime {
                 Ok(())
             });
         }
-        store.epoch_deadline_callback(move |_| Ok(scheduler.on_tick()));
+        // What the call makes the host hold is checked at every tick.
+        let held = Arc::clone(&memory);
+        store.epoch_deadline_callback(move |_| match held.over() {
+            Some(over) => Err(wasmtime::Error::new(over)),
+            None => Ok(scheduler.on_tick()),
+        });
 
         let run = async {
             let instantiating = std::time::Instant::now();
@@ -130,6 +143,7 @@ impl Runtime {
             let mut run = std::pin::pin!(run);
             let run = std::future::poll_fn(|cx| {
                 let _restore = guest_priority::Restore;
+                let _counted = memory.enter();
                 run.as_mut().poll(cx)
             });
             tokio::select! {
@@ -164,6 +178,11 @@ fn classify(err: &wasmtime::Error, hint: Option<String>) -> CallError {
             Some(hint) => format!("trapped: {trap} ({hint})"),
             None => format!("trapped: {trap}"),
         });
+    }
+    match err.downcast_ref::<OverLimit>() {
+        Some(over @ OverLimit::Call { .. }) => return CallError::Trap(over.to_string()),
+        Some(over @ OverLimit::Host) => return CallError::HostBusy(over.to_string()),
+        None => {}
     }
     if err.downcast_ref::<PoolConcurrencyLimitError>().is_some() {
         return CallError::PoolExhausted;
@@ -222,7 +241,7 @@ mod tests {
             trace_id: &trace_id,
             caller: Default::default(),
             deadline,
-            hops: 0,
+            chain: Default::default(),
         };
         let imports = parts.capabilities.for_call(&parsed.grants, &context);
         Some(

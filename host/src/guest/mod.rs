@@ -12,6 +12,7 @@ pub mod call;
 pub mod code_cache;
 pub mod deadline;
 pub mod guest_priority;
+pub mod host_memory;
 pub mod memory_reset;
 pub mod proxy;
 pub mod records;

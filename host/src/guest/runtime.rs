@@ -25,6 +25,7 @@ use wasmtime::{
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+use super::host_memory::HostMemory;
 use super::memory_reset::MemoryReset;
 use crate::bindings::DropletPre;
 use crate::capabilities::guest_stdio::GuestStdio;
@@ -51,6 +52,9 @@ pub struct RuntimeSettings {
     /// (a syscall and page faults per call); an idle slot keeps the pages
     /// its droplet dirtied (up to the keep-resident window) resident.
     pub warm_slots: Option<u32>,
+    /// Bytes of the host's heap all running calls together may hold
+    /// ([`HostMemory`]).
+    pub max_held_bytes: usize,
 }
 
 /// Why the runtime could not be built at start-up.
@@ -81,6 +85,8 @@ pub struct Runtime {
     /// `droplet_instantiation_seconds`, looked up once (the recorder is
     /// installed before the runtime is built).
     pub(super) instantiation: metrics::Histogram,
+    /// The host-wide budget of memory calls make the host hold.
+    pub(super) host_memory: Arc<HostMemory>,
 }
 
 /// What a `Store` holds for one call.
@@ -215,6 +221,7 @@ impl Runtime {
             long_running: LongRunningGate::new(Arc::clone(&deadlines)),
             deadlines,
             instantiation: metrics::histogram!("droplet_instantiation_seconds"),
+            host_memory: Arc::new(HostMemory::new(settings.max_held_bytes)),
         })
     }
 
@@ -242,9 +249,15 @@ impl Runtime {
     /// the call's log), its memory limit and the call's imports.
     pub(super) fn new_store(&self, imports: Imports, memory_bytes: usize) -> Store<CallState> {
         let log = &imports.log;
+        // No sockets: a droplet is granted no network through WASI (its
+        // outbound HTTP is judged by the host), and each socket would be a
+        // host file descriptor a guest could hoard.
         let wasi = WasiCtxBuilder::new()
             .stdout(GuestStdio::stdout(log))
             .stderr(GuestStdio::stderr(log))
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
             .build();
         let limits = StoreLimitsBuilder::new().memory_size(memory_bytes).build();
         let mut store = Store::new(

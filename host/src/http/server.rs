@@ -29,6 +29,8 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often an HTTP/2 connection is pinged, and how long the answer may
 /// take before the connection is dropped as dead.
 const HTTP2_KEEP_ALIVE: Duration = Duration::from_secs(20);
+/// Streams one HTTP/2 connection may have open at once.
+pub const MAX_HTTP2_STREAMS: u32 = 100;
 /// The longest pause after failed accepts (doubling from 10 ms).
 const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
@@ -48,6 +50,9 @@ pub async fn serve(
     builder
         .http2()
         .timer(TokioTimer::new())
+        // Each stream may hold a request body: bound how many one
+        // connection opens at once (the body budget bounds their bytes).
+        .max_concurrent_streams(MAX_HTTP2_STREAMS)
         .keep_alive_interval(Some(HTTP2_KEEP_ALIVE))
         .keep_alive_timeout(HTTP2_KEEP_ALIVE);
     let graceful = GracefulShutdown::new();

@@ -72,6 +72,7 @@ pub fn build(args: BuildArgs) -> anyhow::Result<()> {
         max_memory_mb: 64,
         keep_resident_bytes: None,
         warm_slots: None,
+        max_held_bytes: 1 << 30,
     })?;
     let check = |wasm: &[u8]| -> Result<(), String> {
         let component = wasmtime::component::Component::new(runtime.engine(), wasm)

@@ -10,14 +10,17 @@ mod scaffold;
 mod serve;
 
 use clap::{Parser, Subcommand};
+use droplet_host::guest::host_memory::Counted;
 use droplet_host::ops::child_env::NO_DOTENV;
 
 /// mimalloc: every request allocates and frees hundreds of small blocks
 /// (headers, the guest's request and response records, wasmtime's per-store
 /// tables) across threads; glibc's malloc spent over a tenth of the host's
-/// CPU in them (profile in bench/README.md).
+/// CPU in them (profile in bench/README.md). Wrapped in the counter that
+/// holds each call to the host memory it may make the host hold
+/// ([`droplet_host::guest::host_memory`]).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: Counted<mimalloc::MiMalloc> = Counted(mimalloc::MiMalloc);
 
 /// Serve many WebAssembly droplets from one process.
 #[derive(Parser)]

@@ -138,10 +138,27 @@ pub struct ServeArgs {
     /// every response still being sent; past it, calls answer 503 host_busy.
     #[arg(long, env = "DROPLET_MAX_RESPONSE_BUFFER_MB", default_value_t = 512)]
     pub max_response_buffer_mb: usize,
+    /// Request-body bytes the host holds at once, in MiB, across every
+    /// request being read or answered (a declared length is held before
+    /// the body is read); past it, a request answers 503 host_busy.
+    #[arg(long, env = "DROPLET_MAX_REQUEST_BUFFER_MB", default_value_t = 256)]
+    pub max_request_buffer_mb: usize,
+    /// Host memory, in MiB, all running calls together may make the host
+    /// hold on its heap (wasi:http resources, strings handed to imports,
+    /// buffers); past it, the call that asked for more answers 503
+    /// host_busy. Each call also has its own limit: its memory_mb plus 48.
+    #[arg(long, env = "DROPLET_MAX_GUEST_HELD_MB", default_value_t = 1024)]
+    pub max_guest_held_mb: usize,
     /// Outbound HTTP requests in flight at once across every droplet; past
     /// it a droplet's request fails at once.
     #[arg(long, env = "DROPLET_MAX_OUTBOUND_CONNECTIONS", default_value_t = 256)]
     pub max_outbound_connections: usize,
+    /// Droplet-to-droplet calls one request from outside may cause, all
+    /// together (its whole tree); past it, a call answers 429
+    /// too_many_calls. Each of them also takes a concurrency slot of the
+    /// droplet the request reached first.
+    #[arg(long, env = "DROPLET_MAX_INTERNAL_CALLS", default_value_t = 100)]
+    pub max_internal_calls: u32,
     /// The largest `memory_mb` a droplet's manifest may ask for.
     #[arg(long, env = "DROPLET_MAX_MEMORY_MB", default_value_t = 256)]
     pub max_memory_mb: u64,
@@ -284,7 +301,10 @@ pub fn serve(args: ServeArgs, dotenv: Option<PathBuf>) -> anyhow::Result<()> {
         },
         host_id: args.host_id,
         response_buffer_bytes: args.max_response_buffer_mb.saturating_mul(1 << 20),
+        request_buffer_bytes: args.max_request_buffer_mb.saturating_mul(1 << 20),
+        guest_held_bytes: args.max_guest_held_mb.saturating_mul(1 << 20),
         max_outbound_in_flight: args.max_outbound_connections.max(1),
+        max_internal_calls: args.max_internal_calls,
         keep_resident_bytes: args.keep_resident_mb.map(|mb| mb.saturating_mul(1 << 20)),
         warm_slots: args.warm_slots,
         access_log: match args.access_log {

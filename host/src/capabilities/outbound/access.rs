@@ -91,7 +91,7 @@ impl Capability for OutboundCapability {
                 deadline: call.deadline,
                 trace_id: Arc::clone(call.trace_id),
                 report: Arc::new(OutboundReport::default()),
-                hops: call.hops,
+                chain: call.chain.clone(),
             },
         }
     }

@@ -36,7 +36,7 @@ use wasmtime_wasi_http::{Error, WasiBody};
 
 use super::allow::{Allowlist, Destination};
 use super::guard;
-use super::in_process::{INTERNAL_SUFFIX, InternalCall, InternalCalls};
+use super::in_process::{Chain, INTERNAL_SUFFIX, InternalCall, InternalCalls};
 use crate::ops::metrics::status_class;
 
 /// The largest outbound response body a droplet may receive.
@@ -89,7 +89,7 @@ pub struct CallLimits {
     /// Where the call's costs are summed.
     pub report: Arc<OutboundReport>,
     /// In-process calls that led to this one.
-    pub hops: u32,
+    pub chain: Chain,
 }
 
 impl Outbound {
@@ -136,7 +136,7 @@ impl Outbound {
             Arc::clone(&limits.report),
         );
         let internal = self.internal.get().and_then(std::sync::Weak::upgrade);
-        let hops = limits.hops;
+        let chain = limits.chain.next();
         async move {
             let destination = checked?;
             let host = destination.host.clone();
@@ -150,7 +150,7 @@ impl Outbound {
                         callee: callee.to_string(),
                         request: http::Request::from_parts(parts, body),
                         caller: Arc::clone(&droplet),
-                        hops: hops + 1,
+                        chain,
                         deadline,
                         trace_id,
                     })

@@ -13,4 +13,4 @@ pub mod in_process;
 pub use self::client::{
     CallLimits, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, Outbound, OutboundReport, traceparent,
 };
-pub use self::in_process::{INTERNAL_SUFFIX, InternalCall, InternalCalls, MAX_HOPS};
+pub use self::in_process::{Chain, Fanout, INTERNAL_SUFFIX, InternalCall, InternalCalls, MAX_HOPS};
