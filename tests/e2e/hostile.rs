@@ -212,3 +212,69 @@ async fn host_memory_past_the_hosts_budget_is_a_503() {
     assert_eq!(host.get("/web/").await.status, 200);
     assert_eq!(host.get("/hello/").await.status, 200);
 }
+
+/// A droplet cannot put the dashboard under its service worker: it may not
+/// widen a worker's scope with `Service-Worker-Allowed`, nor serve a
+/// worker script from `/{name}` (whose folder is `/`); under `/{name}/` it
+/// may.
+#[tokio::test]
+async fn droplet_content_cannot_take_the_dashboards_origin() {
+    let host = HostBuilder::new()
+        .droplet_with("echo", "echo", GENEROUS)
+        .env("JWT_SECRET", crate::support::TEST_SECRET)
+        .start()
+        .await;
+    let widened = host
+        .get("/echo/sw.js?set=service-worker-allowed:/&set=x-kept:yes")
+        .await;
+    assert_eq!(widened.status, 200);
+    assert_eq!(widened.header("x-kept"), Some("yes"));
+    assert_eq!(widened.header("service-worker-allowed"), None);
+    let script = |path: &str| {
+        http::Request::get(path)
+            .header("service-worker", "script")
+            .body(bytes::Bytes::new())
+            .unwrap()
+    };
+    let at_root = host.send(script("/echo?sw")).await;
+    let message = at_root.assert_error(403, "forbidden");
+    assert!(message.contains("under /echo/"), "{message}");
+    assert_eq!(host.send(script("/echo/sw.js")).await.status, 200);
+}
+
+/// With `--admin-listen`, the admin API and dashboard have their own
+/// origin: not on the droplets' listener, and no droplet on theirs.
+#[tokio::test]
+async fn the_admin_api_can_live_on_its_own_listener() {
+    let host = HostBuilder::new()
+        .droplet_with("echo", "echo", GENEROUS)
+        .env("JWT_SECRET", crate::support::TEST_SECRET)
+        .arg("--admin-listen")
+        .arg("127.0.0.1:0")
+        .start()
+        .await;
+    let admin = host
+        .admin_addr
+        .expect("the listening line names the admin address");
+    assert_ne!(admin, host.addr());
+    let token = crate::support::hs256_token(&crate::support::claims_with_scope("droplets:admin"));
+    let list = |path: &str| {
+        http::Request::get(path)
+            .header("authorization", format!("Bearer {token}"))
+            .body(bytes::Bytes::new())
+            .unwrap()
+    };
+    let public = host.send(list("/_admin/droplets")).await;
+    let message = public.assert_error(404, "not_found");
+    assert!(message.contains("--admin-listen"), "{message}");
+    assert_eq!(host.send(list("/_admin/ui")).await.status, 404);
+    let listed = host.send_to(admin, list("/_admin/droplets")).await;
+    assert_eq!(listed.status, 200, "{}", listed.text());
+    assert!(listed.text().contains("echo"));
+    assert_eq!(host.send_to(admin, list("/_admin/ui")).await.status, 200);
+    host.send_to(admin, list("/echo/"))
+        .await
+        .assert_error(404, "not_found");
+    assert_eq!(host.get("/echo/").await.status, 200);
+    assert_eq!(host.send_to(admin, list("/health")).await.status, 200);
+}

@@ -162,6 +162,7 @@ impl HostBuilder {
         let mut host = Host {
             child,
             addr: None,
+            admin_addr: None,
             logs,
             droplets,
             _dir: dir,
@@ -193,6 +194,9 @@ impl HostBuilder {
                 .and_then(|addr| addr.parse().ok())
                 .expect("listening line names the address"),
         );
+        host.admin_addr = listening["admin_addr"]
+            .as_str()
+            .and_then(|addr| addr.parse().ok());
         host
     }
 }
@@ -201,6 +205,8 @@ impl HostBuilder {
 pub struct Host {
     child: Child,
     addr: Option<SocketAddr>,
+    /// The admin listener's address, with `--admin-listen`.
+    pub admin_addr: Option<SocketAddr>,
     logs: Arc<Mutex<Vec<String>>>,
     droplets: PathBuf,
     _dir: tempfile::TempDir,
@@ -274,15 +280,22 @@ impl Host {
 
     /// Sends one request on a new connection, reporting transport errors.
     pub async fn try_send(&self, req: Request<Bytes>) -> Result<Reply, String> {
+        self.try_send_to(self.addr(), req).await
+    }
+
+    /// Sends one request to another of the host's listeners.
+    pub async fn send_to(&self, addr: SocketAddr, req: Request<Bytes>) -> Reply {
+        self.try_send_to(addr, req).await.expect("request failed")
+    }
+
+    async fn try_send_to(&self, addr: SocketAddr, req: Request<Bytes>) -> Result<Reply, String> {
         let (mut parts, body) = req.into_parts();
         if !parts.headers.contains_key(http::header::HOST) {
             parts
                 .headers
-                .insert(http::header::HOST, self.addr().to_string().parse().unwrap());
+                .insert(http::header::HOST, addr.to_string().parse().unwrap());
         }
-        let stream = TcpStream::connect(self.addr())
-            .await
-            .map_err(|e| e.to_string())?;
+        let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| e.to_string())?;

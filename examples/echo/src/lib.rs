@@ -5,7 +5,8 @@
 //! `sleep_ms=N` sleeps first (through WASI's clock, so the host is awaited),
 //! `status=N` answers with that status, `print=1` writes to stdout and stderr,
 //! `headers=N` adds N response headers, `log_flood=KB` logs 256 lines that
-//! each carry a field of KB KiB.
+//! each carry a field of KB KiB, `set=name:value` (repeatable) sets a response
+//! header.
 
 use droplet_sdk::{Request, Response, droplet};
 use serde_json::json;
@@ -64,6 +65,11 @@ fn handle(req: Request) -> Response {
     .with_status(status);
     for i in 0..extra_headers {
         response = response.with_header(format!("x-echo-{i}"), "1");
+    }
+    for set in req.query_params("set") {
+        if let Some((name, value)) = set.split_once(':') {
+            response = response.with_header(name, value);
+        }
     }
     response
 }

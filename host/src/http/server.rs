@@ -22,7 +22,7 @@ use tokio::sync::Semaphore;
 use crate::app::App;
 use crate::capabilities::response_body::HeldBytes;
 use crate::http::connection::{Activity, ConnectionLimits, RateLimitedLog, SendingBody, TrackedIo};
-use crate::http::service;
+use crate::http::service::{self, Side};
 
 /// How long a client may take to send a request's headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -41,6 +41,7 @@ pub async fn serve(
     app: Arc<App>,
     limits: ConnectionLimits,
     grace: Duration,
+    side: Side,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -101,7 +102,7 @@ pub async fn serve(
             let requests = Arc::clone(&requests);
             let handling = requests.handling();
             async move {
-                let mut response = service::handle(app, req).await;
+                let mut response = service::handle(app, req, side).await;
                 // Sending starts before handling ends: never idle between.
                 let sending = requests.sending();
                 drop(handling);

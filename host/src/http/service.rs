@@ -46,8 +46,19 @@ struct Outcome {
     call: CallReport,
 }
 
+/// What a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// Droplets and the admin API on one origin (no `--admin-listen`).
+    Both,
+    /// Droplets, `/health` and `/metrics`; `/_admin` is not here.
+    Droplets,
+    /// The admin API and dashboard, `/health` and `/metrics`; no droplets.
+    Admin,
+}
+
 /// Answers one request. Never fails: every error becomes its JSON response.
-pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+pub async fn handle(app: Arc<App>, req: Request<Incoming>, side: Side) -> Response<Full<Bytes>> {
     let started = Instant::now();
     let method = req.method().clone();
     let endpoint = req.uri().path().to_string();
@@ -58,7 +69,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Full<Byte
     // A panic anywhere below is a host bug: the panic hook logs it (as JSON,
     // with this request's trace id in the access line), the client gets a
     // JSON 500, and the connection and the host carry on.
-    let answered = AssertUnwindSafe(respond(&app, req, &trace_id, &mut outcome))
+    let answered = AssertUnwindSafe(respond(&app, req, side, &trace_id, &mut outcome))
         .catch_unwind()
         .instrument(span.clone())
         .await
@@ -97,6 +108,11 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Full<Byte
 
     let headers = response.headers_mut();
     add_security_headers(headers, !outcome.call.from_droplet);
+    if outcome.call.from_droplet {
+        // A droplet's service worker stays within the droplet's own paths:
+        // widening its scope to `/` would put the dashboard under it.
+        headers.remove("service-worker-allowed");
+    }
     if let Ok(value) = HeaderValue::from_str(&trace_id) {
         headers.insert(TRACE_ID_HEADER, value);
     }
@@ -177,6 +193,7 @@ fn request_host<B>(req: &Request<B>) -> Result<Option<&str>, HostError> {
 async fn respond(
     app: &App,
     req: Request<Incoming>,
+    side: Side,
     trace_id: &Arc<str>,
     outcome: &mut Outcome,
 ) -> Result<Response<Full<Bytes>>, HostError> {
@@ -185,13 +202,36 @@ async fn respond(
     {
         Route::HostHealth => return Ok(endpoints::health(app)),
         Route::Metrics => return Ok(endpoints::metrics(app)),
+        Route::Admin(_) if side == Side::Droplets => {
+            return Err(HostError::NotFound(
+                "the admin API is served on its own listener (--admin-listen)".to_string(),
+            ));
+        }
         Route::Admin(path) => {
             let path = path.to_string();
             return Box::pin(admin::handle(app, req, &path)).await;
         }
         Route::NotFound(message) => return Err(HostError::DropletNotFound(message)),
+        Route::Droplet { .. } if side == Side::Admin => {
+            return Err(HostError::NotFound(
+                "droplets are not served on the admin listener".to_string(),
+            ));
+        }
         Route::Droplet { name, path } => (name.to_string(), path.to_string()),
     };
+    // A service worker's scope may reach up to its script's folder: a
+    // script at `/{name}` (folder `/`) could control every page of the
+    // origin, the dashboard's included. Only scripts under `/{name}/`.
+    // (Routed by host name, the droplet has an origin of its own.)
+    let path_routed = path != req.uri().path();
+    if path_routed
+        && req.headers().contains_key("service-worker")
+        && !req.uri().path().starts_with(&format!("/{name}/"))
+    {
+        return Err(HostError::Forbidden(format!(
+            "a service worker script of droplet `{name}` must be served under /{name}/"
+        )));
+    }
     if app.shutdown.is_triggered() {
         return Err(HostError::ShuttingDown);
     }

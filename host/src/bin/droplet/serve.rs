@@ -15,6 +15,7 @@ use droplet_host::droplets::registry::RegistrySettings;
 use droplet_host::http::access_log::AccessLogMode;
 use droplet_host::http::connection::ConnectionLimits;
 use droplet_host::http::server;
+use droplet_host::http::service::Side;
 use droplet_host::identity::jwt::{self, JwtSettings};
 use droplet_host::ops::log_tail::TailLimits;
 use droplet_host::ops::shutdown::Shutdown;
@@ -219,6 +220,11 @@ pub struct ServeArgs {
     /// Seconds of clock skew allowed on `exp` and `nbf`.
     #[arg(long, env = "JWT_LEEWAY_S", default_value_t = jwt::DEFAULT_LEEWAY_S)]
     pub jwt_leeway_s: u64,
+    /// Serve the admin API and dashboard on this address instead of beside
+    /// the droplets (recommended in production: droplet content then never
+    /// shares the dashboard's origin). `/_admin` on --listen answers 404.
+    #[arg(long, env = "DROPLET_ADMIN_LISTEN")]
+    pub admin_listen: Option<std::net::SocketAddr>,
     /// Register droplets at start and compile each on its first request.
     #[arg(long, env = "DROPLET_LAZY")]
     pub lazy: bool,
@@ -331,6 +337,7 @@ pub fn serve(args: ServeArgs, dotenv: Option<PathBuf>) -> anyhow::Result<()> {
         },
     };
     let production = args.environment.eq_ignore_ascii_case("production");
+    let admin_listen = args.admin_listen;
     let registry = args.registry_url.map(|url| RegistrySettings {
         url,
         token: args.registry_token,
@@ -347,6 +354,18 @@ pub fn serve(args: ServeArgs, dotenv: Option<PathBuf>) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
         let addr = listener.local_addr()?;
+        let admin_listener = match admin_listen {
+            Some(admin) => Some(
+                tokio::net::TcpListener::bind(admin)
+                    .await
+                    .with_context(|| format!("cannot listen on {admin} (--admin-listen)"))?,
+            ),
+            None => None,
+        };
+        let admin_addr = admin_listener
+            .as_ref()
+            .map(|listener| listener.local_addr())
+            .transpose()?;
         let shutdown = Shutdown::new();
         let metrics = droplet_host::ops::metrics::install(&shutdown)?;
         let mut settings = settings;
@@ -388,15 +407,33 @@ pub fn serve(args: ServeArgs, dotenv: Option<PathBuf>) -> anyhow::Result<()> {
             admin_api = keys,
             max_connections = settings.connections.max_connections,
             dotenv = dotenv.as_ref().map(|path| path.display().to_string()),
+            admin_addr = admin_addr.map(|admin| admin.to_string()),
             "listening on http://{addr}"
         );
-        server::serve(
+        let (public_side, admin) = match admin_listener {
+            Some(admin) => (Side::Droplets, Some(admin)),
+            None => (Side::Both, None),
+        };
+        let public = server::serve(
             listener,
             Arc::clone(&app),
             settings.connections,
             settings.shutdown_grace,
-        )
-        .await;
+            public_side,
+        );
+        match admin {
+            Some(admin) => {
+                let admin = server::serve(
+                    admin,
+                    Arc::clone(&app),
+                    settings.connections,
+                    settings.shutdown_grace,
+                    Side::Admin,
+                );
+                tokio::join!(public, admin);
+            }
+            None => public.await,
+        }
         if !shutdown.wait_for_tasks(BACKGROUND_GRACE).await {
             tracing::warn!(
                 "background tasks still running after {BACKGROUND_GRACE:?}; exiting anyway"
