@@ -196,7 +196,7 @@ async fn an_allowed_request_goes_out_with_the_trace_id_and_is_counted() {
             .lines()
             .any(|line| line.starts_with("droplet_outbound_requests_total")
                 && line.contains("droplet=\"gateway\"")
-                && line.contains("host=\"127.0.0.1\"")
+                && line.contains(&format!("allowed=\"http://{}\"", upstream.addr))
                 && line.contains("class=\"2xx\"")),
         "{metrics}"
     );
@@ -638,5 +638,129 @@ async fn one_requests_fan_out_is_bounded_and_counts_against_its_droplet() {
     assert!(
         message.contains("caused its limit of 1 in-process calls (it reached `fan` first)"),
         "{message}"
+    );
+}
+
+/// The SSRF guard judges a destination as the client connects to it:
+/// numeric host forms are addresses (listed as names, a manifest is
+/// refused), the environment's proxy is never used, user information is
+/// refused, and a client's `Proxy-Authorization` never reaches a droplet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssrf_by_numeric_hosts_proxies_and_user_info_is_refused() {
+    let upstream = Upstream::start().await;
+    let port = upstream.addr.port();
+    let forms = [
+        "2130706433",
+        "0x7f000001",
+        "127.1",
+        "0177.0.0.1",
+        "0",
+        "*.0.1",
+    ];
+    let proxy = format!("http://127.0.0.1:{port}");
+    let mut builder = HostBuilder::new()
+        .droplet_with(
+            "named",
+            "gateway",
+            "allowed_outbound_hosts = [\"http://upstream.invalid\"]\n",
+        )
+        .droplet_with(
+            "gateway",
+            "gateway",
+            &format!("allowed_outbound_hosts = [\"http://127.0.0.1:{port}\"]\n"),
+        )
+        .droplet("echo", "echo")
+        // The host's environment names a proxy: guest traffic must not use it.
+        .env("HTTP_PROXY", &proxy)
+        .env("http_proxy", &proxy);
+    for (i, form) in forms.iter().enumerate() {
+        builder = builder.droplet_with(
+            &format!("numeric{i}"),
+            "gateway",
+            &format!("allowed_outbound_hosts = [\"http://{form}:{port}\"]\n"),
+        );
+    }
+    let host = builder.start().await;
+    for (i, form) in forms.iter().enumerate() {
+        let reply = host.get(&format!("/numeric{i}/ping")).await;
+        let message = reply.assert_error(503, "droplet_unavailable");
+        assert!(
+            message.contains("usual form") || message.contains("domain name"),
+            "{form}: {message}"
+        );
+    }
+    // A name through the environment's proxy would have reached the
+    // upstream; without it, the name does not resolve.
+    let reply = host
+        .get(&format!(
+            "/named/fetch?url={}",
+            encoded("http://upstream.invalid/hello")
+        ))
+        .await;
+    assert_eq!(reply.status, 502, "{}", reply.text());
+    assert!(
+        upstream.traceparents.lock().unwrap().is_empty(),
+        "the proxy was used"
+    );
+    // User information is refused before anything is sent.
+    let (status, body) = fetch(&host, &format!("http://user:pw@127.0.0.1:{port}/hello"), "").await;
+    assert_eq!(status, 502, "{body}");
+    assert!(
+        upstream.traceparents.lock().unwrap().is_empty(),
+        "user info was sent"
+    );
+    // The same upstream, named plainly, is reached: the checks above are
+    // not a broken client.
+    let (status, body) = fetch(&host, &upstream.url("/hello"), "").await;
+    assert_eq!(
+        (status, body["body"].as_str()),
+        (200, Some("hi from upstream")),
+        "{body}"
+    );
+    // A client's proxy credentials are filtered like its Authorization.
+    let echoed = host
+        .send(
+            http::Request::get("/echo/")
+                .header("proxy-authorization", "Basic c2VjcmV0OnNlY3JldA==")
+                .body(Bytes::new())
+                .unwrap(),
+        )
+        .await;
+    assert!(
+        !echoed
+            .text()
+            .to_ascii_lowercase()
+            .contains("proxy-authorization"),
+        "{}",
+        echoed.text()
+    );
+}
+
+/// Outbound metrics are labelled by the allowlist entry that matched, not
+/// by the destination: many names under a wildcard make one series.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_metrics_do_not_grow_with_destination_names() {
+    let host = gateway("allowed_outbound_hosts = [\"http://*.droplet.internal\"]\n").await;
+    for i in 0..30 {
+        let (status, body) = fetch(&host, &format!("http://nobody{i}.droplet.internal/"), "").await;
+        assert_eq!(
+            (status, body["status"].as_u64()),
+            (200, Some(404)),
+            "{body}"
+        );
+    }
+    let metrics = host.get("/metrics").await.text();
+    let series: Vec<&str> = metrics
+        .lines()
+        .filter(|line| line.starts_with("droplet_outbound_requests_total"))
+        .collect();
+    assert_eq!(series.len(), 1, "{series:?}");
+    assert!(
+        series[0].contains("allowed=\"http://*.droplet.internal\"") && series[0].contains("} 30"),
+        "{series:?}"
+    );
+    assert!(
+        !metrics.contains("nobody"),
+        "a destination name is in /metrics"
     );
 }

@@ -76,7 +76,10 @@ fn guest_headers(
         .headers
         .iter()
         .filter(|(name, _)| name.as_str() != TRACE_ID_HEADER && name.as_str() != CALLER_HEADER)
-        .filter(|(name, _)| forward_authorization || *name != header::AUTHORIZATION)
+        .filter(|(name, _)| {
+            forward_authorization
+                || (*name != header::AUTHORIZATION && *name != header::PROXY_AUTHORIZATION)
+        })
         .map(|(name, value)| {
             (
                 name.as_str().to_string(),

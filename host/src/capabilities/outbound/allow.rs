@@ -5,8 +5,16 @@
 //! it, at any depth, but not the domain itself); without a port, the
 //! scheme's default port. Anything else in an entry (a path, a query, user
 //! information) is refused when the manifest loads, naming the entry.
+//!
+//! Hosts are read as the outbound client reads them: with the WHATWG URL
+//! host parser (the `url` crate, which the client itself uses), so
+//! `2130706433`, `0x7f000001`, `127.1` and `0177.0.0.1` are all the
+//! address 127.0.0.1, never names. An entry must write an address in its
+//! usual form, and a destination that is an address matches only an entry
+//! that lists that address.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// One allowed destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,6 +22,8 @@ struct Entry {
     https: bool,
     host: Host,
     port: u16,
+    /// The entry as the manifest writes it: the metrics' label.
+    text: Arc<str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,17 +52,18 @@ pub struct Destination {
 }
 
 impl Destination {
-    /// The destination of `uri`, if it has a scheme we speak and a host.
+    /// The destination of `uri`, if it has a scheme we speak and a host
+    /// (and no user information, which would be sent on as it is).
     pub fn of(uri: &http::Uri) -> Option<Self> {
         let https = match uri.scheme_str()? {
             "https" => true,
             "http" => false,
             _ => return None,
         };
-        let host = normalize(uri.host()?);
-        if host.is_empty() {
+        if uri.authority()?.as_str().contains('@') {
             return None;
         }
+        let host = canonical_host(uri.host()?).ok()?;
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
         Some(Self { https, host, port })
     }
@@ -81,13 +92,42 @@ fn normalize(host: &str) -> String {
         .to_ascii_lowercase()
 }
 
+/// The host as the client will connect to it: parsed by the WHATWG host
+/// parser, an address written in its usual form (without brackets), a
+/// name in lower-case ASCII without a trailing dot.
+fn canonical_host(host: &str) -> Result<String, &'static str> {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let parsed = if bare.contains(':') {
+        url::Host::parse(&format!("[{bare}]"))
+    } else {
+        url::Host::parse(host)
+    }
+    .map_err(|_| "the host is not a valid name or address")?;
+    let canonical = match parsed {
+        url::Host::Domain(name) => normalize(&name),
+        url::Host::Ipv4(ip) => ip.to_string(),
+        url::Host::Ipv6(ip) => ip.to_string(),
+    };
+    if canonical.is_empty() {
+        return Err("the host is empty");
+    }
+    Ok(canonical)
+}
+
 impl Allowlist {
     /// Parses the manifest's entries; the error names the entry and what is
     /// wrong with it.
     pub fn parse(entries: &[String]) -> Result<Self, String> {
         let entries = entries
             .iter()
-            .map(|entry| parse_entry(entry).map_err(|why| format!("`{entry}`: {why}")))
+            .map(|entry| {
+                parse_entry(entry)
+                    .map(|parsed| Entry {
+                        text: entry.trim().into(),
+                        ..parsed
+                    })
+                    .map_err(|why| format!("`{entry}`: {why}"))
+            })
             .collect::<Result<_, _>>()?;
         Ok(Self { entries })
     }
@@ -99,20 +139,28 @@ impl Allowlist {
 
     /// Whether `to` is allowed.
     pub fn allows(&self, to: &Destination) -> bool {
-        self.entries.iter().any(|entry| {
-            entry.https == to.https
-                && entry.port == to.port
-                && match &entry.host {
-                    Host::Exact(host) => *host == to.host,
-                    Host::SubdomainsOf(domain) => {
-                        to.ip().is_none()
-                            && to
-                                .host
-                                .strip_suffix(domain.as_str())
-                                .is_some_and(|label| !label.is_empty())
+        self.entry_for(to).is_some()
+    }
+
+    /// The entry that allows `to`, as the manifest writes it.
+    pub fn entry_for(&self, to: &Destination) -> Option<&Arc<str>> {
+        self.entries
+            .iter()
+            .find(|entry| {
+                entry.https == to.https
+                    && entry.port == to.port
+                    && match &entry.host {
+                        Host::Exact(host) => *host == to.host,
+                        Host::SubdomainsOf(domain) => {
+                            to.ip().is_none()
+                                && to
+                                    .host
+                                    .strip_suffix(domain.as_str())
+                                    .is_some_and(|label| !label.is_empty())
+                        }
                     }
-                }
-        })
+            })
+            .map(|entry| &entry.text)
     }
 
     /// Whether `to`'s host is listed as this very address (the SSRF guard
@@ -138,19 +186,47 @@ fn parse_entry(entry: &str) -> Result<Entry, &'static str> {
     let (host, port) = split_port(rest)?;
     let port = port.unwrap_or(if https { 443 } else { 80 });
     let host = if let Some(domain) = host.strip_prefix("*.") {
-        let domain = normalize(domain);
-        if domain.is_empty() || domain.contains('*') || domain.parse::<IpAddr>().is_ok() {
-            return Err("a wildcard must be `*.` followed by a domain name");
+        let wildcard = "a wildcard must be `*.` followed by a domain name";
+        if domain.contains('*') {
+            return Err(wildcard);
+        }
+        let domain = canonical_host(domain).map_err(|_| wildcard)?;
+        // `*.0.1` would match `127.0.1`, which is an address.
+        if domain.parse::<IpAddr>().is_ok() || domain.rsplit('.').next().is_some_and(is_numeric) {
+            return Err(wildcard);
         }
         Host::SubdomainsOf(format!(".{domain}"))
     } else {
-        let host = normalize(host);
-        if host.is_empty() || host.contains('*') {
+        if host.contains('*') {
             return Err("the host must be a name, an address or `*.` and a domain");
         }
-        Host::Exact(host)
+        let canonical = canonical_host(host)
+            .map_err(|_| "the host must be a name, an address or `*.` and a domain")?;
+        if canonical.parse::<IpAddr>().is_ok() && canonical != normalize(host) {
+            return Err(
+                "an address must be written in its usual form (a.b.c.d, or [v6]): the client reads this one as an address",
+            );
+        }
+        Host::Exact(canonical)
     };
-    Ok(Entry { https, host, port })
+    Ok(Entry {
+        https,
+        host,
+        port,
+        text: Arc::from(""),
+    })
+}
+
+/// Whether a label is one the WHATWG parser reads as a number (so a name
+/// ending in it is an IPv4 address): decimal, octal or `0x` hex.
+fn is_numeric(label: &str) -> bool {
+    let hex = label
+        .strip_prefix("0x")
+        .or_else(|| label.strip_prefix("0X"));
+    match hex {
+        Some(digits) => digits.bytes().all(|b| b.is_ascii_hexdigit()),
+        None => !label.is_empty() && label.bytes().all(|b| b.is_ascii_digit()),
+    }
 }
 
 /// `host[:port]`, with IPv6 addresses in brackets.
@@ -237,6 +313,36 @@ mod tests {
             let err = Allowlist::parse(&[entry.to_string()]).unwrap_err();
             assert!(err.contains(entry) && err.contains(why), "{entry}: {err}");
         }
+    }
+
+    /// The attack: numeric forms the client reads as 127.0.0.1.
+    #[test]
+    fn numeric_hosts_are_addresses_as_the_client_reads_them() {
+        for form in ["2130706433", "0x7f000001", "127.1", "0177.0.0.1", "127.0.1"] {
+            let destination = to(&format!("http://{form}:9000/"));
+            assert_eq!(destination.host, "127.0.0.1", "{form}");
+            assert!(
+                destination.ip().is_some_and(|ip| ip.is_loopback()),
+                "{form}"
+            );
+            // Listed as names, they are refused at load.
+            let err = Allowlist::parse(&[format!("http://{form}:9000")]).unwrap_err();
+            assert!(err.contains("usual form"), "{form}: {err}");
+        }
+        assert_eq!(to("http://0:9000/").host, "0.0.0.0");
+        // A wildcard that would match numeric forms is refused, and no
+        // wildcard matches an address.
+        for entry in ["http://*.0.1:9000", "http://*.1:9000", "http://*.0x1:9000"] {
+            let err = Allowlist::parse(&[entry.to_string()]).unwrap_err();
+            assert!(err.contains("domain name"), "{entry}: {err}");
+        }
+        let names = list(&["http://*.example.com:9000", "http://example.net:9000"]);
+        assert!(!names.allows(&to("http://127.1:9000/")));
+        // An address listed in its usual form matches every way of writing it.
+        let address = list(&["http://127.0.0.1:9000"]);
+        assert!(address.allows(&to("http://2130706433:9000/")));
+        // User information is not a destination.
+        assert!(Destination::of(&"http://user:pw@example.net/".parse().unwrap()).is_none());
     }
 
     proptest::proptest! {

@@ -98,6 +98,9 @@ impl Outbound {
     pub fn new(max_in_flight: usize) -> Result<Self, String> {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            // Never the environment's HTTP_PROXY/HTTPS_PROXY: a proxy would
+            // connect wherever the name resolves, past the SSRF guard.
+            .no_proxy()
             .dns_resolver(Arc::new(guard::PublicOnly))
             .pool_idle_timeout(Duration::from_secs(30))
             .user_agent(concat!("droplet/", env!("CARGO_PKG_VERSION")))
@@ -138,8 +141,8 @@ impl Outbound {
         let internal = self.internal.get().and_then(std::sync::Weak::upgrade);
         let chain = limits.chain.next();
         async move {
-            let destination = checked?;
-            let host = destination.host.clone();
+            let (destination, entry) = checked?;
+            let host = destination.host;
             let started = std::time::Instant::now();
             if let Some(callee) = host.strip_suffix(INTERNAL_SUFFIX) {
                 let internal = internal.ok_or(Error::DestinationUnavailable)?;
@@ -161,7 +164,7 @@ impl Outbound {
                     .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
                 count(
                     &droplet,
-                    &host,
+                    &entry,
                     status_class(response.status().as_u16()),
                     Some(elapsed),
                 );
@@ -199,7 +202,7 @@ impl Outbound {
                 Err(Error::ConnectionTimeout) => "timeout",
                 Err(_) => "error",
             };
-            count(&droplet, &host, class, Some(elapsed));
+            count(&droplet, &entry, class, Some(elapsed));
             if let Err(err) = &result {
                 tracing::info!(droplet = %droplet, host = %host, error = ?err, "outbound request failed");
             }
@@ -213,18 +216,18 @@ impl Outbound {
         &self,
         request: &http::Request<WasiBody>,
         limits: &mut CallLimits,
-    ) -> Result<Destination, Error> {
+    ) -> Result<(Destination, Arc<str>), Error> {
         limits.report.requests.fetch_add(1, Ordering::Relaxed);
         let Some(destination) = Destination::of(request.uri()) else {
             return Err(Error::HttpRequestUriInvalid);
         };
-        if !limits.allowed.allows(&destination) {
+        let Some(entry) = limits.allowed.entry_for(&destination).cloned() else {
             tracing::warn!(droplet = %limits.droplet, destination = %destination, "outbound request denied: not in allowed_outbound_hosts");
             count(&limits.droplet, "denied", "denied", None);
             return Err(Error::HttpRequestDenied);
-        }
+        };
         if limits.remaining == 0 {
-            count(&limits.droplet, &destination.host, "over_limit", None);
+            count(&limits.droplet, &entry, "over_limit", None);
             return Err(Error::InternalError(Some(
                 "this call sent max_outbound_requests already".to_string(),
             )));
@@ -236,15 +239,17 @@ impl Outbound {
         {
             return Err(Error::DestinationIpProhibited);
         }
-        Ok(destination)
+        Ok((destination, entry))
     }
 }
 
-fn count(droplet: &Arc<str>, host: &str, class: &'static str, elapsed: Option<Duration>) {
+/// Counts a request under the allowlist entry that allowed it (never the
+/// destination itself: a wildcard would make a series per name).
+fn count(droplet: &Arc<str>, allowed: &str, class: &'static str, elapsed: Option<Duration>) {
     metrics::counter!(
         "droplet_outbound_requests_total",
         "droplet" => droplet.to_string(),
-        "host" => host.to_string(),
+        "allowed" => allowed.to_string(),
         "class" => class
     )
     .increment(1);
