@@ -176,7 +176,7 @@ fn call(c: &mut Criterion) {
         b.to_async(&rt).iter(|| async {
             bench
                 .runtime
-                .measure_instantiate(&hello_ready.pre, bench.imports(&hello), 64 << 20)
+                .instantiate_once(&hello_ready.pre, bench.imports(&hello), 64 << 20)
                 .await
                 .expect("instantiates")
         })

@@ -157,6 +157,18 @@ async fn deploy_update_rollback_and_remove_through_the_admin_api() {
     )
     .await;
     refused.assert_error(400, "bad_request");
+    // A version that compiles but whose instance cannot be made (its
+    // initial memory is over memory_mb) is refused with the reason, not
+    // published to answer 500 on every request.
+    let refused = admin(
+        &host,
+        "PUT",
+        "/_admin/droplets/app",
+        Some(json!({"manifest": "memory_mb = 1\n"})),
+    )
+    .await;
+    let message = refused.assert_error(400, "bad_request");
+    assert!(message.contains("instance cannot be made"), "{message}");
     assert!(host.get("/app/").await.text().starts_with("Two from"));
     // Detail lists the versions, newest first.
     let detail = admin(&host, "GET", "/_admin/droplets/app", None)
@@ -284,6 +296,15 @@ async fn cli_mints_tokens_and_deploys_lists_rolls_back_and_removes() {
         host.get("/app/").await.text().starts_with("Cli from"),
         "{out}"
     );
+    // A redeploy without --manifest keeps the current manifest (it never
+    // silently resets `auth` or `[config]` to the defaults), and says so.
+    let (ok, out, err) = cli(
+        &["deploy", "app", module.to_str().unwrap(), "--host", &url],
+        &env,
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("manifest, kept"), "{out}");
+    assert!(host.get("/app/").await.text().starts_with("Cli from"));
     let (ok, out, err) = cli(&["list", "--host", &url], &env);
     assert!(ok, "{err}");
     assert!(
@@ -293,6 +314,34 @@ async fn cli_mints_tokens_and_deploys_lists_rolls_back_and_removes() {
     let (ok, out, err) = cli(&["rollback", "app", "--host", &url], &env);
     assert!(ok, "{err}");
     assert!(out.contains("rolled back"), "{out}");
+    assert!(host.get("/app/").await.text().starts_with("Hello from"));
+    // The defaults only when asked for.
+    let (ok, out, err) = cli(
+        &[
+            "deploy",
+            "app",
+            module.to_str().unwrap(),
+            "--manifest",
+            manifest.to_str().unwrap(),
+            "--host",
+            &url,
+        ],
+        &env,
+    );
+    assert!(ok && out.contains("hello.toml"), "{out}{err}");
+    assert!(host.get("/app/").await.text().starts_with("Cli from"));
+    let (ok, out, err) = cli(
+        &[
+            "deploy",
+            "app",
+            module.to_str().unwrap(),
+            "--default-manifest",
+            "--host",
+            &url,
+        ],
+        &env,
+    );
+    assert!(ok && out.contains("the default manifest"), "{out}{err}");
     assert!(host.get("/app/").await.text().starts_with("Hello from"));
     let (ok, out, err) = cli(&["rm", "app", "--host", &url], &env);
     assert!(ok, "{err}");

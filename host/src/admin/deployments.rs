@@ -14,6 +14,7 @@ use super::schema::{
     self, Deploy, Deployed, DropletDetail, DropletList, DropletSummary, Removed, RolledBack,
 };
 use crate::app::App;
+use crate::droplets::store::VersionFiles;
 use crate::droplets::{ChangeError, Droplet, DropletState, Published};
 use crate::error::HostError;
 use crate::http::request_body;
@@ -164,22 +165,41 @@ pub async fn deploy(
         ))
     })?;
     let existing = app.droplets.get(name);
-    let module = match deploy.module {
-        Some(module) => base64::engine::general_purpose::STANDARD
-            .decode(module.trim())
-            .map_err(|err| HostError::BadRequest(format!("`module` is not valid base64: {err}")))?,
-        None => {
-            let Some(current) = &existing else {
-                return Err(HostError::BadRequest(
-                    "a new droplet needs a `module`".to_string(),
-                ));
-            };
-            current_module(app, &current.name).await?
+    let module = match &deploy.module {
+        Some(module) => Some(
+            base64::engine::general_purpose::STANDARD
+                .decode(module.trim())
+                .map_err(|err| {
+                    HostError::BadRequest(format!("`module` is not valid base64: {err}"))
+                })?,
+        ),
+        None => None,
+    };
+    // What is left out is the current version's: a redeploy of a module
+    // never resets its manifest (an empty manifest is the defaults).
+    let current = match &existing {
+        Some(current) if module.is_none() || deploy.manifest.is_none() => {
+            Some(current_files(app, &current.name).await?)
         }
+        _ => None,
+    };
+    let (module, kept) = match (module, current) {
+        (Some(module), current) => (module, current.map(|(_, manifest)| manifest)),
+        (None, Some((module, manifest))) => (module, Some(manifest)),
+        (None, None) => {
+            return Err(HostError::BadRequest(
+                "a new droplet needs a `module`".to_string(),
+            ));
+        }
+    };
+    let (manifest, used) = match (deploy.manifest, kept) {
+        (Some(given), _) => (Some(given), "given"),
+        (None, Some(kept)) => (kept, "kept"),
+        (None, None) => (None, "default"),
     };
     let published = app
         .droplets
-        .publish(name, module, deploy.manifest, "admin")
+        .publish(name, module, manifest, "admin")
         .await
         .map_err(change_error)?;
     let status = if existing.is_none() {
@@ -193,6 +213,7 @@ pub async fn deploy(
             name: name.to_string(),
             version: published.version().as_str().to_string(),
             changed: matches!(published, Published::New(_)),
+            manifest: used.to_string(),
         },
     ))
 }
@@ -271,9 +292,9 @@ pub async fn rollback(app: &App, name: &str) -> Result<Response<Full<Bytes>>, Ho
 
 /// The module `name` serves now, read from the deployment store off the
 /// async workers.
-async fn current_module(app: &App, name: &Arc<str>) -> Result<Vec<u8>, HostError> {
-    match app.droplets.current_module(name).await {
-        Ok(Some(module)) => Ok(module),
+async fn current_files(app: &App, name: &Arc<str>) -> Result<VersionFiles, HostError> {
+    match app.droplets.current_files(name).await {
+        Ok(Some(files)) => Ok(files),
         Ok(None) => Err(HostError::DropletNotFound(format!(
             "no droplet named `{name}`"
         ))),

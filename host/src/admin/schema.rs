@@ -15,7 +15,8 @@ pub struct Deploy {
     /// The component, base64 (standard alphabet, padded). Left out, the
     /// current module is kept and only the manifest changes.
     pub module: Option<String>,
-    /// The manifest's TOML text; left out, the defaults.
+    /// The manifest's TOML text. Left out, the current version's manifest
+    /// is kept (a new droplet gets the defaults); `""` is the defaults.
     pub manifest: Option<String>,
 }
 
@@ -110,6 +111,10 @@ pub struct Deployed {
     pub version: String,
     /// False when the same module and manifest were already serving.
     pub changed: bool,
+    /// Which manifest the version has: `given` (in the request), `kept`
+    /// (the previous version's, none being given) or `default` (a new
+    /// droplet deployed without one).
+    pub manifest: String,
 }
 
 /// `DELETE /_admin/droplets/{name}`'s answer.

@@ -8,11 +8,18 @@
 
 use std::sync::Arc;
 
+use futures_util::FutureExt;
+use wasmtime::PoolConcurrencyLimitError;
+
 use super::store::{StoreError, VersionFiles};
-use crate::capabilities::{self, Capabilities, Grants};
+use crate::capabilities::outbound::Chain;
+use crate::capabilities::{self, CallContext, Capabilities, Grants};
 use crate::droplets::manifest::{Manifest, ManifestError};
 use crate::guest::code_cache::{CodeCache, Origin};
 use crate::guest::runtime::{LinkError, Linked, Runtime};
+
+/// Bounds the trial instantiation's imports (nothing awaits in it).
+const LOAD_INSTANCE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A droplet that can be instantiated.
 pub struct Ready {
@@ -59,6 +66,15 @@ pub enum LoadError {
         /// The droplet.
         name: String,
         /// Which import, and the line that would grant it.
+        reason: String,
+    },
+    /// Its instance cannot be made (an initial memory over its
+    /// `memory_mb`, a table over the host's limits).
+    #[error("{name}.wasm cannot serve: its instance cannot be made: {reason}")]
+    Instantiate {
+        /// The droplet.
+        name: String,
+        /// wasmtime's reason.
         reason: String,
     },
     /// It does not fit the world.
@@ -195,11 +211,52 @@ impl Loader {
                 name: name.to_string(),
                 cause,
             })?;
+        self.instantiate_once(name, &pre, manifest)?;
         Ok(Ready {
             pre,
             origin,
             imports,
         })
+    }
+
+    /// Instantiates the version once, as a call would, and drops the
+    /// instance: a version whose instance cannot be made is refused with
+    /// the reason now, not answered 500 on every request while `/health`
+    /// says it is active. Blocking (the instantiation never waits: no
+    /// guest code runs).
+    fn instantiate_once(
+        &self,
+        name: &str,
+        pre: &Linked,
+        manifest: &Manifest,
+    ) -> Result<(), LoadError> {
+        let (droplet, version, trace_id): (Arc<str>, Arc<str>, Arc<str>) =
+            (name.into(), "load".into(), "load".into());
+        let context = CallContext {
+            droplet: &droplet,
+            version: &version,
+            trace_id: &trace_id,
+            caller: Default::default(),
+            deadline: tokio::time::Instant::now() + LOAD_INSTANCE_DEADLINE,
+            chain: Chain::default(),
+        };
+        let imports = self.capabilities.for_call(&Grants::default(), &context);
+        let memory = usize::try_from(manifest.memory_mb << 20).unwrap_or(usize::MAX);
+        let made = self
+            .runtime
+            .instantiate_once(pre, imports, memory)
+            .now_or_never();
+        match made {
+            Some(Err(err)) if err.downcast_ref::<PoolConcurrencyLimitError>().is_none() => {
+                Err(LoadError::Instantiate {
+                    name: name.to_string(),
+                    reason: err.root_cause().to_string(),
+                })
+            }
+            // Made; or the pool is full right now (a verdict on the host's
+            // load, not on the version), or it waited on something.
+            _ => Ok(()),
+        }
     }
 
     /// The whole check of a version before it may serve: its manifest

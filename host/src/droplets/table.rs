@@ -20,7 +20,7 @@ use arc_swap::ArcSwap;
 use super::droplet::{Droplet, DropletState};
 use super::loader::{LoadError, Loader, Parsed, Ready, off_thread};
 use super::stats::DropletStats;
-use super::store::{DeploymentStore, StoreError};
+use super::store::{DeploymentStore, StoreError, VersionFiles};
 use super::version::{ContentHash, VersionId};
 use crate::guest::code_cache::Origin;
 
@@ -131,13 +131,13 @@ impl Droplets {
         self.len() == 0
     }
 
-    /// The module of the current version of `name`, from the store.
-    pub async fn current_module(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    /// The module and manifest of the current version of `name`, from the
+    /// store.
+    pub async fn current_files(&self, name: &str) -> Result<Option<VersionFiles>, StoreError> {
         let Some(current) = self.get(name) else {
             return Ok(None);
         };
-        let (wasm, _) = self.store.read(name, &current.version).await?;
-        Ok(Some(wasm))
+        Ok(Some(self.store.read(name, &current.version).await?))
     }
 
     /// The stored versions of `name`, newest first.

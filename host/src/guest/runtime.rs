@@ -281,11 +281,11 @@ impl Runtime {
         drop(self.new_store(imports, memory_bytes));
     }
 
-    /// For the benchmarks' breakdown of a call: builds the store,
-    /// instantiates `droplet` in it as [`Runtime::call`] does, and drops
-    /// both without calling the guest.
-    #[doc(hidden)]
-    pub async fn measure_instantiate(
+    /// Builds a store, instantiates `droplet` in it as [`Runtime::call`]
+    /// does, and drops both without calling the guest: the loader's proof
+    /// that a version's instance can be made, and the benchmarks'
+    /// breakdown of a call.
+    pub async fn instantiate_once(
         &self,
         droplet: &Linked,
         imports: Imports,

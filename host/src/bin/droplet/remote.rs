@@ -42,9 +42,13 @@ pub struct DeployArgs {
     pub name: String,
     /// The module (`.wasm`).
     pub file: PathBuf,
-    /// Its manifest (`.toml`).
-    #[arg(long)]
+    /// Its manifest (`.toml`). Left out, the current version's manifest
+    /// is kept (a new droplet gets the defaults).
+    #[arg(long, conflicts_with = "default_manifest")]
     pub manifest: Option<PathBuf>,
+    /// Replace the current manifest with the defaults.
+    #[arg(long)]
+    pub default_manifest: bool,
     #[command(flatten)]
     pub host: HostArgs,
 }
@@ -147,6 +151,7 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
             std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read {}", path.display()))?,
         ),
+        None if args.default_manifest => Some(String::new()),
         None => None,
     };
     let body = serde_json::json!({
@@ -163,8 +168,16 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
     } else {
         "unchanged"
     };
+    let manifest = match body["manifest"].as_str() {
+        Some("kept") => "the current version's manifest, kept".to_string(),
+        Some("default") => "the default manifest".to_string(),
+        _ => match &args.manifest {
+            Some(path) => format!("manifest {}", path.display()),
+            None => "the default manifest".to_string(),
+        },
+    };
     println!(
-        "{} {verb}: version {}",
+        "{} {verb}: version {} ({manifest})",
         args.name,
         body["version"].as_str().unwrap_or("?")
     );
