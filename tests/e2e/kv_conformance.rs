@@ -506,3 +506,73 @@ async fn namespaces_are_separate_and_purge_removes_one(kv: Arc<dyn KvBackend>) {
     assert_eq!(kv.usage("one").await.unwrap(), Usage::default());
     assert_eq!(kv.get("two", "k").await.unwrap(), Some(b"2".to_vec()));
 }
+
+/// The expired-key purge takes the namespace's lock before the entries, as
+/// every write does: run beside writes to expiring keys, it never makes
+/// PostgreSQL abort a write as a deadlock (which a guest saw as
+/// `unavailable`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_postgres_purge_beside_writes_to_expiring_keys_fails_no_write() {
+    let Some(database) = TestDatabase::create("purge_beside_writes").await else {
+        return;
+    };
+    let shutdown = Shutdown::new();
+    let db = Database::connect(
+        &DatabaseSettings {
+            url: database.url(),
+            pool_size: 16,
+            connect_timeout: Duration::from_secs(5),
+        },
+        &shutdown,
+    )
+    .await
+    .unwrap();
+    let kv = Arc::new(PostgresBackend::new(db, Durability::Relaxed));
+    let limits = Limits {
+        quota_bytes: None,
+        max_value_bytes: 1 << 20,
+    };
+    let deadline = Instant::now() + Duration::from_secs(4);
+    let writers: Vec<_> = (0..8)
+        .map(|writer| {
+            let kv = Arc::clone(&kv);
+            tokio::spawn(async move {
+                let mut written = 0u32;
+                while Instant::now() < deadline {
+                    for key in 0..16 {
+                        let key = format!("k{}", (key * 7 + writer) % 16);
+                        kv.set(
+                            "ns",
+                            &key,
+                            b"v".to_vec(),
+                            Some(Duration::from_millis(1)),
+                            limits,
+                        )
+                        .await
+                        .unwrap_or_else(|err| panic!("a write failed beside the purge: {err}"));
+                        written += 1;
+                    }
+                }
+                written
+            })
+        })
+        .collect();
+    let purger = {
+        let kv = Arc::clone(&kv);
+        tokio::spawn(async move {
+            let mut purged = 0;
+            while Instant::now() < deadline {
+                purged += kv.purge_expired().await.expect("the purge itself succeeds");
+            }
+            purged
+        })
+    };
+    let mut written = 0;
+    for writer in writers {
+        written += writer.await.expect("no write failed");
+    }
+    let purged = purger.await.expect("the purge ran");
+    eprintln!("{written} writes, {purged} purged");
+    assert!(purged > 0, "the purge never met an expired key");
+    drop(shutdown);
+}

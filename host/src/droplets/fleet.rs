@@ -288,8 +288,8 @@ impl Fleet {
                 &[&timeout_s],
             )
             .await
-            .map_err(|err| db.fail(err))?
-            .get(0);
+            .and_then(|row| row.try_get(0))
+            .map_err(|err| db.fail(err))?;
         let rows = client
             .query(
                 "SELECT w.name, w.id, s.host_id, s.version, s.error
@@ -305,21 +305,27 @@ impl Fleet {
             .map_err(|err| db.fail(err))?;
         let mut droplets: HashMap<String, DropletConvergence> = HashMap::new();
         for row in rows {
-            let (name, wanted): (String, String) = (row.get(0), row.get(1));
+            let read = |row: &tokio_postgres::Row| {
+                Ok::<_, tokio_postgres::Error>((
+                    row.try_get::<_, String>(0)?,
+                    row.try_get::<_, String>(1)?,
+                    row.try_get::<_, Option<String>>(2)?,
+                    row.try_get::<_, Option<String>>(3)?,
+                    row.try_get::<_, Option<String>>(4)?,
+                ))
+            };
+            let (name, wanted, host, version, error) = read(&row).map_err(|err| db.fail(err))?;
             let entry = droplets.entry(name).or_insert_with(|| DropletConvergence {
                 version: wanted.clone(),
                 serving: 0,
                 on_hosts: Vec::new(),
             });
-            if let (Some(host), Some(version)) = (
-                row.get::<_, Option<String>>(2),
-                row.get::<_, Option<String>>(3),
-            ) {
+            if let (Some(host), Some(version)) = (host, version) {
                 entry.serving += (version == wanted) as u64;
                 entry.on_hosts.push(HostServing {
                     host,
                     version,
-                    error: row.get(4),
+                    error,
                 });
             }
         }

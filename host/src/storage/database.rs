@@ -319,7 +319,10 @@ async fn first_contact(pool: &Pool) -> Result<String, FirstContact> {
         .query_one("SELECT current_schema()", &[])
         .await
         .map_err(|err| FirstContact::Fatal(err.to_string()))?;
-    row.get::<_, Option<String>>(0).ok_or_else(|| {
+    let schema: Option<String> = row
+        .try_get(0)
+        .map_err(|err| FirstContact::Fatal(err.to_string()))?;
+    schema.ok_or_else(|| {
         FirstContact::Fatal(
             "no schema is selected (the search_path names no schema that exists)".to_string(),
         )

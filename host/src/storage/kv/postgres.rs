@@ -133,7 +133,7 @@ impl PostgresBackend {
                              RETURNING bytes",
                         )
                         .await?;
-                    let used: i64 = tx.query_one(&lock, &[&ns]).await?.get(0);
+                    let used: i64 = tx.query_one(&lock, &[&ns]).await?.try_get(0)?;
                     let read = tx
                         .prepare_cached(
                             "SELECT value,
@@ -143,13 +143,16 @@ impl PostgresBackend {
                         )
                         .await?;
                     let row = tx.query_opt(&read, &[&ns, &key]).await?;
-                    let old_size = row
-                        .as_ref()
-                        .map(|row| entry_bytes(key.len(), row.get::<_, &[u8]>(0).len()));
-                    let current = row.filter(|row| row.get::<_, bool>(1)).map(|row| Current {
-                        value: row.get(0),
-                        ttl_ms: row.get(2),
-                    });
+                    let (old_size, current) = match row {
+                        None => (None, None),
+                        Some(row) => {
+                            let value: Vec<u8> = row.try_get(0)?;
+                            let live: bool = row.try_get(1)?;
+                            let ttl_ms: Option<i64> = row.try_get(2)?;
+                            let size = entry_bytes(key.len(), value.len());
+                            (Some(size), live.then_some(Current { value, ttl_ms }))
+                        }
+                    };
                     let decided = match step(current) {
                         Ok(decided) => decided,
                         Err(refused) => return Ok(Err(refused)),
@@ -215,6 +218,12 @@ impl PostgresBackend {
         self.db.mark_ok();
         Ok(row)
     }
+}
+
+/// A row that does not have the columns or types the code reads: the
+/// schema is not the one this host migrated to.
+pub(super) fn schema(err: tokio_postgres::Error) -> KvError {
+    KvError::Unavailable(format!("the kv table does not read as expected: {err}"))
 }
 
 pub(super) fn unavailable(err: DbError) -> KvError {

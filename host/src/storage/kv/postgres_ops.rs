@@ -6,13 +6,13 @@ use super::{KeyPage, KvBackend, KvError, Limits, MAX_LIST_LIMIT, Usage};
 use async_trait::async_trait;
 use std::time::Duration;
 
-use super::postgres::{GET_QUERY, PostgresBackend, Step, unavailable};
+use super::postgres::{GET_QUERY, PostgresBackend, Step, schema, unavailable};
 
 #[async_trait]
 impl KvBackend for PostgresBackend {
     async fn get(&self, ns: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
         let row = self.read_one(GET_QUERY, &[&ns, &key.as_bytes()]).await?;
-        Ok(row.map(|row| row.get(0)))
+        row.map(|row| row.try_get(0)).transpose().map_err(schema)
     }
 
     async fn set(
@@ -92,8 +92,12 @@ impl KvBackend for PostgresBackend {
         let keys: Vec<String> = rows
             .iter()
             .take(limit as usize)
-            .map(|row| String::from_utf8_lossy(row.get::<_, &[u8]>(0)).into_owned())
-            .collect();
+            .map(|row| {
+                row.try_get::<_, &[u8]>(0)
+                    .map(|key| String::from_utf8_lossy(key).into_owned())
+            })
+            .collect::<Result<_, _>>()
+            .map_err(schema)?;
         let next_cursor = if more { keys.last().cloned() } else { None };
         Ok(KeyPage { keys, next_cursor })
     }
@@ -159,10 +163,17 @@ impl KvBackend for PostgresBackend {
                 &[&ns],
             )
             .await?;
-        Ok(row.map_or(Usage::default(), |row| Usage {
-            keys: row.get::<_, i64>(0).max(0) as u64,
-            bytes: row.get::<_, i64>(1).max(0) as u64,
-        }))
+        let Some(row) = row else {
+            return Ok(Usage::default());
+        };
+        let (keys, bytes): (i64, i64) = (
+            row.try_get(0).map_err(schema)?,
+            row.try_get(1).map_err(schema)?,
+        );
+        Ok(Usage {
+            keys: keys.max(0) as u64,
+            bytes: bytes.max(0) as u64,
+        })
     }
 
     async fn purge(&self, ns: &str) -> Result<(), KvError> {

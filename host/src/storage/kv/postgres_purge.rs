@@ -45,10 +45,17 @@ impl PostgresBackend {
         drop(client);
         let mut purged = 0;
         for row in namespaces {
-            let ns: String = row.get(0);
+            let ns: String = row.try_get(0).map_err(super::postgres::schema)?;
             purged += self
                 .in_namespace(&ns, |tx, ns| {
                     Box::pin(async move {
+                        // The namespace row first, as every write takes it:
+                        // one lock order, so a purge and a write to an
+                        // expiring key never deadlock.
+                        let lock = tx
+                            .prepare_cached("SELECT 1 FROM kv_namespaces WHERE ns = $1 FOR UPDATE")
+                            .await?;
+                        tx.query_opt(&lock, &[&ns]).await?;
                         let gone = tx
                             .query_one(
                                 "WITH gone AS (
@@ -59,7 +66,7 @@ impl PostgresBackend {
                                 &[&ns],
                             )
                             .await?;
-                        let (count, size): (i64, i64) = (gone.get(0), gone.get(1));
+                        let (count, size): (i64, i64) = (gone.try_get(0)?, gone.try_get(1)?);
                         let bytes = size + count * super::ENTRY_OVERHEAD_BYTES as i64;
                         Ok(Ok((count, -bytes, -count)))
                     })
