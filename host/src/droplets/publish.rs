@@ -156,15 +156,17 @@ impl Droplets {
         Ok(previous)
     }
 
-    /// Removes `name`: from the table (requests in flight finish), from the
-    /// store and from the droplets directory. Whether it existed.
+    /// Removes `name`: from the store first (durably: a removal the store
+    /// refused changes nothing, and one it made is never undone by a
+    /// restart), then from the table (requests in flight finish) and from
+    /// the droplets directory. Whether it existed.
     pub async fn remove(&self, name: &str) -> Result<bool, ChangeError> {
         let _change = self.changes.lock().await;
-        let existed = self.take_out(&[name]);
         self.store
             .remove(name)
             .await
             .map_err(ChangeError::storage("remove the stored versions"))?;
+        let existed = self.take_out(&[name]);
         let (dir, owned_name) = (self.dir.clone(), name.to_string());
         tokio::task::spawn_blocking(move || directory::remove_files(&dir, &owned_name))
             .await
