@@ -425,3 +425,42 @@ async fn new_then_build_then_the_running_host_serves_it() {
     assert!(!ok);
     assert!(err.contains("no Cargo.toml"), "{err}");
 }
+
+/// While the registry is down, a newer version replaces an older one still
+/// being retried: the registry ends up with the newest version only, never
+/// an older one after it.
+#[tokio::test]
+async fn the_latest_version_wins_the_registration() {
+    let (url, registered, _) = registry(3).await;
+    let host = HostBuilder::new()
+        .droplet("hello", "hello")
+        .env("REGISTRY_URL", &url)
+        .start()
+        .await;
+    host.wait_for_log(
+        |line| line["message"] == "registration failed; retrying",
+        Duration::from_secs(10),
+    )
+    .await
+    .expect("the first attempt failed");
+    std::fs::write(host.droplets_dir().join("hello.toml"), "budget_ms = 900\n").unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let newest = loop {
+        let reply = host.get("/hello/").await;
+        let version = reply.header("x-droplet-version").unwrap_or("").to_string();
+        if version.starts_with('2') || std::time::Instant::now() > deadline {
+            break version;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    while registered.lock().unwrap().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "never registered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The first version's retries (250 ms, 500 ms, 1 s apart) would have
+    // landed by now.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let registered = registered.lock().unwrap().clone();
+    assert_eq!(registered.len(), 1, "{registered:?}");
+    assert_eq!(registered[0]["version"], newest.as_str(), "{registered:?}");
+}

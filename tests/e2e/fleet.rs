@@ -516,7 +516,11 @@ async fn while_the_database_is_away_kv_answers_503_the_rest_serves_and_the_host_
     // serves (it used to leave the table first, and come back at restart).
     let reply = admin_request(&host, "DELETE", "/_admin/droplets/hello", None).await;
     reply.assert_error(503, "store_unavailable");
-    assert_eq!(host.get("/hello/").await.status, 200, "a refused removal unserved it");
+    assert_eq!(
+        host.get("/hello/").await.status,
+        200,
+        "a refused removal unserved it"
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let health = host.get("/health").await;

@@ -3,17 +3,20 @@
 //! `POST {REGISTRY_URL}/register` `{"id", "name", "endpoint", "version"}`
 //! and the bearer `REGISTRY_TOKEN`.
 //!
-//! Registration runs in the background with a timeout per attempt and
+//! Registration runs in the background, one worker per droplet that
+//! registers its latest version, with a timeout per attempt and
 //! exponential backoff between attempts: a registry that is down never
-//! delays serving. Every outcome is logged and counted
+//! delays serving, and a newer version replaces an older one still being
+//! retried. Every outcome is logged and counted
 //! (`droplet_registrations_total{outcome}`).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::Method;
 use serde_json::json;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::droplets::{Droplet, DropletState};
 use crate::ops::json_client::{ClientError, JsonClient, error_message};
@@ -41,6 +44,11 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Starts the registrar; send it each droplet version to register. It stops
 /// at `shutdown`, retries included.
+///
+/// Each droplet has one worker, which registers the latest version it was
+/// sent: a newer version arriving while an older one is being retried
+/// replaces it (an older registration never lands after a newer one, and
+/// retries never pile up while the registry is down).
 pub fn spawn(
     settings: RegistrySettings,
     shutdown: &Shutdown,
@@ -50,16 +58,49 @@ pub fn spawn(
     let (sender, mut receive) = mpsc::unbounded_channel::<Arc<Droplet>>();
     let tasks = shutdown.clone();
     shutdown.spawn_until_triggered(async move {
+        let mut workers: HashMap<Arc<str>, watch::Sender<Arc<Droplet>>> = HashMap::new();
         while let Some(droplet) = receive.recv().await {
-            if matches!(droplet.state, DropletState::Failed(_)) {
+            if let Some(worker) = workers.get(&droplet.name)
+                && !worker.is_closed()
+            {
+                worker.send_replace(droplet);
                 continue;
             }
+            let name = Arc::clone(&droplet.name);
+            let (latest, receiver) = watch::channel(droplet);
+            workers.insert(name, latest);
             let (client, settings) = (Arc::clone(&client), Arc::clone(&settings));
-            tasks
-                .spawn_until_triggered(async move { register(&client, &settings, &droplet).await });
+            tasks.spawn_until_triggered(worker(client, settings, receiver));
         }
     });
     Ok(sender)
+}
+
+/// Registers the latest version of one droplet, starting over whenever a
+/// newer one arrives; a version that failed to load is not registered.
+async fn worker(
+    client: Arc<JsonClient>,
+    settings: Arc<RegistrySettings>,
+    mut latest: watch::Receiver<Arc<Droplet>>,
+) {
+    loop {
+        let droplet = Arc::clone(&latest.borrow_and_update());
+        if !matches!(droplet.state, DropletState::Failed(_)) {
+            tokio::select! {
+                () = register(&client, &settings, &droplet) => {}
+                changed = latest.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    tracing::debug!(droplet = %droplet.name, version = %droplet.version, "a newer version replaces this registration");
+                    continue;
+                }
+            }
+        }
+        if latest.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 async fn register(client: &JsonClient, settings: &RegistrySettings, droplet: &Droplet) {
