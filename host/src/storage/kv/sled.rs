@@ -29,6 +29,9 @@ use super::sled_entry::{
     swap_entry,
 };
 use super::sled_store::{Store, TREE_PREFIX};
+
+/// Entries one `list_keys` call reads at most, expired ones included.
+pub const MAX_SCANNED_PER_LIST: usize = 4096;
 use super::{Durability, KeyPage, KvBackend, KvError, Limits, MAX_LIST_LIMIT, OpenError, Usage};
 use crate::ops::shutdown::Shutdown;
 
@@ -163,7 +166,11 @@ impl KvBackend for SledBackend {
                 };
                 let now = now_ms();
                 let mut keys = Vec::new();
-                let mut more = false;
+                // Entries read, expired ones included: one call's work is
+                // bounded (it runs on an async worker), however many
+                // expired keys lie in the way.
+                let mut scanned = 0;
+                let mut next_cursor = None;
                 for entry in namespace
                     .tree
                     .range::<Vec<u8>, _>((start, Bound::Unbounded))
@@ -172,16 +179,20 @@ impl KvBackend for SledBackend {
                     if !key.starts_with(prefix.as_bytes()) {
                         break;
                     }
-                    if is_expired(&raw, now) {
-                        continue;
-                    }
                     if keys.len() == limit {
-                        more = true;
+                        next_cursor = keys.last().cloned();
                         break;
                     }
-                    keys.push(String::from_utf8_lossy(&key).into_owned());
+                    scanned += 1;
+                    if !is_expired(&raw, now) {
+                        keys.push(String::from_utf8_lossy(&key).into_owned());
+                    }
+                    if scanned == MAX_SCANNED_PER_LIST {
+                        // Resume after this entry, live or expired.
+                        next_cursor = Some(String::from_utf8_lossy(&key).into_owned());
+                        break;
+                    }
                 }
-                let next_cursor = if more { keys.last().cloned() } else { None };
                 Ok(KeyPage { keys, next_cursor })
             })
             .await
@@ -298,6 +309,46 @@ mod tests {
         let raw = encode(10, b"v");
         assert_eq!(live_value(&raw, 9), Some(&b"v"[..]));
         assert_eq!(live_value(&raw, 10), None);
+    }
+
+    #[tokio::test]
+    async fn listing_past_many_expired_keys_is_bounded_work_per_call() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend =
+            SledBackend::open(&dir.path().join("kv"), Durability::Relaxed, 8 << 20).unwrap();
+        let limits = Limits {
+            quota_bytes: None,
+            max_value_bytes: 1 << 20,
+        };
+        let ttl = Some(Duration::from_millis(1));
+        for i in 0..MAX_SCANNED_PER_LIST + 500 {
+            let key = format!("a{i:05}");
+            backend
+                .set("ns", &key, b"x".to_vec(), ttl, limits)
+                .await
+                .unwrap();
+        }
+        for key in ["b1", "b2", "b3"] {
+            backend
+                .set("ns", key, b"v".to_vec(), None, limits)
+                .await
+                .unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let first = backend.list_keys("ns", "", None, 10).await.unwrap();
+        assert!(first.keys.is_empty(), "{:?}", first.keys);
+        let mut cursor = first.next_cursor.clone();
+        assert!(cursor.is_some(), "stopped early, with a cursor to go on");
+        let mut live = Vec::new();
+        let mut pages = 1;
+        while let Some(at) = cursor {
+            let page = backend.list_keys("ns", "", Some(at), 10).await.unwrap();
+            live.extend(page.keys);
+            cursor = page.next_cursor;
+            pages += 1;
+            assert!(pages < 10, "the walk does not end");
+        }
+        assert_eq!(live, ["b1", "b2", "b3"]);
     }
 
     #[test]
