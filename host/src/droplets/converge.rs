@@ -12,24 +12,41 @@ use super::table::Droplets;
 use super::version::VersionId;
 
 impl Droplets {
-    /// Makes this host serve what the fleet wants: `wanted` (read under the
-    /// change lock, so no publish of this host's can come between the read
-    /// and the swaps) names every droplet's current version. A droplet
-    /// serving another version is compiled from the store and swapped in;
-    /// one the fleet no longer has is taken out of the table (its files
-    /// stay). A version that cannot serve here is refused: the current one
-    /// keeps serving, and `refused` remembers why, so it is not compiled
-    /// again until the fleet wants another version. How many were swapped.
-    pub async fn converge<F, E>(
+    /// Makes this host serve what the fleet wants: `wanted()` reads every
+    /// droplet's current version from the fleet's store. A droplet serving
+    /// another version is compiled from the store and swapped in; one the
+    /// fleet no longer has is taken out of the table (its files stay). A
+    /// version that cannot serve here is refused: the current one keeps
+    /// serving, and `refused` remembers why, so it is not compiled again
+    /// until the fleet wants another version. How many were swapped.
+    ///
+    /// Compiling happens outside the change lock, as a publish does, so
+    /// admin writes never wait behind it. The lock is then taken, the
+    /// wanted versions read again (no publish of this host's can come
+    /// between that read and the swaps), and only versions still wanted
+    /// are swapped in; one that became wanted meanwhile is compiled by the
+    /// next pass (its publish sent the hint that starts it).
+    pub async fn converge<F, Fut, E>(
         &self,
         wanted: F,
         refused: &mut HashMap<String, (VersionId, String)>,
     ) -> Result<usize, E>
     where
-        F: Future<Output = Result<Vec<(String, VersionId)>, E>>,
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<Vec<(String, VersionId)>, E>>,
     {
+        let mut prepared = HashMap::new();
+        for (name, version) in wanted().await? {
+            if self.serves(&name, &version) || was_refused(refused, &name, &version) {
+                continue;
+            }
+            let started = Instant::now();
+            let result = self.prepare_stored(&name, &version).await;
+            prepared.insert(name, (version, result, started));
+        }
+
         let _change = self.changes.lock().await;
-        let wanted = wanted.await?;
+        let wanted = wanted().await?;
         let names: HashSet<&str> = wanted.iter().map(|(name, _)| name.as_str()).collect();
         let gone: Vec<Arc<Droplet>> = self
             .list()
@@ -48,21 +65,21 @@ impl Droplets {
         refused.retain(|name, _| names.contains(name.as_str()));
         let mut swapped = 0;
         for (name, version) in wanted {
-            let current = self.get(&name);
-            if current.as_ref().is_some_and(|current| {
-                current.version == version && !matches!(current.state, DropletState::Failed(_))
-            }) {
+            if self.serves(&name, &version) {
                 refused.remove(&name);
                 continue;
             }
-            if refused
-                .get(&name)
-                .is_some_and(|(refused, _)| *refused == version)
-            {
+            if was_refused(refused, &name, &version) {
                 continue;
             }
-            let started = Instant::now();
-            match self.prepare_stored(&name, &version).await {
+            let Some((ready_version, result, started)) = prepared.remove(&name) else {
+                continue;
+            };
+            if ready_version != version {
+                continue;
+            }
+            let current = self.get(&name);
+            match result {
                 Ok((parsed, ready)) => {
                     self.swap_in(&name, &version, parsed, ready);
                     swapped += 1;
@@ -84,6 +101,13 @@ impl Droplets {
         Ok(swapped)
     }
 
+    /// Whether `name` serves `version` (loaded, not failed).
+    fn serves(&self, name: &str, version: &VersionId) -> bool {
+        self.get(name).is_some_and(|current| {
+            current.version == *version && !matches!(current.state, DropletState::Failed(_))
+        })
+    }
+
     /// A stored version, read and checked as a publish checks it.
     async fn prepare_stored(
         &self,
@@ -99,4 +123,15 @@ impl Droplets {
         let owned_name = name.to_string();
         off_thread(name, move || loader.prepare(&owned_name, &files)).await
     }
+}
+
+/// Whether `version` of `name` was refused here already.
+fn was_refused(
+    refused: &HashMap<String, (VersionId, String)>,
+    name: &str,
+    version: &VersionId,
+) -> bool {
+    refused
+        .get(name)
+        .is_some_and(|(refused, _)| refused == version)
 }

@@ -185,7 +185,7 @@ impl Fleet {
     /// this host serves.
     pub async fn reconcile(&self, droplets: &Droplets) -> Result<(), String> {
         let mut refused = self.refused.lock().await;
-        let wanted = async {
+        let wanted = || async {
             self.store
                 .wanted()
                 .await

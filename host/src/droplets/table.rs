@@ -373,10 +373,24 @@ mod tests {
         let missing = VersionId::parse("7-0123456789ab").unwrap();
         let mut refused = HashMap::new();
         let wanted = vec![("ghost".to_string(), missing.clone())];
+        // The first read (and the compiling after it) runs without the
+        // change lock, so admin writes never wait behind a reconcile; the
+        // second, right before the swaps, under it.
+        let reads = std::sync::Mutex::new(Vec::new());
         let swapped = droplets
-            .converge(async { Ok::<_, String>(wanted.clone()) }, &mut refused)
+            .converge(
+                || {
+                    reads
+                        .lock()
+                        .unwrap()
+                        .push(droplets.changes.try_lock().is_err());
+                    async { Ok::<_, String>(wanted.clone()) }
+                },
+                &mut refused,
+            )
             .await
             .unwrap();
+        assert_eq!(*reads.lock().unwrap(), [false, true]);
         assert_eq!(swapped, 0);
         let (version, reason) = &refused["ghost"];
         assert_eq!(*version, missing);
@@ -384,7 +398,7 @@ mod tests {
         assert!(droplets.get("ghost").is_none());
         // The fleet no longer names it: forgotten.
         droplets
-            .converge(async { Ok::<_, String>(Vec::new()) }, &mut refused)
+            .converge(|| async { Ok::<_, String>(Vec::new()) }, &mut refused)
             .await
             .unwrap();
         assert!(refused.is_empty());
