@@ -23,6 +23,7 @@ use droplet_host::ops::child_env::isolate;
 use serde::Serialize;
 use serde_json::Value;
 
+mod attacks;
 mod fleet;
 mod soak;
 mod targets;
@@ -32,6 +33,9 @@ fn main() -> Result<()> {
     std::fs::create_dir_all(&opts.out)?;
     if let Some(minutes) = opts.soak_minutes {
         return soak::run(&opts, minutes);
+    }
+    if opts.attacks {
+        return attacks::run(&opts);
     }
     let machine = Machine::read();
     eprintln!(
@@ -103,6 +107,9 @@ fn main() -> Result<()> {
     drop(host);
     drop(native);
     many_droplets(&opts, &mut report)?;
+    // The attack recipes have their own report (`attacks.md`); small in
+    // short mode, so that CI runs them.
+    attacks::run(&opts)?;
 
     report.write(&opts.out)?;
     println!("{}", report.markdown());
@@ -141,6 +148,9 @@ struct Args {
     /// Run only the soak scenario, for this many minutes (not part of CI).
     #[arg(long)]
     soak_minutes: Option<u64>,
+    /// Run only the attack recipes, with the host's RSS bounds checked.
+    #[arg(long)]
+    attacks: bool,
 }
 
 /// What a run was asked to do, and where things are.
@@ -149,6 +159,8 @@ struct Opts {
     short: bool,
     /// Minutes of the soak scenario, when that is what runs.
     soak_minutes: Option<u64>,
+    /// Only the attack recipes.
+    attacks: bool,
     rounds: usize,
     duration: Duration,
     out: PathBuf,
@@ -172,6 +184,7 @@ impl Opts {
         Ok(Self {
             short,
             soak_minutes: args.soak_minutes,
+            attacks: args.attacks,
             rounds: args.rounds.unwrap_or(if short { 1 } else { 3 }),
             duration: Duration::from_secs(args.duration.unwrap_or(if short { 1 } else { 5 })),
             out: args.out.unwrap_or_else(|| bin_dir.join("../bench")),

@@ -29,6 +29,9 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often an HTTP/2 connection is pinged, and how long the answer may
 /// take before the connection is dropped as dead.
 const HTTP2_KEEP_ALIVE: Duration = Duration::from_secs(20);
+/// The most an HTTP/1.1 connection's read buffer holds (and so the
+/// largest request head).
+pub const MAX_HTTP1_BUFFER: usize = 64 << 10;
 /// Streams one HTTP/2 connection may have open at once.
 pub const MAX_HTTP2_STREAMS: u32 = 100;
 /// The longest pause after failed accepts (doubling from 10 ms).
@@ -47,7 +50,11 @@ pub async fn serve(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        // What one connection's read buffer may grow to (hyper's default
+        // is ~400 KiB): a thousand clients trickling bodies would hold
+        // that much each. It also bounds a request's head.
+        .max_buf_size(MAX_HTTP1_BUFFER);
     builder
         .http2()
         .timer(TokioTimer::new())
