@@ -17,8 +17,8 @@ use droplet_host::capabilities::auth::AuthCapability;
 use droplet_host::capabilities::config::ConfigCapability;
 use droplet_host::capabilities::kv::KvCapability;
 use droplet_host::capabilities::log::LogCapability;
-use droplet_host::capabilities::outbound::Outbound;
 use droplet_host::capabilities::outbound::access::OutboundCapability;
+use droplet_host::capabilities::outbound::{Chain, Outbound};
 use droplet_host::capabilities::response_body::BodyCapability;
 use droplet_host::droplets::loader::Loader;
 use droplet_host::droplets::stats::DropletStats;
@@ -74,7 +74,12 @@ impl Bench {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
         self.capabilities.for_call(
             &droplet.grants,
-            &droplet.call_context(&self.trace_id, Caller::default(), deadline, 0),
+            &droplet.call_context(
+                &self.trace_id,
+                Caller::default(),
+                deadline,
+                Chain::default(),
+            ),
         )
     }
 
@@ -85,7 +90,12 @@ impl Bench {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
         let imports = self.capabilities.for_call(
             &droplet.grants,
-            &droplet.call_context(&self.trace_id, Caller::default(), deadline, 0),
+            &droplet.call_context(
+                &self.trace_id,
+                Caller::default(),
+                deadline,
+                Chain::default(),
+            ),
         );
         self.runtime
             .call(Call {

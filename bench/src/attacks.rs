@@ -206,7 +206,7 @@ pub fn run(opts: &Opts) -> Result<()> {
         "HTTP/1.1 bodies of 1 MiB - 1 held at once",
         3,
         // The budget, and each connection's read buffer (64 KiB).
-        REQUEST_BUFFER_MB + (connections as u64 * 64 >> 10) + SLACK_MB,
+        REQUEST_BUFFER_MB + ((connections as u64 * 64) >> 10) + SLACK_MB,
         || {
             let statuses = runtime.block_on(body_flood(host.addr, connections, (1 << 20) - 1));
             // 0: the host closed the connection on its 503 before it was read.

@@ -394,3 +394,43 @@ async fn request_bodies_past_the_hosts_budget_are_a_503() {
     drop(bodies);
     assert_eq!(host.get("/echo/").await.status, 200);
 }
+
+/// A full instance pool is the host's, not a droplet's: the 503 says so.
+#[tokio::test]
+async fn a_full_instance_pool_is_named_in_the_503() {
+    let host = HostBuilder::new()
+        .droplet_with("echo", "echo", "budget_ms = 60000\n")
+        .droplet_with("hello", "hello", "budget_ms = 60000\n")
+        .arg("--max-instances")
+        .arg("1")
+        .start()
+        .await;
+    let host = &host;
+    let slow = async move {
+        host.send(
+            Request::get("/echo/?sleep_ms=1500")
+                .header("x-request-id", "holds-the-pool")
+                .body(Bytes::new())
+                .unwrap(),
+        )
+        .await
+    };
+    let other = async move {
+        host.wait_for_log(
+            |line| line["trace_id"] == "holds-the-pool" && line["message"] == "echoing",
+            Duration::from_secs(30),
+        )
+        .await
+        .expect("the slow request started");
+        host.get("/hello/").await
+    };
+    let (slow, other) = tokio::join!(slow, other);
+    assert_eq!(slow.status, 200);
+    let message = other.assert_error(503, "host_busy");
+    assert!(
+        message.contains("instance pool is full (1 instances"),
+        "{message}"
+    );
+    assert_eq!(other.header("retry-after"), Some("1"));
+    assert_eq!(host.get("/hello/").await.status, 200);
+}
