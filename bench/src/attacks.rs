@@ -205,8 +205,9 @@ pub fn run(opts: &Opts) -> Result<()> {
         &host,
         "HTTP/1.1 bodies of 1 MiB - 1 held at once",
         3,
-        // The budget, and each connection's read buffer (64 KiB).
-        REQUEST_BUFFER_MB + ((connections as u64 * 64) >> 10) + SLACK_MB,
+        // The budget, each admitted body's copy in its guest's memory, and
+        // each connection's read buffer (64 KiB).
+        2 * REQUEST_BUFFER_MB + ((connections as u64 * 64) >> 10) + SLACK_MB,
         || {
             let statuses = runtime.block_on(body_flood(host.addr, connections, (1 << 20) - 1));
             // 0: the host closed the connection on its 503 before it was read.
@@ -233,7 +234,8 @@ pub fn run(opts: &Opts) -> Result<()> {
         &host,
         "HTTP/2: one connection, streams of 8 MiB",
         3,
-        REQUEST_BUFFER_MB + SLACK_MB,
+        // The budget, and each admitted body's copy in its guest's memory.
+        2 * REQUEST_BUFFER_MB + SLACK_MB,
         || {
             let statuses = runtime.block_on(h2_flood(host.addr, streams, 8 << 20))?;
             let busy = statuses.iter().filter(|status| **status == 503).count();

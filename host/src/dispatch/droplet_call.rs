@@ -91,7 +91,7 @@ where
     )
     .await
     .map_err(|err| err.host_error(limit_kb))?;
-    let body = read.bytes.clone();
+    let (body, _body_held) = read.into_parts();
 
     let own = Instant::now() + Duration::from_millis(manifest.budget_ms);
     let deadline = hop.map_or(own, |hop| own.min(hop.deadline));

@@ -79,12 +79,24 @@ impl BodyBudget {
 }
 
 /// A request body read whole, its bytes held against the budget until
-/// this is dropped.
+/// this (or its [`BodyHeld`]) is dropped.
 #[derive(Debug, Default)]
 pub struct ReadBody {
     /// The body.
     pub bytes: Bytes,
-    _held: Option<OwnedSemaphorePermit>,
+    held: BodyHeld,
+}
+
+/// A body's share of the budget, given back when dropped.
+#[derive(Debug, Default)]
+pub struct BodyHeld(#[allow(dead_code)] Option<OwnedSemaphorePermit>);
+
+impl ReadBody {
+    /// The bytes (the only reference to them, so that handing them to the
+    /// guest's request copies nothing) and the share of the budget.
+    pub fn into_parts(self) -> (Bytes, BodyHeld) {
+        (self.bytes, self.held)
+    }
 }
 
 /// Reads `body` whole, refusing it past `limit` bytes, after `timeout`,
@@ -141,7 +153,10 @@ where
             .map_err(|_| BodyError::TimedOut)??,
         None => collect.await?,
     };
-    Ok(ReadBody { bytes, _held: held })
+    Ok(ReadBody {
+        bytes,
+        held: BodyHeld(held),
+    })
 }
 
 #[cfg(test)]
