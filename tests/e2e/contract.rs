@@ -420,6 +420,53 @@ async fn new_then_build_then_the_running_host_serves_it() {
     assert_eq!(reply.json()["visits"], 1);
     assert_eq!(host.get("/greeter/").await.json()["visits"], 2);
 
+    // A manifest that does not grant what the code imports: refused by
+    // `droplet build` with the host's own words, and nothing is copied.
+    std::fs::write(crate_dir.join("greeter.toml"), "capabilities = []\n").unwrap();
+    let (ok, out, err) = cli(
+        &[
+            "build",
+            crate_dir.to_str().unwrap(),
+            "--droplets",
+            host.droplets_dir().to_str().unwrap(),
+        ],
+        &[("CARGO_TARGET_DIR", target.to_str().unwrap())],
+    );
+    assert!(!ok, "{out}");
+    assert!(
+        err.contains("the host would refuse greeter")
+            && err.contains("which its manifest does not grant: add \"kv\" to"),
+        "{err}"
+    );
+    assert_eq!(
+        host.get("/greeter/").await.json()["visits"],
+        3,
+        "the built version serves on"
+    );
+
+    // A droplet whose first version the host refuses answers 503 with the
+    // reason, not 404.
+    std::fs::write(
+        host.droplets_dir().join("fresh.toml"),
+        "capabilities = []\n",
+    )
+    .unwrap();
+    std::fs::write(
+        host.droplets_dir().join("fresh.wasm"),
+        crate::support::example("kvstore"),
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let reply = loop {
+        let reply = host.get("/fresh/").await;
+        if reply.status != 404 || std::time::Instant::now() > deadline {
+            break reply;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let message = reply.assert_error(503, "droplet_unavailable");
+    assert!(message.contains("does not grant"), "{message}");
+
     // Not a droplet crate: a clear error.
     let (ok, _, err) = cli(&["build", work.path().to_str().unwrap()], &[]);
     assert!(!ok);

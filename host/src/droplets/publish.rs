@@ -101,9 +101,22 @@ impl Droplets {
             Ok((parsed, ready, files))
         })
         .await;
-        let (parsed, ready, (wasm, manifest)) = checked.inspect_err(|reason| {
-            tracing::error!(droplet = name, source, reason = %reason, "new version refused; the current one keeps serving");
-        })?;
+        let (parsed, ready, (wasm, manifest)) = match checked {
+            Ok(checked) => checked,
+            Err(reason) => {
+                tracing::error!(droplet = name, source, reason = %reason, "new version refused; the current one keeps serving");
+                // A droplet that appeared in the directory and was refused
+                // is there, failed: it answers 503 with the reason (as at
+                // start-up), not 404 as if its file did not exist.
+                if source == "directory" && !reason.is_read() {
+                    let _change = self.changes.lock().await;
+                    if self.get(name).is_none() {
+                        self.insert_failed(name, reason.to_string());
+                    }
+                }
+                return Err(reason.into());
+            }
+        };
 
         let _change = self.changes.lock().await;
         let stored = self.store_new_version(name, &hash, &wasm, manifest.as_deref());

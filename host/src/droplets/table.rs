@@ -180,6 +180,23 @@ impl Droplets {
         self.count_loaded();
     }
 
+    /// Puts `name`, which has no version that loads, in the table as failed
+    /// with `reason`: it answers 503 saying why.
+    pub(super) fn insert_failed(&self, name: &str, reason: String) {
+        let droplet = Arc::new(Droplet::new(
+            name,
+            VersionId::unloaded(),
+            Parsed::default(),
+            DropletState::Failed(reason),
+            self.stats_for(name),
+        ));
+        self.table.rcu(|table| {
+            let mut table = HashMap::clone(table);
+            table.insert(name.to_string(), Arc::clone(&droplet));
+            table
+        });
+    }
+
     /// Takes `names` out of the table (requests in flight finish); whether
     /// any was there.
     pub(super) fn take_out(&self, names: &[&str]) -> bool {

@@ -4,6 +4,11 @@
 use std::path::PathBuf;
 
 use crate::scaffold;
+use crate::serve::DEFAULT_MAX_MEMORY_MB;
+use droplet_host::capabilities;
+use droplet_host::capabilities::outbound::allow::Allowlist;
+use droplet_host::droplets::loader::LoadError;
+use droplet_host::droplets::manifest::{Manifest, ManifestError};
 use droplet_host::guest::runtime::{Runtime, RuntimeSettings};
 use droplet_host::identity::jwt;
 
@@ -74,13 +79,53 @@ pub fn build(args: BuildArgs) -> anyhow::Result<()> {
         warm_slots: None,
         max_held_bytes: 1 << 30,
     })?;
-    let check = |wasm: &[u8]| -> Result<(), String> {
-        let component = wasmtime::component::Component::new(runtime.engine(), wasm)
-            .map_err(|err| format!("{err:#}"))?;
-        runtime
-            .link(&component)
-            .map(|_| ())
-            .map_err(|err| err.to_string())
+    // The checks the host runs when it loads a version, with the host's
+    // own messages: the manifest, the imports against its grants, the
+    // world.
+    let check = |name: &str, wasm: &[u8], manifest: Option<&str>| -> Result<(), String> {
+        let invalid = |cause| LoadError::Manifest {
+            name: name.to_string(),
+            cause,
+        };
+        let manifest = match manifest {
+            Some(text) => Manifest::parse(text, DEFAULT_MAX_MEMORY_MB)
+                .map_err(|cause| invalid(cause).to_string())?,
+            None => Manifest::default(),
+        };
+        Allowlist::parse(&manifest.allowed_outbound_hosts).map_err(|problem| {
+            invalid(ManifestError::Invalid {
+                field: "allowed_outbound_hosts",
+                problem,
+            })
+            .to_string()
+        })?;
+        let component =
+            wasmtime::component::Component::new(runtime.engine(), wasm).map_err(|err| {
+                LoadError::NotAComponent {
+                    name: name.to_string(),
+                    reason: format!("{err:#}"),
+                }
+                .to_string()
+            })?;
+        let imports: Vec<String> = component
+            .component_type()
+            .imports(runtime.engine())
+            .map(|(import, _)| import.to_string())
+            .collect();
+        capabilities::check_imports(&manifest, &imports).map_err(|reason| {
+            LoadError::NotGranted {
+                name: name.to_string(),
+                reason,
+            }
+            .to_string()
+        })?;
+        runtime.link(&component).map(|_| ()).map_err(|cause| {
+            LoadError::Link {
+                name: name.to_string(),
+                cause,
+            }
+            .to_string()
+        })
     };
     let name = crate::build::build_droplet(&args.path, &args.droplets_dir, check)?;
     println!(

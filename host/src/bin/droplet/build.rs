@@ -12,12 +12,13 @@ use droplet_host::droplets::name::{NAME_RULE, is_droplet_name};
 use crate::scaffold::TARGET;
 
 /// Builds the droplet crate at `path` and copies `{name}.wasm` (and its
-/// manifest) into `droplets`. `check` verifies the component against the
-/// world. Returns the droplet's name.
+/// manifest) into `droplets`. `check` runs the host's load checks on the
+/// component and its manifest text (with the host's messages). Returns the
+/// droplet's name.
 pub fn build_droplet(
     path: &Path,
     droplets: &Path,
-    check: impl Fn(&[u8]) -> Result<(), String>,
+    check: impl Fn(&str, &[u8], Option<&str>) -> Result<(), String>,
 ) -> anyhow::Result<String> {
     let manifest_path = path.join("Cargo.toml");
     let cargo_toml = std::fs::read_to_string(&manifest_path)
@@ -66,14 +67,24 @@ pub fn build_droplet(
         .join(format!("{}.wasm", name.replace('-', "_")));
     let wasm = std::fs::read(&artifact)
         .with_context(|| format!("the build made no {}", artifact.display()))?;
-    check(&wasm).map_err(|why| anyhow::anyhow!("{name} is not a droplet component: {why}"))?;
+    let manifest_file = path.join(format!("{name}.toml"));
+    let manifest = match std::fs::read_to_string(&manifest_file) {
+        Ok(text) => Some(text),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
+        Err(err) => {
+            return Err(err).with_context(|| format!("cannot read {}", manifest_file.display()));
+        }
+    };
+    // Refused here with the host's own words, rather than built and then
+    // refused by the host in its log.
+    check(&name, &wasm, manifest.as_deref())
+        .map_err(|why| anyhow::anyhow!("the host would refuse {name}: {why}"))?;
 
     std::fs::create_dir_all(droplets)?;
-    let manifest = path.join(format!("{name}.toml"));
-    if manifest.exists() {
+    if let Some(manifest) = &manifest {
         droplet_host::storage::files::write_atomic(
             &droplets.join(format!("{name}.toml")),
-            &std::fs::read(&manifest)?,
+            manifest.as_bytes(),
         )?;
     }
     droplet_host::storage::files::write_atomic(&droplets.join(format!("{name}.wasm")), &wasm)?;

@@ -286,7 +286,10 @@ droplet!(handle);
 const MANIFEST: &str = r#"# The droplet's manifest: every field is optional.
 budget_ms = 1000
 memory_mb = 64
-capabilities = ["kv"]
+# What the droplet may import: "kv", "config", "auth", "log", "http" (outbound,
+# with allowed_outbound_hosts). `droplet build` refuses a component that
+# imports one its manifest does not grant, as the host would.
+capabilities = ["kv", "config", "log"]
 "#;
 
 const CARGO_CONFIG: &str = r#"[build]

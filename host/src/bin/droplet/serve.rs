@@ -29,6 +29,10 @@ use crate::progress::CompileProgress;
 const BACKGROUND_GRACE: Duration = Duration::from_secs(5);
 
 /// `--kv-durability`.
+
+/// `--max-memory-mb`'s default (what `droplet build` checks manifests
+/// against).
+pub const DEFAULT_MAX_MEMORY_MB: u64 = 256;
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum DurabilityArg {
     /// A write returns once on disk (group commit).
@@ -161,7 +165,7 @@ pub struct ServeArgs {
     #[arg(long, env = "DROPLET_MAX_INTERNAL_CALLS", default_value_t = 100)]
     pub max_internal_calls: u32,
     /// The largest `memory_mb` a droplet's manifest may ask for.
-    #[arg(long, env = "DROPLET_MAX_MEMORY_MB", default_value_t = 256)]
+    #[arg(long, env = "DROPLET_MAX_MEMORY_MB", default_value_t = DEFAULT_MAX_MEMORY_MB)]
     pub max_memory_mb: u64,
     /// Host environment variables manifests may expand with `${VAR}`, besides
     /// those named DROPLET_CONFIG_* (comma-separated). The host's secrets are
