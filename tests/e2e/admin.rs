@@ -356,6 +356,35 @@ async fn cli_mints_tokens_and_deploys_lists_rolls_back_and_removes() {
     let (ok, _, err) = cli(&["list", "--host", &url], &[]);
     assert!(!ok);
     assert!(err.contains("401"), "{err}");
+    // Every error is one line of what happened and one of what to do,
+    // with a documented exit code, and no backtrace unless asked for.
+    let run = |args: &[&str]| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_droplet"));
+        crate::support::isolate(&mut command)
+            .args(args)
+            .env("RUST_BACKTRACE", "1")
+            .output()
+            .unwrap()
+    };
+    let output = run(&["rollback", "app", "--host", &url]);
+    let err = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(output.status.code(), Some(3), "{err}");
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(
+        lines[0].starts_with("error: the host answered 401"),
+        "{err}"
+    );
+    assert!(lines[1].contains("--token or DROPLET_TOKEN"), "{err}");
+    let output = run(&["list", "--host", "http://127.0.0.1:9"]);
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(7), "{err}");
+    assert!(
+        err.contains("hint: is `droplet serve` running there?"),
+        "{err}"
+    );
+    let output = run(&["rollback", "app", "--host", &url, "--backtrace"]);
+    assert!(String::from_utf8_lossy(&output.stderr).lines().count() > 2);
 }
 
 #[test]

@@ -4,10 +4,13 @@
 
 mod author;
 mod build;
+mod failure;
 mod progress;
 mod remote;
 mod scaffold;
 mod serve;
+
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use droplet_host::guest::host_memory::Counted;
@@ -26,6 +29,9 @@ static ALLOCATOR: Counted<mimalloc::MiMalloc> = Counted(mimalloc::MiMalloc);
 #[derive(Parser)]
 #[command(name = "droplet", version, about)]
 struct Cli {
+    /// On an error, also print where it happened (a backtrace).
+    #[arg(long, global = true)]
+    backtrace: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -50,9 +56,27 @@ enum Command {
     Build(author::BuildArgs),
 }
 
-fn main() -> anyhow::Result<()> {
-    let dotenv = load_dotenv()?;
+fn main() -> ExitCode {
+    // Read before clap (which reads `.env`'s values through the
+    // environment), so that a bad `.env` fails as every error does.
+    let backtrace = std::env::args_os().any(|arg| arg == "--backtrace");
+    if backtrace {
+        // SAFETY: the process has one thread yet: nothing reads the
+        // environment concurrently.
+        unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "1") };
+    }
+    let dotenv = match load_dotenv() {
+        Ok(dotenv) => dotenv,
+        Err(err) => return failure::report(&err, backtrace),
+    };
     let cli = Cli::parse();
+    match run(cli, dotenv) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => failure::report(&err, backtrace),
+    }
+}
+
+fn run(cli: Cli, dotenv: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::serve(*args, dotenv),
         Command::Token(args) => author::token(args),

@@ -4,8 +4,10 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use droplet_host::ops::json_client::{self as client, JsonClient};
+use droplet_host::ops::json_client::{self as client, ClientError, JsonClient};
 use http::Method;
+
+use crate::failure::{Failure, code};
 
 #[derive(clap::Args)]
 pub struct HostArgs {
@@ -53,26 +55,37 @@ pub struct DeployArgs {
     pub host: HostArgs,
 }
 
-fn client(args: &HostArgs) -> anyhow::Result<JsonClient> {
-    Ok(JsonClient::new(&args.host, args.token.clone())?)
-}
-
-/// Fails with the host's own message unless `status` is a success.
-fn check(status: u16, body: &serde_json::Value) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        (200..300).contains(&status),
-        "{status}: {}",
-        client::error_message(body)
-    );
-    Ok(())
+/// Sends one admin API request to the host `args` names; its JSON answer,
+/// or a [`Failure`] saying what went wrong and what to do.
+async fn call(
+    args: &HostArgs,
+    method: Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> anyhow::Result<serde_json::Value> {
+    let client = JsonClient::new(&args.host, args.token.clone()).map_err(|err| {
+        Failure::new(
+            code::GENERAL,
+            err.to_string(),
+            "give --host (or DROPLET_HOST) as http://HOST:PORT",
+        )
+    })?;
+    let (status, body) = client
+        .send(method, path, body)
+        .await
+        .map_err(|err| match err {
+            ClientError::Unreachable { why, .. } => Failure::unreachable(&args.host, why),
+            other => Failure::unreachable(&args.host, other),
+        })?;
+    if !(200..300).contains(&status) {
+        return Err(Failure::from_host(&args.host, status, &client::error_message(&body)).into());
+    }
+    Ok(body)
 }
 
 /// `droplet list`.
 pub async fn list(args: HostArgs) -> anyhow::Result<()> {
-    let (status, body) = client(&args)?
-        .send(Method::GET, "/_admin/droplets", None)
-        .await?;
-    check(status, &body)?;
+    let body = call(&args, Method::GET, "/_admin/droplets", None).await?;
     let droplets = body["droplets"].as_array().cloned().unwrap_or_default();
     // In fleet mode every droplet says how far its version has spread.
     let fleet = droplets
@@ -159,10 +172,7 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
         "manifest": manifest,
     });
     let path = format!("/_admin/droplets/{}", args.name);
-    let (status, body) = client(&args.host)?
-        .send(Method::PUT, &path, Some(body))
-        .await?;
-    check(status, &body)?;
+    let body = call(&args.host, Method::PUT, &path, Some(body)).await?;
     let verb = if body["changed"] == true {
         "deployed"
     } else {
@@ -187,8 +197,7 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
 /// `droplet rollback`.
 pub async fn rollback(args: NameArgs) -> anyhow::Result<()> {
     let path = format!("/_admin/droplets/{}/rollback", args.name);
-    let (status, body) = client(&args.host)?.send(Method::POST, &path, None).await?;
-    check(status, &body)?;
+    let body = call(&args.host, Method::POST, &path, None).await?;
     println!(
         "{} rolled back: version {}",
         args.name,
@@ -201,10 +210,7 @@ pub async fn rollback(args: NameArgs) -> anyhow::Result<()> {
 pub async fn rm(args: RmArgs) -> anyhow::Result<()> {
     let query = if args.purge { "?purge=true" } else { "" };
     let path = format!("/_admin/droplets/{}{query}", args.name);
-    let (status, body) = client(&args.host)?
-        .send(Method::DELETE, &path, None)
-        .await?;
-    check(status, &body)?;
+    call(&args.host, Method::DELETE, &path, None).await?;
     let purged = if args.purge { " (kv data purged)" } else { "" };
     println!("{} removed{purged}", args.name);
     Ok(())
