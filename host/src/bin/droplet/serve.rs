@@ -28,11 +28,11 @@ use crate::progress::CompileProgress;
 /// How long background tasks get to end after the connections have drained.
 const BACKGROUND_GRACE: Duration = Duration::from_secs(5);
 
-/// `--kv-durability`.
-
 /// `--max-memory-mb`'s default (what `droplet build` checks manifests
 /// against).
 pub const DEFAULT_MAX_MEMORY_MB: u64 = 256;
+
+/// `--kv-durability`.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum DurabilityArg {
     /// A write returns once on disk (group commit).
