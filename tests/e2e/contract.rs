@@ -380,9 +380,11 @@ async fn new_then_build_then_the_running_host_serves_it() {
     let crate_dir = moved.join("greeter");
     std::fs::rename(work.path().join("greeter"), &crate_dir).unwrap();
     let lock_before = std::fs::read_to_string(crate_dir.join("Cargo.lock")).unwrap();
-    // Its own target directory, kept across runs, never the workspace's
-    // (which `cargo test` holds locked).
-    let target = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("droplet-new-target");
+    // Built where every droplet crate of the user is (one shared cache,
+    // here under a cache home kept across runs), never the workspace's
+    // target (which `cargo test` holds locked).
+    let cache_home =
+        std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("droplet-cache-home");
     let (ok, out, err) = cli(
         &[
             "build",
@@ -390,9 +392,15 @@ async fn new_then_build_then_the_running_host_serves_it() {
             "--droplets",
             host.droplets_dir().to_str().unwrap(),
         ],
-        &[("CARGO_TARGET_DIR", target.to_str().unwrap())],
+        &[("XDG_CACHE_HOME", cache_home.to_str().unwrap())],
     );
     assert!(ok, "droplet build failed:\n{out}\n{err}");
+    assert!(
+        cache_home
+            .join("droplet/target/wasm32-wasip2/release/greeter.wasm")
+            .exists(),
+        "not built in the shared directory"
+    );
     // The first build kept the SDK's tested dependency versions.
     let locked = |lock: &str| -> Vec<(String, String)> {
         let lock: toml::Table = lock.parse().unwrap();
@@ -430,7 +438,7 @@ async fn new_then_build_then_the_running_host_serves_it() {
             "--droplets",
             host.droplets_dir().to_str().unwrap(),
         ],
-        &[("CARGO_TARGET_DIR", target.to_str().unwrap())],
+        &[("XDG_CACHE_HOME", cache_home.to_str().unwrap())],
     );
     assert!(!ok, "{out}");
     assert!(

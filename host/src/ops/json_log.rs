@@ -46,6 +46,7 @@ where
         let mut fields = FieldWriter {
             writer: &mut writer,
             result: Ok(()),
+            raw_fields: meta.target() == GUEST_TARGET,
         };
         event.record(&mut fields);
         fields.result?;
@@ -70,7 +71,13 @@ fn level_name(level: &Level) -> &'static str {
 struct FieldWriter<'a, 'w> {
     writer: &'a mut Writer<'w>,
     result: fmt::Result,
+    /// A droplet's line: its `fields` is a JSON object the host wrote
+    /// (serde_json, from the guest's pairs), written as an object.
+    raw_fields: bool,
 }
+
+/// The target of droplets' own log lines.
+pub const GUEST_TARGET: &str = "droplet::guest";
 
 impl FieldWriter<'_, '_> {
     /// Writes `,"name":` then the value `write` produces.
@@ -119,6 +126,10 @@ impl Visit for FieldWriter<'_, '_> {
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
+        if self.raw_fields && field.name() == "fields" && value.starts_with('{') {
+            self.entry(field, |writer| writer.write_str(value));
+            return;
+        }
         self.entry(field, |writer| write_str(writer, value));
     }
 

@@ -155,8 +155,14 @@ pub fn init(format: LogFormat, tail: TailLimits) -> Result<Telemetry, TelemetryE
     })
 }
 
+/// The log filter without `RUST_LOG`: `info`, but PostgreSQL's notices
+/// (`schema already exists, skipping`, which tokio-postgres logs at info)
+/// only from warnings up.
+pub const DEFAULT_DIRECTIVES: &str = "info,tokio_postgres=warn";
+
 /// The subscriber [`init`] installs: the log written to `writer`, filtered
-/// by `directives` (`RUST_LOG`'s syntax; `info` when absent or invalid), the
+/// by `directives` (`RUST_LOG`'s syntax; [`DEFAULT_DIRECTIVES`] when absent
+/// or invalid), the
 /// tail (if any) and the trace exporter (if any).
 ///
 /// Every layer has its own filter, and a layer that is not wanted is left
@@ -176,7 +182,7 @@ where
     let filter = || {
         directives
             .and_then(|directives| EnvFilter::try_new(directives).ok())
-            .unwrap_or_else(|| EnvFilter::new("info"))
+            .unwrap_or_else(|| EnvFilter::new(DEFAULT_DIRECTIVES))
     };
     // Every filter says how verbose it can be: combined with `and`, a filter
     // without a hint leaves the whole subscriber without one, and then every

@@ -298,9 +298,12 @@ function logLine(line) {
   row.appendChild(el("span", source, "src"));
   let message = line.message || "";
   if (line.target === "droplet::access") {
-    message = line.method + " " + line.endpoint + " → " + line.status_code + " in " + fmt(line.duration_ms, 2) + " ms" + (line.error ? " (" + line.error + ")" : "");
+    // An in-process call names its caller: `GET /todos` from `gateway`
+    // is not a client's `GET /todo/todos`.
+    const from = line.caller ? "called by " + line.caller + ": " : "";
+    message = from + line.method + " " + line.endpoint + " → " + line.status_code + " in " + fmt(line.duration_ms, 2) + " ms" + (line.error ? " (" + line.error + ")" : "");
   } else if (line.fields) {
-    message += " " + line.fields;
+    message += " " + (typeof line.fields === "string" ? line.fields : JSON.stringify(line.fields));
   } else if (line.error) {
     message += ": " + line.error;
   }

@@ -50,17 +50,16 @@ pub fn build_droplet(
     );
     ensure_target()?;
 
+    let target_dir = target_dir(path)?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let status = Command::new(&cargo)
         .args(["build", "--release", "--target", TARGET, "--manifest-path"])
         .arg(&manifest_path)
+        .env("CARGO_TARGET_DIR", &target_dir)
         .status()
         .with_context(|| format!("cannot run {cargo}"))?;
     ensure!(status.success(), "cargo build failed for {name}");
 
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| path.join("target"));
     let artifact = target_dir
         .join(TARGET)
         .join("release")
@@ -89,6 +88,38 @@ pub fn build_droplet(
     }
     droplet_host::storage::files::write_atomic(&droplets.join(format!("{name}.wasm")), &wasm)?;
     Ok(name)
+}
+
+/// Where the crate at `path` is built: `CARGO_TARGET_DIR` when set, the
+/// crate's own `build.target-dir` when its `.cargo/config.toml` names one,
+/// else one directory shared by every droplet crate of this user
+/// (`$XDG_CACHE_HOME/droplet/target`, or `~/.cache/droplet/target`), so
+/// that a second droplet reuses the dependencies the first compiled.
+fn target_dir(path: &Path) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
+        return Ok(PathBuf::from(dir));
+    }
+    let config = path.join(".cargo").join("config.toml");
+    if let Ok(text) = std::fs::read_to_string(&config) {
+        let parsed: toml::Table = text
+            .parse()
+            .with_context(|| format!("cannot parse {}", config.display()))?;
+        if let Some(dir) = parsed
+            .get("build")
+            .and_then(|build| build.get("target-dir"))
+            .and_then(toml::Value::as_str)
+        {
+            return Ok(path.join(dir));
+        }
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .filter(|dir| dir.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")));
+    Ok(match cache {
+        Some(cache) => cache.join("droplet").join("target"),
+        None => path.join("target"),
+    })
 }
 
 /// Fails with the command to run when the wasm target is missing.

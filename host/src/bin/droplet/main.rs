@@ -12,7 +12,7 @@ mod serve;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use droplet_host::guest::host_memory::Counted;
 use droplet_host::ops::child_env::NO_DOTENV;
 
@@ -69,11 +69,34 @@ fn main() -> ExitCode {
         Ok(dotenv) => dotenv,
         Err(err) => return failure::report(&err, backtrace),
     };
-    let cli = Cli::parse();
+    let cli = match command()
+        .try_get_matches()
+        .and_then(|matches| Cli::from_arg_matches(&matches))
+    {
+        Ok(cli) => cli,
+        Err(err) => err.exit(),
+    };
     match run(cli, dotenv) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => failure::report(&err, backtrace),
     }
+}
+
+/// The command line, with environment variables named in `--help` but
+/// never their values (clap would print `[env: DROPLET_DIR=]` for one
+/// that is unset, and a secret's value for one that is set).
+fn command() -> clap::Command {
+    fn hide_values(command: clap::Command) -> clap::Command {
+        let command = command.mut_args(|arg| arg.hide_env_values(true));
+        let names: Vec<String> = command
+            .get_subcommands()
+            .map(|sub| sub.get_name().to_string())
+            .collect();
+        names.into_iter().fold(command, |command, name| {
+            command.mut_subcommand(name, hide_values)
+        })
+    }
+    hide_values(Cli::command())
 }
 
 fn run(cli: Cli, dotenv: Option<std::path::PathBuf>) -> anyhow::Result<()> {
