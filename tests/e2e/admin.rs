@@ -8,18 +8,28 @@ use http::Request;
 use serde_json::{Value, json};
 
 use crate::support::{
-    Host, HostBuilder, TEST_SECRET, claims_with_scope, cli, example, hs256_token,
+    GENEROUS, Host, HostBuilder, TEST_SECRET, claims_with_scope, cli, example, hs256_token,
 };
 
 fn admin_token() -> String {
     hs256_token(&claims_with_scope("droplets:admin"))
 }
 
+/// A deploy of `module` with `manifest`, given a budget no load can
+/// overrun unless it sets its own.
 fn deploy_body(module: &[u8], manifest: Option<&str>) -> Value {
     json!({
         "module": base64::engine::general_purpose::STANDARD.encode(module),
-        "manifest": manifest,
+        "manifest": manifest.map(generous),
     })
+}
+
+fn generous(manifest: &str) -> String {
+    if manifest.contains("budget_ms") {
+        manifest.to_string()
+    } else {
+        format!("{GENEROUS}{manifest}")
+    }
 }
 
 async fn admin(
@@ -132,7 +142,7 @@ async fn deploy_update_rollback_and_remove_through_the_admin_api() {
         &host,
         "PUT",
         "/_admin/droplets/app",
-        Some(json!({"manifest": "[config]\ngreeting = \"Two\"\n"})),
+        Some(json!({"manifest": generous("[config]\ngreeting = \"Two\"\n")})),
     )
     .await;
     assert_eq!(updated.status, 200, "{}", updated.text());
@@ -270,7 +280,11 @@ async fn cli_mints_tokens_and_deploys_lists_rolls_back_and_removes() {
     let module = dir.path().join("hello.wasm");
     std::fs::write(&module, example("hello")).unwrap();
     let manifest = dir.path().join("hello.toml");
-    std::fs::write(&manifest, "[config]\ngreeting = \"Cli\"\n").unwrap();
+    std::fs::write(
+        &manifest,
+        format!("{GENEROUS}[config]\ngreeting = \"Cli\"\n"),
+    )
+    .unwrap();
     let env = [("DROPLET_TOKEN", token.as_str())];
 
     let (ok, out, err) = cli(

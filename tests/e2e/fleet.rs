@@ -187,7 +187,7 @@ async fn a_host_that_cannot_serve_a_version_keeps_its_own_and_says_why() {
     // A manifest only the big host allows.
     let body = json!({
         "module": base64::engine::general_purpose::STANDARD.encode(example("hello")),
-        "manifest": "memory_mb = 200\n",
+        "manifest": "memory_mb = 200\nbudget_ms = 60000\n",
     });
     let reply = admin_request(&big, "PUT", "/_admin/droplets/hello", Some(&body)).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
