@@ -156,6 +156,36 @@ async fn three_hosts_share_kv_and_every_deploy_and_rollback_reaches_all() {
     assert_eq!(reply.status, 200, "{}", reply.text());
     wait_until_all_serve(&hosts, "/hello/", &before).await;
 
+    // `droplet deploy` on a fleet returns once every live host serves the
+    // new version, and says how many do.
+    let dir = tempfile::tempdir().unwrap();
+    let module = dir.path().join("hello.wasm");
+    std::fs::write(&module, example_variant("hello", 2)).unwrap();
+    let (ok, out, err) = cli(
+        &[
+            "deploy",
+            "hello",
+            module.to_str().unwrap(),
+            "--host",
+            &two.url(),
+        ],
+        &[("DROPLET_TOKEN", token.as_str())],
+    );
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("served by 3/3 hosts"), "{out}");
+    let version = out
+        .split("version ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    for host in hosts {
+        assert_eq!(
+            version_of(host, "/hello/").await.as_deref(),
+            Some(version.as_str())
+        );
+    }
+
     // A removal through host three: gone everywhere.
     let reply = admin_request(&three, "DELETE", "/_admin/droplets/hello", None).await;
     assert_eq!(reply.status, 200, "{}", reply.text());

@@ -51,6 +51,13 @@ pub struct DeployArgs {
     /// Replace the current manifest with the defaults.
     #[arg(long)]
     pub default_manifest: bool,
+    /// On a fleet, return at once instead of waiting until every live host
+    /// serves the new version.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// On a fleet, how long to wait for every live host to serve it.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub wait_timeout: std::time::Duration,
     #[command(flatten)]
     pub host: HostArgs,
 }
@@ -186,12 +193,60 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
             None => "the default manifest".to_string(),
         },
     };
-    println!(
-        "{} {verb}: version {} ({manifest})",
-        args.name,
-        body["version"].as_str().unwrap_or("?")
-    );
-    Ok(())
+    let version = body["version"].as_str().unwrap_or("?").to_string();
+    println!("{} {verb}: version {version} ({manifest})", args.name);
+    if args.no_wait {
+        return Ok(());
+    }
+    wait_for_hosts(&args.host, &args.name, &version, args.wait_timeout).await
+}
+
+/// On a fleet, waits until every live host serves `version` of `name`,
+/// printing each change of the count; on a single host, says it serves it.
+async fn wait_for_hosts(
+    host: &HostArgs,
+    name: &str,
+    version: &str,
+    timeout: std::time::Duration,
+) -> anyhow::Result<()> {
+    let path = format!("/_admin/droplets/{name}");
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut last = None;
+    loop {
+        let detail = call(host, Method::GET, &path, None).await?;
+        let Some(fleet) = detail.get("fleet") else {
+            println!("served by this host");
+            return Ok(());
+        };
+        let counts = (fleet["version"].as_str() == Some(version))
+            .then(|| Some((fleet["serving"].as_u64()?, fleet["hosts"].as_u64()?)))
+            .flatten();
+        if let Some((serving, hosts)) = counts {
+            if last != Some((serving, hosts)) {
+                println!("served by {serving}/{hosts} hosts");
+                last = Some((serving, hosts));
+            }
+            if serving >= hosts {
+                return Ok(());
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let (serving, hosts) = last.unwrap_or((0, 0));
+            return Err(Failure::new(
+                code::UNAVAILABLE,
+                format!(
+                    "after {}, {serving}/{hosts} hosts serve {name} {version}",
+                    humantime::format_duration(timeout)
+                ),
+                format!(
+                    "`droplet list --host {}` shows each host's version; a host that cannot serve it says why in its log",
+                    host.host
+                ),
+            )
+            .into());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }
 
 /// `droplet rollback`.
