@@ -113,14 +113,8 @@ pub fn run(opts: &Opts) -> Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
     let droplets = dir.join("droplets");
     std::fs::create_dir_all(&droplets)?;
-    let copy = |example: &str, name: &str, manifest: &str| -> Result<()> {
-        std::fs::copy(
-            opts.examples.join(format!("{example}.wasm")),
-            droplets.join(format!("{name}.wasm")),
-        )
-        .with_context(|| format!("copy {example}.wasm (build the examples first)"))?;
-        std::fs::write(droplets.join(format!("{name}.toml")), manifest)?;
-        Ok(())
+    let copy = |example: &str, name: &str, manifest: &str| {
+        super::copy_example(opts, &droplets, example, name, manifest)
     };
     let generous = "budget_ms = 60000\n";
     copy("proxy-hello", "web", generous)?;

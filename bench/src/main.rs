@@ -296,6 +296,24 @@ fn free_addr() -> Result<SocketAddr> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }
 
+/// Copies example `example` into `droplets` as droplet `name` with
+/// `manifest`.
+fn copy_example(
+    opts: &Opts,
+    droplets: &Path,
+    example: &str,
+    name: &str,
+    manifest: &str,
+) -> Result<()> {
+    std::fs::copy(
+        opts.examples.join(format!("{example}.wasm")),
+        droplets.join(format!("{name}.wasm")),
+    )
+    .with_context(|| format!("copy {example}.wasm (build the examples first)"))?;
+    std::fs::write(droplets.join(format!("{name}.toml")), manifest)?;
+    Ok(())
+}
+
 /// A minimal GET for readiness checks.
 fn http_get_status(addr: SocketAddr, path: &str) -> Result<u16> {
     http_status(

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Result, ensure};
 use serde_json::json;
 
 use super::{Load, Opts, Server, admin_token, deploy, finish_wrk, rss_kib, spawn_wrk};
@@ -31,14 +31,8 @@ pub fn run(opts: &Opts, minutes: u64) -> Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
     let droplets = dir.join("droplets");
     std::fs::create_dir_all(&droplets)?;
-    let copy = |example: &str, name: &str, manifest: &str| -> Result<()> {
-        std::fs::copy(
-            opts.examples.join(format!("{example}.wasm")),
-            droplets.join(format!("{name}.wasm")),
-        )
-        .with_context(|| format!("copy {example}.wasm (build the examples first)"))?;
-        std::fs::write(droplets.join(format!("{name}.toml")), manifest)?;
-        Ok(())
+    let copy = |example: &str, name: &str, manifest: &str| {
+        super::copy_example(&opts, &droplets, example, name, manifest)
     };
     copy("hello", "hello", "")?;
     copy("hello", "swapme", "")?;

@@ -385,15 +385,18 @@ async fn new_then_build_then_the_running_host_serves_it() {
     // target (which `cargo test` holds locked).
     let cache_home =
         std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("droplet-cache-home");
-    let (ok, out, err) = cli(
-        &[
-            "build",
-            crate_dir.to_str().unwrap(),
-            "--droplets",
-            host.droplets_dir().to_str().unwrap(),
-        ],
-        &[("XDG_CACHE_HOME", cache_home.to_str().unwrap())],
-    );
+    let build = || {
+        cli(
+            &[
+                "build",
+                crate_dir.to_str().unwrap(),
+                "--droplets",
+                host.droplets_dir().to_str().unwrap(),
+            ],
+            &[("XDG_CACHE_HOME", cache_home.to_str().unwrap())],
+        )
+    };
+    let (ok, out, err) = build();
     assert!(ok, "droplet build failed:\n{out}\n{err}");
     assert!(
         cache_home
@@ -431,15 +434,7 @@ async fn new_then_build_then_the_running_host_serves_it() {
     // A manifest that does not grant what the code imports: refused by
     // `droplet build` with the host's own words, and nothing is copied.
     std::fs::write(crate_dir.join("greeter.toml"), "capabilities = []\n").unwrap();
-    let (ok, out, err) = cli(
-        &[
-            "build",
-            crate_dir.to_str().unwrap(),
-            "--droplets",
-            host.droplets_dir().to_str().unwrap(),
-        ],
-        &[("XDG_CACHE_HOME", cache_home.to_str().unwrap())],
-    );
+    let (ok, out, err) = build();
     assert!(!ok, "{out}");
     assert!(
         err.contains("the host would refuse greeter")

@@ -36,6 +36,13 @@ async fn sled_backend() -> (Arc<dyn KvBackend>, Guard) {
 }
 
 async fn postgres_backend(test: &str) -> Option<(Arc<dyn KvBackend>, Guard)> {
+    let (backend, guard) = postgres(test, Durability::Durable).await?;
+    Some((backend, guard))
+}
+
+/// The PostgreSQL backend on a schema of `test`'s own, or `None` (said why)
+/// without a database.
+async fn postgres(test: &str, durability: Durability) -> Option<(Arc<PostgresBackend>, Guard)> {
     let database = TestDatabase::create(test).await?;
     let shutdown = Shutdown::new();
     let db = Database::connect(
@@ -48,7 +55,7 @@ async fn postgres_backend(test: &str) -> Option<(Arc<dyn KvBackend>, Guard)> {
     )
     .await
     .unwrap();
-    let backend = PostgresBackend::new(db, Durability::Durable);
+    let backend = PostgresBackend::new(db, durability);
     Some((Arc::new(backend), Guard::Postgres(database, shutdown)))
 }
 
@@ -513,21 +520,9 @@ async fn namespaces_are_separate_and_purge_removes_one(kv: Arc<dyn KvBackend>) {
 /// `unavailable`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_postgres_purge_beside_writes_to_expiring_keys_fails_no_write() {
-    let Some(database) = TestDatabase::create("purge_beside_writes").await else {
+    let Some((kv, _guard)) = postgres("purge_beside_writes", Durability::Relaxed).await else {
         return;
     };
-    let shutdown = Shutdown::new();
-    let db = Database::connect(
-        &DatabaseSettings {
-            url: database.url(),
-            pool_size: 16,
-            connect_timeout: Duration::from_secs(5),
-        },
-        &shutdown,
-    )
-    .await
-    .unwrap();
-    let kv = Arc::new(PostgresBackend::new(db, Durability::Relaxed));
     let limits = Limits {
         quota_bytes: None,
         max_value_bytes: 1 << 20,
@@ -574,5 +569,4 @@ async fn the_postgres_purge_beside_writes_to_expiring_keys_fails_no_write() {
     let purged = purger.await.expect("the purge ran");
     eprintln!("{written} writes, {purged} purged");
     assert!(purged > 0, "the purge never met an expired key");
-    drop(shutdown);
 }

@@ -122,33 +122,37 @@ async fn invalid_guest_response_is_502() {
     assert_eq!(host.get("/echo/?status=201").await.status, 201);
 }
 
+/// Sends a 1.5 s request to `/echo/` and, once it holds its slot (it
+/// logged "echoing"), a GET of `path`; both answers.
+async fn while_echo_holds_a_slot(
+    host: &crate::support::Host,
+    path: &str,
+) -> (crate::support::Reply, crate::support::Reply) {
+    let slow = host.send(
+        Request::get("/echo/?sleep_ms=1500")
+            .header("x-request-id", "slow-1")
+            .body(Bytes::new())
+            .unwrap(),
+    );
+    let second = async {
+        host.wait_for_log(
+            |line| line["trace_id"] == "slow-1" && line["message"] == "echoing",
+            Duration::from_secs(30),
+        )
+        .await
+        .expect("the slow request started");
+        host.get(path).await
+    };
+    tokio::join!(slow, second)
+}
+
 #[tokio::test]
 async fn concurrency_limit_answers_503_with_retry_after() {
     let host = HostBuilder::new()
         .droplet_with("echo", "echo", "max_concurrency = 1\nbudget_ms = 5000\n")
         .start()
         .await;
-    let host = &host;
-    let slow = async move {
-        host.send(
-            Request::get("/echo/?sleep_ms=1500")
-                .header("x-request-id", "slow-1")
-                .body(Bytes::new())
-                .unwrap(),
-        )
-        .await
-    };
-    let second = async move {
-        // The slow request logs "echoing" once it holds the only slot.
-        host.wait_for_log(
-            |line| line["trace_id"] == "slow-1" && line["message"] == "echoing",
-            Duration::from_secs(10),
-        )
-        .await
-        .expect("slow request started");
-        host.get("/echo/").await
-    };
-    let (slow, second) = tokio::join!(slow, second);
+    let (slow, second) = while_echo_holds_a_slot(&host, "/echo/").await;
     assert_eq!(slow.status, 200);
     let message = second.assert_error(503, "droplet_overloaded");
     assert!(message.contains("echo"), "{message}");
@@ -405,26 +409,7 @@ async fn a_full_instance_pool_is_named_in_the_503() {
         .arg("1")
         .start()
         .await;
-    let host = &host;
-    let slow = async move {
-        host.send(
-            Request::get("/echo/?sleep_ms=1500")
-                .header("x-request-id", "holds-the-pool")
-                .body(Bytes::new())
-                .unwrap(),
-        )
-        .await
-    };
-    let other = async move {
-        host.wait_for_log(
-            |line| line["trace_id"] == "holds-the-pool" && line["message"] == "echoing",
-            Duration::from_secs(30),
-        )
-        .await
-        .expect("the slow request started");
-        host.get("/hello/").await
-    };
-    let (slow, other) = tokio::join!(slow, other);
+    let (slow, other) = while_echo_holds_a_slot(&host, "/hello/").await;
     assert_eq!(slow.status, 200);
     let message = other.assert_error(503, "host_busy");
     assert!(

@@ -135,3 +135,50 @@ fn was_refused(
         .get(name)
         .is_some_and(|(refused, _)| refused == version)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::droplets::table::tests::table;
+    use crate::testing;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn converging_refuses_a_version_it_cannot_read_once_and_drops_what_the_fleet_dropped() {
+        let parts = testing::parts();
+        let droplets = table(&parts);
+        let missing = VersionId::parse("7-0123456789ab").unwrap();
+        let mut refused = HashMap::new();
+        let wanted = vec![("ghost".to_string(), missing.clone())];
+        // The first read (and the compiling after it) runs without the
+        // change lock, so admin writes never wait behind a reconcile; the
+        // second, right before the swaps, under it.
+        let reads = std::sync::Mutex::new(Vec::new());
+        let swapped = droplets
+            .converge(
+                || {
+                    reads
+                        .lock()
+                        .unwrap()
+                        .push(droplets.changes.try_lock().is_err());
+                    async { Ok::<_, String>(wanted.clone()) }
+                },
+                &mut refused,
+            )
+            .await
+            .unwrap();
+        assert_eq!(*reads.lock().unwrap(), [false, true]);
+        assert_eq!(swapped, 0);
+        let (version, reason) = &refused["ghost"];
+        assert_eq!(*version, missing);
+        assert!(reason.contains("cannot read version"), "{reason}");
+        assert!(droplets.get("ghost").is_none());
+        // The fleet no longer names it: forgotten.
+        droplets
+            .converge(|| async { Ok::<_, String>(Vec::new()) }, &mut refused)
+            .await
+            .unwrap();
+        assert!(refused.is_empty());
+    }
+}

@@ -161,18 +161,12 @@ impl Droplets {
 
     /// Makes `ready` the current version of `name` with one atomic swap.
     pub(super) fn swap_in(&self, name: &str, id: &VersionId, parsed: Parsed, ready: Ready) {
-        let droplet = Arc::new(Droplet::new(
+        let droplet = self.insert(
             name,
             id.clone(),
             parsed,
             DropletState::Ready(Arc::new(ready)),
-            self.stats_for(name),
-        ));
-        self.table.rcu(|table| {
-            let mut table = HashMap::clone(table);
-            table.insert(name.to_string(), Arc::clone(&droplet));
-            table
-        });
+        );
         metrics::counter!("droplet_swaps_total").increment(1);
         if let Some(listener) = self.listener.get() {
             let _ = listener.send(droplet);
@@ -183,18 +177,29 @@ impl Droplets {
     /// Puts `name`, which has no version that loads, in the table as failed
     /// with `reason`: it answers 503 saying why.
     pub(super) fn insert_failed(&self, name: &str, reason: String) {
-        let droplet = Arc::new(Droplet::new(
+        self.insert(
             name,
             VersionId::unloaded(),
             Parsed::default(),
             DropletState::Failed(reason),
-            self.stats_for(name),
-        ));
+        );
+    }
+
+    /// Makes a droplet of `name` current with one atomic swap.
+    fn insert(
+        &self,
+        name: &str,
+        id: VersionId,
+        parsed: Parsed,
+        state: DropletState,
+    ) -> Arc<Droplet> {
+        let droplet = Arc::new(Droplet::new(name, id, parsed, state, self.stats_for(name)));
         self.table.rcu(|table| {
             let mut table = HashMap::clone(table);
             table.insert(name.to_string(), Arc::clone(&droplet));
             table
         });
+        droplet
     }
 
     /// Takes `names` out of the table (requests in flight finish); whether
@@ -250,9 +255,7 @@ pub(super) fn log_load(
 }
 
 #[cfg(test)]
-mod tests {
-    use std::collections::HashMap;
-
+pub(super) mod tests {
     use super::*;
     use crate::droplets::publish::{ChangeError, Published};
     use crate::droplets::store::file::FileStore;
@@ -260,7 +263,7 @@ mod tests {
 
     /// A table over a file store and droplets directory in the parts'
     /// temporary directory.
-    fn table(parts: &Parts) -> Droplets {
+    pub(in crate::droplets) fn table(parts: &Parts) -> Droplets {
         let dir = parts.dir.path().join("droplets");
         std::fs::create_dir_all(&dir).unwrap();
         let store = Arc::new(FileStore::new(parts.dir.path().join("deployments")));
@@ -381,43 +384,5 @@ mod tests {
                 droplets.ready(&hello).await.unwrap();
             }
         }
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn converging_refuses_a_version_it_cannot_read_once_and_drops_what_the_fleet_dropped() {
-        let parts = testing::parts();
-        let droplets = table(&parts);
-        let missing = VersionId::parse("7-0123456789ab").unwrap();
-        let mut refused = HashMap::new();
-        let wanted = vec![("ghost".to_string(), missing.clone())];
-        // The first read (and the compiling after it) runs without the
-        // change lock, so admin writes never wait behind a reconcile; the
-        // second, right before the swaps, under it.
-        let reads = std::sync::Mutex::new(Vec::new());
-        let swapped = droplets
-            .converge(
-                || {
-                    reads
-                        .lock()
-                        .unwrap()
-                        .push(droplets.changes.try_lock().is_err());
-                    async { Ok::<_, String>(wanted.clone()) }
-                },
-                &mut refused,
-            )
-            .await
-            .unwrap();
-        assert_eq!(*reads.lock().unwrap(), [false, true]);
-        assert_eq!(swapped, 0);
-        let (version, reason) = &refused["ghost"];
-        assert_eq!(*version, missing);
-        assert!(reason.contains("cannot read version"), "{reason}");
-        assert!(droplets.get("ghost").is_none());
-        // The fleet no longer names it: forgotten.
-        droplets
-            .converge(|| async { Ok::<_, String>(Vec::new()) }, &mut refused)
-            .await
-            .unwrap();
-        assert!(refused.is_empty());
     }
 }

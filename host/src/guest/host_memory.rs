@@ -55,11 +55,6 @@ impl HostMemory {
         self.taken.load(Ordering::Relaxed)
     }
 
-    /// The budget, in bytes.
-    pub fn limit(&self) -> usize {
-        self.limit
-    }
-
     fn take(&self, bytes: usize) -> bool {
         self.taken
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |taken| {

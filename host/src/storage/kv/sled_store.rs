@@ -123,3 +123,51 @@ impl Store {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::storage::kv::sled::{MAX_SCANNED_PER_LIST, SledBackend};
+    use crate::storage::kv::{Durability, KvBackend, Limits};
+
+    #[tokio::test]
+    async fn listing_past_many_expired_keys_is_bounded_work_per_call() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend =
+            SledBackend::open(&dir.path().join("kv"), Durability::Relaxed, 8 << 20).unwrap();
+        let limits = Limits {
+            quota_bytes: None,
+            max_value_bytes: 1 << 20,
+        };
+        let ttl = Some(Duration::from_millis(1));
+        for i in 0..MAX_SCANNED_PER_LIST + 500 {
+            let key = format!("a{i:05}");
+            backend
+                .set("ns", &key, b"x".to_vec(), ttl, limits)
+                .await
+                .unwrap();
+        }
+        for key in ["b1", "b2", "b3"] {
+            backend
+                .set("ns", key, b"v".to_vec(), None, limits)
+                .await
+                .unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let first = backend.list_keys("ns", "", None, 10).await.unwrap();
+        assert!(first.keys.is_empty(), "{:?}", first.keys);
+        let mut cursor = first.next_cursor.clone();
+        assert!(cursor.is_some(), "stopped early, with a cursor to go on");
+        let mut live = Vec::new();
+        let mut pages = 1;
+        while let Some(at) = cursor {
+            let page = backend.list_keys("ns", "", Some(at), 10).await.unwrap();
+            live.extend(page.keys);
+            cursor = page.next_cursor;
+            pages += 1;
+            assert!(pages < 10, "the walk does not end");
+        }
+        assert_eq!(live, ["b1", "b2", "b3"]);
+    }
+}
