@@ -115,6 +115,7 @@ impl Bench {
             })
             .await
             .expect("the droplet answers")
+            .expect("a droplet's answer")
             .response
             .status
     }

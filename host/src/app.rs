@@ -116,7 +116,7 @@ pub struct App {
     /// Instance slots across all droplets: a call takes one before it
     /// instantiates, so the pooling allocator is never asked for more than it
     /// has and a full pool is a clean 503, not an error.
-    pub instance_slots: Semaphore,
+    pub instance_slots: Arc<Semaphore>,
     /// The host-wide budget of request-body bytes held at once.
     pub request_bodies: BodyBudget,
     /// The size of the instance pool, for the 503 that says it is full.
@@ -233,7 +233,7 @@ impl App {
         settings: &ServeSettings,
         metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
         shutdown: &Shutdown,
-        progress: &dyn LoadProgress,
+        progress: Arc<dyn LoadProgress + Send>,
     ) -> Result<Arc<Self>, StartError> {
         let verifier = Verifier::from_settings(&settings.jwt)
             .map_err(StartError::Jwt)?
@@ -295,11 +295,14 @@ impl App {
         let droplets_dir = settings.droplets_dir.clone();
         std::fs::create_dir_all(&droplets_dir)
             .map_err(|err| StartError::io("create the droplets directory", &droplets_dir, err))?;
-        let droplets =
-            Droplets::load(&droplets_dir, store, loader, settings.lazy, progress).await?;
+        // Registered now, compiled once the host listens (unless lazy).
+        let droplets = Arc::new(Droplets::load(&droplets_dir, store, loader, true, &()).await?);
+        if !settings.lazy {
+            shutdown.spawn_until_triggered(Arc::clone(&droplets).warm_up(progress));
+        }
         let app = Arc::new(Self {
             runtime,
-            droplets: Arc::new(droplets),
+            droplets,
             domain: settings
                 .domain
                 .as_deref()
@@ -308,7 +311,7 @@ impl App {
             admin_max_body_bytes: settings.admin_max_body_bytes,
             body_read_timeout: settings.body_read_timeout,
             metrics,
-            instance_slots: Semaphore::new(settings.max_instances as usize),
+            instance_slots: Arc::new(Semaphore::new(settings.max_instances as usize)),
             request_bodies: BodyBudget::new(settings.request_buffer_bytes),
             max_instances: settings.max_instances,
             max_internal_calls: settings.max_internal_calls,

@@ -9,6 +9,8 @@ mod support;
 mod admin;
 mod auth;
 mod browser;
+mod conformance;
+mod conformance_python;
 mod contract;
 mod dashboard;
 mod fleet;

@@ -68,6 +68,7 @@ pub struct HostBuilder {
     env: Vec<(String, String)>,
     data: Option<PathBuf>,
     cache: Option<PathBuf>,
+    start_timeout: Option<Duration>,
 }
 
 impl HostBuilder {
@@ -120,6 +121,13 @@ impl HostBuilder {
     }
 
     /// Uses `dir` as the compiled-code cache instead of the shared one.
+    /// Allows the host `timeout` to start and compile its droplets (a
+    /// large component, compiled cold, on a loaded machine).
+    pub fn start_timeout(mut self, timeout: Duration) -> Self {
+        self.start_timeout = Some(timeout);
+        self
+    }
+
     pub fn cache(mut self, dir: &std::path::Path) -> Self {
         self.cache = Some(dir.to_path_buf());
         self
@@ -127,6 +135,7 @@ impl HostBuilder {
 
     /// Starts the host and waits until it listens.
     pub async fn start(self) -> Host {
+        let lazy = self.args.iter().any(|arg| arg == "--lazy");
         let dir = tempfile::tempdir().expect("temp dir");
         let droplets = dir.path().join("droplets");
         std::fs::create_dir_all(&droplets).expect("droplets dir");
@@ -178,7 +187,7 @@ impl HostBuilder {
         };
         // Waits for the listening line, or the process's exit: a host that
         // refuses to start is known at once, not after the timeout.
-        let deadline = Instant::now() + START_TIMEOUT;
+        let deadline = Instant::now() + self.start_timeout.unwrap_or(START_TIMEOUT);
         let listening = loop {
             let listening = host.log_lines().into_iter().find(|line| {
                 line["message"]
@@ -206,6 +215,21 @@ impl HostBuilder {
         host.admin_addr = listening["admin_addr"]
             .as_str()
             .and_then(|addr| addr.parse().ok());
+        // It listens at once and compiles after (unless lazy): the tests
+        // start from every droplet compiled.
+        if !lazy {
+            host.wait_for_log(
+                |line| line["message"] == "droplets loaded",
+                deadline.saturating_duration_since(Instant::now()),
+            )
+            .await
+            .unwrap_or_else(|| {
+                panic!(
+                    "host did not finish compiling its droplets; its log:\n{}",
+                    host.logs.lock().unwrap().join("\n")
+                )
+            });
+        }
         host
     }
 }
@@ -320,6 +344,28 @@ impl Host {
             headers: parts.headers,
             body,
         })
+    }
+
+    /// Sends one request on a new connection and returns the response as
+    /// it arrives: its body is read by the caller, piece by piece.
+    pub async fn open<B>(&self, req: Request<B>) -> hyper::Response<hyper::body::Incoming>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let (mut parts, body) = req.into_parts();
+        parts
+            .headers
+            .insert(http::header::HOST, self.addr().to_string().parse().unwrap());
+        let stream = TcpStream::connect(self.addr()).await.expect("connect");
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .expect("handshake");
+        tokio::spawn(connection);
+        sender
+            .send_request(Request::from_parts(parts, body))
+            .await
+            .expect("a response head")
     }
 
     /// Writes raw bytes on a new connection and returns the raw response.

@@ -15,7 +15,7 @@ use super::schema::{
 };
 use crate::app::App;
 use crate::droplets::store::VersionFiles;
-use crate::droplets::{ChangeError, Droplet, DropletState, Published};
+use crate::droplets::{ChangeError, Droplet, Published};
 use crate::error::HostError;
 use crate::http::request_body;
 
@@ -100,12 +100,12 @@ pub async fn detail(app: &App, name: &str) -> Result<Response<Full<Bytes>>, Host
         .iter()
         .map(ToString::to_string)
         .collect();
-    let (imports, world) = match &droplet.state {
-        DropletState::Ready(ready) => (
+    let (imports, world) = match droplet.compiled() {
+        Some(ready) => (
             Some(ready.imports.clone()),
             Some(ready.pre.world().to_string()),
         ),
-        _ => (None, None),
+        None => (None, None),
     };
     let detail = DropletDetail {
         summary,

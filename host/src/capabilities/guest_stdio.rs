@@ -1,10 +1,12 @@
 //! A guest's stdout and stderr: written by WASI, split into lines, and each
 //! line logged through the call's [`GuestLog`] (bounded as its log lines
-//! are).
+//! are). A line written in pieces (`eprint!` per piece, each through a
+//! stream of its own) is one log line: the unfinished line is kept per
+//! call and per stream, and logged when its newline comes or the call ends.
 
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -19,6 +21,28 @@ use crate::bindings::fp::droplet::log::Level;
 pub struct GuestStdio {
     log: Arc<GuestLog>,
     source: Source,
+    /// The line being written, shared by every stream the guest opens on
+    /// this stdio in this call.
+    partial: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Drop for GuestStdio {
+    /// The call is over: its last, unfinished line is logged.
+    fn drop(&mut self) {
+        let mut partial = lock(&self.partial);
+        if !partial.is_empty() {
+            emit(&self.log, self.source, &partial);
+            partial.clear();
+        }
+    }
+}
+
+/// The shared line; a writer that panicked mid-write left bytes, not a
+/// broken invariant.
+fn lock(partial: &Mutex<Vec<u8>>) -> std::sync::MutexGuard<'_, Vec<u8>> {
+    partial
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl IsTerminal for GuestStdio {
@@ -43,6 +67,7 @@ impl GuestStdio {
         GuestStdio {
             log: Arc::clone(log),
             source: Source::Stdout,
+            partial: Arc::default(),
         }
     }
 
@@ -51,6 +76,7 @@ impl GuestStdio {
         GuestStdio {
             log: Arc::clone(log),
             source: Source::Stderr,
+            partial: Arc::default(),
         }
     }
 
@@ -58,17 +84,17 @@ impl GuestStdio {
         LineWriter {
             log: Arc::clone(&self.log),
             source: self.source,
-            partial: Vec::new(),
+            partial: Arc::clone(&self.partial),
         }
     }
 }
 
-/// Splits a byte stream into lines and logs each; a trailing partial line is
-/// logged when the stream is dropped.
+/// Splits a byte stream into lines and logs each; a trailing partial line
+/// waits in the call's [`GuestStdio`] for the rest.
 struct LineWriter {
     log: Arc<GuestLog>,
     source: Source,
-    partial: Vec<u8>,
+    partial: Arc<Mutex<Vec<u8>>>,
 }
 
 impl LineWriter {
@@ -76,36 +102,32 @@ impl LineWriter {
         if matches!(self.source, Source::Stderr) {
             self.log.remember_stderr(&String::from_utf8_lossy(bytes));
         }
+        let mut partial = lock(&self.partial);
         for &byte in bytes {
             if byte == b'\n' {
-                self.emit_partial();
+                emit(&self.log, self.source, &partial);
+                partial.clear();
             } else {
-                self.partial.push(byte);
-                if self.partial.len() >= MAX_LINE_BYTES {
-                    self.emit_partial();
+                partial.push(byte);
+                if partial.len() >= MAX_LINE_BYTES {
+                    emit(&self.log, self.source, &partial);
+                    partial.clear();
                 }
             }
         }
     }
-
-    fn emit_partial(&mut self) {
-        let line = String::from_utf8_lossy(&self.partial);
-        let line = line.trim_end_matches('\r');
-        if !line.is_empty() {
-            let level = match self.source {
-                Source::Stderr => Level::Warn,
-                Source::Stdout | Source::Log => Level::Info,
-            };
-            self.log.emit(level, self.source, line, None);
-        }
-        self.partial.clear();
-    }
 }
 
-impl Drop for LineWriter {
-    fn drop(&mut self) {
-        self.emit_partial();
-    }
+/// Logs one line of a guest's stdout (info) or stderr (warn); an empty
+/// line is a line too.
+fn emit(log: &GuestLog, source: Source, line: &[u8]) {
+    let line = String::from_utf8_lossy(line);
+    let line = line.trim_end_matches('\r');
+    let level = match source {
+        Source::Stderr => Level::Warn,
+        Source::Stdout | Source::Log => Level::Info,
+    };
+    log.emit(level, source, line, None);
 }
 
 impl OutputStream for LineWriter {

@@ -40,6 +40,11 @@ impl BodyCapability {
         }
     }
 
+    /// The host-wide budget, for a body streamed past [`ResponseBody`].
+    pub fn budget(&self) -> Arc<Semaphore> {
+        Arc::clone(&self.budget)
+    }
+
     /// An empty body for one call.
     pub fn empty_body(&self) -> ResponseBody {
         ResponseBody {

@@ -14,7 +14,7 @@ use http_body_util::Full;
 use serde_json::{Value, json};
 
 use crate::app::App;
-use crate::droplets::{Droplet, DropletState};
+use crate::droplets::Droplet;
 use crate::error::{HostError, json_response};
 use crate::identity::policy;
 
@@ -88,9 +88,9 @@ fn health(droplet: &Droplet) -> Value {
 }
 
 fn capabilities(droplet: &Droplet) -> Value {
-    let (imports, world) = match &droplet.state {
-        DropletState::Ready(ready) => (json!(ready.imports), json!(ready.pre.world())),
-        _ => (Value::Null, Value::Null),
+    let (imports, world) = match droplet.compiled() {
+        Some(ready) => (json!(ready.imports), json!(ready.pre.world())),
+        None => (Value::Null, Value::Null),
     };
     let manifest = &droplet.manifest;
     json!({

@@ -21,6 +21,7 @@ use crate::capabilities::response_body::HeldBytes;
 use crate::dispatch::droplet_endpoints as contract;
 use crate::dispatch::{self, CallReport, Hop};
 use crate::error::HostError;
+use crate::guest::stream::{CallBody, StreamCut};
 use crate::ops::trace_id::TRACE_ID_HEADER;
 
 impl InternalCalls for App {
@@ -43,7 +44,7 @@ impl InternalCalls for App {
                 Ok(response) => (response, None),
                 Err(err) => {
                     let code = err.code();
-                    (err.into_response(&trace_id), Some(code))
+                    (err.into_response(&trace_id).map(CallBody::from), Some(code))
                 }
             };
             if let Some(droplet) = self.droplets.get(&callee)
@@ -78,7 +79,7 @@ impl InternalCalls for App {
                     inner: body,
                     _held: held,
                 }
-                .map_err(|never| match never {})
+                .map_err(|cut| wasmtime_wasi_http::Error::InternalError(Some(cut.to_string())))
                 .boxed_unsync()
             })
         })
@@ -90,7 +91,7 @@ async fn answer(
     app: &App,
     call: InternalCall,
     report: &mut CallReport,
-) -> Result<Response<Full<Bytes>>, HostError> {
+) -> Result<Response<CallBody>, HostError> {
     if call.chain.hops > MAX_HOPS {
         return Err(HostError::LoopDetected(format!(
             "a chain of {} in-process calls (the most is {MAX_HOPS}); the last was {} calling {}",
@@ -117,7 +118,9 @@ async fn answer(
         .ok_or_else(|| HostError::DropletNotFound(format!("no droplet named `{}`", call.callee)))?;
     let path = call.request.uri().path().to_string();
     if let Some(endpoint) = contract::Endpoint::of(call.request.method(), &path) {
-        return contract::answer(app, &droplet, endpoint, call.request.headers()).await;
+        return contract::answer(app, &droplet, endpoint, call.request.headers())
+            .await
+            .map(|response| response.map(CallBody::from));
     }
     let hop = Hop {
         caller: call.caller,
@@ -140,13 +143,13 @@ async fn answer(
 /// A response body that keeps its response bytes counted against the
 /// host's budget until the caller has read it.
 struct Holding {
-    inner: Full<Bytes>,
+    inner: CallBody,
     _held: Option<HeldBytes>,
 }
 
 impl http_body::Body for Holding {
     type Data = Bytes;
-    type Error = std::convert::Infallible;
+    type Error = StreamCut;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,

@@ -8,8 +8,11 @@
 //! Uses [`crate::droplets`], [`crate::guest`], [`crate::capabilities`],
 //! [`crate::identity`] and [`crate::ops`]; used by [`crate::http`].
 
+pub mod call_parts;
 pub mod droplet_call;
 pub mod droplet_endpoints;
 pub mod in_process;
+mod streamed;
 
-pub use self::droplet_call::{CallReport, Hop, call};
+pub use self::call_parts::{CallReport, Hop};
+pub use self::droplet_call::call;

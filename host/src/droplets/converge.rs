@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::droplet::{Droplet, DropletState};
+use super::droplet::Droplet;
 use super::loader::{LoadError, off_thread};
 use super::table::Droplets;
 use super::version::VersionId;
@@ -103,9 +103,8 @@ impl Droplets {
 
     /// Whether `name` serves `version` (loaded, not failed).
     fn serves(&self, name: &str, version: &VersionId) -> bool {
-        self.get(name).is_some_and(|current| {
-            current.version == *version && !matches!(current.state, DropletState::Failed(_))
-        })
+        self.get(name)
+            .is_some_and(|current| current.version == *version && current.load_error().is_none())
     }
 
     /// A stored version, read and checked as a publish checks it.

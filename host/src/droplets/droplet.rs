@@ -100,21 +100,32 @@ impl Droplet {
     /// when it failed to load or most of its recent calls trapped or
     /// overran.
     pub fn health(&self) -> (&'static str, Option<String>) {
-        let failed = match &self.state {
-            DropletState::Failed(reason) => Some(reason),
-            DropletState::Pending(pending) => match pending.compiled.get() {
-                Some(Err(reason)) => Some(reason),
-                _ => None,
-            },
-            DropletState::Ready(_) => None,
-        };
-        match (failed, self.state_name()) {
+        match (self.load_error(), self.state_name()) {
             (Some(reason), _) => ("error", Some(reason.clone())),
             (None, "active") if self.stats.failing() => (
                 "error",
                 Some("most of its recent calls trapped or overran their budget".to_string()),
             ),
             (None, word) => (word, None),
+        }
+    }
+
+    /// Its compiled form, once it has one (at load, or compiled since).
+    pub fn compiled(&self) -> Option<&Arc<Ready>> {
+        match &self.state {
+            DropletState::Ready(ready) => Some(ready),
+            DropletState::Pending(pending) => pending.compiled.get()?.as_ref().ok(),
+            DropletState::Failed(_) => None,
+        }
+    }
+
+    /// Why it cannot serve, once that is known (at load, or by its
+    /// compilation since).
+    pub fn load_error(&self) -> Option<&String> {
+        match &self.state {
+            DropletState::Failed(reason) => Some(reason),
+            DropletState::Pending(pending) => pending.compiled.get()?.as_ref().err(),
+            DropletState::Ready(_) => None,
         }
     }
 

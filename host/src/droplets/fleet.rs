@@ -28,9 +28,9 @@ use serde::Serialize;
 use tokio::sync::{Notify, mpsc};
 use tokio_postgres::{AsyncMessage, NoTls};
 
+use crate::droplets::Droplets;
 use crate::droplets::store::postgres::PostgresStore;
 use crate::droplets::version::VersionId;
-use crate::droplets::{DropletState, Droplets};
 use crate::ops::shutdown::Shutdown;
 use crate::storage::database::{Database, DbError};
 
@@ -230,10 +230,9 @@ impl Fleet {
                 )
                 .await?;
             for droplet in &served {
-                let error = match (&droplet.state, refused.get(&*droplet.name)) {
-                    (_, Some((version, reason))) => Some(format!("refused {version}: {reason}")),
-                    (DropletState::Failed(reason), None) => Some(reason.clone()),
-                    _ => None,
+                let error = match refused.get(&*droplet.name) {
+                    Some((version, reason)) => Some(format!("refused {version}: {reason}")),
+                    None => droplet.load_error().cloned(),
                 };
                 tx.execute(
                     &upsert,

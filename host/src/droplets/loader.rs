@@ -198,12 +198,6 @@ impl Loader {
             .imports(self.runtime.engine())
             .map(|(import, _)| import.to_string())
             .collect();
-        capabilities::check_imports(manifest, &imports).map_err(|reason| {
-            LoadError::NotGranted {
-                name: name.to_string(),
-                reason,
-            }
-        })?;
         let pre = self
             .runtime
             .link(&component)
@@ -211,6 +205,13 @@ impl Loader {
                 name: name.to_string(),
                 cause,
             })?;
+        let standard = matches!(pre, Linked::Proxy(_));
+        capabilities::check_imports(manifest, &imports, standard).map_err(|reason| {
+            LoadError::NotGranted {
+                name: name.to_string(),
+                reason,
+            }
+        })?;
         self.instantiate_once(name, &pre, manifest)?;
         Ok(Ready {
             pre,

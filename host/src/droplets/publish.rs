@@ -6,7 +6,6 @@
 use std::time::Instant;
 
 use super::directory;
-use super::droplet::DropletState;
 use super::loader::{LoadError, off_thread};
 use super::name::{NAME_RULE, is_droplet_name};
 use super::store::StoreError;
@@ -88,7 +87,7 @@ impl Droplets {
         let hash = ContentHash::of(&wasm, manifest.as_deref());
         if let Some(current) = self.get(name)
             && current.version.has_content(&hash)
-            && !matches!(current.state, DropletState::Failed(_))
+            && current.load_error().is_none()
         {
             return Ok(Published::Unchanged(current.version.clone()));
         }

@@ -6,7 +6,8 @@
 //! stored current version (and different) is published as a new version
 //! if it loads — the same check as a live swap — and otherwise the stored
 //! one is served. The reads are async (the store may be a database); the
-//! compilations run together on every core, off the async workers.
+//! compilations run together on every core, off the async workers — at
+//! start-up of the host, after it listens ([`Droplets::warm_up`]).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -143,9 +144,61 @@ impl Droplets {
             failed,
             lazy,
             duration_ms = started.elapsed().as_millis() as u64,
-            "droplets loaded"
+            "{}",
+            if lazy { "droplets registered" } else { "droplets loaded" }
         );
         Ok(droplets)
+    }
+
+    /// Compiles every droplet still pending, as many at once as there are
+    /// cores, while the host already serves: a request for one still
+    /// compiling waits for that compilation (outside its budget), as a
+    /// lazy droplet's first request does. Logs `droplets loaded` when all
+    /// are done; until then the host's `/health` says `starting`.
+    pub async fn warm_up(self: Arc<Self>, progress: Arc<dyn LoadProgress + Send>) {
+        use futures_util::StreamExt;
+        use std::sync::atomic::Ordering;
+
+        let started = Instant::now();
+        self.starting.store(true, Ordering::Relaxed);
+        let pending: Vec<Arc<Droplet>> = self
+            .list()
+            .into_iter()
+            .filter(|droplet| matches!(droplet.state, DropletState::Pending(_)))
+            .collect();
+        let total = self.len();
+        progress.started(pending.len());
+        let parallel = std::thread::available_parallelism().map_or(2, |cores| cores.get());
+        futures_util::stream::iter(pending)
+            .for_each_concurrent(parallel, |droplet| {
+                let (this, progress) = (&self, &progress);
+                async move {
+                    // A failure is remembered in the droplet and logged.
+                    let _ = this.ready(&droplet).await;
+                    progress.loaded();
+                }
+            })
+            .await;
+        progress.finished();
+        self.starting.store(false, Ordering::Relaxed);
+        let failed = self
+            .list()
+            .iter()
+            .filter(|droplet| droplet.health().0 == "error")
+            .count();
+        tracing::info!(
+            dir = %self.dir.display(),
+            droplets = total,
+            failed,
+            lazy = false,
+            duration_ms = started.elapsed().as_millis() as u64,
+            "droplets loaded"
+        );
+    }
+
+    /// Whether start-up compilation is still under way.
+    pub fn starting(&self) -> bool {
+        self.starting.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Reads what `name` will serve from: the stored current version,

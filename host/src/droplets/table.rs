@@ -37,6 +37,8 @@ pub struct Droplets {
     pub(super) changes: tokio::sync::Mutex<()>,
     /// Told about every version that starts serving (the registrar).
     listener: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<Arc<Droplet>>>,
+    /// Start-up compilation is still under way ([`Droplets::warm_up`]).
+    pub(super) starting: std::sync::atomic::AtomicBool,
 }
 
 impl Droplets {
@@ -51,6 +53,7 @@ impl Droplets {
             stats: std::sync::Mutex::new(HashMap::new()),
             changes: tokio::sync::Mutex::new(()),
             listener: std::sync::OnceLock::new(),
+            starting: std::sync::atomic::AtomicBool::new(false),
         }
     }
 

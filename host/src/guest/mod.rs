@@ -1,6 +1,6 @@
 //! Running a component: the engine and linker built once ([`runtime`]),
 //! one call in a fresh instance ([`call`]; a `wasi:http` component's in
-//! [`proxy`]), the epoch scheduler and the deadline that bound it
+//! [`proxy`], its body streamed by [`stream`]), the epoch scheduler and the deadline that bound it
 //! ([`scheduler`], [`deadline`]), how memory is wiped between calls
 //! ([`memory_reset`]), the bridge between HTTP and the guest's records
 //! ([`records`]), and the compiled-code cache ([`code_cache`]).
@@ -18,3 +18,4 @@ pub mod proxy;
 pub mod records;
 pub mod runtime;
 pub mod scheduler;
+pub mod stream;

@@ -1,106 +1,77 @@
 //! Serving a standard `wasi:http/proxy` component: its
-//! `incoming-handler.handle`, with the response body read as it is
-//! written into the call's response body (the same limits as a droplet's).
-
-use std::time::Duration;
+//! `incoming-handler.handle`, with the request body streamed in as the
+//! client sends it and the response head handed on as soon as the component
+//! sets it (its body then streams to the client while the call runs on:
+//! [`super::stream`]).
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::combinators::UnsyncBoxBody;
+use tokio::sync::oneshot;
 use wasmtime::Store;
 use wasmtime_wasi_http::WasiHttpView;
-use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-use super::records::Answer;
 use super::runtime::CallState;
-use crate::bindings::GuestResponse;
 
-/// How long a `wasi:http` component that has returned may take to finish
-/// its response (whatever it wrote is buffered by then).
-const PROXY_FINISH_GRACE: Duration = Duration::from_millis(100);
+/// A request body on its way into a `wasi:http` component.
+pub type ProxyBody = UnsyncBoxBody<Bytes, ErrorCode>;
+
+/// Where the component's response head goes once it is set.
+pub type HeadSender = oneshot::Sender<http::Response<HyperOutgoingBody>>;
 
 /// Runs a `wasi:http/proxy` component's `incoming-handler.handle` on
-/// `request`, reading its response body as it is written (so a component
-/// that streams is never blocked on a full buffer), into the call's
-/// response body: the same size limit and host-wide budget as a droplet's.
+/// `request` and hands its response (head, and body still being written)
+/// to `head` as soon as it is set. Returns when the handler returns: a
+/// handler that returned without setting a response fails at once; one
+/// that set it but left its body unfinished has its body ended cleanly
+/// when the instance is dropped (as `wasmtime serve` does).
 pub(super) async fn serve_http(
     store: &mut Store<CallState>,
     proxy: &wasmtime_wasi_http::p2::bindings::Proxy,
-    request: http::Request<Full<Bytes>>,
-) -> wasmtime::Result<Answer> {
-    use http_body_util::BodyExt;
-
-    let incoming = store.data_mut().http().new_incoming_request(
-        Scheme::Http,
-        request.map(|body| {
-            body.map_err(
-                |never| -> wasmtime_wasi_http::p2::bindings::http::types::ErrorCode {
-                    match never {}
-                },
-            )
-        }),
-    )?;
-    let (sender, receiver) = tokio::sync::oneshot::channel();
+    request: http::Request<ProxyBody>,
+    head: HeadSender,
+) -> wasmtime::Result<()> {
+    let incoming = store
+        .data_mut()
+        .http()
+        .new_incoming_request(Scheme::Http, request)?;
+    let (sender, mut receiver) = oneshot::channel();
     let outparam = store.data_mut().http().new_response_outparam(sender)?;
-    let mut written = store.data_mut().imports.body.take();
-    let collect = async move {
-        let response = receiver
-            .await
-            .map_err(|_| {
-                wasmtime::format_err!("the component returned without setting a response")
-            })?
-            .map_err(|code| {
-                wasmtime::format_err!("the component answered with an error: {code:?}")
-            })?;
-        let (parts, mut body) = response.into_parts();
-        while let Some(frame) = body.frame().await {
-            let frame =
-                frame.map_err(|err| wasmtime::format_err!("its response body failed: {err}"))?;
-            // A refused body ends the call: the answer is the host's, and
-            // the instance (perhaps blocked writing the rest) is dropped.
-            if let Some(data) = frame.data_ref()
-                && written.write(data).is_err()
-            {
-                break;
-            }
-        }
-        Ok::<_, wasmtime::Error>((parts, written))
-    };
     let handle = proxy
         .wasi_http_incoming_handler()
         .call_handle(&mut *store, incoming, outparam);
-    tokio::pin!(collect, handle);
-    let mut returned = false;
-    let collected = tokio::select! {
-        collected = &mut collect => collected,
-        handled = &mut handle => {
-            handled?;
-            returned = true;
-            // It has returned: whatever it wrote is buffered.
-            tokio::time::timeout(PROXY_FINISH_GRACE, &mut collect)
-                .await
-                .map_err(|_| wasmtime::format_err!("the component returned without finishing its response"))?
+    tokio::pin!(handle);
+    let mut head = Some(head);
+    loop {
+        tokio::select! {
+            set = &mut receiver, if head.is_some() => {
+                hand_on(set.ok(), &mut head)?;
+            }
+            handled = &mut handle => {
+                handled?;
+                if head.is_some() {
+                    // Set just before returning, or never.
+                    hand_on(receiver.try_recv().ok(), &mut head)?;
+                }
+                return Ok(());
+            }
         }
-    };
-    let (parts, body) = collected?;
-    // Let the handler finish too (it may still be running after the body).
-    if !returned {
-        let _ = tokio::time::timeout(PROXY_FINISH_GRACE, handle).await;
     }
-    let headers = parts
-        .headers
-        .iter()
-        .map(|(name, value)| {
-            (
-                name.as_str().to_string(),
-                String::from_utf8_lossy(value.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
-    Ok(Answer {
-        response: GuestResponse {
-            status: parts.status.as_u16(),
-            headers,
-        },
-        body,
-    })
+}
+
+/// The component's response as set through its outparam (`None`: never
+/// set), sent on to `head`; or why there is none.
+fn hand_on(
+    set: Option<Result<http::Response<HyperOutgoingBody>, ErrorCode>>,
+    head: &mut Option<HeadSender>,
+) -> wasmtime::Result<()> {
+    let response = set
+        .ok_or_else(|| wasmtime::format_err!("the component returned without setting a response"))?
+        .map_err(|code| wasmtime::format_err!("the component answered with an error: {code:?}"))?;
+    if let Some(head) = head.take() {
+        // The dispatcher stopped waiting only if the request was dropped.
+        let _ = head.send(response);
+    }
+    Ok(())
 }

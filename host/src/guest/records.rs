@@ -3,10 +3,16 @@
 //! forwarded (a droplet can return anything; the client only gets a valid
 //! HTTP response, or a 502 saying why not).
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Response, StatusCode};
 use http_body_util::Full;
+use tokio::sync::Semaphore;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+use super::stream::{CallBody, CallEnd, StreamedBody};
 
 use crate::bindings::fp::droplet::response_body::BodyError;
 use crate::bindings::{GuestRequest, GuestResponse};
@@ -44,7 +50,8 @@ pub const CALLER_HEADER: &str = "x-droplet-caller";
 /// the calling droplet of an in-process call (`caller`), and is never
 /// taken from outside. The caller's `Authorization` header is left out
 /// unless `forward_authorization`: the droplet gets the verified claims
-/// instead (`auth::caller()`).
+/// instead (`auth::caller()`). Our world carries header values as strings:
+/// a value that is not UTF-8 is refused (400), never rewritten.
 pub fn guest_request(
     parts: &http::request::Parts,
     path: String,
@@ -52,60 +59,58 @@ pub fn guest_request(
     trace_id: &str,
     forward_authorization: bool,
     caller: Option<&str>,
-) -> GuestRequest {
-    let headers = guest_headers(parts, trace_id, forward_authorization, caller);
-    GuestRequest {
+) -> Result<GuestRequest, HostError> {
+    let mut headers = Vec::with_capacity(parts.headers.len() + 2);
+    for (name, value) in forwarded(&parts.headers, forward_authorization) {
+        let value = value.to_str().map_err(|_| {
+            HostError::BadRequest(format!(
+                "the value of header `{name}` is not UTF-8 (droplets get header values as strings)"
+            ))
+        })?;
+        headers.push((name.as_str().to_string(), value.to_string()));
+    }
+    headers.push((TRACE_ID_HEADER.to_string(), trace_id.to_string()));
+    if let Some(caller) = caller {
+        headers.push((CALLER_HEADER.to_string(), caller.to_string()));
+    }
+    Ok(GuestRequest {
         method: parts.method.as_str().to_string(),
         path,
         query: parts.uri.query().unwrap_or("").to_string(),
         headers,
         body: Vec::from(body),
-    }
+    })
 }
 
-/// The headers a component sees: the client's, without its `x-trace-id`,
-/// `x-droplet-caller` and (unless `forward_authorization`) `Authorization`;
-/// then the host's trace id and, for an in-process call, the caller.
-fn guest_headers(
-    parts: &http::request::Parts,
-    trace_id: &str,
+/// The client's headers a component sees: all but its `x-trace-id`,
+/// `x-droplet-caller` and (unless `forward_authorization`)
+/// `Authorization`.
+fn forwarded(
+    headers: &http::HeaderMap,
     forward_authorization: bool,
-    caller: Option<&str>,
-) -> Vec<(String, String)> {
-    let mut headers: Vec<(String, String)> = parts
-        .headers
+) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
+    headers
         .iter()
         .filter(|(name, _)| name.as_str() != TRACE_ID_HEADER && name.as_str() != CALLER_HEADER)
-        .filter(|(name, _)| {
+        .filter(move |(name, _)| {
             forward_authorization
                 || (*name != header::AUTHORIZATION && *name != header::PROXY_AUTHORIZATION)
         })
-        .map(|(name, value)| {
-            (
-                name.as_str().to_string(),
-                String::from_utf8_lossy(value.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
-    headers.push((TRACE_ID_HEADER.to_string(), trace_id.to_string()));
-    if let Some(caller) = caller {
-        headers.push((CALLER_HEADER.to_string(), caller.to_string()));
-    }
-    headers
 }
 
 /// A `wasi:http/proxy` component's view of a request: the same headers a
 /// droplet gets (trace id, caller, no `Authorization` unless forwarded),
-/// the path inside the droplet, and the original `Host` as authority.
-pub fn http_request(
+/// their values as the client sent them (bytes, not strings), the path
+/// inside the droplet, the original `Host` as authority, and the body as
+/// it arrives.
+pub fn http_request<B>(
     parts: &http::request::Parts,
     path: &str,
-    body: Bytes,
+    body: B,
     trace_id: &str,
     forward_authorization: bool,
     caller: Option<&str>,
-) -> http::Request<Full<Bytes>> {
-    let guest_headers = guest_headers(parts, trace_id, forward_authorization, caller);
+) -> http::Request<B> {
     let authority = parts
         .uri
         .authority()
@@ -129,17 +134,18 @@ pub fn http_request(
         .path_and_query(format!("{path}{query}"))
         .build()
         .unwrap_or_else(|_| http::Uri::from_static("http://localhost/"));
-    let mut request = http::Request::new(Full::new(body));
+    let mut request = http::Request::new(body);
     *request.method_mut() = parts.method.clone();
     *request.uri_mut() = uri;
     let headers = request.headers_mut();
-    for (name, value) in guest_headers {
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(&value),
-        ) {
-            headers.append(name, value);
-        }
+    for (name, value) in forwarded(&parts.headers, forward_authorization) {
+        headers.append(name.clone(), value.clone());
+    }
+    if let Ok(value) = HeaderValue::from_str(trace_id) {
+        headers.append(TRACE_ID_HEADER, value);
+    }
+    if let Some(value) = caller.and_then(|caller| HeaderValue::from_str(caller).ok()) {
+        headers.append(CALLER_HEADER, value);
     }
     request
 }
@@ -168,22 +174,14 @@ pub fn into_http(answer: Answer) -> Result<Response<Full<Bytes>>, HostError> {
             "the host holds as many response bytes as it allows; retry shortly".to_string(),
         ),
     })?;
-    if response.headers.len() > MAX_RESPONSE_HEADERS {
-        return Err(HostError::InvalidResponse(format!(
-            "{} headers are over the limit of {MAX_RESPONSE_HEADERS}",
-            response.headers.len()
-        )));
-    }
-    let header_bytes: usize = response
-        .headers
-        .iter()
-        .map(|(name, value)| name.len() + value.len())
-        .sum();
-    if header_bytes > MAX_RESPONSE_HEADER_BYTES {
-        return Err(HostError::InvalidResponse(format!(
-            "{header_bytes} bytes of headers are over the limit of {MAX_RESPONSE_HEADER_BYTES}"
-        )));
-    }
+    check_header_sizes(
+        response.headers.len(),
+        response
+            .headers
+            .iter()
+            .map(|(name, value)| name.len() + value.len())
+            .sum(),
+    )?;
     let mut http_response = Response::new(Full::new(body));
     *http_response.status_mut() = status;
     if let Some(held) = held {
@@ -208,6 +206,63 @@ pub fn into_http(answer: Answer) -> Result<Response<Full<Bytes>>, HostError> {
     Ok(http_response)
 }
 
+/// Checks a `wasi:http` component's response head as [`into_http`] checks
+/// a droplet's (status, header count and size; the host frames the body)
+/// and passes it on, header values as the bytes the component set, its
+/// body streamed ([`StreamedBody`]) while the call runs to `end`.
+pub fn proxy_response(
+    response: Response<HyperOutgoingBody>,
+    end: Arc<CallEnd>,
+    budget: Arc<Semaphore>,
+) -> Result<Response<CallBody>, HostError> {
+    let (mut parts, body) = response.into_parts();
+    if !(200..=599).contains(&parts.status.as_u16()) {
+        return Err(HostError::InvalidResponse(format!(
+            "status {} is not in 200..=599",
+            parts.status.as_u16()
+        )));
+    }
+    check_header_sizes(
+        parts.headers.len(),
+        parts
+            .headers
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len())
+            .sum(),
+    )?;
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > MAX_RESPONSE_BYTES as u64) {
+        return Err(HostError::InvalidResponse(format!(
+            "the body is over the limit of {MAX_RESPONSE_BYTES} bytes"
+        )));
+    }
+    // Its own `content-length` stays: wasi:http holds the body to it.
+    parts.headers.remove(header::TRANSFER_ENCODING);
+    parts.headers.remove(header::CONNECTION);
+    let body = CallBody::Streamed(StreamedBody::new(body, end, budget));
+    Ok(Response::from_parts(parts, body))
+}
+
+/// Refuses a response with more headers, or more header bytes, than the
+/// host forwards.
+fn check_header_sizes(count: usize, bytes: usize) -> Result<(), HostError> {
+    if count > MAX_RESPONSE_HEADERS {
+        return Err(HostError::InvalidResponse(format!(
+            "{count} headers are over the limit of {MAX_RESPONSE_HEADERS}"
+        )));
+    }
+    if bytes > MAX_RESPONSE_HEADER_BYTES {
+        return Err(HostError::InvalidResponse(format!(
+            "{bytes} bytes of headers are over the limit of {MAX_RESPONSE_HEADER_BYTES}"
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,14 +278,15 @@ mod tests {
             .body(())
             .unwrap()
             .into_parts();
-        let request = guest_request(&parts, "/x".into(), Bytes::new(), "t-1", false, None);
+        let request = guest_request(&parts, "/x".into(), Bytes::new(), "t-1", false, None).unwrap();
         assert!(
             request
                 .headers
                 .iter()
                 .all(|(name, _)| name != "authorization")
         );
-        let forwarded = guest_request(&parts, "/x".into(), Bytes::new(), "t-1", true, None);
+        let forwarded =
+            guest_request(&parts, "/x".into(), Bytes::new(), "t-1", true, None).unwrap();
         assert!(
             forwarded
                 .headers

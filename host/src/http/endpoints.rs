@@ -46,8 +46,12 @@ pub fn metrics(app: &App) -> Response<Full<Bytes>> {
 /// fleet mode it also names the host and says whether the database is
 /// reachable (`dependencies.database`: `ok` or `degraded`).
 pub fn health(app: &App) -> Response<Full<Bytes>> {
+    // Starting: serving, while droplets still compile (a request for one
+    // waits for its compilation).
     let (status, word) = if app.shutdown.is_triggered() {
         (StatusCode::SERVICE_UNAVAILABLE, "inactive")
+    } else if app.droplets.starting() {
+        (StatusCode::OK, "starting")
     } else {
         (StatusCode::OK, "active")
     };

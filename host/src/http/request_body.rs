@@ -3,7 +3,9 @@
 //! `content-length` before reading anything, else while reading), and
 //! held against the host-wide budget of request bytes ([`BodyBudget`])
 //! from before the first byte is read (a declared length) or as each piece
-//! arrives, until the request is answered.
+//! arrives, until the request is answered. A body can also be passed on as
+//! it arrives ([`streamed`]), under the same limit, time and budget,
+//! counted piece by piece.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -157,6 +159,88 @@ where
         bytes,
         held: BodyHeld(held),
     })
+}
+
+/// `body`, passed on as it arrives: refused at once when its declared
+/// length is over `limit`; otherwise it fails past `limit` bytes, after
+/// `timeout`, or when `budget` cannot hold the piece being passed on (each
+/// piece is held until the next is asked for).
+pub fn streamed<B>(
+    headers: &http::HeaderMap,
+    body: B,
+    limit: usize,
+    timeout: Duration,
+    budget: &BodyBudget,
+) -> Result<StreamedBody<B>, BodyError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(BodyError::TooLarge);
+    }
+    Ok(StreamedBody {
+        inner: body,
+        limit,
+        read: 0,
+        budget: budget.clone(),
+        held: None,
+        timeout: Box::pin(tokio::time::sleep(timeout)),
+    })
+}
+
+/// A request body passed on as it arrives ([`streamed`]).
+pub struct StreamedBody<B> {
+    inner: B,
+    limit: usize,
+    read: usize,
+    budget: BodyBudget,
+    held: Option<OwnedSemaphorePermit>,
+    timeout: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<B> http_body::Body for StreamedBody<B>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+{
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BodyError>>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        this.held = None;
+        let frame = match std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Pending if this.timeout.as_mut().poll(cx).is_ready() => {
+                return Poll::Ready(Some(Err(BodyError::TimedOut)));
+            }
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Ready(Some(Err(_))) => return Poll::Ready(Some(Err(BodyError::Unreadable))),
+            Poll::Ready(Some(Ok(frame))) => frame,
+        };
+        if let Some(data) = frame.data_ref() {
+            this.read = this.read.saturating_add(data.len());
+            if this.read > this.limit {
+                return Poll::Ready(Some(Err(BodyError::TooLarge)));
+            }
+            if let Err(busy) = this.budget.take(&mut this.held, data.len()) {
+                return Poll::Ready(Some(Err(busy)));
+            }
+        }
+        Poll::Ready(Some(Ok(frame)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ use crate::dispatch::droplet_endpoints as contract;
 use crate::dispatch::{self, CallReport};
 use crate::droplets::stats::DropletStats;
 use crate::error::HostError;
+use crate::guest::stream::CallBody;
 use crate::http::endpoints;
 use crate::http::headers::add_security_headers;
 use crate::http::router::{self, Route};
@@ -58,7 +59,7 @@ pub enum Side {
 }
 
 /// Answers one request. Never fails: every error becomes its JSON response.
-pub async fn handle(app: Arc<App>, req: Request<Incoming>, side: Side) -> Response<Full<Bytes>> {
+pub async fn handle(app: Arc<App>, req: Request<Incoming>, side: Side) -> Response<CallBody> {
     let started = Instant::now();
     let method = req.method().clone();
     let endpoint = req.uri().path().to_string();
@@ -83,7 +84,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, side: Side) -> Respon
             {
                 tracing::warn!(droplet = %droplet, trace_id = %trace_id, error = %err, "droplet call failed");
             }
-            err.into_response(&trace_id)
+            err.into_response(&trace_id).map(CallBody::from)
         }
     };
 
@@ -114,7 +115,15 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, side: Side) -> Respon
         headers.remove("service-worker-allowed");
     }
     if let Ok(value) = HeaderValue::from_str(&trace_id) {
-        headers.insert(TRACE_ID_HEADER, value);
+        // A droplet's own trace header stays beside the host's.
+        match headers.get(TRACE_ID_HEADER) {
+            Some(own) if outcome.call.from_droplet && own != value => {
+                headers.append(TRACE_ID_HEADER, value);
+            }
+            _ => {
+                headers.insert(TRACE_ID_HEADER, value);
+            }
+        }
     }
     if let Some(version) = &outcome.version
         && let Ok(value) = HeaderValue::from_str(version)
@@ -133,7 +142,12 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, side: Side) -> Respon
             total.as_secs_f64() * 1e3
         );
         if let Ok(value) = HeaderValue::from_str(&timing) {
-            headers.insert("server-timing", value);
+            // After the droplet's own metrics, if it sent any.
+            if outcome.call.from_droplet {
+                headers.append("server-timing", value);
+            } else {
+                headers.insert("server-timing", value);
+            }
         }
     }
 
@@ -196,12 +210,13 @@ async fn respond(
     side: Side,
     trace_id: &Arc<str>,
     outcome: &mut Outcome,
-) -> Result<Response<Full<Bytes>>, HostError> {
+) -> Result<Response<CallBody>, HostError> {
+    let whole = |response: Response<Full<Bytes>>| response.map(CallBody::from);
     let host = request_host(&req)?.map(router::normalize_host);
     let (name, path) = match router::route(host.as_deref(), req.uri().path(), app.domain.as_deref())
     {
-        Route::HostHealth => return Ok(endpoints::health(app)),
-        Route::Metrics => return Ok(endpoints::metrics(app)),
+        Route::HostHealth => return Ok(whole(endpoints::health(app))),
+        Route::Metrics => return Ok(whole(endpoints::metrics(app))),
         Route::Admin(_) if side == Side::Droplets => {
             return Err(HostError::NotFound(
                 "the admin API is served on its own listener (--admin-listen)".to_string(),
@@ -209,7 +224,7 @@ async fn respond(
         }
         Route::Admin(path) => {
             let path = path.to_string();
-            return Box::pin(admin::handle(app, req, &path)).await;
+            return Box::pin(admin::handle(app, req, &path)).await.map(whole);
         }
         Route::NotFound(message) => return Err(HostError::DropletNotFound(message)),
         Route::Droplet { .. } if side == Side::Admin => {
@@ -242,7 +257,9 @@ async fn respond(
     outcome.droplet = Some(Arc::clone(&droplet.name));
     outcome.version = Some(Arc::clone(droplet.version.shared()));
     if let Some(endpoint) = contract::Endpoint::of(req.method(), &path) {
-        return Box::pin(contract::answer(app, &droplet, endpoint, req.headers())).await;
+        return Box::pin(contract::answer(app, &droplet, endpoint, req.headers()))
+            .await
+            .map(whole);
     }
     outcome.stats = Some(Arc::clone(&droplet.stats));
     Box::pin(dispatch::call(

@@ -9,7 +9,7 @@ use droplet_host::capabilities;
 use droplet_host::capabilities::outbound::allow::Allowlist;
 use droplet_host::droplets::loader::LoadError;
 use droplet_host::droplets::manifest::{Manifest, ManifestError};
-use droplet_host::guest::runtime::{Runtime, RuntimeSettings};
+use droplet_host::guest::runtime::{Linked, Runtime, RuntimeSettings};
 use droplet_host::identity::jwt;
 
 #[derive(clap::Args)]
@@ -112,17 +112,18 @@ pub fn build(args: BuildArgs) -> anyhow::Result<()> {
             .imports(runtime.engine())
             .map(|(import, _)| import.to_string())
             .collect();
-        capabilities::check_imports(&manifest, &imports).map_err(|reason| {
-            LoadError::NotGranted {
-                name: name.to_string(),
-                reason,
-            }
-            .to_string()
-        })?;
-        runtime.link(&component).map(|_| ()).map_err(|cause| {
+        let linked = runtime.link(&component).map_err(|cause| {
             LoadError::Link {
                 name: name.to_string(),
                 cause,
+            }
+            .to_string()
+        })?;
+        let standard = matches!(linked, Linked::Proxy(_));
+        capabilities::check_imports(&manifest, &imports, standard).map_err(|reason| {
+            LoadError::NotGranted {
+                name: name.to_string(),
+                reason,
             }
             .to_string()
         })

@@ -374,7 +374,13 @@ pub fn serve(args: ServeArgs, dotenv: Option<PathBuf>) -> anyhow::Result<()> {
         let metrics = droplet_host::ops::metrics::install(&shutdown)?;
         let mut settings = settings;
         settings.listen = addr;
-        let app = App::start(&settings, Some(metrics), &shutdown, &CompileProgress::new()).await?;
+        let app = App::start(
+            &settings,
+            Some(metrics),
+            &shutdown,
+            Arc::new(CompileProgress::new()),
+        )
+        .await?;
         if production {
             app.check_production(&settings.jwt).map_err(|why| {
                 anyhow::anyhow!("refusing to start with ENVIRONMENT=production: {why}")

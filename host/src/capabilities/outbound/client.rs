@@ -21,28 +21,21 @@
 //! One `reqwest` client serves the whole process: pooled keep-alive
 //! connections, HTTP/1.1 and HTTP/2, TLS with rustls and the webpki roots.
 
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body::{Body, Frame};
 use http_body_util::BodyExt;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use wasmtime_wasi_http::{Error, WasiBody};
 
 use super::allow::{Allowlist, Destination};
+use super::bodies::{BoundedBody, MAX_REQUEST_BYTES, SendCut, SentBody};
 use super::guard;
 use super::in_process::{Chain, INTERNAL_SUFFIX, InternalCall, InternalCalls};
 use crate::ops::metrics::status_class;
-
-/// The largest outbound response body a droplet may receive.
-pub const MAX_RESPONSE_BYTES: u64 = 16 << 20;
-/// The largest outbound request body a droplet may send.
-pub const MAX_REQUEST_BYTES: usize = 16 << 20;
 
 /// The process's outbound client and limits.
 pub struct Outbound {
@@ -71,6 +64,13 @@ impl OutboundReport {
             self.requests.load(Ordering::Relaxed),
             self.micros.load(Ordering::Relaxed),
         )
+    }
+
+    /// Requests sent and the time spent waiting for them, when the call
+    /// sent any.
+    pub fn spent(&self) -> Option<(u32, Duration)> {
+        let (requests, micros) = self.totals();
+        (requests > 0).then(|| (requests, Duration::from_micros(micros)))
     }
 }
 
@@ -103,7 +103,6 @@ impl Outbound {
             .no_proxy()
             .dns_resolver(Arc::new(guard::PublicOnly))
             .pool_idle_timeout(Duration::from_secs(30))
-            .user_agent(concat!("droplet/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|err| format!("cannot build the outbound HTTP client: {err}"))?;
         Ok(Self {
@@ -176,21 +175,13 @@ impl Outbound {
                         "the host has {max_in_flight} outbound requests in flight already"
                     )))
                 })?;
-                let request = into_reqwest(request, &trace_id, deadline).await?;
+                let request = into_reqwest(request, &trace_id, deadline)?;
                 let response = tokio::time::timeout_at(deadline, client.execute(request))
                     .await
                     .map_err(|_| Error::ConnectionTimeout)?
                     .map_err(|err| error_code(&err))?;
                 let response: http::Response<reqwest::Body> = response.into();
-                Ok(response.map(|body| {
-                    BoundedBody {
-                        inner: body,
-                        deadline: Box::pin(tokio::time::sleep_until(deadline)),
-                        received: 0,
-                        _permit: permit,
-                    }
-                    .boxed_unsync()
-                }))
+                Ok(response.map(|body| BoundedBody::new(body, deadline, permit).boxed_unsync()))
             }
             .await;
             let elapsed = started.elapsed();
@@ -259,19 +250,19 @@ fn count(droplet: &Arc<str>, allowed: &str, class: &'static str, elapsed: Option
     }
 }
 
-/// The guest's request as `reqwest` sends it: the body read first (at most
-/// [`MAX_REQUEST_BYTES`], within the deadline), `traceparent` set by the
-/// host.
-async fn into_reqwest(
+/// The guest's request as `reqwest` sends it: the head at once, the body
+/// as the guest writes it (at most [`MAX_REQUEST_BYTES`], within the
+/// deadline), `traceparent` set by the host.
+fn into_reqwest(
     request: http::Request<WasiBody>,
     trace_id: &str,
     deadline: Instant,
 ) -> Result<reqwest::Request, Error> {
     let (mut parts, body) = request.into_parts();
-    let body = read_body(body, deadline).await?;
     if let Ok(value) = http::HeaderValue::from_str(&traceparent(trace_id)) {
         parts.headers.insert("traceparent", value);
     }
+    let body = reqwest::Body::wrap(SentBody::new(body, deadline));
     let request = http::Request::from_parts(parts, body);
     reqwest::Request::try_from(request).map_err(|_| Error::HttpRequestUriInvalid)
 }
@@ -313,6 +304,14 @@ fn error_code(err: &reqwest::Error) -> Error {
         if let Some(refused) = guard::Refused::from_text(&cause.to_string()) {
             return refused.code();
         }
+        match cause.downcast_ref::<SendCut>() {
+            Some(SendCut::TooLarge) => {
+                return Error::HttpRequestBodySize(Some(MAX_REQUEST_BYTES as u64));
+            }
+            Some(SendCut::TimedOut) => return Error::ConnectionTimeout,
+            Some(cut @ SendCut::Body(_)) => return Error::InternalError(Some(cut.to_string())),
+            None => {}
+        }
         source = cause.source();
     }
     if err.is_timeout() {
@@ -321,50 +320,6 @@ fn error_code(err: &reqwest::Error) -> Error {
         Error::ConnectionRefused
     } else {
         Error::HttpProtocolError
-    }
-}
-
-/// A response body bounded by the call's deadline and
-/// [`MAX_RESPONSE_BYTES`], holding its in-flight permit until it is read
-/// or dropped.
-struct BoundedBody {
-    inner: reqwest::Body,
-    deadline: Pin<Box<tokio::time::Sleep>>,
-    received: u64,
-    _permit: OwnedSemaphorePermit,
-}
-
-impl Body for BoundedBody {
-    type Data = Bytes;
-    type Error = Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
-        if self.deadline.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(Some(Err(Error::ConnectionReadTimeout)));
-        }
-        match Pin::new(&mut self.inner).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    self.received += data.len() as u64;
-                    if self.received > MAX_RESPONSE_BYTES {
-                        return Poll::Ready(Some(Err(Error::HttpResponseBodySize(Some(
-                            MAX_RESPONSE_BYTES,
-                        )))));
-                    }
-                }
-                Poll::Ready(Some(Ok(frame)))
-            }
-            Poll::Ready(Some(Err(_))) => Poll::Ready(Some(Err(Error::HttpResponseIncomplete))),
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
     }
 }
 

@@ -1,16 +1,16 @@
 //! Outbound HTTP (`wasi:http/outgoing-handler`): the one client and the
-//! send hook's checks ([`client`]), the manifest's allowlist ([`allow`]),
+//! send hook's checks ([`client`]), the bounded bodies ([`bodies`]), the manifest's allowlist ([`allow`]),
 //! the SSRF-guarding resolver ([`guard`]), the per-call half ([`access`]),
 //! and the seam through which in-process calls to other droplets are
 //! answered by the host ([`in_process`]).
 
 pub mod access;
 pub mod allow;
+pub mod bodies;
 pub mod client;
 pub mod guard;
 pub mod in_process;
 
-pub use self::client::{
-    CallLimits, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, Outbound, OutboundReport, traceparent,
-};
+pub use self::bodies::{MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES};
+pub use self::client::{CallLimits, Outbound, OutboundReport, traceparent};
 pub use self::in_process::{Chain, Fanout, INTERNAL_SUFFIX, InternalCall, InternalCalls, MAX_HOPS};

@@ -1,0 +1,273 @@
+//! The `wasi:http` door against the specification and `wasmtime serve`:
+//! third-party components (`examples/proxy-hello`, built with the published
+//! `wstd` crate; a componentize-py app from PyPI, [`python`]) answer here
+//! as they do there. Each test shows one behaviour with the values the
+//! specification and `wasmtime serve` give, asserted directly (no wasmtime
+//! binary is needed).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt, Empty, StreamBody};
+use hyper::body::Frame;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use crate::support::HostBuilder;
+
+/// How long a test waits for something that comes at once on an idle
+/// machine: generous for a loaded one.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// The next piece of `body`'s data, within [`PATIENCE`].
+async fn next_data(body: &mut hyper::body::Incoming) -> Option<Bytes> {
+    loop {
+        let frame = tokio::time::timeout(PATIENCE, body.frame())
+            .await
+            .expect("the next piece of the body within the patience")?
+            .expect("the body continues");
+        if let Ok(data) = frame.into_data() {
+            return Some(data);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_sent_events_reach_the_client_as_they_are_written() {
+    let host = HostBuilder::new()
+        .droplet("web", "proxy-hello")
+        .start()
+        .await;
+    let response = host
+        .open(
+            Request::get("/web/sse")
+                .body(Empty::<Bytes>::new())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut body = response.into_body();
+    // The component sleeps 300 ms between events: a host that waited for
+    // the whole body would hand over all three at once.
+    let first = next_data(&mut body).await.expect("a first event");
+    assert_eq!(first, "data: event 0\n\n");
+    let mut rest = Vec::new();
+    while let Some(piece) = next_data(&mut body).await {
+        rest.extend_from_slice(&piece);
+    }
+    assert_eq!(rest, b"data: event 1\n\ndata: event 2\n\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_body_streams_in_while_the_response_streams_out() {
+    let host = HostBuilder::new()
+        .droplet("web", "proxy-hello")
+        .start()
+        .await;
+    let (pieces, receiver) = tokio::sync::mpsc::channel::<Bytes>(4);
+    let body = StreamBody::new(tokio_stream_of(receiver));
+    pieces.send(Bytes::from_static(b"first ")).await.unwrap();
+    // The head and the first echo arrive while the request is still open:
+    // a host that read the body whole first would wait here forever.
+    let response = tokio::time::timeout(
+        PATIENCE,
+        host.open(Request::post("/web/duplex").body(body).unwrap()),
+    )
+    .await
+    .expect("the response head before the request body ends");
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    assert_eq!(next_data(&mut body).await.unwrap(), "first ");
+    pieces.send(Bytes::from_static(b"second")).await.unwrap();
+    assert_eq!(next_data(&mut body).await.unwrap(), "second");
+    drop(pieces);
+    assert_eq!(
+        next_data(&mut body).await,
+        None,
+        "ends when the request does"
+    );
+}
+
+/// A channel's receiving end as a body stream of data frames.
+fn tokio_stream_of(
+    mut receiver: tokio::sync::mpsc::Receiver<Bytes>,
+) -> impl futures::Stream<Item = Result<Frame<Bytes>, Infallible>> + Send + 'static {
+    futures::stream::poll_fn(move |cx| {
+        receiver
+            .poll_recv(cx)
+            .map(|piece| piece.map(|data| Ok(Frame::data(data))))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_bytes_and_the_components_own_headers_pass_unchanged() {
+    let host = HostBuilder::new()
+        .droplet("web", "proxy-hello")
+        .start()
+        .await;
+    let raw = http::HeaderValue::from_bytes(b"caf\xe9").unwrap();
+    let reply = host
+        .send(
+            Request::get("/web/headers")
+                .header("x-raw", raw.clone())
+                .body(Bytes::new())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(
+        reply.headers.get("x-raw-echo").map(|v| v.as_bytes()),
+        Some(&b"caf\xe9"[..]),
+        "header values are bytes, both ways"
+    );
+    // Its own timing first, the host's after it.
+    let timing: Vec<_> = reply
+        .headers
+        .get_all("server-timing")
+        .iter()
+        .map(|value| value.to_str().unwrap().to_string())
+        .collect();
+    assert_eq!(timing[0], "app;dur=1.5", "{timing:?}");
+    assert!(timing[1].starts_with("droplet;dur="), "{timing:?}");
+    // Its own trace header stays; the host's is beside it.
+    let traces: Vec<_> = reply
+        .headers
+        .get_all("x-trace-id")
+        .iter()
+        .map(|value| value.to_str().unwrap().to_string())
+        .collect();
+    assert_eq!(traces.len(), 2, "{traces:?}");
+    assert_eq!(traces[0], "from-the-component");
+    assert_eq!(traces[1].len(), 32, "the host's trace id: {traces:?}");
+
+    // Our own world carries header values as strings: refused, not rewritten.
+    let host = HostBuilder::new().droplet("hello", "hello").start().await;
+    let reply = host
+        .send(
+            Request::get("/hello/")
+                .header("x-raw", raw)
+                .body(Bytes::new())
+                .unwrap(),
+        )
+        .await;
+    let message = reply.assert_error(400, "bad_request");
+    assert!(
+        message.contains("x-raw") && message.contains("UTF-8"),
+        "{message}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stderr_written_in_pieces_is_one_log_line() {
+    let host = HostBuilder::new()
+        .droplet("web", "proxy-hello")
+        .start()
+        .await;
+    assert_eq!(host.get("/web/print").await.status, 200);
+    let from_stderr = |line: &serde_json::Value, message: &str| {
+        line["source"] == "stderr" && line["message"] == message
+    };
+    for message in ["start a print 1234", "", "unfinished at the end"] {
+        host.wait_for_log(|line| from_stderr(line, message), PATIENCE)
+            .await
+            .unwrap_or_else(|| panic!("a stderr line {message:?}"));
+    }
+    let pieces = host
+        .log_lines()
+        .into_iter()
+        .filter(|line| line["source"] == "stderr")
+        .count();
+    assert_eq!(pieces, 3, "one line per line, not per piece");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outbound_request_is_sent_before_its_body_is_finished() {
+    let upstream = echo_server().await;
+    let manifest = format!("budget_ms = 60000\nallowed_outbound_hosts = [\"http://{upstream}\"]\n");
+    let host = HostBuilder::new()
+        .droplet_with("web", "proxy-hello", &manifest)
+        .start()
+        .await;
+    let reply = tokio::time::timeout(
+        PATIENCE,
+        host.get(&format!("/web/double-echo?to=http://{upstream}")),
+    )
+    .await
+    .expect("answered while the budget is far from spent");
+    assert_eq!((reply.status, reply.text().as_str()), (200, "ping pong"));
+}
+
+/// A loopback server that streams each request body back as it arrives,
+/// and says which headers it got (`x-seen-headers`).
+async fn echo_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let service =
+                hyper::service::service_fn(|req: Request<hyper::body::Incoming>| async move {
+                    let mut names: Vec<_> =
+                        req.headers().keys().map(|name| name.to_string()).collect();
+                    names.sort();
+                    let mut response = hyper::Response::new(req.into_body());
+                    response
+                        .headers_mut()
+                        .insert("x-seen-headers", names.join(",").parse().unwrap());
+                    Ok::<_, Infallible>(response)
+                });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service),
+            );
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_still_streaming_at_the_deadline_is_cut_off_not_ended() {
+    let host = HostBuilder::new()
+        .droplet_with("web", "proxy-hello", "budget_ms = 1000\n")
+        .start()
+        .await;
+    // A piece every 10 ms, forever: the head and the first pieces at once,
+    // then the budget ends the call, and the body is cut (the client must
+    // not take a truncated body for a whole one).
+    let response = host
+        .open(
+            Request::get("/web/stream")
+                .body(Empty::<Bytes>::new())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let mut received = 0;
+    let ended = loop {
+        match tokio::time::timeout(PATIENCE, body.frame()).await {
+            Ok(Some(Ok(frame))) => received += frame.into_data().map_or(0, |data| data.len()),
+            Ok(Some(Err(_))) => break "cut",
+            Ok(None) => break "ended",
+            Err(_) => break "still open",
+        }
+    };
+    assert_eq!(ended, "cut");
+    assert!(received >= 5, "pieces arrived before the cut: {received}");
+    // The overrun is counted as one (once the call's task has finished).
+    let counted = std::time::Instant::now() + PATIENCE;
+    loop {
+        let state = host.get("/web/state").await.json();
+        if state["budget_overruns"] == 1 {
+            break;
+        }
+        assert!(std::time::Instant::now() < counted, "{state}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
