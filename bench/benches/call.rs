@@ -112,6 +112,7 @@ impl Bench {
                 }),
                 suspect: false,
                 calls_out: false,
+                end: None,
             })
             .await
             .expect("the droplet answers")
@@ -160,6 +161,7 @@ fn call(c: &mut Criterion) {
         outbound: OutboundCapability {
             outbound: Arc::new(Outbound::new(256).expect("outbound client")),
         },
+        streaming: droplet_host::capabilities::streaming::StreamingCapability,
     });
     let bench = Bench {
         loader: Loader::new(Arc::clone(&runtime), cache, 256, Arc::clone(&capabilities)),

@@ -14,7 +14,9 @@
 //! droplet!(handle);
 //! ```
 //!
-//! The host's imports are wrapped in [`kv`], [`log`], [`auth`] and [`config`].
+//! The host's imports are wrapped in [`kv`], [`log`], [`auth`] and [`config`];
+//! [`stream`] sends a response while the handler runs and reads a request
+//! body as it arrives.
 //! Every request runs in a fresh instance: globals do not survive between
 //! requests; use [`kv`] for state.
 
@@ -41,6 +43,7 @@ pub mod fetch;
 mod http;
 pub mod kv;
 pub mod log;
+pub mod stream;
 
 pub use http::{Request, Response};
 

@@ -16,6 +16,7 @@ use crate::capabilities::log::LogCapability;
 use crate::capabilities::outbound::access::OutboundCapability;
 use crate::capabilities::outbound::{InternalCalls, Outbound};
 use crate::capabilities::response_body::BodyCapability;
+use crate::capabilities::streaming::StreamingCapability;
 use crate::droplets::fleet::Fleet;
 use crate::droplets::loader::Loader;
 use crate::droplets::startup::StartupError;
@@ -259,6 +260,7 @@ impl App {
                     Outbound::new(settings.max_outbound_in_flight).map_err(StartError::Outbound)?,
                 ),
             },
+            streaming: StreamingCapability,
         });
         let runtime = Arc::new(Runtime::new(&RuntimeSettings {
             max_instances: settings.max_instances,

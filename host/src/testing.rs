@@ -66,6 +66,7 @@ pub fn parts() -> Parts {
         outbound: OutboundCapability {
             outbound: Arc::new(Outbound::new(4).expect("the outbound client")),
         },
+        streaming: crate::capabilities::streaming::StreamingCapability,
     });
     let loader = Arc::new(Loader::new(
         Arc::clone(&runtime),

@@ -24,4 +24,5 @@ mod outbound;
 mod proxy;
 mod serving;
 mod shutdown;
+mod streaming;
 mod swap;

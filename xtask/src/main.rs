@@ -48,6 +48,7 @@ const EXAMPLES: &[&str] = &[
     "kvstore",
     "gateway",
     "proxy-hello",
+    "sse",
     "hostile",
     "dirty",
 ];

@@ -18,6 +18,7 @@ pub mod log;
 pub mod outbound;
 pub mod registry;
 pub mod response_body;
+pub mod streaming;
 
 pub use self::call_context::CallContext;
 pub use self::capability::Capability;

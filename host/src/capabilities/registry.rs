@@ -19,6 +19,7 @@ use super::kv::KvCapability;
 use super::log::LogCapability;
 use super::outbound::access::OutboundCapability;
 use super::response_body::BodyCapability;
+use super::streaming::StreamingCapability;
 use crate::bindings::fp::droplet as wit;
 use crate::droplets::manifest::{Manifest, ManifestError};
 
@@ -92,6 +93,9 @@ registry! {
     body: BodyCapability,
     /// `wasi:http/outgoing-handler`: the process's outbound client.
     outbound: OutboundCapability,
+    /// `fp:droplet/streaming`: a response sent as it is written, a request
+    /// body read as it arrives.
+    streaming: StreamingCapability,
 }
 
 /// `fp:droplet/types` holds only the request and response records; it has
@@ -188,6 +192,7 @@ mod tests {
             "fp:droplet/auth",
             "fp:droplet/response-body",
             "wasi:http/outgoing-handler",
+            "fp:droplet/streaming",
         ] {
             let rules = RULES
                 .iter()

@@ -9,6 +9,11 @@
 //! ([`BodyCapability`]), held until the response has been sent. So an
 //! oversized response costs the host at most the limit, and all responses
 //! together at most the budget.
+//!
+//! Once a droplet has started its response (`streaming.start-response`),
+//! a piece is not kept but sent to the client at once, the write waiting
+//! while the client is slow to read ([`StreamOut`]); the same limit holds,
+//! counted as the pieces pass.
 
 use std::sync::Arc;
 
@@ -19,6 +24,7 @@ use wasmtime::component::{Linker, WasmList};
 
 use super::call_context::CallContext;
 use super::capability::{Capability, StoreData};
+use super::streaming::StreamOut;
 use crate::droplets::manifest::{Manifest, ManifestError};
 
 use crate::bindings::fp::droplet::response_body::BodyError;
@@ -52,6 +58,8 @@ impl BodyCapability {
             kept: BytesMut::new(),
             held: None,
             refused: None,
+            out: None,
+            sent: 0,
         }
     }
 }
@@ -64,6 +72,10 @@ pub struct ResponseBody {
     held: Option<OwnedSemaphorePermit>,
     /// Why the body was refused, once it was.
     refused: Option<BodyError>,
+    /// Where pieces go once the response has started (a streaming call).
+    out: Option<Arc<StreamOut>>,
+    /// Bytes sent down `out` so far.
+    sent: usize,
 }
 
 /// Response bytes held against the host-wide budget until the response is
@@ -98,6 +110,26 @@ impl ResponseBody {
         }
     }
 
+    /// Sends pieces down `out` once its response has started.
+    pub fn stream_to(&mut self, out: Arc<StreamOut>) {
+        self.out = Some(out);
+    }
+
+    /// Where a piece of `len` bytes goes now: `Some` once the response has
+    /// started (the piece is counted against the limit first), with what
+    /// was written before the start, to send first; `None` to keep it.
+    fn streaming(&mut self, len: usize) -> Option<Result<(Arc<StreamOut>, Bytes), BodyError>> {
+        let out = Arc::clone(self.out.as_ref().filter(|out| out.started())?);
+        let earlier = std::mem::take(&mut self.kept).freeze();
+        self.held = None;
+        self.sent = self.sent.saturating_add(earlier.len()).saturating_add(len);
+        Some(if self.sent > MAX_RESPONSE_BYTES {
+            Err(BodyError::TooLarge)
+        } else {
+            Ok((out, earlier))
+        })
+    }
+
     /// Appends `piece` if it is admitted (what the import does, for a piece
     /// already in host memory).
     pub fn write(&mut self, piece: &[u8]) -> Result<(), BodyError> {
@@ -122,6 +154,8 @@ impl ResponseBody {
             kept: BytesMut::new(),
             held: None,
             refused: None,
+            out: None,
+            sent: 0,
         };
         std::mem::replace(self, empty)
     }
@@ -169,19 +203,35 @@ fn link_write<T: Send + 'static>(
     body: fn(&mut T) -> &mut ResponseBody,
 ) -> wasmtime::Result<()> {
     let mut instance = linker.instance(&crate::bindings::interface_name("response-body"))?;
-    instance.func_wrap(
+    instance.func_wrap_async(
         "write",
-        move |mut store: StoreContextMut<'_, T>,
-              (chunk,): (WasmList<u8>,)|
-              -> wasmtime::Result<(Result<(), BodyError>,)> {
-            if let Err(refused) = body(store.data_mut()).admit(chunk.len()) {
-                return Ok((Err(refused),));
-            }
-            // Out of the store while the guest's memory is read: one copy.
-            let mut kept = std::mem::take(&mut body(store.data_mut()).kept);
-            kept.extend_from_slice(chunk.as_le_slice(&store));
-            body(store.data_mut()).kept = kept;
-            Ok((Ok(()),))
+        move |mut store: StoreContextMut<'_, T>, (chunk,): (WasmList<u8>,)| {
+            Box::new(async move {
+                match body(store.data_mut()).streaming(chunk.len()) {
+                    Some(Err(refused)) => return Ok((Err(refused),)),
+                    Some(Ok((out, earlier))) => {
+                        let piece = Bytes::copy_from_slice(chunk.as_le_slice(&store));
+                        // Waits while the client is slow; fails once it is
+                        // gone (or its body was cut off).
+                        let mut sent = Ok(());
+                        for piece in [earlier, piece] {
+                            if !piece.is_empty() && sent.is_ok() {
+                                sent = out.sender().send(piece).await;
+                            }
+                        }
+                        return Ok((sent.map_err(|_| BodyError::HostBusy),));
+                    }
+                    None => {}
+                }
+                if let Err(refused) = body(store.data_mut()).admit(chunk.len()) {
+                    return Ok((Err(refused),));
+                }
+                // Out of the store while the guest's memory is read: one copy.
+                let mut kept = std::mem::take(&mut body(store.data_mut()).kept);
+                kept.extend_from_slice(chunk.as_le_slice(&store));
+                body(store.data_mut()).kept = kept;
+                Ok((Ok(()),))
+            })
         },
     )?;
     Ok(())

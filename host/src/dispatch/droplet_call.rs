@@ -66,7 +66,7 @@ where
             })?;
     let limit_kb = manifest.max_body_kb;
     let limit = usize::try_from(limit_kb.saturating_mul(1024)).unwrap_or(usize::MAX);
-    if let Linked::Proxy(_) = &ready.pre {
+    if matches!(ready.pre, Linked::Proxy(_)) || ready.streams() {
         let request = Streamed {
             parts,
             body,
@@ -117,6 +117,7 @@ where
         request: CallRequest::Droplet(request),
         suspect: droplet.stats.failing(),
         calls_out: calls_out(manifest),
+        end: None,
     }))
     .await;
     drop(in_flight);

@@ -1,31 +1,38 @@
-//! A `wasi:http` component's call, streamed both ways: the request body
-//! reaches the component as the client sends it, and the response goes
-//! back as soon as the component sets its head, its body following while
-//! the call runs on in a task of its own (which holds the call's slots
-//! until the instance is gone). The budget covers the whole exchange: at
-//! the deadline the call ends, and a body it had not finished is cut off.
+//! A call streamed both ways — a `wasi:http` component's, or a droplet's
+//! that imports `fp:droplet/streaming`: the request body reaches the guest
+//! as the client sends it, and the response goes back as soon as the guest
+//! sets its head, its body following while the call runs on in a task of
+//! its own (which holds the call's slots until the instance is gone). The
+//! budget covers the whole exchange: at the deadline the call ends, and a
+//! body it had not finished is cut off. A streaming droplet that returns
+//! its response instead is answered as any droplet is.
 
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use http::Response;
 use http_body_util::BodyExt;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::task::AbortOnDropHandle;
 use tracing::Instrument;
 use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use super::call_parts::{
-    CallReport, Hop, acquire_slots, call_error, calls_out, chain, deadline, memory_bytes, record,
+    CallReport, Hop, acquire_slots, call_error, chain, deadline, memory_bytes, record,
 };
 use crate::app::App;
+use crate::bindings::GuestResponse;
+use crate::bindings::fp::droplet::streaming::StreamError;
+use crate::capabilities::streaming::{CallStreams, StreamOut};
 use crate::droplets::Droplet;
 use crate::droplets::loader::Ready;
 use crate::error::HostError;
 use crate::guest::call::{Call, CallRequest};
-use crate::guest::records::{http_request, proxy_response};
-use crate::guest::stream::{CallBody, CallEnd};
+use crate::guest::records::{Answer, guest_request, http_request, into_http, proxy_response};
+use crate::guest::runtime::Linked;
+use crate::guest::stream::{self, CallBody, CallEnd, StreamedBody};
 use crate::http::request_body::{self, BodyError};
 use crate::identity::policy::Caller;
 
@@ -65,41 +72,75 @@ where
         limit,
     } = request;
     let refused = Arc::new(OnceLock::new());
-    let body = request_body::streamed(
+    let limited = request_body::streamed(
         &parts.headers,
         body,
         limit,
         app.body_read_timeout,
         &app.request_bodies,
     )
-    .map_err(|err| err.host_error(limit_kb))?
-    .map_err({
+    .map_err(|err| err.host_error(limit_kb))?;
+    let noted = {
         let refused = Arc::clone(&refused);
-        move |err| {
+        move |err: BodyError| {
             let _ = refused.set(err);
-            error_code(err)
+            err
         }
-    })
-    .boxed_unsync();
-    let request = http_request(
-        &parts,
-        &path,
-        body,
-        trace_id,
-        manifest.forward_authorization,
-        hop.map(|hop| &*hop.caller),
-    );
+    };
 
     let deadline = deadline(manifest, hop);
     let slots = acquire_slots(app, droplet, deadline, hop)
         .instrument(crate::step_span!("queue"))
         .await?;
-    let imports = app.capabilities.for_call(
+    let mut imports = app.capabilities.for_call(
         &droplet.grants,
         &droplet.call_context(trace_id, caller, deadline, chain(app, droplet, hop)),
     );
     let outbound = imports.outbound.report();
-    let (head, headed) = oneshot::channel();
+    let caller_name = hop.map(|hop| &*hop.caller);
+    let (request, heads) = match &ready.pre {
+        Linked::Proxy(_) => {
+            let body = limited
+                .map_err(move |err| error_code(noted(err)))
+                .boxed_unsync();
+            let request = http_request(
+                &parts,
+                &path,
+                body,
+                trace_id,
+                manifest.forward_authorization,
+                caller_name,
+            );
+            let (head, headed) = oneshot::channel();
+            (CallRequest::Http { request, head }, Heads::Http(headed))
+        }
+        Linked::Droplet(_) => {
+            let body = limited
+                .map_err(move |err| stream_error(noted(err)))
+                .boxed_unsync();
+            let request = guest_request(
+                &parts,
+                path,
+                Bytes::new(),
+                trace_id,
+                manifest.forward_authorization,
+                caller_name,
+            )?;
+            let (head, headed) = oneshot::channel();
+            let (sender, pieces) = mpsc::channel(PIECES_IN_FLIGHT);
+            let out = Arc::new(StreamOut::new(sender));
+            imports.body.stream_to(Arc::clone(&out));
+            imports.streaming.attach(CallStreams {
+                head,
+                out,
+                request: body,
+            });
+            (
+                CallRequest::Droplet(request),
+                Heads::Droplet(headed, pieces),
+            )
+        }
+    };
     let end = Arc::new(CallEnd::default());
     let run = {
         let (runtime, droplet, end) = (
@@ -117,9 +158,11 @@ where
                     memory_bytes: memory_bytes(&droplet.manifest),
                     deadline,
                     imports,
-                    request: CallRequest::Http { request, head, end },
+                    request,
                     suspect: droplet.stats.failing(),
-                    calls_out: calls_out(&droplet.manifest),
+                    // It may wait on the client (or call out) for long.
+                    calls_out: true,
+                    end: Some(end),
                 })
                 .await;
             drop(in_flight);
@@ -131,32 +174,79 @@ where
     let call_started = Instant::now();
     // Until the head is out, the call is this request's: dropped with it.
     let task = AbortOnDropHandle::new(tokio::spawn(run));
-    let headed = headed.await;
+    let budget = app.capabilities.body.budget();
+    let headed = match heads {
+        Heads::Http(headed) => headed
+            .await
+            .map(|response| proxy_response(response, Arc::clone(&end), budget)),
+        Heads::Droplet(headed, pieces) => headed.await.map(|head| {
+            let checked = into_http(Answer {
+                response: head,
+                body: app.capabilities.body.empty_body(),
+            });
+            checked.map(|response| {
+                let body = StreamedBody::new(stream::pieces(pieces), Arc::clone(&end), budget);
+                response.map(|_| CallBody::Streamed(body))
+            })
+        }),
+    };
     report.droplet_time = Some(call_started.elapsed());
     report.outbound = outbound.spent();
     match headed {
         Ok(response) => {
-            // From now on the call runs on by itself, bounded by its deadline.
-            drop(task.detach());
-            report.from_droplet = true;
-            let budget = app.capabilities.body.budget();
-            proxy_response(response, end, budget).inspect_err(|_| report.from_droplet = false)
+            report.from_droplet = response.is_ok();
+            if response.is_ok() {
+                // From now on the call runs on by itself, bounded by its deadline.
+                drop(task.detach());
+            }
+            response
         }
-        // The call ended without a response.
+        // The call ended without starting its response.
         Err(_) => {
             let result = task.await.map_err(|_| HostError::Internal)?;
+            report.droplet_time = Some(call_started.elapsed());
+            report.outbound = outbound.spent();
             // A body refused as it arrived is the client's doing.
-            if let Some(refused) = refused.get() {
+            if let (Some(refused), Err(_) | Ok(None)) = (refused.get(), &result) {
                 return Err(refused.host_error(limit_kb));
             }
             match result {
-                Ok(_) => Err(HostError::DropletTrap(format!(
+                Ok(Some(answer)) => {
+                    report.from_droplet = true;
+                    into_http(answer)
+                        .map(|response| response.map(CallBody::from))
+                        .inspect_err(|_| report.from_droplet = false)
+                }
+                Ok(None) => Err(HostError::DropletTrap(format!(
                     "droplet `{}` returned without setting a response",
                     droplet.name
                 ))),
                 Err(err) => Err(call_error(droplet, err)),
             }
         }
+    }
+}
+
+/// Pieces of a started droplet response on their way to the client at
+/// once: a write waits while this many are.
+const PIECES_IN_FLIGHT: usize = 4;
+
+/// Where the guest's response head will come from.
+enum Heads {
+    /// A `wasi:http` component's outparam.
+    Http(oneshot::Receiver<http::Response<HyperOutgoingBody>>),
+    /// A droplet's `streaming.start-response`, and its body's pieces.
+    Droplet(oneshot::Receiver<GuestResponse>, mpsc::Receiver<Bytes>),
+}
+
+/// What a streaming droplet reading the request body is told when the
+/// host refused it.
+fn stream_error(err: BodyError) -> StreamError {
+    match err {
+        BodyError::TooLarge => StreamError::TooLarge,
+        BodyError::TimedOut => StreamError::TimedOut,
+        BodyError::Unreadable => StreamError::Closed,
+        BodyError::HostBusy => StreamError::HostBusy,
     }
 }
 

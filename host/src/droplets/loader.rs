@@ -31,6 +31,16 @@ pub struct Ready {
     pub imports: Vec<String>,
 }
 
+impl Ready {
+    /// Whether it imports `fp:droplet/streaming`: its calls stream (its
+    /// request body is read as it arrives, its response may start early).
+    pub fn streams(&self) -> bool {
+        self.imports
+            .iter()
+            .any(|import| import.starts_with("fp:droplet/streaming@"))
+    }
+}
+
 /// A manifest that parsed, with what it grants each capability prepared.
 #[derive(Default)]
 pub struct Parsed {

@@ -22,16 +22,12 @@ pub enum CallRequest {
     /// For a droplet's `handle`.
     Droplet(bindings::GuestRequest),
     /// For a `wasi:http/proxy` component's `incoming-handler.handle`: its
-    /// response head goes to `head` as soon as it is set, and `end` says
-    /// how the call ended before its instance (and so its body's channel)
-    /// is dropped.
+    /// response head goes to `head` as soon as it is set.
     Http {
         /// The request, its body streamed.
         request: http::Request<ProxyBody>,
         /// Where the response head goes.
         head: HeadSender,
-        /// How the call ended, for its streamed body.
-        end: Arc<CallEnd>,
     },
 }
 
@@ -50,9 +46,12 @@ pub struct Call<'a> {
     /// The droplet's recent calls mostly trapped or overran: schedule this
     /// call as long-running from its start.
     pub suspect: bool,
-    /// The droplet may call out (its manifest allows outbound HTTP), so
-    /// the call may wait on the host for long.
+    /// The droplet may call out (its manifest allows outbound HTTP) or
+    /// streams, so the call may wait on the host for long.
     pub calls_out: bool,
+    /// For a call whose body streams: how it ended, said before its
+    /// instance (and so its body's channel) is dropped.
+    pub end: Option<Arc<CallEnd>>,
 }
 
 /// Why a call produced no response.
@@ -88,10 +87,7 @@ impl Runtime {
     /// went to its request's head sender (`Ok(None)`).
     pub async fn call(&self, call: Call<'_>) -> Result<Option<Answer>, CallError> {
         let log = Arc::clone(&call.imports.log);
-        let end = match &call.request {
-            CallRequest::Http { end, .. } => Some(Arc::clone(end)),
-            CallRequest::Droplet(_) => None,
-        };
+        let end = call.end.clone();
         let memory = Arc::new(CallMemory::new(
             Arc::clone(&self.host_memory),
             call.memory_bytes,
@@ -275,6 +271,7 @@ mod tests {
                     request,
                     suspect: false,
                     calls_out: false,
+                    end: None,
                 })
                 .await,
         )

@@ -18,7 +18,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::capabilities::response_body::MAX_RESPONSE_BYTES;
@@ -185,5 +185,29 @@ impl Body for StreamedBody {
 
     fn is_end_stream(&self) -> bool {
         self.inner.is_end_stream()
+    }
+}
+
+/// A droplet's started response body: the pieces `response-body.write`
+/// sends down `receiver`, as a body [`StreamedBody`] passes on.
+pub fn pieces(receiver: mpsc::Receiver<Bytes>) -> HyperOutgoingBody {
+    use http_body_util::BodyExt;
+    Pieces(receiver).boxed_unsync()
+}
+
+struct Pieces(mpsc::Receiver<Bytes>);
+
+impl Body for Pieces {
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        self.get_mut()
+            .0
+            .poll_recv(cx)
+            .map(|piece| piece.map(|data| Ok(Frame::data(data))))
     }
 }

@@ -44,6 +44,10 @@ const SDK_SOURCES: &[(&str, &str)] = &[
         include_str!("../../../../guest-sdk/src/log.rs"),
     ),
     (
+        "droplet-sdk/src/stream.rs",
+        include_str!("../../../../guest-sdk/src/stream.rs"),
+    ),
+    (
         "wit/droplet.wit",
         include_str!("../../../../wit/droplet.wit"),
     ),
