@@ -11,29 +11,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::Request;
-use http_body_util::{BodyExt, Empty, StreamBody};
-use hyper::body::Frame;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use crate::support::HostBuilder;
-
-/// How long a test waits for something that comes at once on an idle
-/// machine: generous for a loaded one.
-const PATIENCE: Duration = Duration::from_secs(30);
-
-/// The next piece of `body`'s data, within [`PATIENCE`].
-async fn next_data(body: &mut hyper::body::Incoming) -> Option<Bytes> {
-    loop {
-        let frame = tokio::time::timeout(PATIENCE, body.frame())
-            .await
-            .expect("the next piece of the body within the patience")?
-            .expect("the body continues");
-        if let Ok(data) = frame.into_data() {
-            return Some(data);
-        }
-    }
-}
+use crate::support::{
+    Ending, HostBuilder, PATIENCE, assert_duplex_echo, assert_events_as_written, drain,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_sent_events_reach_the_client_as_they_are_written() {
@@ -41,25 +24,7 @@ async fn server_sent_events_reach_the_client_as_they_are_written() {
         .droplet("web", "proxy-hello")
         .start()
         .await;
-    let response = host
-        .open(
-            Request::get("/web/sse")
-                .body(Empty::<Bytes>::new())
-                .unwrap(),
-        )
-        .await;
-    assert_eq!(response.status(), 200);
-    assert_eq!(response.headers()["content-type"], "text/event-stream");
-    let mut body = response.into_body();
-    // The component sleeps 300 ms between events: a host that waited for
-    // the whole body would hand over all three at once.
-    let first = next_data(&mut body).await.expect("a first event");
-    assert_eq!(first, "data: event 0\n\n");
-    let mut rest = Vec::new();
-    while let Some(piece) = next_data(&mut body).await {
-        rest.extend_from_slice(&piece);
-    }
-    assert_eq!(rest, b"data: event 1\n\ndata: event 2\n\n");
+    assert_events_as_written(&host, "/web/sse").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -68,39 +33,7 @@ async fn a_request_body_streams_in_while_the_response_streams_out() {
         .droplet("web", "proxy-hello")
         .start()
         .await;
-    let (pieces, receiver) = tokio::sync::mpsc::channel::<Bytes>(4);
-    let body = StreamBody::new(tokio_stream_of(receiver));
-    pieces.send(Bytes::from_static(b"first ")).await.unwrap();
-    // The head and the first echo arrive while the request is still open:
-    // a host that read the body whole first would wait here forever.
-    let response = tokio::time::timeout(
-        PATIENCE,
-        host.open(Request::post("/web/duplex").body(body).unwrap()),
-    )
-    .await
-    .expect("the response head before the request body ends");
-    assert_eq!(response.status(), 200);
-    let mut body = response.into_body();
-    assert_eq!(next_data(&mut body).await.unwrap(), "first ");
-    pieces.send(Bytes::from_static(b"second")).await.unwrap();
-    assert_eq!(next_data(&mut body).await.unwrap(), "second");
-    drop(pieces);
-    assert_eq!(
-        next_data(&mut body).await,
-        None,
-        "ends when the request does"
-    );
-}
-
-/// A channel's receiving end as a body stream of data frames.
-fn tokio_stream_of(
-    mut receiver: tokio::sync::mpsc::Receiver<Bytes>,
-) -> impl futures::Stream<Item = Result<Frame<Bytes>, Infallible>> + Send + 'static {
-    futures::stream::poll_fn(move |cx| {
-        receiver
-            .poll_recv(cx)
-            .map(|piece| piece.map(|data| Ok(Frame::data(data))))
-    })
+    assert_duplex_echo(&host, "/web/duplex").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -240,26 +173,14 @@ async fn a_body_still_streaming_at_the_deadline_is_cut_off_not_ended() {
     // A piece every 10 ms, forever: the head and the first pieces at once,
     // then the budget ends the call, and the body is cut (the client must
     // not take a truncated body for a whole one).
-    let response = host
-        .open(
-            Request::get("/web/stream")
-                .body(Empty::<Bytes>::new())
-                .unwrap(),
-        )
-        .await;
+    let response = host.open_get("/web/stream").await;
     assert_eq!(response.status(), 200);
-    let mut body = response.into_body();
-    let mut received = 0;
-    let ended = loop {
-        match tokio::time::timeout(PATIENCE, body.frame()).await {
-            Ok(Some(Ok(frame))) => received += frame.into_data().map_or(0, |data| data.len()),
-            Ok(Some(Err(_))) => break "cut",
-            Ok(None) => break "ended",
-            Err(_) => break "still open",
-        }
-    };
-    assert_eq!(ended, "cut");
-    assert!(received >= 5, "pieces arrived before the cut: {received}");
+    let (received, ending) = drain(&mut response.into_body()).await;
+    assert_eq!(ending, Ending::Cut);
+    assert!(
+        received.len() >= 5,
+        "pieces arrived before the cut: {received:?}"
+    );
     // The overrun is counted as one (once the call's task has finished).
     let counted = std::time::Instant::now() + PATIENCE;
     loop {

@@ -3,78 +3,23 @@
 //! request body piece by piece, and counts an upload it never holds whole;
 //! and a component built with the 0.2.0 SDK still loads and serves.
 
-use std::convert::Infallible;
-use std::time::Duration;
-
 use bytes::Bytes;
 use http::Request;
-use http_body_util::{BodyExt, Empty, StreamBody};
-use hyper::body::Frame;
 
-use crate::support::{HostBuilder, fixture};
-
-const PATIENCE: Duration = Duration::from_secs(30);
-
-/// The next piece of `body`'s data, within [`PATIENCE`]; `None` at its end.
-async fn next_data(body: &mut hyper::body::Incoming) -> Option<Bytes> {
-    loop {
-        let frame = tokio::time::timeout(PATIENCE, body.frame())
-            .await
-            .expect("the next piece of the body within the patience")?
-            .expect("the body continues");
-        if let Ok(data) = frame.into_data() {
-            return Some(data);
-        }
-    }
-}
+use crate::support::{
+    Ending, HostBuilder, assert_duplex_echo, assert_events_as_written, drain, fixture,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_droplets_events_reach_the_client_as_it_writes_them() {
     let host = HostBuilder::new().droplet("sse", "sse").start().await;
-    let response = host
-        .open(
-            Request::get("/sse/events")
-                .body(Empty::<Bytes>::new())
-                .unwrap(),
-        )
-        .await;
-    assert_eq!(response.status(), 200);
-    assert_eq!(response.headers()["content-type"], "text/event-stream");
-    assert!(response.headers().contains_key("x-droplet-version"));
-    let mut body = response.into_body();
-    // The droplet sleeps 300 ms between events: had the host waited for the
-    // handler, all three would come as one piece.
-    assert_eq!(next_data(&mut body).await.unwrap(), "data: event 0\n\n");
-    let mut rest = Vec::new();
-    while let Some(piece) = next_data(&mut body).await {
-        rest.extend_from_slice(&piece);
-    }
-    assert_eq!(rest, b"data: event 1\n\ndata: event 2\n\n");
+    assert_events_as_written(&host, "/sse/events").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_droplet_echoes_a_body_while_it_is_still_arriving() {
     let host = HostBuilder::new().droplet("sse", "sse").start().await;
-    let (pieces, mut receiver) = tokio::sync::mpsc::channel::<Bytes>(4);
-    let body = StreamBody::new(futures::stream::poll_fn(move |cx| {
-        receiver
-            .poll_recv(cx)
-            .map(|piece| piece.map(|data| Ok::<_, Infallible>(Frame::data(data))))
-    }));
-    pieces.send(Bytes::from_static(b"first ")).await.unwrap();
-    let response = tokio::time::timeout(
-        PATIENCE,
-        host.open(Request::post("/sse/echo").body(body).unwrap()),
-    )
-    .await
-    .expect("the head before the request body ends");
-    assert_eq!(response.status(), 200);
-    let mut body = response.into_body();
-    assert_eq!(next_data(&mut body).await.unwrap(), "first ");
-    pieces.send(Bytes::from_static(b"second")).await.unwrap();
-    assert_eq!(next_data(&mut body).await.unwrap(), "second");
-    drop(pieces);
-    assert_eq!(next_data(&mut body).await, None);
+    assert_duplex_echo(&host, "/sse/echo").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -106,27 +51,17 @@ async fn a_started_response_is_cut_off_when_its_budget_ends() {
         .droplet_with("sse", "sse", "budget_ms = 450\n")
         .start()
         .await;
-    let response = host
-        .open(
-            Request::get("/sse/events")
-                .body(Empty::<Bytes>::new())
-                .unwrap(),
-        )
-        .await;
+    let response = host.open_get("/sse/events").await;
     assert_eq!(response.status(), 200);
-    let mut body = response.into_body();
-    let mut received = Vec::new();
-    let ended = loop {
-        match tokio::time::timeout(PATIENCE, body.frame()).await {
-            Ok(Some(Ok(frame))) => received.extend(frame.into_data().unwrap_or_default()),
-            Ok(Some(Err(_))) => break "cut",
-            Ok(None) => break "ended",
-            Err(_) => break "still open",
-        }
-    };
+    let (received, ending) = drain(&mut response.into_body()).await;
     // Event 2 comes 600 ms in: past the budget, so the body is cut, not
     // ended as if whole.
-    assert_eq!(ended, "cut", "{}", String::from_utf8_lossy(&received));
+    assert_eq!(
+        ending,
+        Ending::Cut,
+        "{}",
+        String::from_utf8_lossy(&received)
+    );
     assert!(received.starts_with(b"data: event 0\n\n"));
 }
 

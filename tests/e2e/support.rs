@@ -234,6 +234,105 @@ impl HostBuilder {
     }
 }
 
+/// How long a streaming test waits for what comes at once on an idle
+/// machine: generous for a loaded one.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// The next piece of `body`'s data, within [`PATIENCE`]; `None` at its end.
+pub async fn next_data(body: &mut hyper::body::Incoming) -> Option<Bytes> {
+    loop {
+        let frame = tokio::time::timeout(PATIENCE, body.frame())
+            .await
+            .expect("the next piece of the body within the patience")?
+            .expect("the body continues");
+        if let Ok(data) = frame.into_data() {
+            return Some(data);
+        }
+    }
+}
+
+/// How a response body came to an end.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// Whole.
+    Ended,
+    /// Cut off: the client can tell it is incomplete.
+    Cut,
+    /// Nothing more within [`PATIENCE`].
+    StillOpen,
+}
+
+/// Reads `body` to its end, or until it is cut off or stalls.
+pub async fn drain(body: &mut hyper::body::Incoming) -> (Vec<u8>, Ending) {
+    let mut received = Vec::new();
+    loop {
+        match tokio::time::timeout(PATIENCE, body.frame()).await {
+            Ok(Some(Ok(frame))) => received.extend(frame.into_data().unwrap_or_default()),
+            Ok(Some(Err(_))) => return (received, Ending::Cut),
+            Ok(None) => return (received, Ending::Ended),
+            Err(_) => return (received, Ending::StillOpen),
+        }
+    }
+}
+
+/// A request body the test writes piece by piece, while the response is
+/// already being read.
+pub fn channel_body() -> (
+    tokio::sync::mpsc::Sender<Bytes>,
+    http_body_util::StreamBody<
+        impl futures::Stream<Item = Result<hyper::body::Frame<Bytes>, std::convert::Infallible>>
+        + Send
+        + 'static,
+    >,
+) {
+    let (pieces, mut receiver) = tokio::sync::mpsc::channel::<Bytes>(4);
+    let body = http_body_util::StreamBody::new(futures::stream::poll_fn(move |cx| {
+        receiver
+            .poll_recv(cx)
+            .map(|piece| piece.map(|data| Ok(hyper::body::Frame::data(data))))
+    }));
+    (pieces, body)
+}
+
+/// Shows that `path` echoes a request body while it is still arriving:
+/// the head and the first echo come before the rest is sent (a host that
+/// read the body whole first would wait here until the patience ends).
+pub async fn assert_duplex_echo(host: &Host, path: &str) {
+    let (pieces, body) = channel_body();
+    pieces.send(Bytes::from_static(b"first ")).await.unwrap();
+    let response =
+        tokio::time::timeout(PATIENCE, host.open(Request::post(path).body(body).unwrap()))
+            .await
+            .expect("the response head before the request body ends");
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    assert_eq!(next_data(&mut body).await.unwrap(), "first ");
+    pieces.send(Bytes::from_static(b"second")).await.unwrap();
+    assert_eq!(next_data(&mut body).await.unwrap(), "second");
+    drop(pieces);
+    assert_eq!(
+        next_data(&mut body).await,
+        None,
+        "ends when the request does"
+    );
+}
+
+/// Shows that `path` sends three server-sent events (300 ms apart) as they
+/// are written: had the host waited for the whole body, all three would
+/// come as one piece.
+pub async fn assert_events_as_written(host: &Host, path: &str) {
+    let response = host.open_get(path).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut body = response.into_body();
+    assert_eq!(next_data(&mut body).await.unwrap(), "data: event 0\n\n");
+    let mut rest = Vec::new();
+    while let Some(piece) = next_data(&mut body).await {
+        rest.extend_from_slice(&piece);
+    }
+    assert_eq!(rest, b"data: event 1\n\ndata: event 2\n\n");
+}
+
 /// A running `droplet serve`; killed when dropped.
 pub struct Host {
     child: Child,
@@ -366,6 +465,16 @@ impl Host {
             .send_request(Request::from_parts(parts, body))
             .await
             .expect("a response head")
+    }
+
+    /// A GET on a new connection, its response read as it arrives.
+    pub async fn open_get(&self, path: &str) -> hyper::Response<hyper::body::Incoming> {
+        self.open(
+            Request::get(path)
+                .body(http_body_util::Empty::<Bytes>::new())
+                .unwrap(),
+        )
+        .await
     }
 
     /// Writes raw bytes on a new connection and returns the raw response.

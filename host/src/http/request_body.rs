@@ -101,6 +101,18 @@ impl ReadBody {
     }
 }
 
+/// The body's declared length; refused when it is over `limit`.
+fn declared_length(headers: &http::HeaderMap, limit: usize) -> Result<Option<u64>, BodyError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(BodyError::TooLarge);
+    }
+    Ok(declared)
+}
+
 /// Reads `body` whole, refusing it past `limit` bytes, after `timeout`,
 /// or when `budget` cannot hold it.
 pub async fn read_limited<B>(
@@ -114,13 +126,7 @@ where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limit as u64) {
-        return Err(BodyError::TooLarge);
-    }
+    let declared = declared_length(headers, limit)?;
     // Most requests (a GET) have none: no reader and no timer for them.
     if body.is_end_stream() {
         return Ok(ReadBody::default());
@@ -172,13 +178,7 @@ pub fn streamed<B>(
     timeout: Duration,
     budget: &BodyBudget,
 ) -> Result<StreamedBody<B>, BodyError> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limit as u64) {
-        return Err(BodyError::TooLarge);
-    }
+    declared_length(headers, limit)?;
     Ok(StreamedBody {
         inner: body,
         limit,
