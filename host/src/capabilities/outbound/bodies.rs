@@ -18,21 +18,22 @@ pub const MAX_REQUEST_BYTES: usize = 16 << 20;
 
 /// Why a request body stopped on its way out.
 #[derive(Debug, thiserror::Error)]
-pub(super) enum SendCut {
+pub enum SendCut {
+    /// Past the limit.
     #[error("the request body is over the limit of {MAX_REQUEST_BYTES} bytes")]
     TooLarge,
+    /// Not written before the deadline.
     #[error("the request body was not written before the deadline")]
     TimedOut,
+    /// The guest's body failed.
     #[error("the request body failed: {0}")]
     Body(String),
 }
 
 /// A guest's request body on its way out: bounded by
 /// [`MAX_REQUEST_BYTES`] and the call's deadline, counted as it passes.
-/// (`reqwest` wants a `Sync` body; the lock is only ever taken by the one
-/// task polling it.)
-pub(super) struct SentBody {
-    inner: std::sync::Mutex<WasiBody>,
+pub struct SentBody {
+    inner: WasiBody,
     sent: usize,
     deadline: Pin<Box<tokio::time::Sleep>>,
 }
@@ -41,7 +42,7 @@ impl SentBody {
     /// `inner`, cut off past the limit or at `deadline`.
     pub(super) fn new(inner: WasiBody, deadline: Instant) -> Self {
         Self {
-            inner: std::sync::Mutex::new(inner),
+            inner,
             sent: 0,
             deadline: Box::pin(tokio::time::sleep_until(deadline)),
         }
@@ -57,11 +58,7 @@ impl Body for SentBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, SendCut>>> {
         let this = &mut *self;
-        let inner = this
-            .inner
-            .get_mut()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        match Pin::new(inner).poll_frame(cx) {
+        match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Pending if this.deadline.as_mut().poll(cx).is_ready() => {
                 Poll::Ready(Some(Err(SendCut::TimedOut)))
             }
@@ -87,7 +84,7 @@ impl Body for SentBody {
 /// [`MAX_RESPONSE_BYTES`], holding its in-flight permit until it is read
 /// or dropped.
 pub(super) struct BoundedBody {
-    inner: reqwest::Body,
+    inner: hyper::body::Incoming,
     deadline: Pin<Box<tokio::time::Sleep>>,
     received: u64,
     _permit: OwnedSemaphorePermit,
@@ -96,7 +93,7 @@ pub(super) struct BoundedBody {
 impl BoundedBody {
     /// `inner`, bounded by `deadline`, holding `permit`.
     pub(super) fn new(
-        inner: reqwest::Body,
+        inner: hyper::body::Incoming,
         deadline: Instant,
         permit: OwnedSemaphorePermit,
     ) -> Self {

@@ -18,8 +18,9 @@
 //! 5. The trace id travels as `traceparent`; counts, latency and the time
 //!    spent outbound go to metrics and the access log.
 //!
-//! One `reqwest` client serves the whole process: pooled keep-alive
-//! connections, HTTP/1.1 and HTTP/2, TLS with rustls and the webpki roots.
+//! One client serves the whole process ([`super::transport`]): pooled
+//! keep-alive connections, HTTP/1.1 and HTTP/2, TLS with rustls and the
+//! webpki roots, and nothing sent the guest did not set but `traceparent`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -35,11 +36,12 @@ use super::allow::{Allowlist, Destination};
 use super::bodies::{BoundedBody, MAX_REQUEST_BYTES, SendCut, SentBody};
 use super::guard;
 use super::in_process::{Chain, INTERNAL_SUFFIX, InternalCall, InternalCalls};
+use super::transport::{Transport, transport};
 use crate::ops::metrics::status_class;
 
 /// The process's outbound client and limits.
 pub struct Outbound {
-    client: reqwest::Client,
+    client: Transport,
     /// The host, for `*.droplet.internal`.
     internal: std::sync::OnceLock<std::sync::Weak<dyn InternalCalls>>,
     /// Requests in flight across the process (until the response body is
@@ -93,20 +95,11 @@ pub struct CallLimits {
 }
 
 impl Outbound {
-    /// The client (no redirects, the SSRF-guarded resolver) and a cap of
-    /// `max_in_flight` requests at once.
+    /// The client (no redirects, no proxy, the SSRF-guarded resolver:
+    /// [`transport`]) and a cap of `max_in_flight` requests at once.
     pub fn new(max_in_flight: usize) -> Result<Self, String> {
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            // Never the environment's HTTP_PROXY/HTTPS_PROXY: a proxy would
-            // connect wherever the name resolves, past the SSRF guard.
-            .no_proxy()
-            .dns_resolver(Arc::new(guard::PublicOnly))
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|err| format!("cannot build the outbound HTTP client: {err}"))?;
         Ok(Self {
-            client,
+            client: transport(),
             internal: std::sync::OnceLock::new(),
             in_flight: Arc::new(Semaphore::new(max_in_flight.max(1))),
             max_in_flight: max_in_flight.max(1),
@@ -175,12 +168,11 @@ impl Outbound {
                         "the host has {max_in_flight} outbound requests in flight already"
                     )))
                 })?;
-                let request = into_reqwest(request, &trace_id, deadline)?;
-                let response = tokio::time::timeout_at(deadline, client.execute(request))
+                let request = outgoing(request, &trace_id, deadline)?;
+                let response = tokio::time::timeout_at(deadline, client.request(request))
                     .await
                     .map_err(|_| Error::ConnectionTimeout)?
                     .map_err(|err| error_code(&err))?;
-                let response: http::Response<reqwest::Body> = response.into();
                 Ok(response.map(|body| BoundedBody::new(body, deadline, permit).boxed_unsync()))
             }
             .await;
@@ -250,21 +242,25 @@ fn count(droplet: &Arc<str>, allowed: &str, class: &'static str, elapsed: Option
     }
 }
 
-/// The guest's request as `reqwest` sends it: the head at once, the body
-/// as the guest writes it (at most [`MAX_REQUEST_BYTES`], within the
-/// deadline), `traceparent` set by the host.
-fn into_reqwest(
+/// The guest's request as it is sent: its own headers and `traceparent`
+/// set by the host, the head at once, the body as the guest writes it (at
+/// most [`MAX_REQUEST_BYTES`], within the deadline).
+fn outgoing(
     request: http::Request<WasiBody>,
     trace_id: &str,
     deadline: Instant,
-) -> Result<reqwest::Request, Error> {
+) -> Result<http::Request<SentBody>, Error> {
     let (mut parts, body) = request.into_parts();
+    if parts.uri.scheme().is_none() || parts.uri.authority().is_none() {
+        return Err(Error::HttpRequestUriInvalid);
+    }
     if let Ok(value) = http::HeaderValue::from_str(&traceparent(trace_id)) {
         parts.headers.insert("traceparent", value);
     }
-    let body = reqwest::Body::wrap(SentBody::new(body, deadline));
-    let request = http::Request::from_parts(parts, body);
-    reqwest::Request::try_from(request).map_err(|_| Error::HttpRequestUriInvalid)
+    Ok(http::Request::from_parts(
+        parts,
+        SentBody::new(body, deadline),
+    ))
 }
 
 /// A guest's request body, read whole: at most [`MAX_REQUEST_BYTES`],
@@ -293,7 +289,7 @@ pub fn traceparent(trace_id: &str) -> String {
 }
 
 /// What the guest is told about a failed request.
-fn error_code(err: &reqwest::Error) -> Error {
+fn error_code(err: &hyper_util::client::legacy::Error) -> Error {
     // The resolver's refusal arrives boxed inside the connector's error:
     // found by type, or by its text where a wrapper hides the type.
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
@@ -314,9 +310,7 @@ fn error_code(err: &reqwest::Error) -> Error {
         }
         source = cause.source();
     }
-    if err.is_timeout() {
-        Error::ConnectionTimeout
-    } else if err.is_connect() {
+    if err.is_connect() {
         Error::ConnectionRefused
     } else {
         Error::HttpProtocolError

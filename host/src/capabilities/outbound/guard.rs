@@ -1,7 +1,7 @@
 //! The SSRF guard: a droplet reaches a name only at its public addresses.
 //!
-//! Names are resolved by the host ([`PublicOnly`], the outbound client's
-//! resolver), and every address that is not public — loopback, private,
+//! Names are resolved by the host ([`public_addresses`], the outbound
+//! client's resolver), and every address that is not public — loopback, private,
 //! link-local (which holds cloud metadata services such as
 //! 169.254.169.254), carrier-grade NAT, unique-local, unspecified,
 //! multicast, documentation and benchmarking ranges — is dropped before
@@ -11,8 +11,6 @@
 //! manifest lists that very address.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-
-use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 /// Why a name gave no address to connect to.
 #[derive(Debug, thiserror::Error)]
@@ -45,32 +43,25 @@ impl Refused {
     }
 }
 
-/// The outbound client's resolver: the system's answers, public addresses
-/// only.
-pub struct PublicOnly;
-
-impl Resolve for PublicOnly {
-    fn resolve(&self, name: Name) -> Resolving {
-        let host = name.as_str().to_string();
-        Box::pin(async move {
-            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await
-                .map_err(|_| Box::new(Refused::NotFound) as Box<_>)?
-                .collect();
-            if found.is_empty() {
-                return Err(Box::new(Refused::NotFound) as Box<_>);
-            }
-            let public: Vec<SocketAddr> = found
-                .into_iter()
-                .filter(|addr| is_public(addr.ip()))
-                .collect();
-            if public.is_empty() {
-                tracing::warn!(host = %host, "outbound request refused: the name resolves only to addresses that are not public");
-                return Err(Box::new(Refused::PrivateOnly) as Box<_>);
-            }
-            Ok(Box::new(public.into_iter()) as Addrs)
-        })
+/// The system's answers for `host`, public addresses only: what the
+/// outbound client connects to ([`super::transport::PublicOnly`]).
+pub async fn public_addresses(host: &str) -> Result<Vec<SocketAddr>, Refused> {
+    let found: Vec<SocketAddr> = tokio::net::lookup_host((host, 0))
+        .await
+        .map_err(|_| Refused::NotFound)?
+        .collect();
+    if found.is_empty() {
+        return Err(Refused::NotFound);
     }
+    let public: Vec<SocketAddr> = found
+        .into_iter()
+        .filter(|addr| is_public(addr.ip()))
+        .collect();
+    if public.is_empty() {
+        tracing::warn!(host = %host, "outbound request refused: the name resolves only to addresses that are not public");
+        return Err(Refused::PrivateOnly);
+    }
+    Ok(public)
 }
 
 /// Whether `ip` is a public unicast address.
@@ -178,14 +169,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_name_that_points_at_loopback_is_refused() {
-        let refused = PublicOnly
-            .resolve("localhost".parse().unwrap())
+        let refused = public_addresses("localhost")
             .await
-            .err()
-            .expect("localhost is loopback");
-        assert!(matches!(
-            refused.downcast_ref::<Refused>(),
-            Some(Refused::PrivateOnly)
-        ));
+            .expect_err("localhost is loopback");
+        assert!(matches!(refused, Refused::PrivateOnly));
     }
 }

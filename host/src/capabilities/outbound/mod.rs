@@ -1,5 +1,6 @@
 //! Outbound HTTP (`wasi:http/outgoing-handler`): the one client and the
-//! send hook's checks ([`client`]), the bounded bodies ([`bodies`]), the manifest's allowlist ([`allow`]),
+//! send hook's checks ([`client`]), its connections ([`transport`]), the
+//! bounded bodies ([`bodies`]), the manifest's allowlist ([`allow`]),
 //! the SSRF-guarding resolver ([`guard`]), the per-call half ([`access`]),
 //! and the seam through which in-process calls to other droplets are
 //! answered by the host ([`in_process`]).
@@ -10,6 +11,7 @@ pub mod bodies;
 pub mod client;
 pub mod guard;
 pub mod in_process;
+pub mod transport;
 
 pub use self::bodies::{MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES};
 pub use self::client::{CallLimits, Outbound, OutboundReport, traceparent};
