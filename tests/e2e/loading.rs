@@ -6,6 +6,34 @@ use std::time::Duration;
 use crate::support::{HostBuilder, example};
 
 #[tokio::test]
+async fn a_module_added_while_serving_that_fails_to_load_is_503_as_after_a_restart() {
+    let host = HostBuilder::new().droplet("hello", "hello").start().await;
+    // Written in place while the host watches the directory.
+    std::fs::write(host.droplets_dir().join("late.wasm"), b"not a component").unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let message = loop {
+        let reply = host.get("/late/").await;
+        if reply.status == 503 {
+            break reply.assert_error(503, "droplet_unavailable");
+        }
+        assert_eq!(
+            reply.status,
+            404,
+            "before the watcher sees it: {}",
+            reply.text()
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never refused: still 404"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(message.contains("late.wasm"), "{message}");
+    assert_eq!(host.get("/late/health").await.json()["status"], "error");
+    assert_eq!(host.get("/hello/").await.status, 200);
+}
+
+#[tokio::test]
 async fn corrupt_module_is_503_and_the_others_serve() {
     let mut truncated = example("hello");
     truncated.truncate(truncated.len() / 2);
