@@ -3,12 +3,64 @@
 //! ```toml
 //! [config]
 //! greeting = "hello"
+//! max_items = "50"
 //! api_key = "${OPENAI_API_KEY}"   # expanded from the host's environment
 //! ```
+//!
+//! ```no_run
+//! use droplet_sdk::config;
+//!
+//! let greeting = config::get_or("greeting", "Hello");
+//! let max_items: u32 = config::get_as("max_items")?.unwrap_or(20);
+//! let api_key = config::require("api_key")?;
+//! # Ok::<(), droplet_sdk::Error>(())
+//! ```
 
-use crate::bindings::fp::droplet::config as wit;
+use std::str::FromStr;
+
+use crate::Error;
+use crate::host::config as wit;
 
 /// The value of `key`, or `None` when the manifest does not set it.
 pub fn get(key: &str) -> Option<String> {
     wit::get(key)
+}
+
+/// The value of `key`, or `default` when the manifest does not set it.
+pub fn get_or(key: &str, default: &str) -> String {
+    get(key).unwrap_or_else(|| default.to_string())
+}
+
+/// The value of `key`, or a 500 `config_missing` [`Error`] naming it (the
+/// manifest is the droplet's own: a missing value is its operator's fix).
+pub fn require(key: &str) -> Result<String, Error> {
+    get(key).ok_or_else(|| {
+        Error::new(
+            500,
+            "config_missing",
+            format!("the droplet's manifest sets no `{key}` in [config]"),
+        )
+    })
+}
+
+/// The value of `key` parsed as `T`: `Ok(None)` when unset, a 500
+/// `config_invalid` [`Error`] when it does not parse.
+pub fn get_as<T: FromStr>(key: &str) -> Result<Option<T>, Error> {
+    get(key)
+        .map(|value| {
+            value.trim().parse().map_err(|_| {
+                Error::new(
+                    500,
+                    "config_invalid",
+                    format!(
+                        "[config] {key} = {value:?} is not a {}",
+                        std::any::type_name::<T>()
+                            .rsplit("::")
+                            .next()
+                            .unwrap_or("value")
+                    ),
+                )
+            })
+        })
+        .transpose()
 }

@@ -2,6 +2,8 @@
 //!
 //! A small buffered client over the standard `wasi:http/outgoing-handler`:
 //! the request is sent whole and the response read whole (at most 16 MiB).
+//! [`fetch`] waits for one response; [`all`] sends several at once, and
+//! [`send`] is the same call as a future for async handlers (see [`rt`](crate::rt)).
 //! The host lets a request out only to the destinations the droplet's
 //! manifest lists in `allowed_outbound_hosts`, and only within the call's
 //! budget; every refusal is a [`FetchError`] naming why.
@@ -72,6 +74,26 @@ impl FetchRequest {
         self.body = body.into();
         self
     }
+
+    /// The method.
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+
+    /// The URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The headers, in the order added.
+    pub fn headers(&self) -> &[(String, String)] {
+        &self.headers
+    }
+
+    /// The body.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
 }
 
 /// Why a request got no response.
@@ -122,8 +144,46 @@ pub fn post_json<T: serde::Serialize>(url: &str, value: &T) -> Result<Response, 
 }
 
 /// Sends `request` and reads the whole response. Redirects are not
-/// followed: a 3xx is the response.
+/// followed: a 3xx is the response. (In the test world, answers from the
+/// responses the test gave.)
 pub fn fetch(request: FetchRequest) -> Result<Response, FetchError> {
+    crate::rt::block_on(send(request))
+}
+
+/// Sends every request at once and reads their responses: the whole takes
+/// about as long as the slowest. Results come in the requests' order.
+///
+/// ```no_run
+/// use droplet_sdk::fetch::{self, FetchRequest};
+///
+/// let [a, b, c]: [_; 3] = fetch::all(
+///     ["https://a.example.com/", "https://b.example.com/", "https://c.example.com/"]
+///         .map(FetchRequest::get),
+/// )
+/// .try_into()
+/// .unwrap();
+/// # let _ = (a, b, c);
+/// ```
+pub fn all(requests: impl IntoIterator<Item = FetchRequest>) -> Vec<Result<Response, FetchError>> {
+    crate::rt::block_on(crate::rt::join_all(requests.into_iter().map(send)))
+}
+
+/// [`fetch`] as a future: several run at once under
+/// [`rt::join`](crate::rt::join) or [`rt::join_all`](crate::rt::join_all)
+/// in an async handler or [`rt::block_on`](crate::rt::block_on).
+pub async fn send(request: FetchRequest) -> Result<Response, FetchError> {
+    #[cfg(all(feature = "testing", not(target_arch = "wasm32")))]
+    return crate::testing::imports::fetch(request);
+    #[cfg(not(all(feature = "testing", not(target_arch = "wasm32"))))]
+    send_wasi(request).await
+}
+
+/// [`send`] through `wasi:http/outgoing-handler`.
+#[cfg_attr(
+    all(feature = "testing", not(target_arch = "wasm32")),
+    allow(dead_code)
+)]
+async fn send_wasi(request: FetchRequest) -> Result<Response, FetchError> {
     let url = Url::parse(&request.url)?;
     let headers = Fields::new();
     for (name, value) in &request.headers {
@@ -179,17 +239,28 @@ pub fn fetch(request: FetchRequest) -> Result<Response, FetchError> {
             let stream = body
                 .write()
                 .map_err(|()| FetchError::Failed("no request body stream".to_string()))?;
-            for chunk in request.body.chunks(4096) {
-                stream
-                    .blocking_write_and_flush(chunk)
-                    .map_err(|err| stream_error(err, &request.url))?;
+            let failed = |err| stream_error(err, &request.url);
+            let mut rest = request.body.as_slice();
+            while !rest.is_empty() {
+                let permitted = stream.check_write().map_err(failed)?;
+                if permitted == 0 {
+                    crate::rt::ready(stream.subscribe()).await;
+                    continue;
+                }
+                let (now, later) = rest.split_at(rest.len().min(permitted as usize));
+                stream.write(now).map_err(failed)?;
+                rest = later;
+            }
+            stream.flush().map_err(failed)?;
+            while stream.check_write().map_err(failed)? == 0 {
+                crate::rt::ready(stream.subscribe()).await;
             }
         }
         OutgoingBody::finish(body, None).map_err(|code| error(code, &request.url))?;
     }
 
     let response = loop {
-        pending.subscribe().block();
+        crate::rt::ready(pending.subscribe()).await;
         match pending.get() {
             Some(Ok(Ok(response))) => break response,
             Some(Ok(Err(code))) => return Err(error(code, &request.url)),
@@ -222,7 +293,8 @@ pub fn fetch(request: FetchRequest) -> Result<Response, FetchError> {
             if announced == Some(bytes.len()) {
                 break;
             }
-            match stream.blocking_read(64 * 1024) {
+            match stream.read(64 * 1024) {
+                Ok(chunk) if chunk.is_empty() => crate::rt::ready(stream.subscribe()).await,
                 Ok(chunk) => {
                     if bytes.len() + chunk.len() > MAX_BODY {
                         return Err(FetchError::TooLarge);
@@ -243,6 +315,10 @@ pub fn fetch(request: FetchRequest) -> Result<Response, FetchError> {
 }
 
 /// What the host's error code means to the droplet.
+#[cfg_attr(
+    all(feature = "testing", not(target_arch = "wasm32")),
+    allow(dead_code)
+)]
 fn error(code: ErrorCode, url: &str) -> FetchError {
     match code {
         ErrorCode::HttpRequestDenied => FetchError::Denied(format!(
@@ -267,6 +343,10 @@ fn error(code: ErrorCode, url: &str) -> FetchError {
 /// Some hosts give body-stream errors as text only (wasmtime-wasi-http
 /// passes a response body's error on as an internal error with its
 /// message): the text still says which.
+#[cfg_attr(
+    all(feature = "testing", not(target_arch = "wasm32")),
+    allow(dead_code)
+)]
 fn by_text(text: String) -> FetchError {
     let lower = text.to_ascii_lowercase();
     if lower.contains("body size") {
@@ -278,6 +358,10 @@ fn by_text(text: String) -> FetchError {
     }
 }
 
+#[cfg_attr(
+    all(feature = "testing", not(target_arch = "wasm32")),
+    allow(dead_code)
+)]
 fn stream_error(err: StreamError, url: &str) -> FetchError {
     match err {
         StreamError::LastOperationFailed(io) => match wasip2::http::types::http_error_code(&io) {
@@ -286,6 +370,12 @@ fn stream_error(err: StreamError, url: &str) -> FetchError {
         },
         StreamError::Closed => FetchError::Failed(format!("{url}: the connection closed")),
     }
+}
+
+/// Checks that `url` is one [`fetch`] can send to.
+#[cfg(all(feature = "testing", not(target_arch = "wasm32")))]
+pub(crate) fn check_url(url: &str) -> Result<(), FetchError> {
+    Url::parse(url).map(|_| ())
 }
 
 /// The parts of an `http(s)://` URL a request needs.

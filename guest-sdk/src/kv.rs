@@ -14,9 +14,9 @@
 //! # Ok::<(), droplet_sdk::kv::Error>(())
 //! ```
 
-use crate::bindings::fp::droplet::kv as wit;
+use crate::host::kv as wit;
 
-pub use wit::{Error, KeyPage};
+pub use crate::bindings::fp::droplet::kv::{Error, KeyPage};
 
 /// The value at `key`, or `None`.
 pub fn get(key: &str) -> Result<Option<Vec<u8>>, Error> {

@@ -3,10 +3,22 @@
 //! Each line is tagged by the host with the droplet's name, version and the
 //! request's trace id. Lines are bounded per request; `println!`/`eprintln!`
 //! also reach the log (as info and warn lines).
+//!
+//! The macros format a message as `format!` does, and each `name = value`
+//! argument is also a structured field of the line:
+//!
+//! ```no_run
+//! use droplet_sdk::log;
+//!
+//! let (id, title) = (7, "write docs");
+//! log::info!("saved todo {id}", id = id, title = title);
+//! // {"level":"INFO","message":"saved todo 7","id":"7","title":"write docs",...}
+//! log::warn!("slow upstream");
+//! ```
 
-use crate::bindings::fp::droplet::log as wit;
+use crate::host::log as wit;
 
-pub use wit::Level;
+pub use crate::bindings::fp::droplet::log::Level;
 
 /// Writes one line with structured `fields`.
 pub fn log(level: Level, message: &str, fields: &[(&str, &str)]) {
@@ -15,6 +27,12 @@ pub fn log(level: Level, message: &str, fields: &[(&str, &str)]) {
         .map(|(key, value)| (key.to_string(), value.to_string()))
         .collect();
     wit::log(level, message, &fields);
+}
+
+/// Writes one line whose fields are already owned (what the macros call).
+#[doc(hidden)]
+pub fn log_owned(level: Level, message: &str, fields: &[(String, String)]) {
+    wit::log(level, message, fields);
 }
 
 /// Writes a debug line.
@@ -36,3 +54,8 @@ pub fn warn(message: &str) {
 pub fn error(message: &str) {
     log(Level::Error, message, &[]);
 }
+
+pub use crate::{
+    __log_debug as debug, __log_error as error, __log_info as info, __log_trace as trace,
+    __log_warn as warn,
+};

@@ -1,19 +1,31 @@
-//! The request a droplet receives and the response it returns.
+//! The request a droplet receives.
 
 use std::cell::RefCell;
+use std::str::FromStr;
 
-use crate::bindings::fp::droplet::{response_body, types};
-
-/// The largest piece of a response body handed to the host in one call.
-const BODY_CHUNK: usize = 1 << 20;
+use crate::Error;
+use crate::bindings::fp::droplet::types;
 
 thread_local! {
     /// The trace id of the request being handled (an instance serves one
-    /// request), for [`Response::error`].
-    static TRACE_ID: RefCell<Option<String>> = const { RefCell::new(None) };
+    /// request), for [`Response::error`](crate::Response::error).
+    pub(crate) static TRACE_ID: RefCell<Option<String>> = const { RefCell::new(None) };
 }
 
 /// One HTTP request routed to this droplet.
+///
+/// The host builds it; tests build their own:
+///
+/// ```
+/// use droplet_sdk::Request;
+///
+/// let req = Request::new("POST", "/todos?draft=1")
+///     .with_header("Content-Type", "application/json")
+///     .with_body(r#"{"title": "write docs"}"#);
+/// assert_eq!(req.path(), "/todos");
+/// assert_eq!(req.query_param("draft").as_deref(), Some("1"));
+/// assert_eq!(req.header("content-type"), Some("application/json"));
+/// ```
 #[derive(Debug, Clone)]
 pub struct Request {
     method: String,
@@ -21,6 +33,7 @@ pub struct Request {
     query: String,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
+    params: Vec<(String, String)>,
 }
 
 impl Request {
@@ -31,10 +44,69 @@ impl Request {
             query: req.query,
             headers: req.headers,
             body: req.body,
+            params: Vec::new(),
         };
-        let trace_id = request.trace_id().map(str::to_string);
-        TRACE_ID.with(|current| *current.borrow_mut() = trace_id);
+        request.make_current();
         request
+    }
+
+    /// Makes this the request being handled (its trace id goes on error
+    /// responses).
+    pub(crate) fn make_current(&self) {
+        let trace_id = self.trace_id().map(str::to_string);
+        TRACE_ID.with(|current| *current.borrow_mut() = trace_id);
+    }
+
+    /// A request with `method` (upper-cased) to `target`: a path, with a
+    /// query after `?` if it has one. For tests and for
+    /// [`http`](https://docs.rs/http) interop; the host builds the ones a
+    /// droplet is called with.
+    pub fn new(method: &str, target: &str) -> Self {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let path = if path.starts_with('/') {
+            path.to_string()
+        } else {
+            format!("/{path}")
+        };
+        Self {
+            method: method.to_ascii_uppercase(),
+            path,
+            query: query.to_string(),
+            headers: Vec::new(),
+            body: Vec::new(),
+            params: Vec::new(),
+        }
+    }
+
+    /// `GET target`.
+    ///
+    /// ```
+    /// assert_eq!(droplet_sdk::Request::get("/a?b=c").query(), "b=c");
+    /// ```
+    pub fn get(target: &str) -> Self {
+        Self::new("GET", target)
+    }
+
+    /// `POST target` with `body`.
+    ///
+    /// ```
+    /// assert_eq!(droplet_sdk::Request::post("/a", "hi").body(), b"hi");
+    /// ```
+    pub fn post(target: &str, body: impl Into<Vec<u8>>) -> Self {
+        Self::new("POST", target).with_body(body)
+    }
+
+    /// Adds a header (its name lower-cased, as the host gives them).
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        self.headers
+            .push((name.to_ascii_lowercase(), value.to_string()));
+        self
+    }
+
+    /// Replaces the body.
+    pub fn with_body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.body = body.into();
+        self
     }
 
     /// The host's trace id for this request (its `x-trace-id`, also on the
@@ -60,21 +132,65 @@ impl Request {
 
     /// The first value of query parameter `name`, percent-decoded.
     pub fn query_param(&self, name: &str) -> Option<String> {
-        self.query.split('&').find_map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(key) == name).then(|| percent_decode(value))
-        })
+        self.query_params(name).into_iter().next()
     }
 
     /// Every value of query parameter `name`, percent-decoded, in order.
+    ///
+    /// ```
+    /// let req = droplet_sdk::Request::get("/?tag=a&tag=b%20c");
+    /// assert_eq!(req.query_params("tag"), ["a", "b c"]);
+    /// ```
     pub fn query_params(&self, name: &str) -> Vec<String> {
         self.query
             .split('&')
+            .filter(|pair| !pair.is_empty())
             .filter_map(|pair| {
                 let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-                (percent_decode(key) == name).then(|| percent_decode(value))
+                (percent_decode(key, true) == name).then(|| percent_decode(value, true))
             })
             .collect()
+    }
+
+    /// Query parameter `name` parsed as `T`: `Ok(None)` when absent, a 400
+    /// [`Error`] when it does not parse.
+    ///
+    /// ```
+    /// let req = droplet_sdk::Request::get("/?limit=20&bad=x");
+    /// assert_eq!(req.query_as::<u32>("limit").unwrap(), Some(20));
+    /// assert_eq!(req.query_as::<u32>("bad").unwrap_err().status(), 400);
+    /// ```
+    pub fn query_as<T: FromStr>(&self, name: &str) -> Result<Option<T>, Error> {
+        self.query_param(name)
+            .map(|value| parse_as(&value, "query parameter", name))
+            .transpose()
+    }
+
+    /// A path parameter captured by the [`Router`](crate::Router): `:name`
+    /// or `*name` in the route's pattern, percent-decoded.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// A path parameter parsed as `T`; a 400 [`Error`] naming it when it is
+    /// absent or does not parse.
+    pub fn param_as<T: FromStr>(&self, name: &str) -> Result<T, Error> {
+        match self.param(name) {
+            Some(value) => parse_as(value, "path parameter", name),
+            None => Err(Error::bad_request(format!("no path parameter `{name}`"))),
+        }
+    }
+
+    /// Every path parameter, in pattern order.
+    pub fn params(&self) -> &[(String, String)] {
+        &self.params
+    }
+
+    pub(crate) fn set_params(&mut self, params: Vec<(String, String)>) {
+        self.params = params;
     }
 
     /// All headers, names in lower case, in arrival order.
@@ -87,31 +203,75 @@ impl Request {
         first_header(&self.headers, name)
     }
 
+    /// Every value of header `name` (case-insensitive), in arrival order.
+    ///
+    /// ```
+    /// let req = droplet_sdk::Request::get("/")
+    ///     .with_header("Accept", "text/html")
+    ///     .with_header("accept", "application/json");
+    /// assert_eq!(req.header_values("ACCEPT").collect::<Vec<_>>(), ["text/html", "application/json"]);
+    /// ```
+    pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
     /// The body bytes.
     pub fn body(&self) -> &[u8] {
         &self.body
     }
 
-    /// The body as UTF-8 text.
-    pub fn text(&self) -> Result<&str, std::str::Utf8Error> {
-        std::str::from_utf8(&self.body)
+    /// Takes the body out of the request.
+    pub fn into_body(self) -> Vec<u8> {
+        self.body
     }
 
-    /// The body parsed as JSON.
+    /// The body as UTF-8 text (a 400 `invalid_utf8` [`Error`] when it is
+    /// not).
+    pub fn text(&self) -> Result<&str, Error> {
+        Ok(std::str::from_utf8(&self.body)?)
+    }
+
+    /// The body parsed as JSON: a 400 `invalid_json` [`Error`] saying where
+    /// it is wrong when it does not parse as `T`.
+    ///
+    /// ```
+    /// #[derive(Debug, serde::Deserialize)]
+    /// struct New { title: String }
+    ///
+    /// let req = droplet_sdk::Request::post("/", r#"{"title": "x"}"#);
+    /// assert_eq!(req.json::<New>().unwrap().title, "x");
+    /// let bad = droplet_sdk::Request::post("/", "{");
+    /// assert_eq!(bad.json::<New>().unwrap_err().code(), "invalid_json");
+    /// ```
     #[cfg(feature = "json")]
-    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, Error> {
         serde_json::from_slice(&self.body)
+            .map_err(|err| Error::new(400, "invalid_json", format!("invalid JSON body: {err}")))
     }
 }
 
-/// Decodes `%XX` escapes and `+` (as space) in a query component.
-fn percent_decode(input: &str) -> String {
+fn parse_as<T: FromStr>(value: &str, what: &str, name: &str) -> Result<T, Error> {
+    value.parse().map_err(|_| {
+        let wanted = std::any::type_name::<T>()
+            .rsplit("::")
+            .next()
+            .unwrap_or("value");
+        Error::bad_request(format!("{what} `{name}` must be a {wanted}, not `{value}`"))
+    })
+}
+
+/// Decodes `%XX` escapes, and `+` as a space when `plus_is_space` (query
+/// components; a path keeps its `+`).
+pub(crate) fn percent_decode(input: &str, plus_is_space: bool) -> String {
     let bytes = input.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'+' => out.push(b' '),
+            b'+' if plus_is_space => out.push(b' '),
             b'%' if i + 2 < bytes.len() => {
                 let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
                 match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
@@ -130,124 +290,11 @@ fn percent_decode(input: &str) -> String {
 }
 
 /// The first value of header `name` in `headers` (case-insensitive).
-fn first_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub(crate) fn first_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
     headers
         .iter()
         .find(|(key, _)| key.eq_ignore_ascii_case(name))
         .map(|(_, value)| value.as_str())
-}
-
-/// The droplet's answer to a request.
-#[derive(Debug, Clone)]
-pub struct Response {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Default for Response {
-    fn default() -> Self {
-        Self::new(200)
-    }
-}
-
-impl Response {
-    /// An empty response with `status`.
-    pub fn new(status: u16) -> Self {
-        Self {
-            status,
-            headers: Vec::new(),
-            body: Vec::new(),
-        }
-    }
-
-    /// 200 with a `text/plain; charset=utf-8` body.
-    pub fn text(body: impl Into<String>) -> Self {
-        Self::new(200)
-            .with_header("content-type", "text/plain; charset=utf-8")
-            .with_body(body.into().into_bytes())
-    }
-
-    /// 200 with `value` serialized as a JSON body.
-    ///
-    /// A value that cannot be serialized gives a 500 with a JSON error body.
-    #[cfg(feature = "json")]
-    pub fn json<T: serde::Serialize + ?Sized>(value: &T) -> Self {
-        match serde_json::to_vec(value) {
-            Ok(body) => Self::new(200)
-                .with_header("content-type", "application/json")
-                .with_body(body),
-            Err(err) => Self::error(500, "serialize_failed", &err.to_string()),
-        }
-    }
-
-    /// A JSON error in the host's own shape:
-    /// `{"error": {"code": ..., "message": ..., "trace_id": ...}}`, with the
-    /// trace id of the request being handled.
-    #[cfg(feature = "json")]
-    pub fn error(status: u16, code: &str, message: &str) -> Self {
-        let trace_id = TRACE_ID.with(|current| current.borrow().clone());
-        let body = serde_json::json!({
-            "error": { "code": code, "message": message, "trace_id": trace_id }
-        });
-        Self::new(status)
-            .with_header("content-type", "application/json")
-            .with_body(body.to_string().into_bytes())
-    }
-
-    /// Sets the status.
-    pub fn with_status(mut self, status: u16) -> Self {
-        self.status = status;
-        self
-    }
-
-    /// Adds a header.
-    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.headers.push((name.into(), value.into()));
-        self
-    }
-
-    /// Replaces the body.
-    pub fn with_body(mut self, body: impl Into<Vec<u8>>) -> Self {
-        self.body = body.into();
-        self
-    }
-
-    /// The status.
-    pub fn status(&self) -> u16 {
-        self.status
-    }
-
-    /// The headers, in order (for a fetched response: as received, names in
-    /// lower case).
-    pub fn headers(&self) -> &[(String, String)] {
-        &self.headers
-    }
-
-    /// The first value of header `name` (case-insensitive).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        first_header(&self.headers, name)
-    }
-
-    /// The body.
-    pub fn body(&self) -> &[u8] {
-        &self.body
-    }
-
-    /// Hands the body to the host in pieces of at most [`BODY_CHUNK`]
-    /// bytes, then gives the status and headers. A refused piece ends the
-    /// hand-over: the host answers for the droplet then.
-    pub(crate) fn into_wit(self) -> types::Response {
-        for chunk in self.body.chunks(BODY_CHUNK) {
-            if response_body::write(chunk).is_err() {
-                break;
-            }
-        }
-        types::Response {
-            status: self.status,
-            headers: self.headers,
-        }
-    }
 }
 
 #[cfg(test)]
@@ -256,16 +303,12 @@ mod tests {
 
     #[test]
     fn query_params_are_percent_decoded() {
-        let req = Request {
-            method: "GET".into(),
-            path: "/".into(),
-            query: "a=1&name=hello%20world&plus=a+b&bad=%zz".into(),
-            headers: vec![],
-            body: vec![],
-        };
+        let req = Request::get("/?a=1&name=hello%20world&plus=a+b&bad=%zz&end=%4");
         assert_eq!(req.query_param("name").as_deref(), Some("hello world"));
         assert_eq!(req.query_param("plus").as_deref(), Some("a b"));
         assert_eq!(req.query_param("bad").as_deref(), Some("%zz"));
+        assert_eq!(req.query_param("end").as_deref(), Some("%4"));
         assert_eq!(req.query_param("missing"), None);
+        assert_eq!(percent_decode("a+b%2Fc", false), "a+b/c");
     }
 }

@@ -27,7 +27,9 @@
 //! read with [`body`] instead.
 
 use crate::Response;
-use crate::bindings::fp::droplet::{response_body, streaming, types};
+use crate::bindings::fp::droplet::response_body::BodyError;
+use crate::bindings::fp::droplet::types;
+use crate::host::{response_body, streaming};
 
 pub use crate::bindings::fp::droplet::streaming::StreamError;
 
@@ -82,8 +84,8 @@ impl ResponseStream {
     pub fn write(&mut self, piece: &[u8]) -> Result<(), WriteError> {
         for chunk in piece.chunks(PIECE) {
             response_body::write(chunk).map_err(|refused| match refused {
-                response_body::BodyError::TooLarge => WriteError::TooLarge,
-                response_body::BodyError::HostBusy => WriteError::Closed,
+                BodyError::TooLarge => WriteError::TooLarge,
+                BodyError::HostBusy => WriteError::Closed,
             })?;
         }
         Ok(())

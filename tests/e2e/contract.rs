@@ -396,6 +396,19 @@ async fn new_then_build_then_the_running_host_serves_it() {
             &[("XDG_CACHE_HOME", cache_home.to_str().unwrap())],
         )
     };
+    // The scaffold's own test runs natively with `cargo test` and passes.
+    let tested = std::process::Command::new(env!("CARGO"))
+        .args(["test", "--manifest-path"])
+        .arg(crate_dir.join("Cargo.toml"))
+        .env("CARGO_TARGET_DIR", cache_home.join("droplet/target"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&tested.stdout);
+    assert!(
+        tested.status.success() && said.contains("greets_and_counts_visits ... ok"),
+        "cargo test of the scaffold failed:\n{said}\n{}",
+        String::from_utf8_lossy(&tested.stderr)
+    );
     let (ok, out, err) = build();
     assert!(ok, "droplet build failed:\n{out}\n{err}");
     assert!(

@@ -145,7 +145,7 @@ async fn droplet_errors_have_the_hosts_shape_and_say_why_a_token_failed() {
     };
     let missing = host.send(post(None)).await;
     let message = missing.assert_error(401, "unauthorized");
-    assert!(message.contains("need a bearer token"), "{message}");
+    assert!(message.contains("needs a bearer token"), "{message}");
     assert_eq!(
         missing.json()["error"]["trace_id"].as_str(),
         missing.header("x-trace-id"),

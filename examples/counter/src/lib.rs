@@ -1,13 +1,11 @@
 //! Counts requests: every request increments one durable counter and gets
 //! the new count back. `GET /` counts; the count survives restarts.
 
-use droplet_sdk::{Request, Response, droplet, kv};
+use droplet_sdk::{Json, Request, Result, droplet, kv};
+use serde_json::{Value, json};
 
-fn handle(_req: Request) -> Response {
-    match kv::increment("count", 1) {
-        Ok(count) => Response::json(&serde_json::json!({ "count": count })),
-        Err(err) => Response::error(503, "kv_unavailable", &err.to_string()),
-    }
+fn handle(_req: Request) -> Result<Json<Value>> {
+    Ok(Json(json!({ "count": kv::increment("count", 1)? })))
 }
 
 droplet!(handle);

@@ -8,15 +8,11 @@
 //! each carry a field of KB KiB, `set=name:value` (repeatable) sets a response
 //! header.
 
-use droplet_sdk::{Request, Response, droplet};
+use droplet_sdk::{Request, Response, droplet, log};
 use serde_json::json;
 
 fn handle(req: Request) -> Response {
-    droplet_sdk::log::log(
-        droplet_sdk::log::Level::Info,
-        "echoing",
-        &[("method", req.method()), ("path", req.path())],
-    );
+    log::info!("echoing", method = req.method(), path = req.path());
     if let Some(ms) = req.query_param("sleep_ms").and_then(|ms| ms.parse().ok()) {
         std::thread::sleep(std::time::Duration::from_millis(ms));
     }
@@ -26,7 +22,7 @@ fn handle(req: Request) -> Response {
     {
         let value = "f".repeat(kb * 1024);
         for _ in 0..256 {
-            droplet_sdk::log::log(droplet_sdk::log::Level::Info, "flood", &[("big", &value)]);
+            log::info!("flood", big = value);
         }
     }
     if req.query_param("print").is_some() {

@@ -1,13 +1,13 @@
 //! The smallest droplet: answers every request with a greeting.
 
-use droplet_sdk::{Request, Response, droplet};
+use droplet_sdk::{Request, config, droplet};
 
-fn handle(req: Request) -> Response {
-    let greeting = droplet_sdk::config::get("greeting").unwrap_or_else(|| "Hello".to_string());
-    Response::text(format!(
+fn handle(req: Request) -> String {
+    let greeting = config::get_or("greeting", "Hello");
+    format!(
         "{greeting} from droplet hello! You asked for {}\n",
         req.path()
-    ))
+    )
 }
 
 droplet!(handle);

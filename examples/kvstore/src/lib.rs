@@ -11,97 +11,86 @@
 //! | `POST /cas/{key}` `{"expected": s?, "new": s?}` | `compare-and-swap` → `{"swapped"}` |
 //! | `POST /incr/{key}?delta=N` | `increment` → `{"value"}` |
 //!
-//! kv errors map to statuses: invalid or too-large key → 400, value too
-//! large → 413, quota exceeded → 507, not a number → 409, unavailable → 503.
+//! A key is the rest of the path, percent-decoded. kv errors are the SDK's:
+//! invalid or too-large key → 400, value too large → 413, quota exceeded →
+//! 507, not a number → 409, unavailable → 503.
 
-use droplet_sdk::{Request, Response, droplet, kv};
-use serde_json::json;
+use droplet_sdk::{Error, Json, Request, Response, Result, Router, droplet, kv};
+use serde_json::{Value, json};
 
 fn handle(req: Request) -> Response {
-    match route(&req) {
-        Ok(response) => response,
-        Err(err) => kv_error(err),
-    }
+    Router::new()
+        .get("/k/*key", get)
+        .put("/k/*key", set)
+        .delete("/k/*key", |req: Request| -> Result<Json<Value>> {
+            Ok(Json(json!({ "existed": kv::delete(key(&req))? })))
+        })
+        .get("/exists/*key", |req: Request| -> Result<Json<Value>> {
+            Ok(Json(json!({ "exists": kv::exists(key(&req))? })))
+        })
+        .get("/list", list)
+        .post("/cas/*key", cas)
+        .post("/incr/*key", |req: Request| -> Result<Json<Value>> {
+            let delta = req.query_as("delta")?.unwrap_or(1);
+            Ok(Json(json!({ "value": kv::increment(key(&req), delta)? })))
+        })
+        .handle(req)
 }
 
-fn route(req: &Request) -> Result<Response, kv::Error> {
-    let path = req.path();
-    let method = req.method();
-    if let Some(key) = path.strip_prefix("/k/") {
-        return match method {
-            "GET" => Ok(match kv::get(key)? {
-                Some(value) => Response::new(200).with_body(value),
-                None => Response::error(404, "not_found", "no such key"),
-            }),
-            "PUT" => {
-                let ttl = req.query_param("ttl_ms").and_then(|ttl| ttl.parse().ok());
-                kv::set(key, req.body(), ttl)?;
-                Ok(Response::json(&json!({ "stored": key })))
-            }
-            "DELETE" => Ok(Response::json(&json!({ "existed": kv::delete(key)? }))),
-            _ => Ok(Response::error(
-                405,
-                "method_not_allowed",
-                "use GET, PUT or DELETE",
-            )),
-        };
-    }
-    if let Some(key) = path.strip_prefix("/exists/") {
-        return Ok(Response::json(&json!({ "exists": kv::exists(key)? })));
-    }
-    if path == "/list" {
-        let prefix = req.query_param("prefix").unwrap_or_default();
-        let cursor = req.query_param("cursor");
-        let limit = req
-            .query_param("limit")
-            .and_then(|limit| limit.parse().ok())
-            .unwrap_or(100);
-        let page = kv::list_keys(&prefix, cursor.as_deref(), limit)?;
-        return Ok(Response::json(
-            &json!({ "keys": page.keys, "next_cursor": page.next_cursor }),
-        ));
-    }
-    if let Some(key) = path.strip_prefix("/cas/") {
-        let Ok(body) = req.json::<serde_json::Value>() else {
-            return Ok(Response::error(
-                400,
-                "bad_request",
-                "body must be JSON {\"expected\", \"new\"}",
-            ));
-        };
-        let text = |name: &str| {
-            body.get(name)
-                .and_then(|value| value.as_str())
-                .map(str::as_bytes)
-        };
-        let swapped = kv::compare_and_swap(key, text("expected"), text("new"))?;
-        return Ok(Response::json(&json!({ "swapped": swapped })));
-    }
-    if let Some(key) = path.strip_prefix("/incr/") {
-        let delta = req
-            .query_param("delta")
-            .and_then(|delta| delta.parse().ok())
-            .unwrap_or(1);
-        return Ok(Response::json(
-            &json!({ "value": kv::increment(key, delta)? }),
-        ));
-    }
-    Ok(Response::error(
-        404,
-        "not_found",
-        "see the kvstore example's routes",
+fn key(req: &Request) -> &str {
+    req.param("key").unwrap_or_default()
+}
+
+fn get(req: Request) -> Result<Response> {
+    let value = kv::get(key(&req))?.ok_or_else(|| Error::not_found("no such key"))?;
+    Ok(Response::new(200).with_body(value))
+}
+
+fn set(req: Request) -> Result<Json<Value>> {
+    kv::set(key(&req), req.body(), req.query_as("ttl_ms")?)?;
+    Ok(Json(json!({ "stored": key(&req) })))
+}
+
+fn list(req: Request) -> Result<Json<Value>> {
+    let prefix = req.query_param("prefix").unwrap_or_default();
+    let cursor = req.query_param("cursor");
+    let limit = req.query_as("limit")?.unwrap_or(100);
+    let page = kv::list_keys(&prefix, cursor.as_deref(), limit)?;
+    Ok(Json(
+        json!({ "keys": page.keys, "next_cursor": page.next_cursor }),
     ))
 }
 
-fn kv_error(err: kv::Error) -> Response {
-    let (status, code) = match &err {
-        kv::Error::InvalidKey(_) | kv::Error::KeyTooLarge => (400, "invalid_key"),
-        kv::Error::ValueTooLarge => (413, "value_too_large"),
-        kv::Error::QuotaExceeded => (507, "quota_exceeded"),
-        kv::Error::NotANumber => (409, "not_a_number"),
-        kv::Error::Unavailable(_) => (503, "kv_unavailable"),
-    };
-    Response::error(status, code, &format!("{err:?}"))
+fn cas(req: Request) -> Result<Json<Value>> {
+    let body: Value = req.json()?;
+    let text = |name: &str| body.get(name).and_then(Value::as_str).map(str::as_bytes);
+    let swapped = kv::compare_and_swap(key(&req), text("expected"), text("new"))?;
+    Ok(Json(json!({ "swapped": swapped })))
 }
 
 droplet!(handle);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use droplet_sdk::testing::TestWorld;
+
+    #[test]
+    fn every_route_reaches_its_kv_call() {
+        let mut world = TestWorld::new();
+        let put = Request::new("PUT", "/k/a%2Fb").with_body("1");
+        assert_eq!(world.call(handle, put).status(), 200);
+        assert_eq!(world.kv_get("a/b").as_deref(), Some(&b"1"[..]));
+        let value = world.call(handle, Request::post("/incr/a%2Fb?delta=41", ""));
+        assert_eq!(value.json_body::<Value>().unwrap()["value"], 42);
+        let cas = Request::post("/cas/a%2Fb", r#"{"expected": "42", "new": "0"}"#);
+        assert_eq!(
+            world.call(handle, cas).json_body::<Value>().unwrap()["swapped"],
+            true
+        );
+        let missing = world.call(handle, Request::get("/k/nope"));
+        assert_eq!(missing.status(), 404);
+        let not_a_number = world.call(handle, Request::post("/incr/a%2Fb?delta=x", ""));
+        assert_eq!(not_a_number.status(), 400);
+    }
+}

@@ -32,10 +32,6 @@ const SDK_SOURCES: &[(&str, &str)] = &[
         include_str!("../../../../guest-sdk/src/fetch.rs"),
     ),
     (
-        "droplet-sdk/src/http.rs",
-        include_str!("../../../../guest-sdk/src/http.rs"),
-    ),
-    (
         "droplet-sdk/src/kv.rs",
         include_str!("../../../../guest-sdk/src/kv.rs"),
     ),
@@ -46,6 +42,38 @@ const SDK_SOURCES: &[(&str, &str)] = &[
     (
         "droplet-sdk/src/stream.rs",
         include_str!("../../../../guest-sdk/src/stream.rs"),
+    ),
+    (
+        "droplet-sdk/src/error.rs",
+        include_str!("../../../../guest-sdk/src/error.rs"),
+    ),
+    (
+        "droplet-sdk/src/host.rs",
+        include_str!("../../../../guest-sdk/src/host.rs"),
+    ),
+    (
+        "droplet-sdk/src/interop.rs",
+        include_str!("../../../../guest-sdk/src/interop.rs"),
+    ),
+    (
+        "droplet-sdk/src/request.rs",
+        include_str!("../../../../guest-sdk/src/request.rs"),
+    ),
+    (
+        "droplet-sdk/src/response.rs",
+        include_str!("../../../../guest-sdk/src/response.rs"),
+    ),
+    (
+        "droplet-sdk/src/router.rs",
+        include_str!("../../../../guest-sdk/src/router.rs"),
+    ),
+    (
+        "droplet-sdk/src/testing.rs",
+        include_str!("../../../../guest-sdk/src/testing.rs"),
+    ),
+    (
+        "droplet-sdk/src/rt.rs",
+        include_str!("../../../../guest-sdk/src/rt.rs"),
     ),
     (
         "wit/droplet.wit",
@@ -84,7 +112,6 @@ pub fn new_droplet(name: &str, dir: &Path, sdk: Option<&Path>) -> anyhow::Result
         ("Cargo.lock".to_string(), lockfile(name)?),
         ("src/lib.rs".to_string(), LIB_RS.to_string()),
         (format!("{name}.toml"), MANIFEST.to_string()),
-        (".cargo/config.toml".to_string(), CARGO_CONFIG.to_string()),
         (".gitignore".to_string(), "/target\n".to_string()),
         ("README.md".to_string(), readme(name)),
     ];
@@ -119,6 +146,10 @@ crate-type = ["cdylib"]
 [dependencies]
 droplet-sdk = {{ path = "{sdk_path}" }}
 serde_json = "1"
+
+[dev-dependencies]
+# `cargo test` runs the handler natively against the SDK's test world.
+droplet-sdk = {{ path = "{sdk_path}", features = ["testing"] }}
 
 # A droplet is its own workspace, wherever it lives.
 [workspace]
@@ -236,7 +267,9 @@ fn lockfile(name: &str) -> anyhow::Result<String> {
         let Some(package) = find(&dependency) else {
             continue;
         };
-        if kept.iter().any(|kept| std::ptr::eq(*kept, package)) {
+        // The SDK names itself (its tests' dev-dependency): it is written
+        // once, below.
+        if std::ptr::eq(package, sdk) || kept.iter().any(|kept| std::ptr::eq(*kept, package)) {
             continue;
         }
         kept.push(package);
@@ -269,22 +302,50 @@ fn lockfile(name: &str) -> anyhow::Result<String> {
 
 const LIB_RS: &str = r#"//! A droplet: answers every request in a fresh, isolated instance.
 
-use droplet_sdk::{Request, Response, droplet, kv};
+use droplet_sdk::{Json, Request, Response, Result, Router, config, droplet, kv};
+use serde_json::{Value, json};
 
 fn handle(req: Request) -> Response {
-    // One kv call: a durable counter of visits, in this droplet's own namespace.
-    let visits = match kv::increment("visits", 1) {
-        Ok(visits) => visits,
-        Err(err) => return Response::error(503, "kv_unavailable", &err.to_string()),
-    };
-    Response::json(&serde_json::json!({
-        "hello": "world",
-        "path": req.path(),
-        "visits": visits,
-    }))
+    Router::new()
+        .get("/hello/:name", greet)
+        .get("/*path", visit)
+        .handle(req)
+}
+
+/// `GET /hello/{name}`: a greeting from the manifest's `[config]`.
+fn greet(req: Request) -> String {
+    let greeting = config::get_or("greeting", "Hello");
+    format!("{greeting}, {}!\n", req.param("name").unwrap_or("you"))
+}
+
+/// Any other `GET`: counts the visit in this droplet's own kv namespace
+/// (a durable counter; a kv failure answers 503 `kv_unavailable`).
+fn visit(req: Request) -> Result<Json<Value>> {
+    let visits = kv::increment("visits", 1)?;
+    Ok(Json(json!({ "hello": "world", "path": req.path(), "visits": visits })))
 }
 
 droplet!(handle);
+
+// `cargo test` runs the handler natively against the SDK's in-memory test
+// world: kv, config, the caller's claims and outbound responses.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use droplet_sdk::testing::TestWorld;
+
+    #[test]
+    fn greets_and_counts_visits() {
+        let mut world = TestWorld::new().with_config("greeting", "Hi");
+        let greeting = world.call(handle, Request::get("/hello/ann"));
+        assert_eq!(greeting.body_text(), Some("Hi, ann!\n"));
+        for visits in 1..=2 {
+            let reply: Value = world.call(handle, Request::get("/a")).json_body().unwrap();
+            assert_eq!(reply["visits"], visits);
+        }
+        assert_eq!(world.call(handle, Request::post("/a", "")).status(), 405);
+    }
+}
 "#;
 
 const MANIFEST: &str = r#"# The droplet's manifest: every field is optional.
@@ -296,15 +357,13 @@ memory_mb = 64
 capabilities = ["kv", "config", "log"]
 "#;
 
-const CARGO_CONFIG: &str = r#"[build]
-target = "wasm32-wasip2"
-"#;
-
 fn readme(name: &str) -> String {
     format!(
         "# {name}\n\nA droplet: `src/lib.rs` answers every request, `{name}.toml` is its manifest.\n\
          `droplet-sdk/` is the droplet SDK (vendored by `droplet new`, with `wit/`).\n\n\
          ```sh\n\
+         # Run the tests in src/lib.rs natively, against the SDK's in-memory test world.\n\
+         cargo test\n\
          # Build for wasm32-wasip2 and copy {name}.wasm and {name}.toml into the droplets\n\
          # directory a host watches (`cargo xtask serve` in the droplet repository watches\n\
          # its ./droplets); the running host swaps it in.\n\
@@ -363,6 +422,8 @@ mod tests {
         let template = versions(&lockfile("greeter").unwrap());
         let workspace = versions(WORKSPACE_LOCK);
         assert_eq!(template[0], ("greeter".to_string(), "0.1.0".to_string()));
+        let sdk = template.iter().filter(|(name, _)| name == "droplet-sdk");
+        assert_eq!(sdk.count(), 1, "the SDK is locked once");
         for name in ["wit-bindgen", "serde", "serde_json"] {
             let pinned = template.iter().find(|(n, _)| n == name).unwrap();
             assert!(workspace.contains(pinned), "{pinned:?}");
