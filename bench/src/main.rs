@@ -79,6 +79,15 @@ fn main() -> Result<()> {
         std::fs::copy(&from, droplets.join(format!("{name}.wasm")))
             .with_context(|| format!("copy {} (build the examples first)", from.display()))?;
     }
+    std::fs::copy(
+        opts.examples.join("routes.wasm"),
+        droplets.join("routes.wasm"),
+    )
+    .context("copy routes.wasm (build the examples first)")?;
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/hello-sdk-first-edition.wasm"),
+        droplets.join("hello-sdk1.wasm"),
+    )?;
     std::fs::write(droplets.join("spin.toml"), "budget_ms = 50\n")?;
     std::fs::write(droplets.join("kvstore.toml"), "max_concurrency = 128\n")?;
 
@@ -95,6 +104,7 @@ fn main() -> Result<()> {
 
     throughput(&opts, &host, &native, &mut report)?;
     kv_calls(&opts, &host, &mut report)?;
+    sdk_costs(&opts, &host, &mut report)?;
     noisy_neighbour(&opts, &host, &mut report)?;
     budget_precision(&opts, &host, &mut report)?;
     swap_under_load(&opts, &host, &mut report)?;
@@ -899,6 +909,41 @@ fn kv_calls(opts: &Opts, host: &Server, report: &mut Report) -> Result<()> {
         let hello = Load::get(host.url("/hello/"), connections);
         let mut row = Row::new(scenario, "kvstore", "hello", connections, "");
         row.measure_pair(opts, (host, &load), (host, &hello))?;
+        report.push_clean(row);
+    }
+    Ok(())
+}
+
+/// What the author's SDK costs a droplet, at 16 connections: hello built
+/// with this SDK vs the same source built with the SDK's first edition
+/// (`bench/fixtures/hello-sdk-first-edition.wasm`, built from `09c1fc7`),
+/// and hello behind a 20-route `Router` (the `routes` example, its last
+/// route) vs hello.
+fn sdk_costs(opts: &Opts, host: &Server, report: &mut Report) -> Result<()> {
+    let connections = 16;
+    let cases = [
+        (
+            "SDK: hello, this SDK vs its first edition",
+            "hello",
+            "/hello/",
+            "hello (first edition)",
+            "/hello-sdk1/",
+        ),
+        (
+            "SDK: the last of 20 routes vs hello",
+            "routes",
+            "/routes/hello/bench",
+            "hello",
+            "/hello/",
+        ),
+    ];
+    for (scenario, subject, subject_path, baseline, baseline_path) in cases {
+        let mut row = Row::new(scenario, subject, baseline, connections, "CPU µs/req");
+        let (subject_load, baseline_load) = (
+            Load::get(host.url(subject_path), connections),
+            Load::get(host.url(baseline_path), connections),
+        );
+        row.measure_pair(opts, (host, &subject_load), (host, &baseline_load))?;
         report.push_clean(row);
     }
     Ok(())

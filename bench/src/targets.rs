@@ -232,6 +232,35 @@ pub fn judge(report: &Report) -> Vec<Target> {
         "proxy-hello ≥ 0.80× hello req/s",
         0.80,
     ));
+    // What the author's SDK costs: CPU/req of the subject over its baseline.
+    for (scenario, what, goal, at_most) in [
+        (
+            "SDK: hello, this SDK vs its first edition",
+            "the SDK's second edition costs hello ≤ 10 % more CPU",
+            "hello (this SDK) ≤ 1.10× hello (first edition) CPU/req",
+            1.10,
+        ),
+        (
+            "SDK: the last of 20 routes vs hello",
+            "a 20-route Router adds no measurable cost",
+            "routes ≤ 1.05× hello CPU/req",
+            1.05,
+        ),
+    ] {
+        targets.push(match find(report, scenario, None) {
+            Some(row) => {
+                let (subject, baseline) = (cpu(&row.subject_runs), cpu(&row.baseline_runs));
+                let ratio = subject / baseline.max(1e-9);
+                Target {
+                    what,
+                    goal: goal.to_string(),
+                    measured: format!("{subject:.1} vs {baseline:.1} µs = {ratio:.2}×"),
+                    met: Some(ratio <= at_most),
+                }
+            }
+            None => absent(what, goal.to_string()),
+        });
+    }
     targets
 }
 

@@ -20,6 +20,13 @@ use crate::host::auth as wit;
 pub use crate::bindings::fp::droplet::auth::{Claims, Error as TokenError};
 
 /// The verified claims of this request's bearer token, if it had a valid one.
+///
+/// ```
+/// match droplet_sdk::auth::caller() {
+///     Some(claims) => println!("called by {:?}", claims.subject),
+///     None => println!("anonymous"),
+/// }
+/// ```
 pub fn caller() -> Option<Claims> {
     wit::caller()
 }
@@ -27,11 +34,23 @@ pub fn caller() -> Option<Claims> {
 /// Why this request's bearer token was refused, when it carried one that
 /// did not verify (then [`caller`] is `None`). The raw token never reaches
 /// the droplet unless its manifest sets `forward_authorization = true`.
+///
+/// ```
+/// if let Some(why) = droplet_sdk::auth::caller_error() {
+///     println!("the token was refused: {why:?}");
+/// }
+/// ```
 pub fn caller_error() -> Option<TokenError> {
     wit::caller_error()
 }
 
 /// Verifies another token under the host's keys and rules.
+///
+/// ```
+/// // A token handed over in a body, say, checked under the host's rules.
+/// let checked = droplet_sdk::auth::verify("eyJ...");
+/// # assert!(checked.is_err());
+/// ```
 pub fn verify(token: &str) -> Result<Claims, TokenError> {
     wit::verify(token)
 }
@@ -39,6 +58,14 @@ pub fn verify(token: &str) -> Result<Claims, TokenError> {
 /// The caller's claims, or a 401 `unauthorized` [`Error`] with a
 /// `WWW-Authenticate: Bearer` challenge saying whether the token was
 /// missing, malformed, expired or refused (RFC 6750).
+///
+/// ```
+/// fn me(_req: droplet_sdk::Request) -> droplet_sdk::Result<String> {
+///     let claims = droplet_sdk::auth::require()?; // 401 with a Bearer challenge
+///     Ok(format!("{:?}", claims.subject))
+/// }
+/// # assert_eq!(me(droplet_sdk::Request::get("/")).unwrap_err().status(), 401);
+/// ```
 pub fn require() -> Result<Claims, Error> {
     if let Some(claims) = caller() {
         return Ok(claims);
@@ -67,6 +94,14 @@ pub fn require() -> Result<Claims, Error> {
 
 /// The caller's claims when they grant `scope`: otherwise [`require`]'s
 /// 401, or a 403 `forbidden` [`Error`] naming the scope.
+///
+/// ```
+/// fn remove(_req: droplet_sdk::Request) -> droplet_sdk::Result<()> {
+///     droplet_sdk::auth::require_scope("todo:write")?; // 401, or 403 without the scope
+///     Ok(())
+/// }
+/// # assert_eq!(remove(droplet_sdk::Request::get("/")).unwrap_err().status(), 401);
+/// ```
 pub fn require_scope(scope: &str) -> Result<Claims, Error> {
     let claims = require()?;
     if claims.has_scope(scope) {
@@ -82,6 +117,11 @@ pub fn require_scope(scope: &str) -> Result<Claims, Error> {
 
 impl Claims {
     /// Whether the claims grant `scope`.
+    ///
+    /// ```
+    /// let claims = droplet_sdk::testing::claims("ann", &["todo:read"]);
+    /// assert!(claims.has_scope("todo:read") && !claims.has_scope("todo:write"));
+    /// ```
     pub fn has_scope(&self, scope: &str) -> bool {
         self.scopes.iter().any(|s| s == scope)
     }

@@ -132,11 +132,26 @@ impl std::fmt::Display for FetchError {
 impl std::error::Error for FetchError {}
 
 /// `GET url`.
+///
+/// ```no_run
+/// let status = droplet_sdk::fetch::get("https://api.example.com/status")?.status();
+/// # let _ = status;
+/// # Ok::<(), droplet_sdk::fetch::FetchError>(())
+/// ```
 pub fn get(url: &str) -> Result<Response, FetchError> {
     fetch(FetchRequest::get(url))
 }
 
 /// `POST url` with `value` as JSON.
+///
+/// ```no_run
+/// let created = droplet_sdk::fetch::post_json(
+///     "https://api.example.com/items",
+///     &serde_json::json!({ "name": "x" }),
+/// )?;
+/// # let _ = created;
+/// # Ok::<(), droplet_sdk::fetch::FetchError>(())
+/// ```
 #[cfg(feature = "json")]
 pub fn post_json<T: serde::Serialize>(url: &str, value: &T) -> Result<Response, FetchError> {
     let body = serde_json::to_vec(value).map_err(|err| FetchError::Failed(err.to_string()))?;
@@ -146,6 +161,17 @@ pub fn post_json<T: serde::Serialize>(url: &str, value: &T) -> Result<Response, 
 /// Sends `request` and reads the whole response. Redirects are not
 /// followed: a 3xx is the response. (In the test world, answers from the
 /// responses the test gave.)
+///
+/// ```no_run
+/// use droplet_sdk::fetch::{fetch, FetchRequest};
+///
+/// let request = FetchRequest::new("PUT", "https://api.example.com/items/7")
+///     .with_header("content-type", "application/json")
+///     .with_body(r#"{"name": "y"}"#);
+/// let answer = fetch(request)?;
+/// # let _ = answer;
+/// # Ok::<(), droplet_sdk::fetch::FetchError>(())
+/// ```
 pub fn fetch(request: FetchRequest) -> Result<Response, FetchError> {
     crate::rt::block_on(send(request))
 }
@@ -171,6 +197,19 @@ pub fn all(requests: impl IntoIterator<Item = FetchRequest>) -> Vec<Result<Respo
 /// [`fetch`] as a future: several run at once under
 /// [`rt::join`](crate::rt::join) or [`rt::join_all`](crate::rt::join_all)
 /// in an async handler or [`rt::block_on`](crate::rt::block_on).
+///
+/// ```
+/// use droplet_sdk::fetch::{send, FetchRequest};
+///
+/// async fn both() -> droplet_sdk::Result<String> {
+///     let (a, b) = droplet_sdk::rt::join(
+///         send(FetchRequest::get("https://a.example.com/")),
+///         send(FetchRequest::get("https://b.example.com/")),
+///     )
+///     .await;
+///     Ok(format!("{} {}", a?.status(), b?.status()))
+/// }
+/// ```
 pub async fn send(request: FetchRequest) -> Result<Response, FetchError> {
     #[cfg(all(feature = "testing", not(target_arch = "wasm32")))]
     return crate::testing::imports::fetch(request);

@@ -39,11 +39,14 @@
 //! [`Response`] convert to and from the [`http`](https://docs.rs/http)
 //! crate's types.
 
+#![warn(missing_docs)]
+
 // The generated bindings name this crate by its absolute path, so that the
 // export macro works from droplet crates; make that path resolve here too.
 extern crate self as droplet_sdk;
 
 #[doc(hidden)]
+#[allow(missing_docs)]
 pub mod bindings {
     //! Raw bindings generated from the WIT world `fp:droplet/droplet`.
     wit_bindgen::generate!({
@@ -87,6 +90,7 @@ pub use router::Router;
 pub type Result<T = Response, E = Error> = std::result::Result<T, E>;
 
 #[doc(hidden)]
+#[allow(missing_docs)]
 pub mod __private {
     pub use wit_bindgen;
 

@@ -21,6 +21,12 @@ use crate::host::log as wit;
 pub use crate::bindings::fp::droplet::log::Level;
 
 /// Writes one line with structured `fields`.
+///
+/// ```
+/// use droplet_sdk::log::{log, Level};
+///
+/// log(Level::Warn, "slow upstream", &[("upstream", "api"), ("ms", "830")]);
+/// ```
 pub fn log(level: Level, message: &str, fields: &[(&str, &str)]) {
     let fields: Vec<(String, String)> = fields
         .iter()

@@ -168,6 +168,13 @@ impl Request {
 
     /// A path parameter captured by the [`Router`](crate::Router): `:name`
     /// or `*name` in the route's pattern, percent-decoded.
+    ///
+    /// ```
+    /// use droplet_sdk::{Request, Router};
+    ///
+    /// let router = Router::new().get("/users/:id", |req: Request| req.param("id").unwrap_or("").to_string());
+    /// assert_eq!(router.handle(Request::get("/users/ann")).body_text(), Some("ann"));
+    /// ```
     pub fn param(&self, name: &str) -> Option<&str> {
         self.params
             .iter()
@@ -177,6 +184,17 @@ impl Request {
 
     /// A path parameter parsed as `T`; a 400 [`Error`] naming it when it is
     /// absent or does not parse.
+    ///
+    /// ```
+    /// use droplet_sdk::{Request, Result, Router};
+    ///
+    /// fn read(req: Request) -> Result<String> {
+    ///     let id: u64 = req.param_as("id")?; // 400 for /todos/abc
+    ///     Ok(format!("todo {id}"))
+    /// }
+    /// let router = Router::new().get("/todos/:id", read);
+    /// assert_eq!(router.handle(Request::get("/todos/abc")).status(), 400);
+    /// ```
     pub fn param_as<T: FromStr>(&self, name: &str) -> Result<T, Error> {
         match self.param(name) {
             Some(value) => parse_as(value, "path parameter", name),
@@ -230,6 +248,10 @@ impl Request {
 
     /// The body as UTF-8 text (a 400 `invalid_utf8` [`Error`] when it is
     /// not).
+    ///
+    /// ```
+    /// assert_eq!(droplet_sdk::Request::post("/", "hi").text().unwrap(), "hi");
+    /// ```
     pub fn text(&self) -> Result<&str, Error> {
         Ok(std::str::from_utf8(&self.body)?)
     }

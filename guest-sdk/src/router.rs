@@ -88,6 +88,15 @@ impl Router {
     }
 
     /// Routes `method` requests matching `pattern` to `handler`.
+    ///
+    /// ```
+    /// use droplet_sdk::{Request, Router};
+    ///
+    /// let router = Router::new()
+    ///     .route("OPTIONS", "/items", |_req: Request| "GET, POST")
+    ///     .route("*", "/health", |_req: Request| "ok"); // any method
+    /// assert_eq!(router.handle(Request::new("OPTIONS", "/items")).body_text(), Some("GET, POST"));
+    /// ```
     pub fn route<R, F>(mut self, method: &str, pattern: &str, handler: F) -> Self
     where
         F: Fn(Request) -> R + 'static,

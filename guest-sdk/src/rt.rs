@@ -41,6 +41,11 @@ thread_local! {
 /// A future that waits on nothing this executor knows (not a `wasi:io`
 /// pollable, through the SDK) would wait forever: that ends the call with
 /// a panic saying so.
+///
+/// ```
+/// let answer = droplet_sdk::rt::block_on(async { 40 + 2 });
+/// assert_eq!(answer, 42);
+/// ```
 pub fn block_on<F: Future>(future: F) -> F::Output {
     let mut future = pin!(future);
     let mut cx = Context::from_waker(Waker::noop());
@@ -75,6 +80,11 @@ pub(crate) async fn ready(pollable: Pollable) {
 }
 
 /// Runs `a` and `b` at once; both outputs when both are done.
+///
+/// ```
+/// let (a, b) = droplet_sdk::rt::block_on(droplet_sdk::rt::join(async { 1 }, async { "two" }));
+/// assert_eq!((a, b), (1, "two"));
+/// ```
 pub async fn join<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
     let (mut a, mut b) = (pin!(a), pin!(b));
     let (mut out_a, mut out_b) = (None, None);
@@ -101,6 +111,11 @@ pub async fn join<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
 }
 
 /// Runs every future at once; their outputs, in order, when all are done.
+///
+/// ```
+/// let squares = droplet_sdk::rt::block_on(droplet_sdk::rt::join_all((1..=3).map(|n| async move { n * n })));
+/// assert_eq!(squares, [1, 4, 9]);
+/// ```
 pub async fn join_all<F: Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
     let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
     let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();

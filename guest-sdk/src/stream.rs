@@ -117,6 +117,22 @@ pub struct RequestBody {
 
 /// The request body as a reader (see the module: in a droplet that uses
 /// streaming, this is the only way to the body).
+///
+/// ```
+/// use std::io::Read;
+///
+/// fn upload(_req: droplet_sdk::Request) -> droplet_sdk::Result<String> {
+///     let (mut body, mut piece, mut total) = (droplet_sdk::stream::body(), [0u8; 8192], 0);
+///     loop {
+///         match body.read(&mut piece) {
+///             Ok(0) => break,
+///             Ok(read) => total += read,
+///             Err(err) => return Err(droplet_sdk::Error::bad_request(err.to_string())),
+///         }
+///     }
+///     Ok(format!("{total} bytes"))
+/// }
+/// ```
 pub fn body() -> RequestBody {
     RequestBody::default()
 }

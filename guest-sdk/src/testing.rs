@@ -196,6 +196,16 @@ impl TestWorld {
     }
 
     /// Runs an async handler on `req`, as [`call`](Self::call) does.
+    ///
+    /// ```
+    /// use droplet_sdk::{testing::TestWorld, Request};
+    ///
+    /// async fn handle(req: Request) -> String {
+    ///     format!("async {}", req.path())
+    /// }
+    /// let answer = TestWorld::new().call_async(handle, Request::get("/x"));
+    /// assert_eq!(answer.body_text(), Some("async /x"));
+    /// ```
     pub fn call_async<R: IntoResponse, F: std::future::Future<Output = R>>(
         &mut self,
         handler: impl FnOnce(Request) -> F,
@@ -222,11 +232,28 @@ impl TestWorld {
     }
 
     /// The lines logged so far.
+    ///
+    /// ```
+    /// use droplet_sdk::{testing::TestWorld, Request};
+    ///
+    /// let mut world = TestWorld::new();
+    /// world.call(|_req: Request| droplet_sdk::log::info!("saved {id}", id = 7), Request::get("/"));
+    /// assert_eq!(world.logs()[0].message, "saved 7");
+    /// assert_eq!(world.logs()[0].field("id"), Some("7"));
+    /// ```
     pub fn logs(&self) -> &[LogLine] {
         &self.logs
     }
 
     /// The outbound requests sent so far.
+    ///
+    /// ```
+    /// use droplet_sdk::{fetch, testing::TestWorld, Request, Response};
+    ///
+    /// let mut world = TestWorld::new().with_response("GET", "https://api.example.com/", Response::text("up"));
+    /// world.call(|_req: Request| fetch::get("https://api.example.com/").map(|r| r.status()).unwrap_or(0).to_string(), Request::get("/"));
+    /// assert_eq!(world.fetched()[0].url(), "https://api.example.com/");
+    /// ```
     pub fn fetched(&self) -> &[FetchRequest] {
         &self.fetched
     }

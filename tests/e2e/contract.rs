@@ -489,6 +489,93 @@ async fn new_then_build_then_the_running_host_serves_it() {
     assert!(err.contains("no Cargo.toml"), "{err}");
 }
 
+/// Every template `droplet new` offers passes its own `cargo test` as
+/// scaffolded, and builds into a droplet the host serves: a static site,
+/// and a proxy to that site.
+#[tokio::test]
+async fn every_template_tests_builds_and_serves() {
+    let host = HostBuilder::new().start().await;
+    let work = tempfile::tempdir().unwrap();
+    let cache_home =
+        std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("droplet-cache-home");
+    for (name, template) in [("site", "static"), ("front", "proxy")] {
+        let crate_dir = work.path().join(name);
+        let (ok, out, err) = cli(
+            &[
+                "new",
+                name,
+                "--template",
+                template,
+                "--path",
+                crate_dir.to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert!(ok, "{out}{err}");
+        if name == "front" {
+            // The proxy's upstream: the site, through the host itself.
+            let origin = format!("http://{}", host.addr());
+            std::fs::write(
+                crate_dir.join("front.toml"),
+                format!(
+                    "capabilities = [\"config\"]\nallowed_outbound_hosts = [\"{origin}\"]\n\
+                     [config]\nupstream = \"{origin}/site\"\n"
+                ),
+            )
+            .unwrap();
+        }
+        let tested = std::process::Command::new(env!("CARGO"))
+            .args(["test", "--manifest-path"])
+            .arg(crate_dir.join("Cargo.toml"))
+            .env("CARGO_TARGET_DIR", cache_home.join("droplet/target"))
+            .output()
+            .unwrap();
+        assert!(
+            tested.status.success(),
+            "cargo test of the {template} template failed:\n{}\n{}",
+            String::from_utf8_lossy(&tested.stdout),
+            String::from_utf8_lossy(&tested.stderr)
+        );
+        let (ok, out, err) = cli(
+            &[
+                "build",
+                crate_dir.to_str().unwrap(),
+                "--droplets",
+                host.droplets_dir().to_str().unwrap(),
+            ],
+            &[("XDG_CACHE_HOME", cache_home.to_str().unwrap())],
+        );
+        assert!(
+            ok,
+            "droplet build of the {template} template failed:\n{out}\n{err}"
+        );
+    }
+    for path in ["/site/", "/front/"] {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let reply = loop {
+            let reply = host.get(path).await;
+            if reply.status == 200 || std::time::Instant::now() > deadline {
+                break reply;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(reply.status, 200, "{path}: {}", reply.text());
+        assert!(
+            reply.text().contains("Served by a droplet"),
+            "{path}: {}",
+            reply.text()
+        );
+        assert_eq!(
+            reply.header("content-type"),
+            Some("text/html; charset=utf-8")
+        );
+    }
+    assert_eq!(
+        host.get("/front/").await.header("x-proxied-by"),
+        Some("droplet")
+    );
+}
+
 /// While the registry is down, a newer version replaces an older one still
 /// being retried: the registry ends up with the newest version only, never
 /// an older one after it.

@@ -35,7 +35,7 @@ mod layers;
 const TARGET: &str = "wasm32-wasip2";
 /// Examples built for the tests and benchmarks only: never copied into a droplets
 /// directory that a host serves.
-const TEST_ONLY: &[&str] = &["hostile", "dirty"];
+const TEST_ONLY: &[&str] = &["hostile", "dirty", "routes"];
 /// The example droplets, as crates under `examples/`.
 const EXAMPLES: &[&str] = &[
     "hello",
@@ -52,6 +52,7 @@ const EXAMPLES: &[&str] = &[
     "hostile",
     "dirty",
     "aggregator",
+    "routes",
 ];
 
 /// Examples with their own tests, which `cargo test` runs natively against

@@ -23,6 +23,10 @@ pub struct NewArgs {
     /// instead of the SDK this binary carries, vendored into the crate.
     #[arg(long)]
     pub sdk: Option<PathBuf>,
+    /// What to start from: `api` (a router, kv and config), `static` (a
+    /// static site) or `proxy` (forwards to an upstream).
+    #[arg(long, value_enum, default_value_t)]
+    pub template: scaffold::Template,
 }
 
 #[derive(clap::Args)]
@@ -60,7 +64,7 @@ pub struct TokenArgs {
 /// `droplet new`.
 pub fn new(args: NewArgs) -> anyhow::Result<()> {
     let dir = args.path.unwrap_or_else(|| PathBuf::from(&args.name));
-    scaffold::new_droplet(&args.name, &dir, args.sdk.as_deref())?;
+    scaffold::new_droplet(&args.name, &dir, args.sdk.as_deref(), args.template)?;
     println!("created droplet {} in {}", args.name, dir.display());
     println!(
         "next: droplet build {} --droplets DIR   (DIR: the droplets directory your host watches, e.g. ./droplets)",

@@ -87,10 +87,16 @@ const WORKSPACE_MANIFEST: &str = include_str!("../../../../Cargo.toml");
 /// The workspace's lockfile: the dependency versions the SDK is tested with.
 const WORKSPACE_LOCK: &str = include_str!("../../../../Cargo.lock");
 
-/// Creates the crate for droplet `name` in `dir`: the droplet, with the SDK
-/// vendored in `droplet-sdk/` (or, with `sdk`, a path dependency on an SDK
-/// checkout) and a lockfile pinning the SDK's tested dependency versions.
-pub fn new_droplet(name: &str, dir: &Path, sdk: Option<&Path>) -> anyhow::Result<()> {
+/// Creates the crate for droplet `name` in `dir` from `template`: the
+/// droplet, with the SDK vendored in `droplet-sdk/` (or, with `sdk`, a path
+/// dependency on an SDK checkout) and a lockfile pinning the SDK's tested
+/// dependency versions.
+pub fn new_droplet(
+    name: &str,
+    dir: &Path,
+    sdk: Option<&Path>,
+    template: Template,
+) -> anyhow::Result<()> {
     ensure!(
         is_droplet_name(name),
         "`{name}` is not a valid droplet name: use {NAME_RULE}"
@@ -110,11 +116,16 @@ pub fn new_droplet(name: &str, dir: &Path, sdk: Option<&Path>) -> anyhow::Result
     let mut files = vec![
         ("Cargo.toml".to_string(), cargo_toml(name, &sdk_dependency)),
         ("Cargo.lock".to_string(), lockfile(name)?),
-        ("src/lib.rs".to_string(), LIB_RS.to_string()),
-        (format!("{name}.toml"), MANIFEST.to_string()),
         (".gitignore".to_string(), "/target\n".to_string()),
         ("README.md".to_string(), readme(name)),
     ];
+    for (path, contents) in template.files() {
+        let path = match *path {
+            "MANIFEST" => format!("{name}.toml"),
+            path => path.to_string(),
+        };
+        files.push((path, contents.to_string()));
+    }
     if sdk.is_none() {
         files.push(("droplet-sdk/Cargo.toml".to_string(), sdk_manifest()?));
         for (path, contents) in SDK_SOURCES {
@@ -300,62 +311,61 @@ fn lockfile(name: &str) -> anyhow::Result<String> {
     ))
 }
 
-const LIB_RS: &str = r#"//! A droplet: answers every request in a fresh, isolated instance.
-
-use droplet_sdk::{Json, Request, Response, Result, Router, config, droplet, kv};
-use serde_json::{Value, json};
-
-fn handle(req: Request) -> Response {
-    Router::new()
-        .get("/hello/:name", greet)
-        .get("/*path", visit)
-        .handle(req)
+/// What `droplet new` starts from: each builds as scaffolded and passes
+/// its own `cargo test`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Template {
+    /// A JSON API: a router, a kv counter and a greeting from config.
+    #[default]
+    Api,
+    /// A static site built into the droplet, served with ETags.
+    Static,
+    /// A proxy to the upstream its manifest names.
+    Proxy,
 }
 
-/// `GET /hello/{name}`: a greeting from the manifest's `[config]`.
-fn greet(req: Request) -> String {
-    let greeting = config::get_or("greeting", "Hello");
-    format!("{greeting}, {}!\n", req.param("name").unwrap_or("you"))
-}
-
-/// Any other `GET`: counts the visit in this droplet's own kv namespace
-/// (a durable counter; a kv failure answers 503 `kv_unavailable`).
-fn visit(req: Request) -> Result<Json<Value>> {
-    let visits = kv::increment("visits", 1)?;
-    Ok(Json(json!({ "hello": "world", "path": req.path(), "visits": visits })))
-}
-
-droplet!(handle);
-
-// `cargo test` runs the handler natively against the SDK's in-memory test
-// world: kv, config, the caller's claims and outbound responses.
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use droplet_sdk::testing::TestWorld;
-
-    #[test]
-    fn greets_and_counts_visits() {
-        let mut world = TestWorld::new().with_config("greeting", "Hi");
-        let greeting = world.call(handle, Request::get("/hello/ann"));
-        assert_eq!(greeting.body_text(), Some("Hi, ann!\n"));
-        for visits in 1..=2 {
-            let reply: Value = world.call(handle, Request::get("/a")).json_body().unwrap();
-            assert_eq!(reply["visits"], visits);
+impl Template {
+    /// The template's files, `MANIFEST` standing for `{name}.toml`.
+    fn files(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Template::Api => &[
+                ("src/lib.rs", include_str!("../../../templates/api/lib.rs")),
+                (
+                    "MANIFEST",
+                    include_str!("../../../templates/api/manifest.toml"),
+                ),
+            ],
+            Template::Static => &[
+                (
+                    "src/lib.rs",
+                    include_str!("../../../templates/static/lib.rs"),
+                ),
+                (
+                    "MANIFEST",
+                    include_str!("../../../templates/static/manifest.toml"),
+                ),
+                (
+                    "static/index.html",
+                    include_str!("../../../templates/static/static/index.html"),
+                ),
+                (
+                    "static/style.css",
+                    include_str!("../../../templates/static/static/style.css"),
+                ),
+            ],
+            Template::Proxy => &[
+                (
+                    "src/lib.rs",
+                    include_str!("../../../templates/proxy/lib.rs"),
+                ),
+                (
+                    "MANIFEST",
+                    include_str!("../../../templates/proxy/manifest.toml"),
+                ),
+            ],
         }
-        assert_eq!(world.call(handle, Request::post("/a", "")).status(), 405);
     }
 }
-"#;
-
-const MANIFEST: &str = r#"# The droplet's manifest: every field is optional.
-budget_ms = 1000
-memory_mb = 64
-# What the droplet may import: "kv", "config", "auth", "log", "http" (outbound,
-# with allowed_outbound_hosts). `droplet build` refuses a component that
-# imports one its manifest does not grant, as the host would.
-capabilities = ["kv", "config", "log"]
-"#;
 
 fn readme(name: &str) -> String {
     format!(
