@@ -397,18 +397,8 @@ async fn new_then_build_then_the_running_host_serves_it() {
         )
     };
     // The scaffold's own test runs natively with `cargo test` and passes.
-    let tested = std::process::Command::new(env!("CARGO"))
-        .args(["test", "--manifest-path"])
-        .arg(crate_dir.join("Cargo.toml"))
-        .env("CARGO_TARGET_DIR", cache_home.join("droplet/target"))
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&tested.stdout);
-    assert!(
-        tested.status.success() && said.contains("greets_and_counts_visits ... ok"),
-        "cargo test of the scaffold failed:\n{said}\n{}",
-        String::from_utf8_lossy(&tested.stderr)
-    );
+    let said = cargo_test(&crate_dir, &cache_home);
+    assert!(said.contains("greets_and_counts_visits ... ok"), "{said}");
     let (ok, out, err) = build();
     assert!(ok, "droplet build failed:\n{out}\n{err}");
     assert!(
@@ -489,6 +479,26 @@ async fn new_then_build_then_the_running_host_serves_it() {
     assert!(err.contains("no Cargo.toml"), "{err}");
 }
 
+/// Runs `cargo test` in the droplet crate at `crate_dir` (natively, built
+/// in the shared droplet cache under `cache_home`), fails unless it passes,
+/// and returns what it printed.
+fn cargo_test(crate_dir: &std::path::Path, cache_home: &std::path::Path) -> String {
+    let tested = std::process::Command::new(env!("CARGO"))
+        .args(["test", "--manifest-path"])
+        .arg(crate_dir.join("Cargo.toml"))
+        .env("CARGO_TARGET_DIR", cache_home.join("droplet/target"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&tested.stdout).into_owned();
+    assert!(
+        tested.status.success(),
+        "cargo test of {} failed:\n{said}\n{}",
+        crate_dir.display(),
+        String::from_utf8_lossy(&tested.stderr)
+    );
+    said
+}
+
 /// Every template `droplet new` offers passes its own `cargo test` as
 /// scaffolded, and builds into a droplet the host serves: a static site,
 /// and a proxy to that site.
@@ -524,18 +534,7 @@ async fn every_template_tests_builds_and_serves() {
             )
             .unwrap();
         }
-        let tested = std::process::Command::new(env!("CARGO"))
-            .args(["test", "--manifest-path"])
-            .arg(crate_dir.join("Cargo.toml"))
-            .env("CARGO_TARGET_DIR", cache_home.join("droplet/target"))
-            .output()
-            .unwrap();
-        assert!(
-            tested.status.success(),
-            "cargo test of the {template} template failed:\n{}\n{}",
-            String::from_utf8_lossy(&tested.stdout),
-            String::from_utf8_lossy(&tested.stderr)
-        );
+        cargo_test(&crate_dir, &cache_home);
         let (ok, out, err) = cli(
             &[
                 "build",
