@@ -32,12 +32,19 @@
 //! shape. `HEAD` is served by a `GET` route unless a `HEAD` route is given;
 //! a trailing `/` is ignored.
 
+use std::borrow::Cow;
+
 use crate::request::percent_decode;
 use crate::{Error, IntoResponse, Request, Response};
 
 type Handler = Box<dyn Fn(Request) -> Response>;
 
 /// Routes requests to handlers by method and path pattern.
+///
+/// Cheap to build per request (each request runs in a fresh instance):
+/// adding a route stores its pattern as given (no copy for a `&'static
+/// str`) and a handler that is a function allocates nothing; matching
+/// allocates only the winning route's parameters.
 #[derive(Default)]
 pub struct Router {
     routes: Vec<Route>,
@@ -49,27 +56,9 @@ pub struct Router {
 
 struct Route {
     /// `None`: any method.
-    method: Option<String>,
-    segments: Vec<Segment>,
+    method: Option<Cow<'static, str>>,
+    pattern: Cow<'static, str>,
     handler: Handler,
-}
-
-#[derive(Debug, PartialEq)]
-enum Segment {
-    Literal(String),
-    Param(String),
-    Rest(String),
-}
-
-impl Segment {
-    /// Lower is more specific.
-    fn rank(&self) -> u8 {
-        match self {
-            Segment::Literal(_) => 0,
-            Segment::Param(_) => 1,
-            Segment::Rest(_) => 2,
-        }
-    }
 }
 
 impl std::fmt::Debug for Router {
@@ -81,13 +70,31 @@ impl std::fmt::Debug for Router {
     }
 }
 
+/// Methods the shorthand methods name, kept without a copy.
+fn method_name(method: &str) -> Option<Cow<'static, str>> {
+    const KNOWN: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+    if method == "*" {
+        return None;
+    }
+    Some(
+        match KNOWN
+            .iter()
+            .find(|known| known.eq_ignore_ascii_case(method))
+        {
+            Some(known) => Cow::Borrowed(*known),
+            None => Cow::Owned(method.to_ascii_uppercase()),
+        },
+    )
+}
+
 impl Router {
     /// A router with no routes (every request is a 404).
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Routes `method` requests matching `pattern` to `handler`.
+    /// Routes `method` requests (`"*"`: any method) matching `pattern` to
+    /// `handler`.
     ///
     /// ```
     /// use droplet_sdk::{Request, Router};
@@ -97,16 +104,21 @@ impl Router {
     ///     .route("*", "/health", |_req: Request| "ok"); // any method
     /// assert_eq!(router.handle(Request::new("OPTIONS", "/items")).body_text(), Some("GET, POST"));
     /// ```
-    pub fn route<R, F>(mut self, method: &str, pattern: &str, handler: F) -> Self
+    pub fn route<R, F>(
+        mut self,
+        method: &str,
+        pattern: impl Into<Cow<'static, str>>,
+        handler: F,
+    ) -> Self
     where
         F: Fn(Request) -> R + 'static,
         R: IntoResponse,
     {
-        let method = (method != "*").then(|| method.to_ascii_uppercase());
-        match parse(pattern) {
-            Ok(segments) => self.routes.push(Route {
-                method,
-                segments,
+        let pattern = pattern.into();
+        match check(&pattern) {
+            Ok(()) => self.routes.push(Route {
+                method: method_name(method),
+                pattern,
                 handler: Box::new(move |req| handler(req).into_response()),
             }),
             Err(why) => {
@@ -120,7 +132,7 @@ impl Router {
     /// `GET` (and `HEAD`) requests matching `pattern`.
     pub fn get<R: IntoResponse>(
         self,
-        pattern: &str,
+        pattern: impl Into<Cow<'static, str>>,
         handler: impl Fn(Request) -> R + 'static,
     ) -> Self {
         self.route("GET", pattern, handler)
@@ -129,7 +141,7 @@ impl Router {
     /// `POST` requests matching `pattern`.
     pub fn post<R: IntoResponse>(
         self,
-        pattern: &str,
+        pattern: impl Into<Cow<'static, str>>,
         handler: impl Fn(Request) -> R + 'static,
     ) -> Self {
         self.route("POST", pattern, handler)
@@ -138,7 +150,7 @@ impl Router {
     /// `PUT` requests matching `pattern`.
     pub fn put<R: IntoResponse>(
         self,
-        pattern: &str,
+        pattern: impl Into<Cow<'static, str>>,
         handler: impl Fn(Request) -> R + 'static,
     ) -> Self {
         self.route("PUT", pattern, handler)
@@ -147,7 +159,7 @@ impl Router {
     /// `PATCH` requests matching `pattern`.
     pub fn patch<R: IntoResponse>(
         self,
-        pattern: &str,
+        pattern: impl Into<Cow<'static, str>>,
         handler: impl Fn(Request) -> R + 'static,
     ) -> Self {
         self.route("PATCH", pattern, handler)
@@ -156,7 +168,7 @@ impl Router {
     /// `DELETE` requests matching `pattern`.
     pub fn delete<R: IntoResponse>(
         self,
-        pattern: &str,
+        pattern: impl Into<Cow<'static, str>>,
         handler: impl Fn(Request) -> R + 'static,
     ) -> Self {
         self.route("DELETE", pattern, handler)
@@ -165,7 +177,7 @@ impl Router {
     /// Requests of any method matching `pattern`.
     pub fn any<R: IntoResponse>(
         self,
-        pattern: &str,
+        pattern: impl Into<Cow<'static, str>>,
         handler: impl Fn(Request) -> R + 'static,
     ) -> Self {
         self.route("*", pattern, handler)
@@ -187,17 +199,14 @@ impl Router {
     /// assert_eq!((refused.status(), refused.header("allow")), (405, Some("GET, HEAD")));
     /// ```
     pub fn handle(&self, mut req: Request) -> Response {
-        /// A matching route: its specificity, its method's rank, its
-        /// parameters.
-        type Candidate<'a> = (Vec<u8>, u8, &'a Route, Vec<(String, String)>);
         if let Some(invalid) = &self.invalid {
             return Error::internal(invalid).respond();
         }
-        let path = split(req.path());
-        let mut best: Option<Candidate> = None;
+        // (specificity, method rank, route): lower is better.
+        let mut best: Option<(u64, u8, &Route)> = None;
         let mut allowed: Vec<&str> = Vec::new();
         for route in &self.routes {
-            let Some(params) = matches(&route.segments, &path) else {
+            let Some(specificity) = specificity(&route.pattern, req.path()) else {
                 continue;
             };
             let method_rank = match route.method.as_deref() {
@@ -209,15 +218,12 @@ impl Router {
                     continue;
                 }
             };
-            let specificity: Vec<u8> = route.segments.iter().map(Segment::rank).collect();
-            let better = best.as_ref().is_none_or(|(best_spec, best_rank, _, _)| {
-                (&specificity, method_rank) < (best_spec, *best_rank)
-            });
-            if better {
-                best = Some((specificity, method_rank, route, params));
+            if best.is_none_or(|(spec, rank, _)| (specificity, method_rank) < (spec, rank)) {
+                best = Some((specificity, method_rank, route));
             }
         }
-        if let Some((_, _, route, params)) = best {
+        if let Some((_, _, route)) = best {
+            let params = params(&route.pattern, req.path());
             req.set_params(params);
             return (route.handler)(req);
         }
@@ -245,72 +251,82 @@ impl Router {
     }
 }
 
-/// The segments of a path, without the empty one a trailing `/` leaves.
-fn split(path: &str) -> Vec<&str> {
+/// The segments of a path or pattern, without the empty ones a leading or
+/// trailing `/` leaves.
+fn segments(path: &str) -> impl Iterator<Item = &str> {
     let trimmed = path.strip_prefix('/').unwrap_or(path);
     let trimmed = trimmed.strip_suffix('/').unwrap_or(trimmed);
-    if trimmed.is_empty() {
-        Vec::new()
-    } else {
-        trimmed.split('/').collect()
-    }
+    trimmed.split('/').filter(|_| !trimmed.is_empty())
 }
 
-fn parse(pattern: &str) -> Result<Vec<Segment>, String> {
+/// Whether `pattern` is one the router can match, or why not.
+fn check(pattern: &str) -> Result<(), String> {
     if !pattern.starts_with('/') {
         return Err("it must start with `/`".to_string());
     }
-    let parts = split(pattern);
-    let mut segments = Vec::with_capacity(parts.len());
-    for (i, part) in parts.iter().enumerate() {
-        let segment = if let Some(name) = part.strip_prefix(':') {
-            Segment::Param(name.to_string())
-        } else if let Some(name) = part.strip_prefix('*') {
-            if i + 1 != parts.len() {
-                return Err(format!("the wildcard `{part}` must be the last segment"));
-            }
-            Segment::Rest(name.to_string())
-        } else {
-            Segment::Literal(part.to_string())
+    let count = segments(pattern).count();
+    for (i, part) in segments(pattern).enumerate() {
+        let name = match part.strip_prefix(':') {
+            Some(name) => name,
+            None => match part.strip_prefix('*') {
+                Some(_) if i + 1 != count => {
+                    return Err(format!("the wildcard `{part}` must be the last segment"));
+                }
+                Some(name) => name,
+                None => continue,
+            },
         };
-        if let Segment::Param(name) | Segment::Rest(name) = &segment {
-            if name.is_empty() {
-                return Err(format!("segment {} needs a name after `{part}`", i + 1));
-            }
-            let taken = segments
-                .iter()
-                .any(|s| matches!(s, Segment::Param(n) | Segment::Rest(n) if n == name));
-            if taken {
-                return Err(format!("the parameter `{name}` appears twice"));
-            }
+        if name.is_empty() {
+            return Err(format!("segment {} needs a name after `{part}`", i + 1));
         }
-        segments.push(segment);
+        let taken = segments(pattern)
+            .take(i)
+            .any(|earlier| earlier.get(1..) == Some(name) && earlier.starts_with([':', '*']));
+        if taken {
+            return Err(format!("the parameter `{name}` appears twice"));
+        }
     }
-    Ok(segments)
+    Ok(())
 }
 
-/// The parameters `path` gives the pattern, if it matches.
-fn matches(pattern: &[Segment], path: &[&str]) -> Option<Vec<(String, String)>> {
-    let mut params = Vec::new();
-    for (i, segment) in pattern.iter().enumerate() {
-        match segment {
-            Segment::Rest(name) => {
-                let rest = path.get(i..).unwrap_or_default().join("/");
-                params.push((name.clone(), percent_decode(&rest, false)));
-                return Some(params);
-            }
-            Segment::Literal(literal) => {
-                if path.get(i) != Some(&literal.as_str()) {
-                    return None;
-                }
-            }
-            Segment::Param(name) => {
-                let value = path.get(i)?;
-                params.push((name.clone(), percent_decode(value, false)));
-            }
+/// How specific `pattern` is when `path` matches it (`None`: it does not):
+/// two bits per segment, most significant first — a literal 0, a parameter
+/// 1, a wildcard 2 — so that a smaller number is more specific, segment by
+/// segment. Allocates nothing.
+fn specificity(pattern: &str, path: &str) -> Option<u64> {
+    let mut path = segments(path);
+    let mut key = 0u64;
+    for (i, part) in segments(pattern).enumerate() {
+        let shift = 62u32.saturating_sub(2 * i as u32);
+        if part.starts_with('*') {
+            return Some(key | (2 << shift));
+        }
+        let segment = path.next()?;
+        if part.starts_with(':') {
+            key |= 1 << shift;
+        } else if part != segment {
+            return None;
         }
     }
-    (path.len() == pattern.len()).then_some(params)
+    path.next().is_none().then_some(key)
+}
+
+/// The parameters `path` gives the matching `pattern`, percent-decoded.
+fn params(pattern: &str, path: &str) -> Vec<(String, String)> {
+    let mut values = segments(path);
+    let mut params = Vec::new();
+    for part in segments(pattern) {
+        if let Some(name) = part.strip_prefix('*') {
+            let rest: Vec<&str> = values.by_ref().collect();
+            params.push((name.to_string(), percent_decode(&rest.join("/"), false)));
+            break;
+        }
+        let value = values.next().unwrap_or_default();
+        if let Some(name) = part.strip_prefix(':') {
+            params.push((name.to_string(), percent_decode(value, false)));
+        }
+    }
+    params
 }
 
 #[cfg(test)]

@@ -5,14 +5,25 @@
 use droplet_sdk::{Request, Response, Router, config, droplet};
 
 fn handle(req: Request) -> Response {
-    let mut router = Router::new();
-    for resource in ["users", "teams", "projects", "invoices", "orders", "events"] {
-        router = router
-            .get(&format!("/{resource}"), other)
-            .post(&format!("/{resource}"), other)
-            .get(&format!("/{resource}/:id"), other);
-    }
-    router
+    Router::new()
+        .get("/users", other)
+        .post("/users", other)
+        .get("/users/:id", other)
+        .get("/teams", other)
+        .post("/teams", other)
+        .get("/teams/:id", other)
+        .get("/projects", other)
+        .post("/projects", other)
+        .get("/projects/:id", other)
+        .get("/invoices", other)
+        .post("/invoices", other)
+        .get("/invoices/:id", other)
+        .get("/orders", other)
+        .post("/orders", other)
+        .get("/orders/:id", other)
+        .get("/events", other)
+        .post("/events", other)
+        .get("/events/:id", other)
         .any("/static/*rest", other)
         .get("/hello/:name", hello)
         .handle(req)
