@@ -74,16 +74,12 @@ fn main() -> Result<()> {
         "gateway",
         "proxy-hello",
         "dirty",
+        "routes",
     ] {
         let from = opts.examples.join(format!("{name}.wasm"));
         std::fs::copy(&from, droplets.join(format!("{name}.wasm")))
             .with_context(|| format!("copy {} (build the examples first)", from.display()))?;
     }
-    std::fs::copy(
-        opts.examples.join("routes.wasm"),
-        droplets.join("routes.wasm"),
-    )
-    .context("copy routes.wasm (build the examples first)")?;
     std::fs::copy(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/hello-sdk-first-edition.wasm"),
         droplets.join("hello-sdk1.wasm"),

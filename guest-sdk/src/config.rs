@@ -79,10 +79,7 @@ pub fn get_as<T: FromStr>(key: &str) -> Result<Option<T>, Error> {
                     "config_invalid",
                     format!(
                         "[config] {key} = {value:?} is not a {}",
-                        std::any::type_name::<T>()
-                            .rsplit("::")
-                            .next()
-                            .unwrap_or("value")
+                        crate::request::short_type_name::<T>()
                     ),
                 )
             })

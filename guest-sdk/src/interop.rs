@@ -15,37 +15,37 @@
 use crate::{Error, IntoResponse, Request, Response};
 
 /// The request as an `http::Request` (headers that are not valid HTTP are
-/// left out; the host lets none through).
+/// left out, and a hand-made method or target that is not valid becomes
+/// `GET /`; the host lets none of these through).
 impl From<Request> for http::Request<Vec<u8>> {
     fn from(req: Request) -> Self {
+        let method = http::Method::from_bytes(req.method().as_bytes()).unwrap_or_default();
         let target = if req.query().is_empty() {
-            req.path().to_string()
+            req.path().parse()
         } else {
-            format!("{}?{}", req.path(), req.query())
+            format!("{}?{}", req.path(), req.query()).parse()
         };
-        let mut builder = http::Request::builder()
-            .method(req.method())
-            .uri(target.as_str());
-        for (name, value) in req.headers() {
-            if let (Ok(name), Ok(value)) = (
-                http::HeaderName::try_from(name.as_str()),
-                http::HeaderValue::try_from(value.as_str()),
-            ) {
-                builder = builder.header(name, value);
-            }
-        }
-        let body = req.into_body();
-        // The method and target came from a request the host accepted; a
-        // test's hand-made one that is not valid falls back to `GET /`.
-        let mut fallback = http::Request::new(Vec::new());
-        match builder.body(body) {
-            Ok(request) => request,
-            Err(_) => {
-                *fallback.uri_mut() = http::Uri::from_static("/");
-                fallback
-            }
+        let headers = header_map(req.headers());
+        let mut out = http::Request::new(req.into_body());
+        *out.method_mut() = method;
+        *out.uri_mut() = target.unwrap_or_else(|_| http::Uri::from_static("/"));
+        *out.headers_mut() = headers;
+        out
+    }
+}
+
+/// `headers` as an `http::HeaderMap`, leaving out any that is not valid HTTP.
+fn header_map(headers: &[(String, String)]) -> http::HeaderMap {
+    let mut map = http::HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::try_from(name.as_str()),
+            http::HeaderValue::try_from(value.as_str()),
+        ) {
+            map.append(name, value);
         }
     }
+    map
 }
 
 /// An `http::Request` as a droplet request: for tests, and for handing a
@@ -74,18 +74,12 @@ impl<B: Into<Vec<u8>>> TryFrom<http::Request<B>> for Request {
 /// The response as an `http::Response` (invalid headers left out).
 impl From<Response> for http::Response<Vec<u8>> {
     fn from(response: Response) -> Self {
-        let mut out = http::Response::new(Vec::new());
-        *out.status_mut() =
+        let status =
             http::StatusCode::from_u16(response.status()).unwrap_or(http::StatusCode::BAD_GATEWAY);
-        for (name, value) in response.headers() {
-            if let (Ok(name), Ok(value)) = (
-                http::HeaderName::try_from(name.as_str()),
-                http::HeaderValue::try_from(value.as_str()),
-            ) {
-                out.headers_mut().append(name, value);
-            }
-        }
-        *out.body_mut() = response.into_body();
+        let headers = header_map(response.headers());
+        let mut out = http::Response::new(response.into_body());
+        *out.status_mut() = status;
+        *out.headers_mut() = headers;
         out
     }
 }

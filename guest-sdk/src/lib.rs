@@ -126,20 +126,19 @@ pub mod __private {
 #[macro_export]
 macro_rules! droplet {
     (async $handler:path) => {
-        #[doc(hidden)]
-        struct __DropletExport;
-
-        impl $crate::bindings::exports::fp::droplet::handler::Guest for __DropletExport {
-            fn handle(
-                request: $crate::bindings::fp::droplet::types::Request,
-            ) -> $crate::bindings::fp::droplet::types::Response {
-                $crate::__private::run_async($handler, request)
-            }
-        }
-
-        $crate::bindings::__export_droplet_world!(__DropletExport with_types_in $crate::bindings);
+        $crate::__droplet_export!(run_async, $handler);
     };
     ($handler:path) => {
+        $crate::__droplet_export!(run, $handler);
+    };
+}
+
+/// The export both forms of [`droplet!`] make: `$runner` (`run` or
+/// `run_async` in `__private`) calls the handler.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __droplet_export {
+    ($runner:ident, $handler:path) => {
         #[doc(hidden)]
         struct __DropletExport;
 
@@ -147,7 +146,7 @@ macro_rules! droplet {
             fn handle(
                 request: $crate::bindings::fp::droplet::types::Request,
             ) -> $crate::bindings::fp::droplet::types::Response {
-                $crate::__private::run($handler, request)
+                $crate::__private::$runner($handler, request)
             }
         }
 

@@ -277,12 +277,16 @@ impl Request {
 
 fn parse_as<T: FromStr>(value: &str, what: &str, name: &str) -> Result<T, Error> {
     value.parse().map_err(|_| {
-        let wanted = std::any::type_name::<T>()
-            .rsplit("::")
-            .next()
-            .unwrap_or("value");
+        let wanted = short_type_name::<T>();
         Error::bad_request(format!("{what} `{name}` must be a {wanted}, not `{value}`"))
     })
+}
+
+/// `T`'s name without its path (`u64`, `Uuid`), for messages saying what
+/// a value should have been.
+pub(crate) fn short_type_name<T>() -> &'static str {
+    let name = std::any::type_name::<T>();
+    name.rsplit("::").next().unwrap_or(name)
 }
 
 /// Decodes `%XX` escapes, and `+` as a space when `plus_is_space` (query

@@ -218,7 +218,7 @@ impl TestWorld {
     pub fn kv_get(&self, key: &str) -> Option<Vec<u8>> {
         self.kv
             .get(key)
-            .filter(|(_, expires)| expires.is_none_or(|at| at > Instant::now()))
+            .filter(|(_, expires)| live(*expires))
             .map(|(value, _)| value.clone())
     }
 
@@ -226,7 +226,7 @@ impl TestWorld {
     pub fn kv_keys(&self) -> Vec<String> {
         self.kv
             .iter()
-            .filter(|(_, (_, expires))| expires.is_none_or(|at| at > Instant::now()))
+            .filter(|(_, (_, expires))| live(*expires))
             .map(|(key, _)| key.clone())
             .collect()
     }
@@ -259,10 +259,13 @@ impl TestWorld {
     }
 
     fn prune(&mut self) {
-        let now = Instant::now();
-        self.kv
-            .retain(|_, (_, expires)| expires.is_none_or(|at| at > now));
+        self.kv.retain(|_, (_, expires)| live(*expires));
     }
+}
+
+/// Whether a value that expires at `expires` (`None`: never) is still there.
+fn live(expires: Option<Instant>) -> bool {
+    expires.is_none_or(|at| at > Instant::now())
 }
 
 /// The SDK's imports, answered by the thread's world.
