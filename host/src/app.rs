@@ -133,6 +133,9 @@ pub struct App {
     pub database: Option<Arc<Database>>,
     /// This host's part in a fleet (PostgreSQL only).
     pub fleet: Option<Arc<Fleet>>,
+    /// This host's id: in the fleet's records, and in the rollout
+    /// decisions it makes.
+    pub host_id: String,
     /// Which requests get an access-log line.
     pub access_log: crate::http::access_log::AccessLog,
     /// kv usage the dashboard read lately.
@@ -280,14 +283,14 @@ impl App {
             settings.max_memory_mb,
             Arc::clone(&capabilities),
         ));
+        let host_id = settings
+            .host_id
+            .clone()
+            .unwrap_or_else(|| default_host_id(settings.listen.port()));
         let (store, fleet): (Arc<dyn DeploymentStore>, _) = match &database {
             Some(database) => {
                 let store = Arc::new(PostgresStore::new(Arc::clone(database)));
-                let host_id = settings
-                    .host_id
-                    .clone()
-                    .unwrap_or_else(|| default_host_id(settings.listen.port()));
-                (store.clone() as _, Some(Fleet::new(store, host_id)))
+                (store.clone() as _, Some(Fleet::new(store, host_id.clone())))
             }
             None => (
                 Arc::new(FileStore::new(settings.data_dir.join("deployments"))) as _,
@@ -321,6 +324,7 @@ impl App {
             shutdown: shutdown.clone(),
             database,
             fleet,
+            host_id,
             access_log: crate::http::access_log::AccessLog::new(settings.access_log),
             kv_usage: crate::storage::kv::usage_cache::UsageCache::default(),
             _data_lock: data_lock,

@@ -83,6 +83,10 @@ pub enum HostError {
     /// A chain of in-process droplet calls went too deep.
     #[error("{0}")]
     LoopDetected(String),
+    /// The request conflicts with what is running (a rollout already
+    /// running, or one that changed under the request).
+    #[error("{0}")]
+    Conflict(String),
     /// The host holds as many response bytes as it allows: the call's
     /// response was dropped.
     #[error("{0}")]
@@ -118,6 +122,7 @@ impl HostError {
             | HostError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             HostError::BudgetExceeded { .. } => StatusCode::GATEWAY_TIMEOUT,
             HostError::LoopDetected(_) => StatusCode::LOOP_DETECTED,
+            HostError::Conflict(_) => StatusCode::CONFLICT,
         }
     }
 
@@ -140,6 +145,7 @@ impl HostError {
             HostError::StoreUnavailable(_) => "store_unavailable",
             HostError::HostBusy(_) => "host_busy",
             HostError::LoopDetected(_) => "loop_detected",
+            HostError::Conflict(_) => "conflict",
             HostError::BudgetExceeded { .. } => "budget_exceeded",
             HostError::Internal => "internal_error",
         }

@@ -10,10 +10,12 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 
 use super::reply::{convergence, fleet_view, named, typed};
+use super::rollout_schema::{HistoryEntry, RolloutView};
 use super::schema::{
     self, Deploy, Deployed, DropletDetail, DropletList, DropletSummary, Removed, RolledBack,
 };
 use crate::app::App;
+use crate::droplets::rollout::lifecycle::RolloutStatus;
 use crate::droplets::store::VersionFiles;
 use crate::droplets::{ChangeError, Droplet, Published};
 use crate::error::HostError;
@@ -90,16 +92,31 @@ pub async fn detail(app: &App, name: &str) -> Result<Response<Full<Bytes>>, Host
     if let Some(view) = fleet_view(app).await {
         summary.fleet = Some(convergence(&view, name, true));
     }
-    let versions = app
+    let stored = app.droplets.history(name).await.map_err(|err| {
+        HostError::StoreUnavailable(format!("cannot read the stored versions: {err}"))
+    })?;
+    let rollouts = app
         .droplets
-        .history(name)
+        .rollout_history(name)
         .await
-        .map_err(|err| {
-            HostError::StoreUnavailable(format!("cannot read the stored versions: {err}"))
-        })?
+        .map_err(change_error)?;
+    let history = stored
         .iter()
-        .map(ToString::to_string)
+        .map(|version| {
+            let rollout = rollouts
+                .iter()
+                .find(|status| status.rollout.canary == version.as_str());
+            HistoryEntry {
+                version: version.to_string(),
+                current: *version == droplet.version,
+                how: rollout
+                    .map_or("published", |status| status.rollout.state.as_str())
+                    .to_string(),
+                reason: rollout.and_then(|status| status.rollout.reason.clone()),
+            }
+        })
         .collect();
+    let versions = stored.iter().map(ToString::to_string).collect();
     let (imports, world) = match droplet.compiled() {
         Some(ready) => (
             Some(ready.imports.clone()),
@@ -110,6 +127,7 @@ pub async fn detail(app: &App, name: &str) -> Result<Response<Full<Bytes>>, Host
     let detail = DropletDetail {
         summary,
         versions,
+        history,
         capabilities: droplet.manifest.capabilities.clone(),
         granted: crate::capabilities::granted(&droplet.manifest)
             .into_iter()
@@ -135,6 +153,8 @@ pub async fn detail(app: &App, name: &str) -> Result<Response<Full<Bytes>>, Host
     responses(
         (status = 200, description = "Deployed over an existing droplet (or unchanged)", body = Deployed),
         (status = 201, description = "A new droplet", body = Deployed),
+        (status = 202, description = "A canary deploy: its rollout has started", body = RolloutView),
+        (status = 409, description = "A canary deploy while a rollout of the droplet runs", body = schema::ErrorBody),
         (status = 400, description = "Bad body, module or manifest: the reason says which", body = schema::ErrorBody),
         (status = 401, description = "No valid token", body = schema::ErrorBody),
         (status = 403, description = "Not an admin token", body = schema::ErrorBody),
@@ -197,6 +217,19 @@ pub async fn deploy(
         (None, Some(kept)) => (kept, "kept"),
         (None, None) => (None, "default"),
     };
+    if let Some(over) = &deploy.canary {
+        let rollout = app
+            .droplets
+            .start_rollout(name, module, manifest, over)
+            .await
+            .map_err(change_error)?;
+        let status = RolloutStatus {
+            rollout,
+            canary: None,
+            stable: None,
+        };
+        return Ok(typed(StatusCode::ACCEPTED, &RolloutView::from(status)));
+    }
     let published = app
         .droplets
         .publish(name, module, manifest, "admin")
@@ -304,7 +337,7 @@ async fn current_files(app: &App, name: &Arc<str>) -> Result<VersionFiles, HostE
     }
 }
 
-fn change_error(err: ChangeError) -> HostError {
+pub(super) fn change_error(err: ChangeError) -> HostError {
     match err {
         ChangeError::NotFound(name) => {
             HostError::DropletNotFound(format!("no droplet named `{name}`"))
@@ -314,8 +347,13 @@ fn change_error(err: ChangeError) -> HostError {
         ChangeError::Invalid(load) if load.is_read() => {
             HostError::StoreUnavailable(load.to_string())
         }
-        ChangeError::NoPrevious(_) | ChangeError::BadName(_) | ChangeError::Invalid(_) => {
-            HostError::BadRequest(err.to_string())
+        ChangeError::NoPrevious(_)
+        | ChangeError::BadName(_)
+        | ChangeError::Invalid(_)
+        | ChangeError::BadRollout(_) => HostError::BadRequest(err.to_string()),
+        ChangeError::NoRollout(_) => HostError::NotFound(err.to_string()),
+        ChangeError::RolloutRunning(_) | ChangeError::RolloutConflict(_) => {
+            HostError::Conflict(err.to_string())
         }
         ChangeError::Storage { .. } | ChangeError::Files { .. } => {
             HostError::StoreUnavailable(err.to_string())

@@ -23,6 +23,8 @@ mod logs;
 mod openapi;
 mod overview;
 mod reply;
+mod rollout_schema;
+mod rollouts;
 mod route;
 pub mod schema;
 mod ui;

@@ -15,7 +15,7 @@ use super::schema;
 #[openapi(
     info(
         title = "droplet admin API",
-        description = "Deploy, inspect, roll back and remove droplets, and watch them (the dashboard's data). Every route but the document and the dashboard's files needs a bearer token with scope `droplets:admin`. Every failure answers the same JSON error body."
+        description = "Deploy (plainly or as a canary the host judges), inspect, roll back and remove droplets, and watch them (the dashboard's data). Every route but the document and the dashboard's files needs a bearer token with scope `droplets:admin`. Every failure answers the same JSON error body."
     ),
     paths(
         super::deployments::list,
@@ -23,6 +23,9 @@ use super::schema;
         super::deployments::deploy,
         super::deployments::remove,
         super::deployments::rollback,
+        super::rollouts::status,
+        super::rollouts::promote,
+        super::rollouts::abort,
         super::overview::overview,
         super::overview::series,
         super::logs::logs,
@@ -34,6 +37,7 @@ use super::schema;
     modifiers(&Bearer),
     tags(
         (name = "droplets", description = "Deployments"),
+        (name = "rollouts", description = "Canary rollouts: status, promote, abort (a canary deploy starts one)"),
         (name = "dashboard", description = "Live figures, series and log tail"),
         (name = "meta", description = "This document and the dashboard's files")
     )

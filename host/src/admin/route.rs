@@ -6,7 +6,7 @@ use http::{Method, Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
 
-use super::{deployments, logs, openapi, overview, ui};
+use super::{deployments, logs, openapi, overview, rollouts, ui};
 use crate::app::App;
 use crate::error::{HostError, clip};
 use crate::identity::policy;
@@ -26,6 +26,12 @@ pub enum AdminRoute<'a> {
     Rollback(&'a str),
     /// `GET /droplets/{name}/series`
     Series(&'a str),
+    /// `GET /droplets/{name}/rollout`
+    Rollout(&'a str),
+    /// `POST /droplets/{name}/rollout/promote`
+    Promote(&'a str),
+    /// `POST /droplets/{name}/rollout/abort`
+    Abort(&'a str),
     /// `GET /droplets/{name}/logs`
     Logs(&'a str),
     /// `GET /overview`
@@ -47,6 +53,9 @@ impl<'a> AdminRoute<'a> {
             (&Method::DELETE, ["droplets", name]) => Self::Remove(name),
             (&Method::POST, ["droplets", name, "rollback"]) => Self::Rollback(name),
             (&Method::GET, ["droplets", name, "series"]) => Self::Series(name),
+            (&Method::GET, ["droplets", name, "rollout"]) => Self::Rollout(name),
+            (&Method::POST, ["droplets", name, "rollout", "promote"]) => Self::Promote(name),
+            (&Method::POST, ["droplets", name, "rollout", "abort"]) => Self::Abort(name),
             (&Method::GET, ["droplets", name, "logs"]) => Self::Logs(name),
             (&Method::GET, ["overview"]) => Self::Overview,
             (&Method::GET | &Method::HEAD, ["openapi.json"]) => Self::OpenApi,
@@ -56,7 +65,8 @@ impl<'a> AdminRoute<'a> {
                 _,
                 ["droplets"]
                 | ["droplets", _]
-                | ["droplets", _, "rollback" | "series" | "logs"]
+                | ["droplets", _, "rollback" | "series" | "logs" | "rollout"]
+                | ["droplets", _, "rollout", "promote" | "abort"]
                 | ["overview" | "openapi.json" | "ui"]
                 | ["ui", _],
             ) => {
@@ -82,6 +92,9 @@ impl<'a> AdminRoute<'a> {
             Self::Detail(_) | Self::Deploy(_) | Self::Remove(_) => "/_admin/droplets/{name}",
             Self::Rollback(_) => "/_admin/droplets/{name}/rollback",
             Self::Series(_) => "/_admin/droplets/{name}/series",
+            Self::Rollout(_) => "/_admin/droplets/{name}/rollout",
+            Self::Promote(_) => "/_admin/droplets/{name}/rollout/promote",
+            Self::Abort(_) => "/_admin/droplets/{name}/rollout/abort",
             Self::Logs(_) => "/_admin/droplets/{name}/logs",
             Self::Overview => "/_admin/overview",
             Self::OpenApi => "/_admin/openapi.json",
@@ -115,6 +128,9 @@ pub async fn handle(
         AdminRoute::Remove(name) => deployments::remove(app, name, &query).await,
         AdminRoute::Rollback(name) => deployments::rollback(app, name).await,
         AdminRoute::Series(name) => overview::series(app, name),
+        AdminRoute::Rollout(name) => rollouts::status(app, name).await,
+        AdminRoute::Promote(name) => rollouts::promote(app, name).await,
+        AdminRoute::Abort(name) => rollouts::abort(app, name).await,
         AdminRoute::Logs(name) => logs::logs(app, name, &query),
         AdminRoute::Overview => overview::overview(app, &query).await,
         AdminRoute::OpenApi => Ok(openapi::response()),

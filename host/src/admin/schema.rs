@@ -4,8 +4,9 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::rollout_schema::HistoryEntry;
 use crate::droplets::fleet::HostServing;
-use crate::droplets::manifest::{AuthPolicy, Manifest};
+use crate::droplets::manifest::{AuthPolicy, Manifest, RolloutSettings};
 use crate::droplets::stats::{Latency, StatsSnapshot};
 
 /// `PUT /_admin/droplets/{name}`: a module, a manifest, or both.
@@ -18,6 +19,10 @@ pub struct Deploy {
     /// The manifest's TOML text. Left out, the current version's manifest
     /// is kept (a new droplet gets the defaults); `""` is the defaults.
     pub manifest: Option<String>,
+    /// Deploy as a canary beside the current version, judged and promoted
+    /// or rolled back by the host; each field given overrides the
+    /// manifest's `[rollout]` (`{}`: the manifest's, else the defaults).
+    pub canary: Option<RolloutSettings>,
 }
 
 /// One droplet as the list shows it.
@@ -88,6 +93,9 @@ pub struct DropletDetail {
     pub summary: DropletSummary,
     /// Stored versions, newest first (rollback goes to the next one).
     pub versions: Vec<String>,
+    /// The same versions with what happened to each: current, or how its
+    /// rollout ended.
+    pub history: Vec<HistoryEntry>,
     /// The manifest's `capabilities`, when it has one.
     pub capabilities: Option<Vec<String>>,
     /// What it may import, as enforced.

@@ -28,6 +28,8 @@ pub struct CallReport {
     /// Outbound requests the call sent, and the time spent waiting for
     /// their responses; `None` when it sent none.
     pub outbound: Option<(u32, Duration)>,
+    /// The version called (during a rollout, the canary or the stable one).
+    pub version: Option<Arc<str>>,
 }
 
 /// Where an in-process call comes from: the calling droplet, its place in

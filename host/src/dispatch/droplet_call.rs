@@ -19,6 +19,7 @@ use super::call_parts::{
 };
 use super::streamed::{self, Streamed};
 use crate::app::App;
+use crate::droplets::rollout::split::StickyKey;
 use crate::droplets::{Droplet, DropletState};
 use crate::error::HostError;
 use crate::guest::call::{Call, CallRequest};
@@ -28,11 +29,67 @@ use crate::guest::stream::CallBody;
 use crate::http::request_body;
 use crate::identity::policy;
 
+/// The version of `current`'s droplet that answers a request with
+/// `headers`: during a rollout's split, the canary or the stable version,
+/// the same for one caller (its verified `sub`, else its
+/// `x-droplet-rollout-key`); otherwise `current`.
+pub fn choose_version(app: &App, current: Arc<Droplet>, headers: &http::HeaderMap) -> Arc<Droplet> {
+    app.droplets.route(current, || {
+        if let (Some(Ok(token)), Some(verifier)) = (policy::bearer_token(headers), app.verifier())
+            && let Ok(claims) = verifier.verify(token)
+            && let Some(sub) = &claims.subject
+        {
+            return Some(StickyKey::of("sub", sub.as_bytes()));
+        }
+        headers
+            .get(ROLLOUT_KEY_HEADER)
+            .map(|key| StickyKey::of("key", key.as_bytes()))
+    })
+}
+
+/// The header that keeps a caller without a token on one version of a
+/// rollout.
+pub const ROLLOUT_KEY_HEADER: &str = "x-droplet-rollout-key";
+
 /// Calls `droplet` with `req`, whose path inside the droplet is `path`;
 /// `hop` when another droplet calls it in process. A droplet of our world
 /// gets its request body read whole and answers in full; a `wasi:http`
-/// component streams both ways ([`streamed`]).
+/// component streams both ways ([`streamed`]). The outcome is counted in
+/// the version's own counters, which a rollout judges: the time to the
+/// response head, and whether the version failed (a 5xx it answered, a
+/// trap, an overrun, an invalid response).
 pub async fn call<B>(
+    app: &App,
+    droplet: &Arc<Droplet>,
+    req: Request<B>,
+    path: String,
+    trace_id: &Arc<str>,
+    report: &mut CallReport,
+    hop: Option<&Hop>,
+) -> Result<Response<CallBody>, HostError>
+where
+    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let started = Instant::now();
+    report.version = Some(Arc::clone(droplet.version.shared()));
+    let result = call_version(app, droplet, req, path, trace_id, report, hop).await;
+    if report.droplet_time.is_some() || report.from_droplet {
+        let failed = match &result {
+            Ok(response) => response.status().is_server_error(),
+            Err(err) => matches!(
+                err,
+                HostError::DropletTrap(_)
+                    | HostError::BudgetExceeded { .. }
+                    | HostError::InvalidResponse(_)
+            ),
+        };
+        droplet.counters.record(started.elapsed(), failed);
+    }
+    result
+}
+
+async fn call_version<B>(
     app: &App,
     droplet: &Arc<Droplet>,
     req: Request<B>,

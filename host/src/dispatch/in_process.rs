@@ -52,7 +52,11 @@ impl InternalCalls for App {
             {
                 let status = response.status().as_u16();
                 droplet.stats.record_status(status);
-                if let Ok(value) = http::HeaderValue::from_str(droplet.version.as_str()) {
+                let version = report
+                    .version
+                    .as_deref()
+                    .unwrap_or(droplet.version.as_str());
+                if let Ok(value) = http::HeaderValue::from_str(version) {
                     response.headers_mut().insert("x-droplet-version", value);
                 }
             }
@@ -112,13 +116,13 @@ async fn answer(
     if app.shutdown.is_triggered() {
         return Err(HostError::ShuttingDown);
     }
-    let droplet = app
+    let current = app
         .droplets
         .get(&call.callee)
         .ok_or_else(|| HostError::DropletNotFound(format!("no droplet named `{}`", call.callee)))?;
     let path = call.request.uri().path().to_string();
     if let Some(endpoint) = contract::Endpoint::of(call.request.method(), &path) {
-        return contract::answer(app, &droplet, endpoint, call.request.headers())
+        return contract::answer(app, &current, endpoint, call.request.headers())
             .await
             .map(|response| response.map(CallBody::from));
     }
@@ -127,6 +131,7 @@ async fn answer(
         chain: call.chain,
         deadline: call.deadline,
     };
+    let droplet = dispatch::choose_version(app, current, call.request.headers());
     let request = call.request.map(Full::new);
     dispatch::call(
         app,

@@ -15,4 +15,4 @@ pub mod in_process;
 mod streamed;
 
 pub use self::call_parts::{CallReport, Hop};
-pub use self::droplet_call::call;
+pub use self::droplet_call::{ROLLOUT_KEY_HEADER, call, choose_version};

@@ -37,7 +37,10 @@ impl Droplets {
     {
         let mut prepared = HashMap::new();
         for (name, version) in wanted().await? {
-            if self.serves(&name, &version) || was_refused(refused, &name, &version) {
+            if self.serves(&name, &version)
+                || was_refused(refused, &name, &version)
+                || self.promotable(&name, &version).is_some()
+            {
                 continue;
             }
             let started = Instant::now();
@@ -72,6 +75,14 @@ impl Droplets {
             if was_refused(refused, &name, &version) {
                 continue;
             }
+            if let Some(canary) = self.promotable(&name, &version) {
+                // A promoted canary this host already runs: no compiling.
+                self.swap_in_droplet(canary);
+                self.set_canary(&name, None);
+                swapped += 1;
+                tracing::info!(droplet = %name, version = %version, "promoted canary adopted from the fleet");
+                continue;
+            }
             let Some((ready_version, result, started)) = prepared.remove(&name) else {
                 continue;
             };
@@ -99,6 +110,13 @@ impl Droplets {
             }
         }
         Ok(swapped)
+    }
+
+    /// The canary of `name` this host runs, if it is `version`.
+    fn promotable(&self, name: &str, version: &VersionId) -> Option<Arc<Droplet>> {
+        self.canary(name)
+            .filter(|canary| canary.droplet.version == *version)
+            .map(|canary| Arc::clone(&canary.droplet))
     }
 
     /// Whether `name` serves `version` (loaded, not failed).

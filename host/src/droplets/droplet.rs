@@ -8,6 +8,7 @@ use tokio::sync::{OnceCell, Semaphore};
 use tokio::time::Instant;
 
 use super::loader::{Parsed, Ready};
+use super::rollout::window::VersionCounters;
 use super::stats::DropletStats;
 use super::version::VersionId;
 use crate::capabilities::outbound::Chain;
@@ -33,6 +34,8 @@ pub struct Droplet {
     pub stats: Arc<DropletStats>,
     /// When this version was published (or loaded at start-up).
     pub published_at: SystemTime,
+    /// Counters of this version alone, which a rollout judges.
+    pub counters: VersionCounters,
 }
 
 /// Whether a droplet version can serve.
@@ -72,6 +75,7 @@ impl Droplet {
             grants: parsed.grants,
             stats,
             published_at: SystemTime::now(),
+            counters: VersionCounters::default(),
         }
     }
 

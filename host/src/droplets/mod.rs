@@ -17,6 +17,7 @@
 //! | [`watch`] | the droplets directory watcher |
 //! | [`fleet`] | fleet mode: hints, reconciliation, heartbeat |
 //! | [`registry`] | registering each version with the ecosystem's registry |
+//! | [`rollout`] | canary rollouts: split, judge, promote or roll back |
 
 pub mod converge;
 pub mod directory;
@@ -27,6 +28,7 @@ pub mod manifest;
 pub mod name;
 pub mod publish;
 pub mod registry;
+pub mod rollout;
 pub mod series;
 pub mod startup;
 pub mod stats;

@@ -53,6 +53,21 @@ pub enum ChangeError {
         /// Why the store refused.
         cause: StoreError,
     },
+    /// A canary deploy while a rollout of the droplet runs.
+    #[error(
+        "a rollout of `{0}` is running: promote or abort it first (`droplet rollout promote|abort {0}`)"
+    )]
+    RolloutRunning(String),
+    /// Promote or abort with no rollout running.
+    #[error("no rollout of `{0}` is running")]
+    NoRollout(String),
+    /// A canary that cannot be rolled out (its reason).
+    #[error("{0}")]
+    BadRollout(String),
+    /// The rollout changed under the decision (another host decided
+    /// first); nothing was written.
+    #[error("the rollout of `{0}` changed meanwhile; look at its status and retry")]
+    RolloutConflict(String),
     /// The droplets directory refused.
     #[error("cannot remove the files of `{name}`: {cause}")]
     Files {
@@ -127,6 +142,8 @@ impl Droplets {
             }
         })?;
         self.swap_in(name, &id, parsed, ready);
+        self.end_rollouts_for(name, &format!("a plain deploy of {id}"))
+            .await;
         tracing::info!(
             droplet = name,
             version = %id,
@@ -164,6 +181,8 @@ impl Droplets {
             .await
             .map_err(ChangeError::storage("store the rollback"))?;
         self.swap_in(name, &previous, parsed, ready);
+        self.end_rollouts_for(name, &format!("a rollback to {previous}"))
+            .await;
         tracing::info!(droplet = name, version = %previous, from = %current.version, "droplet rolled back");
         Ok(previous)
     }
@@ -178,6 +197,7 @@ impl Droplets {
             .remove(name)
             .await
             .map_err(ChangeError::storage("remove the stored versions"))?;
+        self.set_canary(name, None);
         let existed = self.take_out(&[name]);
         let (dir, owned_name) = (self.dir.clone(), name.to_string());
         tokio::task::spawn_blocking(move || directory::remove_files(&dir, &owned_name))

@@ -19,6 +19,7 @@ use arc_swap::ArcSwap;
 
 use super::droplet::{Droplet, DropletState};
 use super::loader::{LoadError, Loader, Parsed, Ready, off_thread};
+use super::rollout::split::Canary;
 use super::stats::DropletStats;
 use super::store::{DeploymentStore, StoreError, VersionFiles};
 use super::version::{ContentHash, VersionId};
@@ -27,6 +28,8 @@ use crate::guest::code_cache::Origin;
 /// Every droplet this host serves, by name.
 pub struct Droplets {
     pub(super) table: ArcSwap<HashMap<String, Arc<Droplet>>>,
+    /// The canary of each running rollout this host follows, by name.
+    pub(super) canaries: ArcSwap<HashMap<String, Arc<Canary>>>,
     pub(super) loader: Arc<Loader>,
     pub(super) store: Arc<dyn DeploymentStore>,
     pub(super) dir: PathBuf,
@@ -47,6 +50,7 @@ impl Droplets {
     pub fn new(dir: &Path, store: Arc<dyn DeploymentStore>, loader: Arc<Loader>) -> Self {
         Self {
             table: ArcSwap::from_pointee(HashMap::new()),
+            canaries: ArcSwap::from_pointee(HashMap::new()),
             loader,
             store,
             dir: dir.to_path_buf(),
@@ -158,18 +162,20 @@ impl Droplets {
         manifest: Option<&str>,
     ) -> Result<VersionId, StoreError> {
         let id = VersionId::new(self.store.next_seq().await?, hash);
-        self.store.save(name, &id, wasm, manifest).await?;
+        self.store.save(name, &id, wasm, manifest, false).await?;
         Ok(id)
     }
 
     /// Makes `ready` the current version of `name` with one atomic swap.
     pub(super) fn swap_in(&self, name: &str, id: &VersionId, parsed: Parsed, ready: Ready) {
-        let droplet = self.insert(
-            name,
-            id.clone(),
-            parsed,
-            DropletState::Ready(Arc::new(ready)),
-        );
+        let state = DropletState::Ready(Arc::new(ready));
+        self.swap_in_droplet(self.version(name, id.clone(), parsed, state));
+    }
+
+    /// Makes `droplet` (a version already built, a promoted canary) current
+    /// with one atomic swap.
+    pub(super) fn swap_in_droplet(&self, droplet: Arc<Droplet>) {
+        self.put(Arc::clone(&droplet));
         metrics::counter!("droplet_swaps_total").increment(1);
         if let Some(listener) = self.listener.get() {
             let _ = listener.send(droplet);
@@ -189,20 +195,28 @@ impl Droplets {
     }
 
     /// Makes a droplet of `name` current with one atomic swap.
-    fn insert(
+    fn insert(&self, name: &str, id: VersionId, parsed: Parsed, state: DropletState) {
+        self.put(self.version(name, id, parsed, state));
+    }
+
+    /// Version `id` of `name`, counted with the droplet's other versions.
+    pub(super) fn version(
         &self,
         name: &str,
         id: VersionId,
         parsed: Parsed,
         state: DropletState,
     ) -> Arc<Droplet> {
-        let droplet = Arc::new(Droplet::new(name, id, parsed, state, self.stats_for(name)));
+        Arc::new(Droplet::new(name, id, parsed, state, self.stats_for(name)))
+    }
+
+    /// Puts `droplet` in the table with one atomic swap.
+    fn put(&self, droplet: Arc<Droplet>) {
         self.table.rcu(|table| {
             let mut table = HashMap::clone(table);
-            table.insert(name.to_string(), Arc::clone(&droplet));
+            table.insert(droplet.name.to_string(), Arc::clone(&droplet));
             table
         });
-        droplet
     }
 
     /// Takes `names` out of the table (requests in flight finish); whether

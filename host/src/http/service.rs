@@ -250,17 +250,19 @@ async fn respond(
     if app.shutdown.is_triggered() {
         return Err(HostError::ShuttingDown);
     }
-    let droplet = app
+    let current = app
         .droplets
         .get(&name)
         .ok_or_else(|| HostError::DropletNotFound(format!("no droplet named `{name}`")))?;
-    outcome.droplet = Some(Arc::clone(&droplet.name));
-    outcome.version = Some(Arc::clone(droplet.version.shared()));
+    outcome.droplet = Some(Arc::clone(&current.name));
+    outcome.version = Some(Arc::clone(current.version.shared()));
     if let Some(endpoint) = contract::Endpoint::of(req.method(), &path) {
-        return Box::pin(contract::answer(app, &droplet, endpoint, req.headers()))
+        return Box::pin(contract::answer(app, &current, endpoint, req.headers()))
             .await
             .map(whole);
     }
+    let droplet = dispatch::choose_version(app, current, req.headers());
+    outcome.version = Some(Arc::clone(droplet.version.shared()));
     outcome.stats = Some(Arc::clone(&droplet.stats));
     Box::pin(dispatch::call(
         app,

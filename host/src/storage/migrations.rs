@@ -47,6 +47,31 @@ pub const MIGRATIONS: &[&str] = &[
          updated_at timestamptz NOT NULL DEFAULT now(),
          PRIMARY KEY (host_id, name)
      );",
+    // 2: canary rollouts: their records, every host's counts of a step,
+    // and the lease of the one host that judges.
+    "CREATE TABLE droplet_rollouts (
+         name text NOT NULL,
+         canary text NOT NULL,
+         state text NOT NULL,
+         rev bigint NOT NULL,
+         record text NOT NULL,
+         updated_at timestamptz NOT NULL DEFAULT now(),
+         PRIMARY KEY (name, canary)
+     );
+     CREATE TABLE rollout_counts (
+         name text NOT NULL,
+         canary text NOT NULL,
+         step_started_at bigint NOT NULL,
+         host_id text NOT NULL,
+         counts text NOT NULL,
+         updated_at timestamptz NOT NULL DEFAULT now(),
+         PRIMARY KEY (name, canary, step_started_at, host_id)
+     );
+     CREATE TABLE rollout_judge (
+         id int PRIMARY KEY,
+         host_id text NOT NULL,
+         expires_at timestamptz NOT NULL
+     );",
 ];
 
 /// The first key of the advisory lock migrations run under (the second is

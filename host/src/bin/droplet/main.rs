@@ -7,6 +7,7 @@ mod build;
 mod failure;
 mod progress;
 mod remote;
+mod rollout;
 mod scaffold;
 mod serve;
 
@@ -48,6 +49,9 @@ enum Command {
     Deploy(remote::DeployArgs),
     /// Serve the previous version of a droplet again.
     Rollback(remote::NameArgs),
+    /// Follow or end a canary rollout (`droplet deploy --canary` starts one).
+    #[command(subcommand)]
+    Rollout(rollout::RolloutCommand),
     /// Remove a droplet from a host.
     Rm(remote::RmArgs),
     /// Create a new droplet crate.
@@ -106,6 +110,7 @@ fn run(cli: Cli, dotenv: Option<std::path::PathBuf>) -> anyhow::Result<()> {
         Command::List(args) => remote(remote::list(args)),
         Command::Deploy(args) => remote(remote::deploy(args)),
         Command::Rollback(args) => remote(remote::rollback(args)),
+        Command::Rollout(command) => remote(rollout::rollout(command)),
         Command::Rm(args) => remote(remote::rm(args)),
         Command::New(args) => author::new(args),
         Command::Build(args) => author::build(args),

@@ -1,5 +1,6 @@
 //! The commands that talk to a running host through its admin API:
-//! `droplet list`, `deploy`, `rollback` and `rm`.
+//! `droplet list`, `deploy`, `rollback` and `rm` (`rollout` is in
+//! `rollout.rs`).
 
 use std::path::PathBuf;
 
@@ -59,12 +60,14 @@ pub struct DeployArgs {
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub wait_timeout: std::time::Duration,
     #[command(flatten)]
+    pub canary: crate::rollout::CanaryArgs,
+    #[command(flatten)]
     pub host: HostArgs,
 }
 
 /// Sends one admin API request to the host `args` names; its JSON answer,
 /// or a [`Failure`] saying what went wrong and what to do.
-async fn call(
+pub(crate) async fn call(
     args: &HostArgs,
     method: Method,
     path: &str,
@@ -174,12 +177,23 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
         None if args.default_manifest => Some(String::new()),
         None => None,
     };
-    let body = serde_json::json!({
+    let mut body = serde_json::json!({
         "module": base64::engine::general_purpose::STANDARD.encode(module),
         "manifest": manifest,
     });
+    if let Some(canary) = args.canary.body() {
+        body["canary"] = canary;
+    }
     let path = format!("/_admin/droplets/{}", args.name);
     let body = call(&args.host, Method::PUT, &path, Some(body)).await?;
+    if args.canary.canary {
+        print!("{}", crate::rollout::describe(&body));
+        println!(
+            "follow it with `droplet rollout status {}`; end it by hand with `droplet rollout promote|abort {}`",
+            args.name, args.name
+        );
+        return Ok(());
+    }
     let verb = if body["changed"] == true {
         "deployed"
     } else {

@@ -394,6 +394,11 @@ pub fn serve(args: ServeArgs, dotenv: Option<PathBuf>) -> anyhow::Result<()> {
         if let Some(fleet) = &app.fleet {
             fleet.spawn(Arc::clone(&app.droplets), &shutdown);
         }
+        droplet_host::droplets::rollout::judge::Judge::spawn(
+            Arc::clone(&app.droplets),
+            app.host_id.clone(),
+            &shutdown,
+        );
         if settings.watch {
             droplet_host::droplets::watch::spawn(
                 Arc::clone(&app.droplets),

@@ -5,6 +5,8 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 
+use crate::droplets::rollout::plan::Rollout;
+use crate::droplets::rollout::window::Counts;
 use crate::droplets::version::VersionId;
 use crate::storage::database::DbError;
 
@@ -61,17 +63,46 @@ pub trait DeploymentStore: Send + Sync + 'static {
     /// by this store (across every droplet, restarts and, for a shared
     /// store, every host).
     async fn next_seq(&self) -> Result<u64, StoreError>;
-    /// Stores a new version and makes it current; keeps the newest
-    /// [`KEPT_VERSIONS`].
+    /// Stores a new version, current unless `beside` (a canary, stored
+    /// beside the current version); keeps the newest [`KEPT_VERSIONS`] and
+    /// the current one.
     async fn save(
         &self,
         name: &str,
         version: &VersionId,
         wasm: &[u8],
         manifest: Option<&str>,
+        beside: bool,
     ) -> Result<(), StoreError>;
     /// Makes a stored version current.
     async fn set_current(&self, name: &str, version: &VersionId) -> Result<(), StoreError>;
-    /// Forgets every version of `name`.
+    /// Forgets every version of `name`, and its rollouts.
     async fn remove(&self, name: &str) -> Result<(), StoreError>;
+
+    /// Every rollout of `name` kept, newest first.
+    async fn rollouts(&self, name: &str) -> Result<Vec<Rollout>, StoreError>;
+    /// Every running rollout, of every droplet.
+    async fn running_rollouts(&self) -> Result<Vec<Rollout>, StoreError>;
+    /// Writes `rollout` only if the stored record of its canary has the
+    /// revision before `rollout.rev` (none, for revision 1): whether it
+    /// was written. Two hosts deciding one step: one write wins.
+    async fn write_rollout(&self, rollout: &Rollout) -> Result<bool, StoreError>;
+    /// Records what `host` counted of the current step of `rollout` (a
+    /// fleet sums every host's); the file store, one host's, keeps nothing.
+    async fn report_counts(
+        &self,
+        host: &str,
+        rollout: &Rollout,
+        canary: &Counts,
+        stable: &Counts,
+    ) -> Result<(), StoreError>;
+    /// The fleet's counts of the current step of `rollout` (canary,
+    /// stable), summed over every host's report; `None` from a store one
+    /// host owns, whose judge uses its own counts.
+    async fn fleet_counts(&self, rollout: &Rollout)
+    -> Result<Option<(Counts, Counts)>, StoreError>;
+    /// Takes or renews, for `host`, the lease that lets one host at a time
+    /// judge rollouts; whether `host` holds it. Always, for one host's
+    /// store.
+    async fn judge_lease(&self, host: &str) -> Result<bool, StoreError>;
 }

@@ -12,6 +12,8 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 
 use super::{DeploymentStore, KEPT_VERSIONS, StoreError, VersionFiles};
+use crate::droplets::rollout::plan::{Rollout, RolloutState};
+use crate::droplets::rollout::window::Counts;
 use crate::droplets::version::VersionId;
 use crate::storage::files::{remove_if_present, write_durable};
 
@@ -22,6 +24,8 @@ struct Files {
     /// The last sequence number given; read from the stored versions on
     /// first use.
     last_seq: std::sync::Mutex<Option<u64>>,
+    /// Held while a rollout record is compared and written.
+    rollout_writes: std::sync::Mutex<()>,
 }
 
 impl Files {
@@ -29,6 +33,7 @@ impl Files {
         Self {
             root,
             last_seq: std::sync::Mutex::new(None),
+            rollout_writes: std::sync::Mutex::new(()),
         }
     }
 
@@ -53,6 +58,10 @@ impl Files {
 
     fn manifest_path(&self, name: &str, version: &VersionId) -> PathBuf {
         self.dir(name).join(format!("{version}.toml"))
+    }
+
+    fn rollouts_dir(&self, name: &str) -> PathBuf {
+        self.dir(name).join("rollouts")
     }
 }
 
@@ -133,14 +142,19 @@ impl Files {
         version: &VersionId,
         wasm: &[u8],
         manifest: Option<&str>,
+        beside: bool,
     ) -> std::io::Result<()> {
         std::fs::create_dir_all(self.dir(name))?;
         write_durable(&self.wasm_path(name, version), wasm)?;
         if let Some(manifest) = manifest {
             write_durable(&self.manifest_path(name, version), manifest.as_bytes())?;
         }
-        self.set_current(name, version)?;
-        for old in self.versions(name)?.into_iter().skip(KEPT_VERSIONS) {
+        if !beside {
+            self.set_current(name, version)?;
+        }
+        let current = self.current(name)?.map(|(current, _)| current);
+        let old_versions = self.versions(name)?.into_iter().skip(KEPT_VERSIONS);
+        for old in old_versions.filter(|old| Some(old) != current.as_ref()) {
             // Best effort: an old version left behind is only disk space.
             let _ = remove_if_present(&self.wasm_path(name, &old));
             let _ = remove_if_present(&self.manifest_path(name, &old));
@@ -150,6 +164,50 @@ impl Files {
 
     fn set_current(&self, name: &str, version: &VersionId) -> std::io::Result<()> {
         write_durable(&self.dir(name).join("current"), version.as_str().as_bytes())
+    }
+
+    fn rollouts(&self, name: &str) -> std::io::Result<Vec<Rollout>> {
+        let Some(entries) = absent_is_none(std::fs::read_dir(self.rollouts_dir(name)))? else {
+            return Ok(Vec::new());
+        };
+        let mut rollouts = Vec::new();
+        for entry in entries.filter_map(|entry| entry.ok()) {
+            if entry.path().extension().is_some_and(|ext| ext == "json") {
+                let text = std::fs::read(entry.path())?;
+                let rollout: Rollout = serde_json::from_slice(&text).map_err(|err| {
+                    std::io::Error::other(format!(
+                        "{} does not read back: {err}",
+                        entry.path().display()
+                    ))
+                })?;
+                rollouts.push(rollout);
+            }
+        }
+        rollouts.sort_by_key(|rollout| std::cmp::Reverse(rollout.started_at_ms));
+        Ok(rollouts)
+    }
+
+    fn write_rollout(&self, rollout: &Rollout) -> std::io::Result<bool> {
+        let _writing = self
+            .rollout_writes
+            .lock()
+            .map_err(|_| std::io::Error::other("the rollout lock is poisoned"))?;
+        let path = self
+            .rollouts_dir(&rollout.name)
+            .join(format!("{}.json", rollout.canary));
+        let stored = match absent_is_none(std::fs::read(&path))? {
+            Some(text) => serde_json::from_slice::<Rollout>(&text)
+                .map(|stored| stored.rev)
+                .unwrap_or(0),
+            None => 0,
+        };
+        if stored + 1 != rollout.rev {
+            return Ok(false);
+        }
+        std::fs::create_dir_all(self.rollouts_dir(&rollout.name))?;
+        let text = serde_json::to_vec_pretty(rollout).map_err(std::io::Error::other)?;
+        write_durable(&path, &text)?;
+        Ok(true)
     }
 
     fn remove(&self, name: &str) -> std::io::Result<()> {
@@ -229,10 +287,11 @@ impl DeploymentStore for FileStore {
         version: &VersionId,
         wasm: &[u8],
         manifest: Option<&str>,
+        beside: bool,
     ) -> Result<(), StoreError> {
         let (name, version) = (name.to_string(), version.clone());
         let (wasm, manifest) = (wasm.to_vec(), manifest.map(str::to_string));
-        self.blocking(move |files| files.save(&name, &version, &wasm, manifest.as_deref()))
+        self.blocking(move |files| files.save(&name, &version, &wasm, manifest.as_deref(), beside))
             .await
     }
 
@@ -245,6 +304,54 @@ impl DeploymentStore for FileStore {
     async fn remove(&self, name: &str) -> Result<(), StoreError> {
         let name = name.to_string();
         self.blocking(move |files| files.remove(&name)).await
+    }
+
+    async fn rollouts(&self, name: &str) -> Result<Vec<Rollout>, StoreError> {
+        let name = name.to_string();
+        self.blocking(move |files| files.rollouts(&name)).await
+    }
+
+    async fn running_rollouts(&self) -> Result<Vec<Rollout>, StoreError> {
+        self.blocking(|files| {
+            let mut running = Vec::new();
+            for name in files.names()? {
+                let rollouts = files.rollouts(&name)?;
+                running.extend(
+                    rollouts
+                        .into_iter()
+                        .filter(|r| r.state == RolloutState::Running),
+                );
+            }
+            Ok(running)
+        })
+        .await
+    }
+
+    async fn write_rollout(&self, rollout: &Rollout) -> Result<bool, StoreError> {
+        let rollout = rollout.clone();
+        self.blocking(move |files| files.write_rollout(&rollout))
+            .await
+    }
+
+    async fn report_counts(
+        &self,
+        _host: &str,
+        _rollout: &Rollout,
+        _canary: &Counts,
+        _stable: &Counts,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn fleet_counts(
+        &self,
+        _rollout: &Rollout,
+    ) -> Result<Option<(Counts, Counts)>, StoreError> {
+        Ok(None)
+    }
+
+    async fn judge_lease(&self, _host: &str) -> Result<bool, StoreError> {
+        Ok(true)
     }
 }
 
@@ -266,6 +373,7 @@ mod tests {
                     &id(seq),
                     b"wasm",
                     (seq % 2 == 0).then_some("budget_ms = 5"),
+                    false,
                 )
                 .await
                 .unwrap();
@@ -288,6 +396,17 @@ mod tests {
         );
         store.set_current("app", &id(5)).await.unwrap();
         assert_eq!(store.current("app").await.unwrap().unwrap().0, id(5));
+        // A canary is stored beside the current version, which is kept
+        // however old it is.
+        store.set_current("app", &id(3)).await.unwrap();
+        store
+            .save("app", &id(8), b"wasm", None, true)
+            .await
+            .unwrap();
+        assert_eq!(store.current("app").await.unwrap().unwrap().0, id(3));
+        let kept = store.versions("app").await.unwrap();
+        assert_eq!(kept.first(), Some(&id(8)));
+        assert!(kept.contains(&id(3)), "{kept:?}");
         store.remove("app").await.unwrap();
         assert!(store.names().await.unwrap().is_empty());
         assert_eq!(store.current("app").await.unwrap(), None);

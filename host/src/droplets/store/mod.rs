@@ -8,5 +8,6 @@
 pub mod deployment_store;
 pub mod file;
 pub mod postgres;
+pub mod postgres_rollouts;
 
 pub use self::deployment_store::{DeploymentStore, KEPT_VERSIONS, StoreError, VersionFiles};

@@ -16,6 +16,8 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 
 use super::{DeploymentStore, KEPT_VERSIONS, StoreError, VersionFiles};
+use crate::droplets::rollout::plan::Rollout;
+use crate::droplets::rollout::window::Counts;
 use crate::droplets::version::VersionId;
 use crate::storage::database::{Database, DbError};
 
@@ -78,8 +80,9 @@ impl PostgresStore {
         self.hint(tx, name, version.as_str()).await
     }
 
-    /// The fleet's hint that `name` changed (to `version`, or `removed`).
-    async fn hint(
+    /// The fleet's hint that `name` changed (to `version`, `removed`, or
+    /// `rollout`).
+    pub(super) async fn hint(
         &self,
         tx: &deadpool_postgres::Transaction<'_>,
         name: &str,
@@ -197,6 +200,7 @@ impl DeploymentStore for PostgresStore {
         version: &VersionId,
         wasm: &[u8],
         manifest: Option<&str>,
+        beside: bool,
     ) -> Result<(), StoreError> {
         let mut client = self.db.client().await?;
         let db = &self.db;
@@ -209,12 +213,15 @@ impl DeploymentStore for PostgresStore {
                 &[&name, &seq, &version.as_str(), &wasm, &manifest],
             )
             .await?;
-            self.make_current(&tx, name, version).await?;
+            if !beside {
+                self.make_current(&tx, name, version).await?;
+            }
             tx.execute(
                 "DELETE FROM droplet_versions WHERE name = $1 AND seq NOT IN (
                      SELECT seq FROM droplet_versions WHERE name = $1
                      ORDER BY seq DESC LIMIT $2
-                 ) AND seq <> $3",
+                 ) AND seq <> $3
+                 AND seq NOT IN (SELECT seq FROM droplet_current WHERE name = $1)",
                 &[&name, &(KEPT_VERSIONS as i64), &seq],
             )
             .await
@@ -245,9 +252,46 @@ impl DeploymentStore for PostgresStore {
                 .await?;
             tx.execute("DELETE FROM fleet_served WHERE name = $1", &[&name])
                 .await?;
+            tx.execute("DELETE FROM droplet_rollouts WHERE name = $1", &[&name])
+                .await?;
+            tx.execute("DELETE FROM rollout_counts WHERE name = $1", &[&name])
+                .await?;
             self.hint(&tx, name, "removed").await
         };
         steps.await.map_err(|err| db.fail(err))?;
         Ok(tx.commit().await.map_err(|err| db.fail(err))?)
+    }
+
+    async fn rollouts(&self, name: &str) -> Result<Vec<Rollout>, StoreError> {
+        self.read_rollouts(Some(name)).await
+    }
+
+    async fn running_rollouts(&self) -> Result<Vec<Rollout>, StoreError> {
+        self.read_rollouts(None).await
+    }
+
+    async fn write_rollout(&self, rollout: &Rollout) -> Result<bool, StoreError> {
+        self.write_rollout_record(rollout).await
+    }
+
+    async fn report_counts(
+        &self,
+        host: &str,
+        rollout: &Rollout,
+        canary: &Counts,
+        stable: &Counts,
+    ) -> Result<(), StoreError> {
+        self.report_step_counts(host, rollout, canary, stable).await
+    }
+
+    async fn fleet_counts(
+        &self,
+        rollout: &Rollout,
+    ) -> Result<Option<(Counts, Counts)>, StoreError> {
+        self.sum_step_counts(rollout).await.map(Some)
+    }
+
+    async fn judge_lease(&self, host: &str) -> Result<bool, StoreError> {
+        self.take_judge_lease(host).await
     }
 }

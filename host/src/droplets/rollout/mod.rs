@@ -1,0 +1,18 @@
+//! Canary rollouts: a new version beside the current one, given a growing
+//! share of requests, judged by the host on live traffic against the
+//! stable version, and promoted or rolled back by the host itself, on one
+//! host or across a fleet.
+//!
+//! | module | owns |
+//! | --- | --- |
+//! | [`plan`] | the rollout's record, thresholds and the judgement of a step |
+//! | [`window`] | per-version counters: requests, errors, a latency histogram |
+//! | [`split`] | the split at routing time, sticky by caller |
+//! | [`lifecycle`] | starting, promoting, aborting, ending by a deploy; status |
+//! | [`judge`] | the task every host runs: follow, report, judge |
+
+pub mod judge;
+pub mod lifecycle;
+pub mod plan;
+pub mod split;
+pub mod window;
