@@ -22,6 +22,7 @@ mod loading;
 mod operator;
 mod outbound;
 mod proxy;
+mod rollout;
 mod sdk;
 mod serving;
 mod shutdown;

@@ -7,12 +7,14 @@
 //! | --- | --- |
 //! | [`plan`] | the rollout's record, thresholds and the judgement of a step |
 //! | [`window`] | per-version counters: requests, errors, a latency histogram |
-//! | [`split`] | the split at routing time, sticky by caller |
+//! | [`split`] | a followed canary and the sticky bucket of a caller |
+//! | [`routing`] | the split at routing time, and the canaries this host follows |
 //! | [`lifecycle`] | starting, promoting, aborting, ending by a deploy; status |
 //! | [`judge`] | the task every host runs: follow, report, judge |
 
 pub mod judge;
 pub mod lifecycle;
 pub mod plan;
+pub mod routing;
 pub mod split;
 pub mod window;

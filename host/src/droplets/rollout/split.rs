@@ -6,15 +6,14 @@
 //! `x-droplet-rollout-key`) always lands in the same bucket of a rollout,
 //! so it sees one version within a step, and once it reaches the canary it
 //! stays there as the share grows. No lock and no allocation per request:
-//! one atomic load of the canaries, one of the share.
+//! one atomic load of the canaries, one of the share (`routing.rs` has the
+//! table's side).
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::window::Counts;
 use crate::droplets::droplet::Droplet;
-use crate::droplets::table::Droplets;
 use crate::droplets::version::VersionId;
 
 /// What a request carries that keeps it on one version: a hash of its
@@ -90,58 +89,6 @@ impl Canary {
                 bucket < u64::from(share)
             }
         }
-    }
-}
-
-impl Droplets {
-    /// The version of `current`'s droplet that answers a request: the
-    /// canary of a running rollout when the request falls in its share,
-    /// else `current`. `key` is asked for only during a rollout's split.
-    pub fn route(
-        &self,
-        current: Arc<Droplet>,
-        key: impl FnOnce() -> Option<StickyKey>,
-    ) -> Arc<Droplet> {
-        let canaries = self.canaries.load();
-        if canaries.is_empty() {
-            return current;
-        }
-        match canaries.get(&*current.name) {
-            Some(canary) if canary.stable == current.version => {
-                let share = canary.share();
-                let key = if (1..100).contains(&share) {
-                    key()
-                } else {
-                    None
-                };
-                if canary.takes(key) {
-                    Arc::clone(&canary.droplet)
-                } else {
-                    current
-                }
-            }
-            _ => current,
-        }
-    }
-
-    /// The canary this host follows for `name`.
-    pub fn canary(&self, name: &str) -> Option<Arc<Canary>> {
-        self.canaries.load().get(name).cloned()
-    }
-
-    /// Follows `canary` for `name` (or stops following, with `None`).
-    pub(crate) fn set_canary(&self, name: &str, canary: Option<Arc<Canary>>) {
-        self.canaries.rcu(|canaries| {
-            let mut canaries: HashMap<String, Arc<Canary>> = HashMap::clone(canaries);
-            match &canary {
-                Some(canary) => canaries.insert(name.to_string(), Arc::clone(canary)),
-                None => canaries.remove(name),
-            };
-            canaries
-        });
-        let share = canary.as_ref().map_or(0, |canary| canary.share());
-        metrics::gauge!("droplet_rollout_share", "droplet" => name.to_string())
-            .set(f64::from(share));
     }
 }
 
