@@ -18,7 +18,7 @@ use crate::support::{
 const CONVERGE_WITHIN: Duration = Duration::from_secs(5);
 
 /// A fleet host on `db`, with `files` in its own droplets directory.
-fn fleet_host(db: &TestDatabase, id: &str) -> HostBuilder {
+pub fn fleet_host(db: &TestDatabase, id: &str) -> HostBuilder {
     HostBuilder::new()
         .env("DATABASE_URL", &db.url())
         .env("JWT_SECRET", TEST_SECRET)

@@ -23,6 +23,7 @@ mod operator;
 mod outbound;
 mod proxy;
 mod rollout;
+mod rollout_fleet;
 mod sdk;
 mod serving;
 mod shutdown;

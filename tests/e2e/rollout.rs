@@ -117,14 +117,10 @@ async fn drive_until(
 async fn a_failing_canary_is_rolled_back_and_only_its_share_failed() {
     let host = hello_host().await;
     let (_, stable) = hello(&host, &[]).await;
-    let started = start_canary(
-        &host,
-        "hello",
-        "panic",
-        "",
-        json!({"steps": [50], "min_requests": 20}),
-    )
-    .await;
+    // A canary that fails about 40 % of its requests.
+    let failing = "[config]\nfail_percent = \"40\"\n";
+    let thresholds = json!({"steps": [50], "min_requests": 30});
+    let started = start_canary(&host, "hello", "panic", failing, thresholds).await;
     assert_eq!(
         (started["state"].as_str(), started["share"].as_u64()),
         (Some("running"), Some(50))
@@ -136,15 +132,16 @@ async fn a_failing_canary_is_rolled_back_and_only_its_share_failed() {
         if version == stable {
             assert_eq!(status, 200);
         } else {
-            assert_eq!((status, version), (500, canary.as_str()));
+            assert_eq!(version, canary.as_str());
+            assert!(status == 200 || status == 500, "{status}");
         }
     })
     .await;
-    assert!(seen.get(&canary).copied().unwrap_or(0) >= 20, "{seen:?}");
+    assert!(seen.get(&canary).copied().unwrap_or(0) >= 30, "{seen:?}");
     assert_eq!(rollout["share"], 0);
     let reason = rollout["reason"].as_str().unwrap();
     assert!(
-        reason.starts_with("error rate 100.0 % vs 0.0 % over "),
+        reason.starts_with("error rate ") && reason.contains(" % vs 0.0 % over "),
         "{reason}"
     );
     let decision = rollout["decisions"]
@@ -154,7 +151,12 @@ async fn a_failing_canary_is_rolled_back_and_only_its_share_failed() {
         .unwrap()
         .clone();
     assert_eq!(decision["action"], "roll_back");
-    assert_eq!(decision["canary"]["error_rate"], 100.0);
+    let rate = decision["canary"]["error_rate"].as_f64().unwrap();
+    assert!(rate > 5.0 && rate < 100.0, "{decision}");
+    assert!(
+        reason.starts_with(&format!("error rate {rate:.1} %")),
+        "{reason} vs {rate}"
+    );
     for _ in 0..50 {
         assert_eq!(hello(&host, &[]).await, (200, stable.clone()));
     }
@@ -200,7 +202,7 @@ async fn a_good_canary_is_promoted_through_every_step() {
         "hello",
         "hello",
         manifest,
-        json!({"min_requests": 10, "step_seconds": 1}),
+        json!({"min_requests": 10, "step_seconds": 1, "p95_floor_ms": 60000}),
     )
     .await;
     assert_eq!(started["thresholds"]["steps"], json!([5, 25, 50]));
@@ -419,4 +421,80 @@ async fn promote_by_hand_a_plain_deploy_ends_a_rollout_and_thresholds_come_from_
     let unknown = canary_deploy(&host, "hello", "echo", "", json!({"steps_seconds": 5})).await;
     unknown.assert_error(400, "bad_request");
     assert_eq!(status(&host, "hello").await["state"], "aborted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_starts_follows_and_promotes_a_canary() {
+    let host = hello_host().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (wasm, manifest) = (dir.path().join("hello.wasm"), dir.path().join("hello.toml"));
+    std::fs::write(&wasm, example("hello")).unwrap();
+    std::fs::write(
+        &manifest,
+        format!("{GENEROUS}[config]\ngreeting = \"Howdy\"\n"),
+    )
+    .unwrap();
+    let token = hs256_token(&claims_with_scope("droplets:admin"));
+    let url = host.url();
+    let run = |args: Vec<String>| {
+        let (url, token) = (url.clone(), token.clone());
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            crate::support::cli(&args, &[("DROPLET_HOST", &url), ("DROPLET_TOKEN", &token)])
+        })
+    };
+    let (wasm, manifest) = (wasm.display().to_string(), manifest.display().to_string());
+    let deploy = |extra: &[&str]| {
+        let mut args = vec![
+            "deploy",
+            "hello",
+            &wasm,
+            "--manifest",
+            &manifest,
+            "--canary",
+        ];
+        args.extend(extra);
+        args.into_iter().map(str::to_string).collect::<Vec<_>>()
+    };
+    let (ok, _, stderr) = run(deploy(&["--max-error-rate", "200"])).await.unwrap();
+    assert!(!ok && stderr.contains("rollout.max_error_rate"), "{stderr}");
+    let (ok, stdout, stderr) = run(deploy(&["--steps", "20,40", "--min-requests", "1000000"]))
+        .await
+        .unwrap();
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("hello: running") && stdout.contains("at 20 %"),
+        "{stdout}"
+    );
+    let status = ["rollout", "status", "hello", "--json"]
+        .map(str::to_string)
+        .to_vec();
+    let (ok, stdout, stderr) = run(status.clone()).await.unwrap();
+    assert!(ok, "{stderr}");
+    let rollout: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        (rollout["state"].as_str(), rollout["share"].as_u64()),
+        (Some("running"), Some(20))
+    );
+    assert_eq!(rollout["thresholds"]["steps"], json!([20, 40]));
+    let canary = rollout["canary"].as_str().unwrap().to_string();
+    let (ok, stdout, stderr) = run(["rollout", "promote", "hello"].map(str::to_string).to_vec())
+        .await
+        .unwrap();
+    assert!(ok && stdout.contains("hello: promoted"), "{stdout}{stderr}");
+    assert_eq!(hello(&host, &[]).await, (200, canary));
+    let (ok, stdout, _) = run(["rollout", "status", "hello"].map(str::to_string).to_vec())
+        .await
+        .unwrap();
+    assert!(
+        ok && stdout.contains("promote") && stdout.contains("by operator: promoted by hand"),
+        "{stdout}"
+    );
+    let (ok, _, stderr) = run(["rollout", "abort", "hello"].map(str::to_string).to_vec())
+        .await
+        .unwrap();
+    assert!(
+        !ok && stderr.contains("no rollout of `hello` is running"),
+        "{stderr}"
+    );
 }

@@ -84,8 +84,8 @@ impl PostgresStore {
             } else {
                 tx.execute(
                     "UPDATE droplet_rollouts SET state = $3, rev = $4, record = $5, updated_at = now()
-                     WHERE name = $1 AND canary = $2 AND rev = $4 - 1",
-                    &[name, canary, &state, &rev, &record],
+                     WHERE name = $1 AND canary = $2 AND rev = $6",
+                    &[name, canary, &state, &rev, &record, &(rev - 1)],
                 )
                 .await?
             };
