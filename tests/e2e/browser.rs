@@ -330,6 +330,48 @@ async fn dashboard_in_a_real_browser() {
         "the click rolled hello back"
     );
 
+    // A canary beside the current version: both side by side, and the
+    // abort button ends it.
+    let canary = json!({
+        "manifest": "budget_ms = 900\n[config]\ngreeting = \"Howdy\"\n",
+        "canary": {"steps": [50], "min_requests": 1000000},
+    });
+    let started = admin_request(&host, "PUT", "/_admin/droplets/hello", Some(&canary)).await;
+    assert_eq!(started.status, 202, "{}", started.text());
+    let canary_version = started.json()["canary"].as_str().unwrap().to_string();
+    until("both versions with traffic", || async {
+        let table = text(&client, "#rollout-versions tbody").await;
+        let canary_row = text(&client, "#rollout-versions tbody tr:first-child").await;
+        table.contains(&canary_version)
+            && table.contains(&first)
+            && canary_row
+                .split_whitespace()
+                .nth(3)
+                .is_some_and(|requests| requests != "0")
+    })
+    .await;
+    assert!(text(&client, "#rollout-summary").await.contains("50 %"));
+    client
+        .find(Locator::Id("abort"))
+        .await
+        .expect("abort button")
+        .click()
+        .await
+        .expect("click abort");
+    until("the abort's result", || async {
+        text(&client, "#rollout-result").await.contains("aborted")
+    })
+    .await;
+    until("the canary marked in the versions", || async {
+        text(&client, "#versions").await.contains("canary, aborted")
+    })
+    .await;
+    assert_eq!(
+        version_of(&host).await,
+        first,
+        "the stable version serves alone"
+    );
+
     // A trace id in the tail filters the tail to that request.
     client
         .find(Locator::Css("#log .line button.trace"))

@@ -263,10 +263,14 @@ async function loadDroplet(name) {
       ["p50 / p99", fmt(detail.latency.p50_ms, 2) + " / " + fmt(detail.latency.p99_ms, 2) + " ms"],
       ["504s / traps / in flight", stats.budget_overruns + " / " + stats.traps + " / " + stats.in_flight],
     ]);
-    const versions = detail.versions.map((version, index) => {
-      const item = el("li", version);
-      if (version === detail.version) item.appendChild(el("span", " (serving)", "muted"));
-      if (index === 0 && version !== detail.version) item.appendChild(el("span", " (newest)", "muted"));
+    const versions = detail.history.map((entry, index) => {
+      const item = el("li", entry.version);
+      if (entry.current) item.appendChild(el("span", " (serving)", "muted"));
+      if (index === 0 && !entry.current) item.appendChild(el("span", " (newest)", "muted"));
+      if (entry.how !== "published") {
+        const how = "canary, " + entry.how.replace("_", " ") + (entry.reason ? ": " + entry.reason : "");
+        item.appendChild(el("span", " — " + how, "muted"));
+      }
       return item;
     });
     $("versions").replaceChildren(...versions);
@@ -282,12 +286,65 @@ async function loadDroplet(name) {
       ["Declared", detail.capabilities],
     ]);
     $("manifest").textContent = JSON.stringify(detail.manifest, null, 2);
+    await loadRollout(name);
   } catch (error) {
     if (error instanceof ApiError && (error.status === 401 || error.status === 403)) {
       return logout(explain(error));
     }
     $("droplet-error").textContent = explain(error);
   }
+}
+
+// A droplet's newest rollout: both versions side by side over the current
+// step, a button for each ending, and every decision.
+async function loadRollout(name) {
+  let rollout;
+  try {
+    rollout = await api("GET", "/_admin/droplets/" + encodeURIComponent(name) + "/rollout");
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 404) {
+      $("rollout").hidden = true;
+      return;
+    }
+    throw error;
+  }
+  $("rollout").hidden = false;
+  const running = rollout.state === "running";
+  $("rollout-summary").textContent = running
+    ? "Canary " + rollout.canary + " takes " + rollout.share + " % of requests (step " + (rollout.step + 1) + " of " + rollout.thresholds.steps.length + ")."
+    : "The last rollout (" + rollout.canary + ") was " + rollout.state.replace("_", " ") + (rollout.reason ? ": " + rollout.reason : ".");
+  const row = (label, version, share, figures) => {
+    const tr = el("tr");
+    tr.appendChild(el("td", label + " " + version));
+    tr.appendChild(el("td", String(share), "num"));
+    for (const value of figures ? [figures.requests, figures.errors, fmt(figures.error_rate, 1), figures.p95_ms === null ? "–" : fmt(figures.p95_ms, 2)] : ["–", "–", "–", "–"]) {
+      tr.appendChild(el("td", String(value), "num"));
+    }
+    return tr;
+  };
+  $("rollout-versions").querySelector("tbody").replaceChildren(
+    row("Canary", rollout.canary, rollout.share, rollout.figures.canary),
+    row("Stable", rollout.stable, 100 - rollout.share, rollout.figures.stable),
+  );
+  $("rollout-actions").hidden = !running;
+  $("promote").disabled = !running;
+  $("abort").disabled = !running;
+  $("decisions").replaceChildren(...rollout.decisions.map((decision) =>
+    el("li", new Date(decision.at_ms).toISOString().replace("T", " ").replace("Z", "") + " — " + decision.action.replace("_", " ") + " " + decision.from_share + " % → " + decision.to_share + " % by " + decision.by + ": " + decision.reason)));
+}
+
+async function endRollout(action) {
+  const name = $("droplet-title").textContent;
+  const result = $("rollout-result");
+  $("promote").disabled = true;
+  $("abort").disabled = true;
+  try {
+    const answer = await api("POST", "/_admin/droplets/" + encodeURIComponent(name) + "/rollout/" + action);
+    result.textContent = "Rollout " + answer.state.replace("_", " ") + ".";
+  } catch (error) {
+    result.textContent = "Refused: " + explain(error);
+  }
+  await loadDroplet(name);
 }
 
 function logLine(line) {
@@ -387,6 +444,7 @@ function route() {
     const name = decodeURIComponent(match[1]);
     $("droplet-title").textContent = name;
     $("rollback-result").textContent = "";
+    $("rollout-result").textContent = "";
     filterTrace(null);
     refreshDroplet(name);
   } else {
@@ -413,6 +471,8 @@ function init() {
   $("login-form").addEventListener("submit", login);
   $("logout").addEventListener("click", () => logout("Logged out."));
   $("rollback").addEventListener("click", rollback);
+  $("promote").addEventListener("click", () => endRollout("promote"));
+  $("abort").addEventListener("click", () => endRollout("abort"));
   $("clear-trace").addEventListener("click", () => filterTrace(null));
   $("prev").addEventListener("click", () => {
     state.offset = Math.max(0, state.offset - PAGE_SIZE);
