@@ -101,6 +101,7 @@ fn main() -> Result<()> {
     throughput(&opts, &host, &native, &mut report)?;
     kv_calls(&opts, &host, &mut report)?;
     sdk_costs(&opts, &host, &mut report)?;
+    rollout_split(&opts, &host, &mut report)?;
     noisy_neighbour(&opts, &host, &mut report)?;
     budget_precision(&opts, &host, &mut report)?;
     swap_under_load(&opts, &host, &mut report)?;
@@ -942,6 +943,52 @@ fn sdk_costs(opts: &Opts, host: &Server, report: &mut Report) -> Result<()> {
         row.measure_pair(opts, (host, &subject_load), (host, &baseline_load))?;
         report.push_clean(row);
     }
+    Ok(())
+}
+
+/// What a rollout's split costs a request: `split`, a hello whose canary
+/// (a second build: another greeting) takes 50 % of requests, vs hello
+/// alone, CPU/req. The rollout never ends during the run (its
+/// `min_requests` is out of reach).
+fn rollout_split(opts: &Opts, host: &Server, report: &mut Report) -> Result<()> {
+    use base64::Engine;
+    let token = admin_token(opts)?;
+    let module = base64::engine::general_purpose::STANDARD
+        .encode(std::fs::read(opts.examples.join("hello.wasm"))?);
+    let status = deploy(host.addr, &token, "split", &module, "")?;
+    ensure!(status == 201, "deploying split answered {status}");
+    let body = serde_json::json!({
+        "module": module,
+        "manifest": "[config]\ngreeting = \"Hi\"\n",
+        "canary": {"steps": [50], "min_requests": 10_000_000},
+    })
+    .to_string();
+    let status = http_status(
+        host.addr,
+        &format!(
+            "PUT /_admin/droplets/split HTTP/1.1\r\nhost: bench\r\nauthorization: Bearer {token}\r\n\
+             content-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )?;
+    ensure!(
+        status == 202,
+        "the canary deploy of split answered {status}"
+    );
+    let connections = 16;
+    let mut row = Row::new(
+        "rollout: hello split 50/50 between two builds vs hello alone",
+        "split hello",
+        "hello",
+        connections,
+        "CPU µs/req; requests without a key, split at random",
+    );
+    let (subject, baseline) = (
+        Load::get(host.url("/split/"), connections),
+        Load::get(host.url("/hello/"), connections),
+    );
+    row.measure_pair(opts, (host, &subject), (host, &baseline))?;
+    report.push_clean(row);
     Ok(())
 }
 

@@ -232,7 +232,8 @@ pub fn judge(report: &Report) -> Vec<Target> {
         "proxy-hello ≥ 0.80× hello req/s",
         0.80,
     ));
-    // What the author's SDK costs: CPU/req of the subject over its baseline.
+    // What the author's SDK and a rollout's split cost: CPU/req of the
+    // subject over its baseline.
     for (scenario, what, goal, at_most) in [
         (
             "SDK: hello, this SDK vs its first edition",
@@ -244,6 +245,12 @@ pub fn judge(report: &Report) -> Vec<Target> {
             "SDK: the last of 20 routes vs hello",
             "a 20-route Router adds no measurable cost",
             "routes ≤ 1.05× hello CPU/req",
+            1.05,
+        ),
+        (
+            "rollout: hello split 50/50 between two builds vs hello alone",
+            "a rollout's split at routing time costs next to nothing",
+            "split hello ≤ 1.05× hello CPU/req",
             1.05,
         ),
     ] {
