@@ -214,3 +214,21 @@ impl Droplets {
         Ok(existed)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::droplets::table::tests::table;
+    use crate::testing;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rollback_and_removal_of_a_droplet_that_is_not_there_say_so() {
+        let parts = testing::parts();
+        let droplets = table(&parts);
+        assert!(matches!(
+            droplets.rollback("ghost").await,
+            Err(ChangeError::NotFound(_))
+        ));
+        assert!(!droplets.remove("ghost").await.unwrap());
+    }
+}

@@ -318,17 +318,6 @@ pub(super) mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn rollback_and_removal_of_a_droplet_that_is_not_there_say_so() {
-        let parts = testing::parts();
-        let droplets = table(&parts);
-        assert!(matches!(
-            droplets.rollback("ghost").await,
-            Err(ChangeError::NotFound(_))
-        ));
-        assert!(!droplets.remove("ghost").await.unwrap());
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn publish_rollback_and_remove_each_swap_the_table_once() {
         let parts = testing::parts();
         let (Some(hello), Some(echo)) = (testing::example("hello"), testing::example("echo"))

@@ -13,6 +13,8 @@
 //! | `droplet_swaps_total` | | versions published |
 //! | `droplet_droplets_loaded` | | droplets in the table |
 //! | `droplet_registrations_total` | `outcome` | registry registrations |
+//! | `droplet_rollout_share` | `droplet` | a running rollout's canary share, percent |
+//! | `droplet_rollout_decisions_total` | `droplet`, `action` | rollout decisions |
 //!
 //! Labels name only droplets the host serves now (and fixed words): `/metrics`
 //! leaves out the series of removed droplets, so cardinality is bounded by

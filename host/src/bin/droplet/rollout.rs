@@ -128,8 +128,8 @@ pub fn describe(rollout: &serde_json::Value) -> String {
         out.push_str(&format!(
             "  {:<9} {:>3} % -> {:>3} %  by {}: {}\n",
             text(&decision["action"]),
-            decision["from_share"],
-            decision["to_share"],
+            decision["from_share"].as_u64().unwrap_or(0),
+            decision["to_share"].as_u64().unwrap_or(0),
             text(&decision["by"]),
             text(&decision["reason"]),
         ));

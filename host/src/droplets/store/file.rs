@@ -24,8 +24,11 @@ struct Files {
     /// The last sequence number given; read from the stored versions on
     /// first use.
     last_seq: std::sync::Mutex<Option<u64>>,
+    /// The running rollouts, read from the files on first use and kept
+    /// with every write (this process owns the data directory): the judge
+    /// asks every second, and a scan would read every droplet's folder.
     /// Held while a rollout record is compared and written.
-    rollout_writes: std::sync::Mutex<()>,
+    running: std::sync::Mutex<Option<Vec<Rollout>>>,
 }
 
 impl Files {
@@ -33,7 +36,7 @@ impl Files {
         Self {
             root,
             last_seq: std::sync::Mutex::new(None),
-            rollout_writes: std::sync::Mutex::new(()),
+            running: std::sync::Mutex::new(None),
         }
     }
 
@@ -187,11 +190,29 @@ impl Files {
         Ok(rollouts)
     }
 
-    fn write_rollout(&self, rollout: &Rollout) -> std::io::Result<bool> {
-        let _writing = self
-            .rollout_writes
+    /// The running rollouts (a scan of every droplet's, on first use).
+    fn running(&self) -> std::io::Result<std::sync::MutexGuard<'_, Option<Vec<Rollout>>>> {
+        let mut running = self
+            .running
             .lock()
             .map_err(|_| std::io::Error::other("the rollout lock is poisoned"))?;
+        if running.is_none() {
+            let mut found = Vec::new();
+            for name in self.names()? {
+                let rollouts = self.rollouts(&name)?;
+                found.extend(
+                    rollouts
+                        .into_iter()
+                        .filter(|r| r.state == RolloutState::Running),
+                );
+            }
+            *running = Some(found);
+        }
+        Ok(running)
+    }
+
+    fn write_rollout(&self, rollout: &Rollout) -> std::io::Result<bool> {
+        let mut running = self.running()?;
         let path = self
             .rollouts_dir(&rollout.name)
             .join(format!("{}.json", rollout.canary));
@@ -207,10 +228,19 @@ impl Files {
         std::fs::create_dir_all(self.rollouts_dir(&rollout.name))?;
         let text = serde_json::to_vec_pretty(rollout).map_err(std::io::Error::other)?;
         write_durable(&path, &text)?;
+        if let Some(running) = running.as_mut() {
+            running.retain(|r| !(r.name == rollout.name && r.canary == rollout.canary));
+            if rollout.running() {
+                running.push(rollout.clone());
+            }
+        }
         Ok(true)
     }
 
     fn remove(&self, name: &str) -> std::io::Result<()> {
+        if let Some(running) = self.running()?.as_mut() {
+            running.retain(|rollout| rollout.name != name);
+        }
         match std::fs::remove_dir_all(self.dir(name)) {
             Err(err) if err.kind() != ErrorKind::NotFound => Err(err),
             _ => Ok(()),
@@ -312,19 +342,13 @@ impl DeploymentStore for FileStore {
     }
 
     async fn running_rollouts(&self) -> Result<Vec<Rollout>, StoreError> {
-        self.blocking(|files| {
-            let mut running = Vec::new();
-            for name in files.names()? {
-                let rollouts = files.rollouts(&name)?;
-                running.extend(
-                    rollouts
-                        .into_iter()
-                        .filter(|r| r.state == RolloutState::Running),
-                );
-            }
-            Ok(running)
-        })
-        .await
+        if let Ok(running) = self.files.running.lock()
+            && let Some(running) = running.as_ref()
+        {
+            return Ok(running.clone());
+        }
+        self.blocking(|files| Ok(files.running()?.clone().unwrap_or_default()))
+            .await
     }
 
     async fn write_rollout(&self, rollout: &Rollout) -> Result<bool, StoreError> {
@@ -410,5 +434,36 @@ mod tests {
         store.remove("app").await.unwrap();
         assert!(store.names().await.unwrap().is_empty());
         assert_eq!(store.current("app").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_rollout_is_written_only_over_the_revision_before_it() {
+        use crate::droplets::rollout::plan::{Action, Thresholds};
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path().to_path_buf());
+        let hash = ContentHash::of(b"wasm", None);
+        store
+            .save("app", &VersionId::new(1, &hash), b"wasm", None, false)
+            .await
+            .unwrap();
+        let started = Rollout::start("app", "1-a", "2-b", Thresholds::default(), "test");
+        assert!(store.write_rollout(&started).await.unwrap());
+        assert!(
+            !store.write_rollout(&started).await.unwrap(),
+            "a second start"
+        );
+        assert_eq!(store.running_rollouts().await.unwrap(), [started.clone()]);
+        let advanced = started.decide(Action::Advance, "h1", None, String::new());
+        let rival = started.decide(Action::Abort, "h2", None, String::new());
+        assert!(store.write_rollout(&advanced).await.unwrap());
+        assert!(!store.write_rollout(&rival).await.unwrap(), "decided twice");
+        let promoted = advanced.decide(Action::Promote, "h1", None, "done".into());
+        assert!(store.write_rollout(&promoted).await.unwrap());
+        assert!(store.running_rollouts().await.unwrap().is_empty());
+        let reopened = FileStore::new(dir.path().to_path_buf());
+        assert_eq!(reopened.rollouts("app").await.unwrap(), [promoted]);
+        assert!(reopened.running_rollouts().await.unwrap().is_empty());
+        reopened.remove("app").await.unwrap();
+        assert!(reopened.rollouts("app").await.unwrap().is_empty());
     }
 }
