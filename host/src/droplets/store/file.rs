@@ -452,7 +452,10 @@ mod tests {
             !store.write_rollout(&started).await.unwrap(),
             "a second start"
         );
-        assert_eq!(store.running_rollouts().await.unwrap(), [started.clone()]);
+        assert_eq!(
+            store.running_rollouts().await.unwrap(),
+            std::slice::from_ref(&started)
+        );
         let advanced = started.decide(Action::Advance, "h1", None, String::new());
         let rival = started.decide(Action::Abort, "h2", None, String::new());
         assert!(store.write_rollout(&advanced).await.unwrap());
