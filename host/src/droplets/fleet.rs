@@ -47,6 +47,9 @@ pub struct Fleet {
     host_id: String,
     /// Woken by hints and reconnections.
     wake: Notify,
+    /// Woken by a rollout's hint: the rollout task follows the decision
+    /// now rather than at its next tick.
+    rollout_hints: Arc<Notify>,
     /// Versions this host refused, by droplet, with the reason.
     refused: tokio::sync::Mutex<HashMap<String, (VersionId, String)>>,
 }
@@ -90,6 +93,7 @@ impl Fleet {
             store,
             host_id,
             wake: Notify::new(),
+            rollout_hints: Arc::new(Notify::new()),
             refused: tokio::sync::Mutex::new(HashMap::new()),
         })
     }
@@ -97,6 +101,11 @@ impl Fleet {
     /// This host's id.
     pub fn host_id(&self) -> &str {
         &self.host_id
+    }
+
+    /// Notified on every rollout hint from the fleet.
+    pub fn rollout_hints(&self) -> Arc<Notify> {
+        Arc::clone(&self.rollout_hints)
     }
 
     fn db(&self) -> &Arc<Database> {
@@ -159,6 +168,9 @@ impl Fleet {
                             self.wake.notify_one();
                             while let Some(hint) = receive.recv().await {
                                 tracing::debug!(hint = %hint, "deployment hint");
+                                if hint.ends_with(" rollout") {
+                                    self.rollout_hints.notify_one();
+                                }
                                 self.wake.notify_one();
                             }
                             tracing::warn!(database = %self.db().target(), "lost the connection that hears deployment hints; reconnecting");

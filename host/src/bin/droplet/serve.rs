@@ -397,6 +397,7 @@ pub fn serve(args: ServeArgs, dotenv: Option<PathBuf>) -> anyhow::Result<()> {
         droplet_host::droplets::rollout::judge::Judge::spawn(
             Arc::clone(&app.droplets),
             app.host_id.clone(),
+            app.fleet.as_ref().map(|fleet| fleet.rollout_hints()),
             &shutdown,
         );
         if settings.watch {

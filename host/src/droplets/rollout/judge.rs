@@ -12,6 +12,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::Notify;
+
 use super::plan::{Action, Rollout, Verdict, judge, now_ms};
 use super::split::Canary;
 use crate::droplets::droplet::DropletState;
@@ -20,7 +22,8 @@ use crate::droplets::table::Droplets;
 use crate::droplets::version::VersionId;
 use crate::ops::shutdown::Shutdown;
 
-/// How often a host follows, reports and (holding the lease) judges.
+/// How often a host follows, reports and (holding the lease) judges (a
+/// fleet's rollout hint wakes it sooner).
 pub const TICK: Duration = Duration::from_secs(1);
 
 /// The rollout task of host `host_id`.
@@ -33,8 +36,15 @@ pub struct Judge {
 }
 
 impl Judge {
-    /// Starts the task for `droplets` on host `host_id`, until `shutdown`.
-    pub fn spawn(droplets: Arc<Droplets>, host_id: String, shutdown: &Shutdown) {
+    /// Starts the task for `droplets` on host `host_id`, until `shutdown`;
+    /// `hints` (a fleet's rollout hints) wakes it early.
+    pub fn spawn(
+        droplets: Arc<Droplets>,
+        host_id: String,
+        hints: Option<Arc<Notify>>,
+        shutdown: &Shutdown,
+    ) {
+        let hints = hints.unwrap_or_default();
         let mut judge = Judge {
             droplets,
             host_id,
@@ -48,6 +58,7 @@ impl Judge {
                 }
                 tokio::select! {
                     () = tokio::time::sleep(TICK) => {}
+                    () = hints.notified() => {}
                     () = stop.triggered() => break,
                 }
             }
