@@ -14,8 +14,9 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use super::plan::{Action, Rollout, Verdict, judge, now_ms};
+use super::plan::{Action, Rollout, now_ms};
 use super::split::Canary;
+use super::verdict::{Verdict, judge};
 use crate::droplets::droplet::DropletState;
 use crate::droplets::loader::{LoadError, off_thread};
 use crate::droplets::table::Droplets;

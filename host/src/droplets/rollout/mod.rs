@@ -5,7 +5,8 @@
 //!
 //! | module | owns |
 //! | --- | --- |
-//! | [`plan`] | the rollout's record, thresholds and the judgement of a step |
+//! | [`plan`] | the rollout's record, thresholds and decisions |
+//! | [`verdict`] | the judgement of a step: hold, pass or fail |
 //! | [`window`] | per-version counters: requests, errors, a latency histogram |
 //! | [`split`] | a followed canary and the sticky bucket of a caller |
 //! | [`routing`] | the split at routing time, and the canaries this host follows |
@@ -17,4 +18,5 @@ pub mod lifecycle;
 pub mod plan;
 pub mod routing;
 pub mod split;
+pub mod verdict;
 pub mod window;

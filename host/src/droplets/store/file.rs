@@ -12,15 +12,15 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 
 use super::{DeploymentStore, KEPT_VERSIONS, StoreError, VersionFiles};
-use crate::droplets::rollout::plan::{Rollout, RolloutState};
+use crate::droplets::rollout::plan::Rollout;
 use crate::droplets::rollout::window::Counts;
 use crate::droplets::version::VersionId;
 use crate::storage::files::{remove_if_present, write_durable};
 
 /// The blocking half: the files themselves, behind the async
-/// [`FileStore`].
-struct Files {
-    root: PathBuf,
+/// [`FileStore`] (its rollout records are in `file_rollouts.rs`).
+pub(super) struct Files {
+    pub(super) root: PathBuf,
     /// The last sequence number given; read from the stored versions on
     /// first use.
     last_seq: std::sync::Mutex<Option<u64>>,
@@ -28,7 +28,7 @@ struct Files {
     /// with every write (this process owns the data directory): the judge
     /// asks every second, and a scan would read every droplet's folder.
     /// Held while a rollout record is compared and written.
-    running: std::sync::Mutex<Option<Vec<Rollout>>>,
+    pub(super) running: std::sync::Mutex<Option<Vec<Rollout>>>,
 }
 
 impl Files {
@@ -51,7 +51,7 @@ impl Files {
         Ok(max)
     }
 
-    fn dir(&self, name: &str) -> PathBuf {
+    pub(super) fn dir(&self, name: &str) -> PathBuf {
         self.root.join(name)
     }
 
@@ -63,13 +63,13 @@ impl Files {
         self.dir(name).join(format!("{version}.toml"))
     }
 
-    fn rollouts_dir(&self, name: &str) -> PathBuf {
+    pub(super) fn rollouts_dir(&self, name: &str) -> PathBuf {
         self.dir(name).join("rollouts")
     }
 }
 
 /// `Ok(None)` for a file that is not there.
-fn absent_is_none<T>(result: std::io::Result<T>) -> std::io::Result<Option<T>> {
+pub(super) fn absent_is_none<T>(result: std::io::Result<T>) -> std::io::Result<Option<T>> {
     match result {
         Ok(value) => Ok(Some(value)),
         Err(err) if err.kind() == ErrorKind::NotFound => Ok(None),
@@ -78,7 +78,7 @@ fn absent_is_none<T>(result: std::io::Result<T>) -> std::io::Result<Option<T>> {
 }
 
 impl Files {
-    fn names(&self) -> std::io::Result<Vec<String>> {
+    pub(super) fn names(&self) -> std::io::Result<Vec<String>> {
         let Some(entries) = absent_is_none(std::fs::read_dir(&self.root))? else {
             return Ok(Vec::new());
         };
@@ -167,74 +167,6 @@ impl Files {
 
     fn set_current(&self, name: &str, version: &VersionId) -> std::io::Result<()> {
         write_durable(&self.dir(name).join("current"), version.as_str().as_bytes())
-    }
-
-    fn rollouts(&self, name: &str) -> std::io::Result<Vec<Rollout>> {
-        let Some(entries) = absent_is_none(std::fs::read_dir(self.rollouts_dir(name)))? else {
-            return Ok(Vec::new());
-        };
-        let mut rollouts = Vec::new();
-        for entry in entries.filter_map(|entry| entry.ok()) {
-            if entry.path().extension().is_some_and(|ext| ext == "json") {
-                let text = std::fs::read(entry.path())?;
-                let rollout: Rollout = serde_json::from_slice(&text).map_err(|err| {
-                    std::io::Error::other(format!(
-                        "{} does not read back: {err}",
-                        entry.path().display()
-                    ))
-                })?;
-                rollouts.push(rollout);
-            }
-        }
-        rollouts.sort_by_key(|rollout| std::cmp::Reverse(rollout.started_at_ms));
-        Ok(rollouts)
-    }
-
-    /// The running rollouts (a scan of every droplet's, on first use).
-    fn running(&self) -> std::io::Result<std::sync::MutexGuard<'_, Option<Vec<Rollout>>>> {
-        let mut running = self
-            .running
-            .lock()
-            .map_err(|_| std::io::Error::other("the rollout lock is poisoned"))?;
-        if running.is_none() {
-            let mut found = Vec::new();
-            for name in self.names()? {
-                let rollouts = self.rollouts(&name)?;
-                found.extend(
-                    rollouts
-                        .into_iter()
-                        .filter(|r| r.state == RolloutState::Running),
-                );
-            }
-            *running = Some(found);
-        }
-        Ok(running)
-    }
-
-    fn write_rollout(&self, rollout: &Rollout) -> std::io::Result<bool> {
-        let mut running = self.running()?;
-        let path = self
-            .rollouts_dir(&rollout.name)
-            .join(format!("{}.json", rollout.canary));
-        let stored = match absent_is_none(std::fs::read(&path))? {
-            Some(text) => serde_json::from_slice::<Rollout>(&text)
-                .map(|stored| stored.rev)
-                .unwrap_or(0),
-            None => 0,
-        };
-        if stored + 1 != rollout.rev {
-            return Ok(false);
-        }
-        std::fs::create_dir_all(self.rollouts_dir(&rollout.name))?;
-        let text = serde_json::to_vec_pretty(rollout).map_err(std::io::Error::other)?;
-        write_durable(&path, &text)?;
-        if let Some(running) = running.as_mut() {
-            running.retain(|r| !(r.name == rollout.name && r.canary == rollout.canary));
-            if rollout.running() {
-                running.push(rollout.clone());
-            }
-        }
-        Ok(true)
     }
 
     fn remove(&self, name: &str) -> std::io::Result<()> {
@@ -434,39 +366,5 @@ mod tests {
         store.remove("app").await.unwrap();
         assert!(store.names().await.unwrap().is_empty());
         assert_eq!(store.current("app").await.unwrap(), None);
-    }
-
-    #[tokio::test]
-    async fn a_rollout_is_written_only_over_the_revision_before_it() {
-        use crate::droplets::rollout::plan::{Action, Thresholds};
-        let dir = tempfile::tempdir().unwrap();
-        let store = FileStore::new(dir.path().to_path_buf());
-        let hash = ContentHash::of(b"wasm", None);
-        store
-            .save("app", &VersionId::new(1, &hash), b"wasm", None, false)
-            .await
-            .unwrap();
-        let started = Rollout::start("app", "1-a", "2-b", Thresholds::default(), "test");
-        assert!(store.write_rollout(&started).await.unwrap());
-        assert!(
-            !store.write_rollout(&started).await.unwrap(),
-            "a second start"
-        );
-        assert_eq!(
-            store.running_rollouts().await.unwrap(),
-            std::slice::from_ref(&started)
-        );
-        let advanced = started.decide(Action::Advance, "h1", None, String::new());
-        let rival = started.decide(Action::Abort, "h2", None, String::new());
-        assert!(store.write_rollout(&advanced).await.unwrap());
-        assert!(!store.write_rollout(&rival).await.unwrap(), "decided twice");
-        let promoted = advanced.decide(Action::Promote, "h1", None, "done".into());
-        assert!(store.write_rollout(&promoted).await.unwrap());
-        assert!(store.running_rollouts().await.unwrap().is_empty());
-        let reopened = FileStore::new(dir.path().to_path_buf());
-        assert_eq!(reopened.rollouts("app").await.unwrap(), [promoted]);
-        assert!(reopened.running_rollouts().await.unwrap().is_empty());
-        reopened.remove("app").await.unwrap();
-        assert!(reopened.rollouts("app").await.unwrap().is_empty());
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod deployment_store;
 pub mod file;
+mod file_rollouts;
 pub mod postgres;
 pub mod postgres_rollouts;
 
