@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use super::plan::{Action, Rollout, now_ms};
+use super::plan::{Action, Rollout, RolloutState, now_ms};
 use super::split::Canary;
 use super::verdict::{Verdict, judge};
 use crate::droplets::droplet::DropletState;
@@ -53,6 +53,7 @@ impl Judge {
         };
         let stop = shutdown.clone();
         shutdown.spawn(async move {
+            judge.finish_interrupted_promotions().await;
             loop {
                 if let Err(err) = judge.tick().await {
                     tracing::warn!(error = %err, "rollout pass failed; retrying");
@@ -100,6 +101,59 @@ impl Judge {
             self.judge(rollout).await;
         }
         Ok(())
+    }
+
+    /// Finishes every promotion recorded but not applied: a host that
+    /// stopped between writing a rollout as promoted and pointing the
+    /// store's current version at its canary. Such a droplet's newest
+    /// rollout is `promoted`, and its current version is still the stable
+    /// one, made current *before* the promotion (a rollback after it would
+    /// be newer). Runs once, when the task starts.
+    pub async fn finish_interrupted_promotions(&self) {
+        let droplets = &self.droplets;
+        for droplet in droplets.list() {
+            let name = &*droplet.name;
+            let (Ok(rollouts), Ok(Some((current, since)))) = (
+                droplets.store.rollouts(name).await,
+                droplets.store.current(name).await,
+            ) else {
+                continue;
+            };
+            let since_ms = since
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |since| since.as_millis() as u64);
+            let Some(rollout) = rollouts.into_iter().next().filter(|rollout| {
+                rollout.state == RolloutState::Promoted
+                    && rollout.stable == current.as_str()
+                    && rollout.ended_at_ms.is_some_and(|ended| since_ms < ended)
+            }) else {
+                continue;
+            };
+            let Some(canary) = VersionId::parse(&rollout.canary) else {
+                continue;
+            };
+            let finished = async {
+                let promoted = prepare(droplets, name, &canary)
+                    .await
+                    .map_err(|err| err.to_string())?;
+                let _change = droplets.changes.lock().await;
+                droplets
+                    .store
+                    .set_current(name, &canary)
+                    .await
+                    .map_err(|err| err.to_string())?;
+                droplets.swap_in_droplet(promoted);
+                Ok::<_, String>(())
+            };
+            match finished.await {
+                Ok(()) => {
+                    tracing::info!(droplet = name, version = %canary, "an interrupted promotion finished")
+                }
+                Err(err) => {
+                    tracing::error!(droplet = name, version = %canary, error = %err, "an interrupted promotion could not be finished")
+                }
+            }
+        }
     }
 
     /// Judges the current step of `rollout` and records what it decides.
@@ -243,4 +297,53 @@ async fn prepare(
         parsed,
         DropletState::Ready(Arc::new(ready)),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::droplets::table::tests::table;
+    use crate::testing;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_promotion_recorded_but_not_applied_is_finished_when_the_task_starts() {
+        let parts = testing::parts();
+        let Some(hello) = testing::example("hello") else {
+            return;
+        };
+        let droplets = Arc::new(table(&parts));
+        let stable = droplets
+            .publish("app", hello.clone(), None, "test")
+            .await
+            .unwrap();
+        let stable = stable.version().clone();
+        let canary = droplets
+            .start_rollout(
+                "app",
+                hello,
+                Some("budget_ms = 900".into()),
+                &Default::default(),
+            )
+            .await
+            .unwrap();
+        // Promoted in the record, the process gone before the pointer moved.
+        let promoted = canary.decide(Action::Promote, "h1", None, "every step passed".into());
+        assert!(droplets.store.write_rollout(&promoted).await.unwrap());
+        let judge = Judge {
+            droplets: Arc::clone(&droplets),
+            host_id: "h2".into(),
+            refused: HashMap::new(),
+        };
+        judge.finish_interrupted_promotions().await;
+        let current = droplets.store.current("app").await.unwrap().unwrap().0;
+        assert_eq!(current.as_str(), promoted.canary);
+        assert_eq!(
+            droplets.get("app").unwrap().version.as_str(),
+            promoted.canary
+        );
+        // A rollback after a promotion is newer than it: left alone.
+        assert_eq!(droplets.rollback("app").await.unwrap(), stable);
+        judge.finish_interrupted_promotions().await;
+        assert_eq!(droplets.get("app").unwrap().version, stable);
+    }
 }
