@@ -161,6 +161,10 @@ impl Files {
             // Best effort: an old version left behind is only disk space.
             let _ = remove_if_present(&self.wasm_path(name, &old));
             let _ = remove_if_present(&self.manifest_path(name, &old));
+            // Its rollout, if it was a canary, goes with it (a running
+            // rollout's canary is the newest version, never pruned).
+            let rollout = self.rollouts_dir(name).join(format!("{old}.json"));
+            let _ = remove_if_present(&rollout);
         }
         Ok(())
     }

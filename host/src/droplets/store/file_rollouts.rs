@@ -112,8 +112,24 @@ mod tests {
         assert!(store.write_rollout(&promoted).await.unwrap());
         assert!(store.running_rollouts().await.unwrap().is_empty());
         let reopened = FileStore::new(dir.path().to_path_buf());
-        assert_eq!(reopened.rollouts("app").await.unwrap(), [promoted]);
+        assert_eq!(
+            reopened.rollouts("app").await.unwrap(),
+            std::slice::from_ref(&promoted)
+        );
         assert!(reopened.running_rollouts().await.unwrap().is_empty());
+        // A canary's record goes when its version is pruned.
+        let first = dir
+            .path()
+            .join(format!("app/rollouts/{}.json", VersionId::new(1, &hash)));
+        std::fs::write(&first, serde_json::to_vec(&promoted).unwrap()).unwrap();
+        for seq in 2..=7 {
+            let version = VersionId::new(seq, &hash);
+            reopened
+                .save("app", &version, b"wasm", None, false)
+                .await
+                .unwrap();
+        }
+        assert!(!first.exists(), "the pruned version's rollout is gone");
         reopened.remove("app").await.unwrap();
         assert!(reopened.rollouts("app").await.unwrap().is_empty());
     }

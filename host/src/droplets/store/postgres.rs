@@ -224,6 +224,13 @@ impl DeploymentStore for PostgresStore {
                  AND seq NOT IN (SELECT seq FROM droplet_current WHERE name = $1)",
                 &[&name, &(KEPT_VERSIONS as i64), &seq],
             )
+            .await?;
+            // A pruned canary's rollout goes with it.
+            tx.execute(
+                "DELETE FROM droplet_rollouts WHERE name = $1
+                 AND canary NOT IN (SELECT id FROM droplet_versions WHERE name = $1)",
+                &[&name],
+            )
             .await
             .map(|_| ())
         };
