@@ -10,7 +10,7 @@ fn handle(req: Request) -> String {
     // The clock's nanoseconds are as good a die as any here.
     let roll = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |since| since.subsec_nanos() / 1000 % 100);
+        .map_or(0, |since| since.subsec_micros() % 100);
     if roll < fail_percent {
         panic!("droplet panicked on purpose at {}", req.path());
     }
