@@ -79,7 +79,8 @@ pub enum ChangeError {
 }
 
 impl ChangeError {
-    fn storage(what: &'static str) -> impl FnOnce(StoreError) -> ChangeError {
+    /// The store refused `what`.
+    pub(crate) fn storage(what: &'static str) -> impl FnOnce(StoreError) -> ChangeError {
         move |cause| ChangeError::Storage { what, cause }
     }
 }

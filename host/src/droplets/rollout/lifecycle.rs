@@ -92,13 +92,13 @@ impl Droplets {
             self.store
                 .next_seq()
                 .await
-                .map_err(storage("store the canary"))?,
+                .map_err(ChangeError::storage("store the canary"))?,
             &hash,
         );
         self.store
             .save(name, &id, &wasm, manifest.as_deref(), true)
             .await
-            .map_err(storage("store the canary"))?;
+            .map_err(ChangeError::storage("store the canary"))?;
         let rollout = Rollout::start(
             name,
             stable.version.as_str(),
@@ -110,7 +110,7 @@ impl Droplets {
             .store
             .write_rollout(&rollout)
             .await
-            .map_err(storage("record the rollout"))?
+            .map_err(ChangeError::storage("record the rollout"))?
         {
             return Err(ChangeError::RolloutConflict(name.to_string()));
         }
@@ -171,7 +171,7 @@ impl Droplets {
             .store
             .write_rollout(&next)
             .await
-            .map_err(storage("record the decision"))?
+            .map_err(ChangeError::storage("record the decision"))?
         {
             return Err(ChangeError::RolloutConflict(next.name.clone()));
         }
@@ -196,7 +196,7 @@ impl Droplets {
                     .store
                     .current(name)
                     .await
-                    .map_err(storage("read the current version"))?;
+                    .map_err(ChangeError::storage("read the current version"))?;
                 if let (Some(stable), Some((current, _))) = (&stable, store_current)
                     && current == *stable
                     && let Some(promoted) = VersionId::parse(&rollout.canary)
@@ -204,7 +204,7 @@ impl Droplets {
                     self.store
                         .set_current(name, &promoted)
                         .await
-                        .map_err(storage("promote the canary"))?;
+                        .map_err(ChangeError::storage("promote the canary"))?;
                 }
                 let serving_stable = self
                     .get(name)
@@ -233,7 +233,7 @@ impl Droplets {
             .store
             .rollouts(name)
             .await
-            .map_err(storage("read the droplet's rollouts"))?;
+            .map_err(ChangeError::storage("read the droplet's rollouts"))?;
         Ok(rollouts.into_iter().find(Rollout::running))
     }
 
@@ -244,7 +244,7 @@ impl Droplets {
             .store
             .rollouts(name)
             .await
-            .map_err(storage("read the droplet's rollouts"))?;
+            .map_err(ChangeError::storage("read the droplet's rollouts"))?;
         let mut statuses = Vec::with_capacity(rollouts.len());
         for rollout in rollouts {
             let figures = if rollout.running() {
@@ -315,10 +315,6 @@ impl Droplets {
             .map(|stable| stable.counters.snapshot())
             .unwrap_or_default();
     }
-}
-
-fn storage(what: &'static str) -> impl FnOnce(crate::droplets::store::StoreError) -> ChangeError {
-    move |cause| ChangeError::Storage { what, cause }
 }
 
 /// One JSON line per decision, and its metric.
