@@ -19,6 +19,7 @@ use crate::capabilities::response_body::BodyCapability;
 use crate::capabilities::streaming::StreamingCapability;
 use crate::droplets::fleet::Fleet;
 use crate::droplets::loader::Loader;
+use crate::droplets::recorder::{RecordSettings, Recorder};
 use crate::droplets::startup::StartupError;
 use crate::droplets::store::DeploymentStore;
 use crate::droplets::store::file::FileStore;
@@ -33,6 +34,9 @@ use crate::ops::shutdown::Shutdown;
 use crate::storage::database::Database;
 use crate::storage::kv::OpenError;
 use crate::storage::kv::{BackendConfig, KvBackend, OpenBackend};
+use crate::storage::recordings::file::FileRecordings;
+use crate::storage::recordings::postgres::PostgresRecordings;
+use crate::storage::recordings::RecordingStore;
 
 /// What `droplet serve` was asked to do.
 #[derive(Debug, Clone)]
@@ -95,6 +99,8 @@ pub struct ServeSettings {
     pub keep_resident_bytes: Option<usize>,
     /// Idle instance slots kept tied to their last droplet; `None`: all.
     pub warm_slots: Option<u32>,
+    /// Which calls are recorded for replay, and how many are kept.
+    pub record: RecordSettings,
 }
 
 /// The host's shared state.
@@ -138,6 +144,8 @@ pub struct App {
     pub host_id: String,
     /// Which requests get an access-log line.
     pub access_log: crate::http::access_log::AccessLog,
+    /// Records calls for replay and keeps them.
+    pub recorder: Arc<Recorder>,
     /// kv usage the dashboard read lately.
     pub kv_usage: crate::storage::kv::usage_cache::UsageCache,
     /// Held while the host runs: one host per data directory.
@@ -297,6 +305,11 @@ impl App {
                 None,
             ),
         };
+        let recordings: Arc<dyn RecordingStore> = match &database {
+            Some(database) => Arc::new(PostgresRecordings::new(Arc::clone(database))),
+            None => Arc::new(FileRecordings::new(settings.data_dir.join("recordings"))),
+        };
+        let recorder = Recorder::start(settings.record, recordings, shutdown);
         let droplets_dir = settings.droplets_dir.clone();
         std::fs::create_dir_all(&droplets_dir)
             .map_err(|err| StartError::io("create the droplets directory", &droplets_dir, err))?;
@@ -326,6 +339,7 @@ impl App {
             fleet,
             host_id,
             access_log: crate::http::access_log::AccessLog::new(settings.access_log),
+            recorder,
             kv_usage: crate::storage::kv::usage_cache::UsageCache::default(),
             _data_lock: data_lock,
         });

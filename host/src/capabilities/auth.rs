@@ -10,6 +10,7 @@ use wasmtime::component::{HasSelf, Linker};
 
 use super::call_context::CallContext;
 use super::capability::{Capability, StoreData};
+use super::recording::{Call, Reply, Tape, live};
 use crate::bindings::fp::droplet::auth::{self as wit, Claims, Error, Host};
 use crate::droplets::manifest::{Manifest, ManifestError};
 use crate::identity::jwt::{TokenError, VerifiedClaims, Verifier};
@@ -27,6 +28,8 @@ pub struct AuthAccess {
     pub caller: Caller,
     /// The host's verifier, if keys are configured.
     pub verifier: Option<Arc<Verifier>>,
+    /// Where the call's auth calls are recorded, when it is recorded.
+    pub tape: Option<Tape>,
 }
 
 impl Capability for AuthCapability {
@@ -52,6 +55,7 @@ impl Capability for AuthCapability {
         AuthAccess {
             caller: call.caller.clone(),
             verifier: self.verifier.clone(),
+            tape: call.tape.clone(),
         }
     }
 }
@@ -78,22 +82,43 @@ fn error_to_wit(err: &TokenError) -> Error {
 
 impl Host for AuthAccess {
     async fn caller(&mut self) -> Option<Claims> {
-        self.caller.claims.as_deref().map(to_wit)
+        let claims = self.caller.claims.as_deref().map(to_wit);
+        if let Some(tape) = &self.tape {
+            tape.keep(Call::AuthCaller, Reply::Caller(claims.as_ref().map(live::claims)));
+        }
+        claims
     }
 
     async fn caller_error(&mut self) -> Option<Error> {
-        self.caller.refused.as_ref().map(error_to_wit)
+        let refused = self.caller.refused.as_ref().map(error_to_wit);
+        if let Some(tape) = &self.tape {
+            let reply = Reply::Refusal(refused.as_ref().map(live::token_failure));
+            tape.keep(Call::AuthCallerError, reply);
+        }
+        refused
     }
 
     async fn verify(&mut self, token: String) -> Result<Claims, Error> {
-        let Some(verifier) = &self.verifier else {
-            return Err(Error::Unavailable(
+        let result = match &self.verifier {
+            None => Err(Error::Unavailable(
                 "this host has no keys configured to verify tokens".to_string(),
-            ));
+            )),
+            Some(verifier) => verifier
+                .verify(&token)
+                .map(|claims| to_wit(&claims))
+                .map_err(|err| error_to_wit(&err)),
         };
-        verifier
-            .verify(&token)
-            .map(|claims| to_wit(&claims))
-            .map_err(|err| error_to_wit(&err))
+        if let Some(tape) = &self.tape {
+            // The token itself is never kept.
+            let call = Call::AuthVerify {
+                token_sha256: live::token_digest(&token),
+            };
+            let reply = result
+                .as_ref()
+                .map(live::claims)
+                .map_err(live::token_failure);
+            tape.keep(call, Reply::Verified(reply));
+        }
+        result
     }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use super::outbound::Chain;
+use super::recording::Tape;
 use crate::identity::policy::Caller;
 
 /// One call of one droplet version.
@@ -24,4 +25,6 @@ pub struct CallContext<'a> {
     /// Where it stands among the in-process calls of one request from
     /// outside.
     pub chain: Chain,
+    /// Where the call is recorded, when it is.
+    pub tape: Option<Tape>,
 }

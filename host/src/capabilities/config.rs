@@ -3,13 +3,15 @@
 //! only from the host environment variables droplets may read
 //! ([`ConfigEnv`]): never the host's own secrets.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use wasmtime::component::{HasSelf, Linker};
 
 use super::call_context::CallContext;
 use super::capability::{Capability, StoreData};
+use super::recording::entry::ConfigValue;
+use super::recording::{Call, Reply, Tape};
 use crate::bindings::fp::droplet::config::{self as wit, Host};
 use crate::droplets::manifest::{Manifest, ManifestError};
 
@@ -20,14 +22,27 @@ pub struct ConfigCapability {
     pub env: ConfigEnv,
 }
 
+/// A droplet version's `[config]`, resolved.
+#[derive(Debug, Default)]
+pub struct ConfigTable {
+    /// Every key's value, `${VAR}` expanded.
+    pub values: BTreeMap<String, String>,
+    /// The keys whose value took something from the host's environment:
+    /// the operator's secrets, never recorded.
+    pub from_env: BTreeSet<String>,
+}
+
 /// The config one call may read: its droplet version's table.
-pub struct ConfigAccess(Arc<BTreeMap<String, String>>);
+pub struct ConfigAccess {
+    table: Arc<ConfigTable>,
+    tape: Option<Tape>,
+}
 
 impl Capability for ConfigCapability {
     const GRANT: Option<&'static str> = Some("config");
     const INTERFACES: &'static [&'static str] = &["fp:droplet/config"];
     /// The resolved table, shared by all the version's calls.
-    type Grant = Arc<BTreeMap<String, String>>;
+    type Grant = Arc<ConfigTable>;
     type Access = ConfigAccess;
 
     fn link<T: StoreData>(
@@ -38,19 +53,40 @@ impl Capability for ConfigCapability {
     }
 
     fn grant(&self, manifest: &Manifest) -> Result<Self::Grant, ManifestError> {
-        self.env
-            .resolve(manifest, |var| std::env::var(var).ok())
-            .map(Arc::new)
+        let values = self
+            .env
+            .resolve(manifest, |var| std::env::var(var).ok())?;
+        let from_env = manifest
+            .config
+            .iter()
+            .filter(|(_, raw)| raw.contains("${"))
+            .map(|(key, _)| key.clone())
+            .collect();
+        Ok(Arc::new(ConfigTable { values, from_env }))
     }
 
-    fn for_call(&self, grant: &Self::Grant, _call: &CallContext<'_>) -> ConfigAccess {
-        ConfigAccess(Arc::clone(grant))
+    fn for_call(&self, grant: &Self::Grant, call: &CallContext<'_>) -> ConfigAccess {
+        ConfigAccess {
+            table: Arc::clone(grant),
+            tape: call.tape.clone(),
+        }
     }
 }
 
 impl Host for ConfigAccess {
     async fn get(&mut self, key: String) -> Option<String> {
-        self.0.get(&key).cloned()
+        let value = self.table.values.get(&key).cloned();
+        if let Some(tape) = &self.tape {
+            let kept = value.as_ref().map(|value| {
+                if self.table.from_env.contains(&key) {
+                    ConfigValue::Redacted
+                } else {
+                    ConfigValue::Plain(value.clone())
+                }
+            });
+            tape.keep(Call::ConfigGet { key }, Reply::Config(kept));
+        }
+        value
     }
 }
 

@@ -15,6 +15,7 @@ use wasmtime::component::{HasSelf, Linker};
 
 use super::call_context::CallContext;
 use super::capability::{Capability, StoreData};
+use super::recording::{Blob, Call, Reply, Tape, live};
 use crate::bindings::fp::droplet::kv::{self as wit, Error, Host, KeyPage};
 use crate::droplets::manifest::{Manifest, ManifestError};
 use crate::storage::kv::{self, KvBackend, KvError, Limits};
@@ -40,6 +41,8 @@ pub struct KvAccess {
     pub limits: Limits,
     /// The call's deadline: a kv call still waiting then answers `unavailable`.
     pub deadline: Instant,
+    /// Where the call's kv calls are recorded, when it is recorded.
+    pub tape: Option<Tape>,
 }
 
 impl Capability for KvCapability {
@@ -79,6 +82,7 @@ impl Capability for KvCapability {
                 max_value_bytes: self.max_value_bytes,
             }),
             deadline: call.deadline,
+            tape: call.tape.clone(),
         }
     }
 }
@@ -118,32 +122,75 @@ impl KvAccess {
     }
 }
 
+impl KvAccess {
+    /// Keeps a finished call on the tape, when the call is recorded
+    /// (`entry` is only built then).
+    fn keep(&self, entry: impl FnOnce() -> (Call, Reply)) {
+        if let Some(tape) = &self.tape {
+            let (call, reply) = entry();
+            tape.keep(call, reply);
+        }
+    }
+
+    /// A copy of `value` for the tape, when the call is recorded.
+    fn copy_for_tape(&self, value: Option<&Vec<u8>>) -> Option<Option<Blob>> {
+        self.tape
+            .as_ref()
+            .map(|_| value.map(|bytes| Blob(bytes.clone())))
+    }
+}
+
 impl Host for KvAccess {
     async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, Error> {
-        kv::check_key(&key)?;
-        let (backend, ns) = (&self.backend, &self.namespace);
-        self.kv_call("get", backend.get(ns, &key)).await
+        let result = async {
+            kv::check_key(&key)?;
+            let (backend, ns) = (&self.backend, &self.namespace);
+            self.kv_call("get", backend.get(ns, &key)).await
+        }
+        .await;
+        self.keep(|| (Call::KvGet { key }, Reply::Value(live::kv_result(&result, live::value))));
+        result
     }
 
     async fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: Option<u64>) -> Result<(), Error> {
-        kv::check_key(&key)?;
-        kv::check_value(&value, self.limits)?;
-        let (backend, ns, limits) = (&self.backend, &self.namespace, self.limits);
-        let ttl = ttl_ms.map(Duration::from_millis);
-        self.kv_call("set", backend.set(ns, &key, value, ttl, limits))
-            .await
+        let kept = self.copy_for_tape(Some(&value));
+        let result = async {
+            kv::check_key(&key)?;
+            kv::check_value(&value, self.limits)?;
+            let (backend, ns, limits) = (&self.backend, &self.namespace, self.limits);
+            let ttl = ttl_ms.map(Duration::from_millis);
+            self.kv_call("set", backend.set(ns, &key, value, ttl, limits))
+                .await
+        }
+        .await;
+        self.keep(|| {
+            let value = kept.flatten().unwrap_or_default();
+            let reply = Reply::Done(live::kv_result(&result, |_| ()));
+            (Call::KvSet { key, value, ttl_ms }, reply)
+        });
+        result
     }
 
     async fn delete(&mut self, key: String) -> Result<bool, Error> {
-        kv::check_key(&key)?;
-        let (backend, ns) = (&self.backend, &self.namespace);
-        self.kv_call("delete", backend.delete(ns, &key)).await
+        let result = async {
+            kv::check_key(&key)?;
+            let (backend, ns) = (&self.backend, &self.namespace);
+            self.kv_call("delete", backend.delete(ns, &key)).await
+        }
+        .await;
+        self.keep(|| (Call::KvDelete { key }, Reply::Flag(live::kv_result(&result, |flag| *flag))));
+        result
     }
 
     async fn exists(&mut self, key: String) -> Result<bool, Error> {
-        kv::check_key(&key)?;
-        let (backend, ns) = (&self.backend, &self.namespace);
-        self.kv_call("exists", backend.exists(ns, &key)).await
+        let result = async {
+            kv::check_key(&key)?;
+            let (backend, ns) = (&self.backend, &self.namespace);
+            self.kv_call("exists", backend.exists(ns, &key)).await
+        }
+        .await;
+        self.keep(|| (Call::KvExists { key }, Reply::Flag(live::kv_result(&result, |flag| *flag))));
+        result
     }
 
     async fn list_keys(
@@ -152,17 +199,30 @@ impl Host for KvAccess {
         cursor: Option<String>,
         limit: u32,
     ) -> Result<KeyPage, Error> {
-        if prefix.len() > kv::MAX_KEY_BYTES {
-            return Err(Error::KeyTooLarge);
+        let kept_cursor = self.tape.as_ref().and(cursor.clone());
+        let result = async {
+            if prefix.len() > kv::MAX_KEY_BYTES {
+                return Err(Error::KeyTooLarge);
+            }
+            let (backend, ns) = (&self.backend, &self.namespace);
+            let page = self
+                .kv_call("list_keys", backend.list_keys(ns, &prefix, cursor, limit))
+                .await?;
+            Ok(KeyPage {
+                keys: page.keys,
+                next_cursor: page.next_cursor,
+            })
         }
-        let (backend, ns) = (&self.backend, &self.namespace);
-        let page = self
-            .kv_call("list_keys", backend.list_keys(ns, &prefix, cursor, limit))
-            .await?;
-        Ok(KeyPage {
-            keys: page.keys,
-            next_cursor: page.next_cursor,
-        })
+        .await;
+        self.keep(|| {
+            let call = Call::KvListKeys {
+                prefix,
+                cursor: kept_cursor,
+                limit,
+            };
+            (call, Reply::Page(live::kv_result(&result, live::page)))
+        });
+        result
     }
 
     async fn compare_and_swap(
@@ -171,22 +231,42 @@ impl Host for KvAccess {
         expected: Option<Vec<u8>>,
         new: Option<Vec<u8>>,
     ) -> Result<bool, Error> {
-        kv::check_key(&key)?;
-        if let Some(value) = &new {
-            kv::check_value(value, self.limits)?;
+        let kept = self
+            .copy_for_tape(expected.as_ref())
+            .zip(self.copy_for_tape(new.as_ref()));
+        let result = async {
+            kv::check_key(&key)?;
+            if let Some(value) = &new {
+                kv::check_value(value, self.limits)?;
+            }
+            let (backend, ns, limits) = (&self.backend, &self.namespace, self.limits);
+            self.kv_call(
+                "compare_and_swap",
+                backend.compare_and_swap(ns, &key, expected, new, limits),
+            )
+            .await
         }
-        let (backend, ns, limits) = (&self.backend, &self.namespace, self.limits);
-        self.kv_call(
-            "compare_and_swap",
-            backend.compare_and_swap(ns, &key, expected, new, limits),
-        )
-        .await
+        .await;
+        self.keep(|| {
+            let (expected, new) = kept.unwrap_or_default();
+            let call = Call::KvCompareAndSwap { key, expected, new };
+            (call, Reply::Flag(live::kv_result(&result, |flag| *flag)))
+        });
+        result
     }
 
     async fn increment(&mut self, key: String, delta: i64) -> Result<i64, Error> {
-        kv::check_key(&key)?;
-        let (backend, ns, limits) = (&self.backend, &self.namespace, self.limits);
-        self.kv_call("increment", backend.increment(ns, &key, delta, limits))
-            .await
+        let result = async {
+            kv::check_key(&key)?;
+            let (backend, ns, limits) = (&self.backend, &self.namespace, self.limits);
+            self.kv_call("increment", backend.increment(ns, &key, delta, limits))
+                .await
+        }
+        .await;
+        self.keep(|| {
+            let reply = Reply::Number(live::kv_result(&result, |value| *value));
+            (Call::KvIncrement { key, delta }, reply)
+        });
+        result
     }
 }

@@ -12,6 +12,8 @@ use wasmtime::component::{HasSelf, Linker};
 
 use super::call_context::CallContext;
 use super::capability::{Capability, StoreData};
+use super::recording::Tape;
+use super::recording::entry::LogLine;
 use crate::bindings::fp::droplet::log::{self as wit, Host, Level};
 use crate::droplets::manifest::{Manifest, ManifestError};
 
@@ -51,11 +53,13 @@ impl Capability for LogCapability {
     /// A fresh log for one call, tagged with its droplet, version and
     /// trace id. Stdout and stderr go to it too, granted or not.
     fn for_call(&self, _grant: &(), call: &CallContext<'_>) -> Arc<GuestLog> {
-        Arc::new(GuestLog::new(
+        let mut log = GuestLog::new(
             Arc::clone(call.droplet),
             Arc::clone(call.version),
             Arc::clone(call.trace_id),
-        ))
+        );
+        log.tape = call.tape.clone();
+        Arc::new(log)
     }
 }
 
@@ -64,6 +68,8 @@ pub struct GuestLog {
     droplet: Arc<str>,
     version: Arc<str>,
     trace_id: Arc<str>,
+    /// Where the call's lines are recorded too, when it is recorded.
+    tape: Option<Tape>,
     /// Budget and counters; a `std` mutex because it is held only for a few
     /// instructions and never across an await.
     state: Mutex<LogState>,
@@ -119,6 +125,17 @@ macro_rules! guest_event {
     };
 }
 
+/// A level's name in the WIT (`info`).
+pub fn level_name(level: Level) -> &'static str {
+    match level {
+        Level::Trace => "trace",
+        Level::Debug => "debug",
+        Level::Info => "info",
+        Level::Warn => "warn",
+        Level::Error => "error",
+    }
+}
+
 impl GuestLog {
     /// A log for one call of `droplet` at `version`, for request `trace_id`.
     pub fn new(droplet: Arc<str>, version: Arc<str>, trace_id: Arc<str>) -> Self {
@@ -126,6 +143,7 @@ impl GuestLog {
             droplet,
             version,
             trace_id,
+            tape: None,
             state: Mutex::new(LogState::default()),
         }
     }
@@ -149,6 +167,14 @@ impl GuestLog {
         };
         if !admitted {
             return;
+        }
+        if let Some(tape) = &self.tape {
+            tape.log(LogLine {
+                level: level_name(level).to_string(),
+                source: source.as_str().to_string(),
+                message: message.to_string(),
+                fields: fields.map(str::to_string),
+            });
         }
         match level {
             Level::Trace => guest_event!(tracing::Level::TRACE, self, source, fields, message),

@@ -17,6 +17,7 @@ use tracing::Instrument;
 use super::call_parts::{
     CallReport, Hop, acquire_slots, call_error, calls_out, chain, deadline, memory_bytes, record,
 };
+use super::recording;
 use super::streamed::{self, Streamed};
 use crate::app::App;
 use crate::droplets::rollout::split::StickyKey;
@@ -75,16 +76,9 @@ where
     report.version = Some(Arc::clone(droplet.version.shared()));
     let result = call_version(app, droplet, req, path, trace_id, report, hop).await;
     if report.droplet_time.is_some() || report.from_droplet {
-        let failed = match &result {
-            Ok(response) => response.status().is_server_error(),
-            Err(err) => matches!(
-                err,
-                HostError::DropletTrap(_)
-                    | HostError::BudgetExceeded { .. }
-                    | HostError::InvalidResponse(_)
-            ),
-        };
-        droplet.counters.record(started.elapsed(), failed);
+        droplet
+            .counters
+            .record(started.elapsed(), recording::failed(&result));
     }
     result
 }
@@ -153,14 +147,14 @@ where
         hop.map(|hop| &*hop.caller),
     )?;
 
+    let taping = recording::begin(app, droplet, &parts.headers, &request, &caller, hop);
+    let tape = taping.as_ref().map(|taping| taping.tape.clone());
     let deadline = deadline(manifest, hop);
     let _slots = acquire_slots(app, droplet, deadline, hop)
         .instrument(crate::step_span!("queue"))
         .await?;
-    let imports = app.capabilities.for_call(
-        &droplet.grants,
-        &droplet.call_context(trace_id, caller, deadline, chain(app, droplet, hop)),
-    );
+    let context = droplet.call_context(trace_id, caller, deadline, chain(app, droplet, hop), tape.clone());
+    let imports = app.capabilities.for_call(&droplet.grants, &context);
     let outbound = imports.outbound.report();
     let call_started = Instant::now();
     let in_flight = droplet.stats.enter();
@@ -175,6 +169,7 @@ where
         suspect: droplet.stats.failing(),
         calls_out: calls_out(manifest),
         end: None,
+        tape,
     }))
     .await;
     drop(in_flight);
@@ -183,14 +178,21 @@ where
     report.outbound = outbound.spent();
     report.from_droplet = result.is_ok();
     record(droplet, elapsed, &result);
-    match result {
-        Ok(Some(answer)) => into_http(answer)
-            .map(|response| response.map(CallBody::from))
-            .inspect_err(|_| report.from_droplet = false),
+    let guest_headers = match (&taping, &result) {
+        (Some(_), Ok(Some(answer))) => Some(answer.response.headers.clone()),
+        _ => None,
+    };
+    let outcome = match result {
+        Ok(Some(answer)) => into_http(answer).inspect_err(|_| report.from_droplet = false),
         Ok(None) => {
             tracing::error!(droplet = %droplet.name, "a droplet call answered like a wasi:http one");
             Err(HostError::Internal)
         }
         Err(err) => Err(call_error(droplet, err)),
-    }
+    };
+    let outcome = match taping {
+        Some(taping) => taping.finish(app, droplet, trace_id, guest_headers, outcome),
+        None => outcome,
+    };
+    outcome.map(|response| response.map(CallBody::from))
 }

@@ -12,6 +12,7 @@ pub mod call_parts;
 pub mod droplet_call;
 pub mod droplet_endpoints;
 pub mod in_process;
+pub mod recording;
 mod streamed;
 
 pub use self::call_parts::{CallReport, Hop};

@@ -94,7 +94,7 @@ where
         .await?;
     let mut imports = app.capabilities.for_call(
         &droplet.grants,
-        &droplet.call_context(trace_id, caller, deadline, chain(app, droplet, hop)),
+        &droplet.call_context(trace_id, caller, deadline, chain(app, droplet, hop), None),
     );
     let outbound = imports.outbound.report();
     let caller_name = hop.map(|hop| &*hop.caller);
@@ -163,6 +163,7 @@ where
                     // It may wait on the client (or call out) for long.
                     calls_out: true,
                     end: Some(end),
+                    tape: None,
                 })
                 .await;
             drop(in_flight);

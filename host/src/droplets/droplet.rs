@@ -11,6 +11,7 @@ use super::loader::{Parsed, Ready};
 use super::rollout::window::VersionCounters;
 use super::stats::DropletStats;
 use super::version::VersionId;
+use crate::capabilities::recording::Tape;
 use crate::capabilities::outbound::Chain;
 use crate::capabilities::{CallContext, Grants};
 use crate::droplets::manifest::Manifest;
@@ -87,6 +88,7 @@ impl Droplet {
         caller: Caller,
         deadline: Instant,
         chain: Chain,
+        tape: Option<Tape>,
     ) -> CallContext<'a> {
         CallContext {
             droplet: &self.name,
@@ -95,6 +97,7 @@ impl Droplet {
             caller,
             deadline,
             chain,
+            tape,
         }
     }
 

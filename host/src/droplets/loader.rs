@@ -250,6 +250,7 @@ impl Loader {
             caller: Default::default(),
             deadline: tokio::time::Instant::now() + LOAD_INSTANCE_DEADLINE,
             chain: Chain::default(),
+            tape: None,
         };
         let imports = self.capabilities.for_call(&Grants::default(), &context);
         let memory = usize::try_from(manifest.memory_mb << 20).unwrap_or(usize::MAX);

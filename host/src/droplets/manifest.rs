@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+pub use super::record_mode::RecordMode;
+
 /// Default latency budget: the droplet contract's "other endpoints < 1000 ms".
 pub const DEFAULT_BUDGET_MS: u64 = 1000;
 /// Default linear-memory cap.
@@ -103,6 +105,11 @@ pub struct Manifest {
     /// what is left out takes the documented default.
     #[serde(default)]
     pub rollout: RolloutSettings,
+    /// Which of its calls are recorded for replay; `None`: the host's
+    /// `--record`.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub record: Option<RecordMode>,
 }
 
 /// The `[rollout]` table: a canary deploy's steps and thresholds. Each
@@ -247,6 +254,7 @@ impl Default for Manifest {
             allowed_outbound_hosts: Vec::new(),
             max_outbound_requests: DEFAULT_MAX_OUTBOUND_REQUESTS,
             rollout: RolloutSettings::default(),
+            record: None,
         }
     }
 }

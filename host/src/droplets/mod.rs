@@ -26,6 +26,8 @@ pub mod fleet;
 pub mod loader;
 pub mod manifest;
 pub mod name;
+pub mod record_mode;
+pub mod recorder;
 pub mod publish;
 pub mod registry;
 pub mod rollout;

@@ -16,6 +16,7 @@ use super::runtime::{Linked, Runtime};
 use super::stream::CallEnd;
 use crate::bindings;
 use crate::capabilities::Imports;
+use crate::capabilities::recording::Tape;
 
 /// The request a call hands to the component, in its world's terms.
 pub enum CallRequest {
@@ -52,6 +53,9 @@ pub struct Call<'a> {
     /// For a call whose body streams: how it ended, said before its
     /// instance (and so its body's channel) is dropped.
     pub end: Option<Arc<CallEnd>>,
+    /// Where the call is recorded, when it is: its clocks and random
+    /// sources are read through it.
+    pub tape: Option<Tape>,
 }
 
 /// Why a call produced no response.
@@ -92,7 +96,7 @@ impl Runtime {
             Arc::clone(&self.host_memory),
             call.memory_bytes,
         ));
-        let mut store = self.new_store(call.imports, call.memory_bytes);
+        let mut store = self.new_store(call.imports, call.memory_bytes, call.tape.as_ref());
         store.set_epoch_deadline(1);
         let mut scheduler = self.long_running.scheduler(call.deadline, call.suspect);
         // A call that may wait long on the host (outbound HTTP, another
@@ -258,6 +262,7 @@ mod tests {
             caller: Default::default(),
             deadline,
             chain: Default::default(),
+            tape: None,
         };
         let imports = parts.capabilities.for_call(&parsed.grants, &context);
         Some(
@@ -272,6 +277,7 @@ mod tests {
                     suspect: false,
                     calls_out: false,
                     end: None,
+                    tape: None,
                 })
                 .await,
         )

@@ -29,6 +29,8 @@ use super::host_memory::HostMemory;
 use super::memory_reset::MemoryReset;
 use crate::bindings::DropletPre;
 use crate::capabilities::guest_stdio::GuestStdio;
+use crate::capabilities::recording::Tape;
+use crate::capabilities::recording::sources::{self, Source};
 use crate::capabilities::{self, HasImports, Imports};
 use crate::guest::deadline::Deadlines;
 use crate::guest::scheduler::{EpochTicker, LongRunningGate};
@@ -247,18 +249,28 @@ impl Runtime {
 
     /// A fresh store for one call: its WASI context (stdout and stderr into
     /// the call's log), its memory limit and the call's imports.
-    pub(super) fn new_store(&self, imports: Imports, memory_bytes: usize) -> Store<CallState> {
+    /// A recorded call (`tape`) reads its clocks and random sources
+    /// through the tape.
+    pub(super) fn new_store(
+        &self,
+        imports: Imports,
+        memory_bytes: usize,
+        tape: Option<&Tape>,
+    ) -> Store<CallState> {
         let log = &imports.log;
         // No sockets: a droplet is granted no network through WASI (its
         // outbound HTTP is judged by the host), and each socket would be a
         // host file descriptor a guest could hoard.
-        let wasi = WasiCtxBuilder::new()
-            .stdout(GuestStdio::stdout(log))
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stdout(GuestStdio::stdout(log))
             .stderr(GuestStdio::stderr(log))
             .allow_tcp(false)
             .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
+            .allow_ip_name_lookup(false);
+        if let Some(tape) = tape {
+            sources::install(&mut wasi, || Source::Taped(tape.clone()));
+        }
+        let wasi = wasi.build();
         let limits = StoreLimitsBuilder::new().memory_size(memory_bytes).build();
         let mut store = Store::new(
             &self.engine,
@@ -278,7 +290,7 @@ impl Runtime {
     /// context and all) as [`Runtime::call`] does, and drops it.
     #[doc(hidden)]
     pub fn measure_store(&self, imports: Imports, memory_bytes: usize) {
-        drop(self.new_store(imports, memory_bytes));
+        drop(self.new_store(imports, memory_bytes, None));
     }
 
     /// Builds a store, instantiates `droplet` in it as [`Runtime::call`]
@@ -291,7 +303,7 @@ impl Runtime {
         imports: Imports,
         memory_bytes: usize,
     ) -> wasmtime::Result<()> {
-        let mut store = self.new_store(imports, memory_bytes);
+        let mut store = self.new_store(imports, memory_bytes, None);
         store.set_epoch_deadline(u64::MAX / 2);
         match droplet {
             Linked::Droplet(pre) => {

@@ -72,6 +72,21 @@ pub const MIGRATIONS: &[&str] = &[
          host_id text NOT NULL,
          expires_at timestamptz NOT NULL
      );",
+    // 3: recorded droplet calls, for replay from any host.
+    "CREATE TABLE droplet_recordings (
+         trace_id text NOT NULL,
+         droplet text NOT NULL,
+         version text NOT NULL,
+         caller text,
+         recorded_at_ms bigint NOT NULL,
+         status int NOT NULL,
+         reason text NOT NULL,
+         host text NOT NULL,
+         bytes bigint NOT NULL,
+         document bytea NOT NULL,
+         PRIMARY KEY (trace_id, droplet)
+     );
+     CREATE INDEX droplet_recordings_newest ON droplet_recordings (droplet, recorded_at_ms DESC);",
 ];
 
 /// The first key of the advisory lock migrations run under (the second is

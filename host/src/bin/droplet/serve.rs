@@ -12,7 +12,10 @@ use droplet_host::app::{App, ServeSettings};
 use droplet_host::capabilities::config::ConfigEnv;
 use droplet_host::droplets::manifest;
 use droplet_host::droplets::registry::RegistrySettings;
+use droplet_host::droplets::manifest::RecordMode;
+use droplet_host::droplets::recorder::RecordSettings;
 use droplet_host::http::access_log::AccessLogMode;
+use droplet_host::storage::recordings::Bounds;
 use droplet_host::http::connection::ConnectionLimits;
 use droplet_host::http::server;
 use droplet_host::http::service::Side;
@@ -119,6 +122,21 @@ pub struct ServeArgs {
     /// With `--access-log sampled`: log one request in this many.
     #[arg(long, env = "DROPLET_ACCESS_LOG_SAMPLE", default_value_t = 100)]
     pub access_log_sample: u64,
+    /// Which droplet calls are recorded for replay (`droplet replay`):
+    /// `errors` (every failed call), `sampled:N` (one in N, and every
+    /// failed one), `all` or `off`. A manifest's `record` overrides it.
+    #[arg(long, env = "DROPLET_RECORD", default_value = "errors")]
+    pub record: RecordMode,
+    /// The most one recording may hold, in KiB (import calls past it are
+    /// not kept, and the recording says it was cut).
+    #[arg(long, env = "DROPLET_RECORD_MAX_KB", default_value_t = 1024)]
+    pub record_max_kb: usize,
+    /// Recordings each droplet keeps; the oldest go first.
+    #[arg(long, env = "DROPLET_RECORD_KEEP", default_value_t = 100)]
+    pub record_keep: u64,
+    /// MiB of recordings each droplet keeps; the oldest go first.
+    #[arg(long, env = "DROPLET_RECORD_KEEP_MB", default_value_t = 64)]
+    pub record_keep_mb: u64,
     /// Log lines naming a droplet kept in memory for the dashboard's live
     /// tail, across all droplets (0: no tail).
     #[arg(long, env = "DROPLET_LOG_TAIL_LINES", default_value_t = 5000)]
@@ -317,6 +335,14 @@ pub fn serve(args: ServeArgs, dotenv: Option<PathBuf>) -> anyhow::Result<()> {
         max_internal_calls: args.max_internal_calls,
         keep_resident_bytes: args.keep_resident_mb.map(|mb| mb.saturating_mul(1 << 20)),
         warm_slots: args.warm_slots,
+        record: RecordSettings {
+            mode: args.record,
+            max_bytes: args.record_max_kb.saturating_mul(1024),
+            bounds: Bounds {
+                count: args.record_keep.max(1),
+                bytes: args.record_keep_mb.saturating_mul(1 << 20),
+            },
+        },
         access_log: match args.access_log {
             AccessLogArg::All => AccessLogMode::All,
             AccessLogArg::Errors => AccessLogMode::Errors,

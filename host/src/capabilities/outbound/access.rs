@@ -10,9 +10,12 @@ use wasmtime::component::Linker;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
 use super::allow::Allowlist;
+use super::bodies::TapedBody;
 use super::client::{CallLimits, Outbound, OutboundReport};
 use crate::capabilities::call_context::CallContext;
 use crate::capabilities::capability::{Capability, StoreData};
+use crate::capabilities::recording::entry::HttpReply;
+use crate::capabilities::recording::{Blob, Call, Tape};
 use crate::droplets::manifest::{Manifest, ManifestError};
 
 /// The host-wide half: the process's outbound client and limits.
@@ -25,6 +28,7 @@ pub struct OutboundCapability {
 pub struct OutboundAccess {
     outbound: Arc<Outbound>,
     limits: CallLimits,
+    tape: Option<Tape>,
 }
 
 /// What a droplet version's manifest allows: where (its
@@ -93,6 +97,7 @@ impl Capability for OutboundCapability {
                 report: Arc::new(OutboundReport::default()),
                 chain: call.chain.clone(),
             },
+            tape: call.tape.clone(),
         }
     }
 }
@@ -129,9 +134,21 @@ impl WasiHttpHooks for OutboundAccess {
             url.path = request.uri().path(),
             http.response.status_code = tracing::field::Empty,
         );
+        // Kept in the order the guest sent it; answered when it is.
+        let taped = self.tape.as_ref().and_then(|tape| {
+            let call = Call::HttpSend {
+                method: request.method().to_string(),
+                url: request.uri().to_string(),
+            };
+            tape.send(call).map(|index| (tape.clone(), index))
+        });
         let sent = self.outbound.send(request, &mut self.limits);
         Box::new(async move {
-            let response = sent.instrument(span.clone()).await?;
+            let response = sent.instrument(span.clone()).await;
+            let response = match taped {
+                Some((tape, index)) => keep(response, tape, index),
+                None => response,
+            }?;
             span.record(
                 "http.response.status_code",
                 i64::from(response.status().as_u16()),
@@ -140,5 +157,39 @@ impl WasiHttpHooks for OutboundAccess {
                 Box::new(async { Ok(()) });
             Ok((response, done))
         })
+    }
+}
+
+/// Keeps an outbound request's answer on the tape, and its body as the
+/// guest reads it.
+fn keep(
+    response: Result<http::Response<WasiBody>, Error>,
+    tape: Tape,
+    index: usize,
+) -> Result<http::Response<WasiBody>, Error> {
+    use http_body_util::BodyExt as _;
+    match response {
+        Ok(response) => {
+            let headers = response
+                .headers()
+                .iter()
+                .map(|(name, value)| {
+                    let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+                    (name.to_string(), value)
+                })
+                .collect();
+            let reply = HttpReply {
+                status: response.status().as_u16(),
+                headers,
+                body: Blob::default(),
+                body_error: None,
+            };
+            tape.answer(index, Ok(reply));
+            Ok(response.map(|body| TapedBody::new(body, tape, index).boxed_unsync()))
+        }
+        Err(err) => {
+            tape.answer(index, Err(format!("{err:?}")));
+            Err(err)
+        }
     }
 }
