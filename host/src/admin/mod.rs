@@ -11,6 +11,9 @@
 //! | `GET /_admin/overview` | the dashboard's table: rates, latency, errors, kv, sparklines |
 //! | `GET /_admin/droplets/{name}/series` | its per-second traffic of the last 5 minutes |
 //! | `GET /_admin/droplets/{name}/logs` | its recent log lines (the live tail) |
+//! | `GET /_admin/recordings[?droplet=]` | recorded calls, newest first |
+//! | `GET /_admin/recordings/{trace_id}` | one recording (`droplet-recording/1`) |
+//! | `GET /_admin/droplets/{name}/versions/{version}/module` | a stored version's component |
 //! | `GET /_admin/openapi.json` | this API, described (no token needed) |
 //! | `GET /_admin/ui` | the dashboard (no token needed to load it; it asks for one) |
 //!
@@ -22,6 +25,7 @@ mod deployments;
 mod logs;
 mod openapi;
 mod overview;
+mod recordings;
 mod reply;
 mod rollout_schema;
 mod rollouts;

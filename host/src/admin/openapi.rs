@@ -29,6 +29,9 @@ use super::schema;
         super::overview::overview,
         super::overview::series,
         super::logs::logs,
+        super::recordings::list,
+        super::recordings::get,
+        super::recordings::module,
         openapi_json,
         super::ui::page,
         super::ui::file,
@@ -38,6 +41,7 @@ use super::schema;
     tags(
         (name = "droplets", description = "Deployments"),
         (name = "rollouts", description = "Canary rollouts: status, promote, abort (a canary deploy starts one)"),
+        (name = "recordings", description = "Recorded droplet calls and the modules they ran on, for `droplet replay`"),
         (name = "dashboard", description = "Live figures, series and log tail"),
         (name = "meta", description = "This document and the dashboard's files")
     )

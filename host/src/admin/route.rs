@@ -6,7 +6,7 @@ use http::{Method, Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
 
-use super::{deployments, logs, openapi, overview, rollouts, ui};
+use super::{deployments, logs, openapi, overview, recordings, rollouts, ui};
 use crate::app::App;
 use crate::error::{HostError, clip};
 use crate::identity::policy;
@@ -34,6 +34,12 @@ pub enum AdminRoute<'a> {
     Abort(&'a str),
     /// `GET /droplets/{name}/logs`
     Logs(&'a str),
+    /// `GET /droplets/{name}/versions/{version}/module`
+    Module(&'a str, &'a str),
+    /// `GET /recordings`
+    Recordings,
+    /// `GET /recordings/{trace_id}`
+    Recording(&'a str),
     /// `GET /overview`
     Overview,
     /// `GET /openapi.json`
@@ -57,6 +63,11 @@ impl<'a> AdminRoute<'a> {
             (&Method::POST, ["droplets", name, "rollout", "promote"]) => Self::Promote(name),
             (&Method::POST, ["droplets", name, "rollout", "abort"]) => Self::Abort(name),
             (&Method::GET, ["droplets", name, "logs"]) => Self::Logs(name),
+            (&Method::GET, ["droplets", name, "versions", version, "module"]) => {
+                Self::Module(name, version)
+            }
+            (&Method::GET, ["recordings"]) => Self::Recordings,
+            (&Method::GET, ["recordings", trace_id]) => Self::Recording(trace_id),
             (&Method::GET, ["overview"]) => Self::Overview,
             (&Method::GET | &Method::HEAD, ["openapi.json"]) => Self::OpenApi,
             (&Method::GET | &Method::HEAD, ["ui"]) => Self::Ui(""),
@@ -67,6 +78,9 @@ impl<'a> AdminRoute<'a> {
                 | ["droplets", _]
                 | ["droplets", _, "rollback" | "series" | "logs" | "rollout"]
                 | ["droplets", _, "rollout", "promote" | "abort"]
+                | ["droplets", _, "versions", _, "module"]
+                | ["recordings"]
+                | ["recordings", _]
                 | ["overview" | "openapi.json" | "ui"]
                 | ["ui", _],
             ) => {
@@ -96,6 +110,9 @@ impl<'a> AdminRoute<'a> {
             Self::Promote(_) => "/_admin/droplets/{name}/rollout/promote",
             Self::Abort(_) => "/_admin/droplets/{name}/rollout/abort",
             Self::Logs(_) => "/_admin/droplets/{name}/logs",
+            Self::Module(..) => "/_admin/droplets/{name}/versions/{version}/module",
+            Self::Recordings => "/_admin/recordings",
+            Self::Recording(_) => "/_admin/recordings/{trace_id}",
             Self::Overview => "/_admin/overview",
             Self::OpenApi => "/_admin/openapi.json",
             Self::Ui("") => "/_admin/ui",
@@ -132,6 +149,9 @@ pub async fn handle(
         AdminRoute::Promote(name) => rollouts::promote(app, name).await,
         AdminRoute::Abort(name) => rollouts::abort(app, name).await,
         AdminRoute::Logs(name) => logs::logs(app, name, &query),
+        AdminRoute::Module(name, version) => recordings::module(app, name, version).await,
+        AdminRoute::Recordings => recordings::list(app, &query).await,
+        AdminRoute::Recording(trace_id) => recordings::get(app, trace_id, &query).await,
         AdminRoute::Overview => overview::overview(app, &query).await,
         AdminRoute::OpenApi => Ok(openapi::response()),
         AdminRoute::Ui(asset) => ui::asset(asset),

@@ -86,6 +86,16 @@ impl ChangeError {
 }
 
 impl Droplets {
+    /// The module and manifest of a stored version of `name` (what a
+    /// recording made on it is replayed against).
+    pub async fn version_files(
+        &self,
+        name: &str,
+        version: &VersionId,
+    ) -> Result<super::store::VersionFiles, StoreError> {
+        self.store.read(name, version).await
+    }
+
     /// Publishes a new version of `name` (a new droplet if there is none):
     /// compiled and checked first, off the async workers; refused with the
     /// reason if it cannot serve ([`ChangeError::Invalid`]) or cannot be
