@@ -53,13 +53,15 @@ impl Capability for LogCapability {
     /// A fresh log for one call, tagged with its droplet, version and
     /// trace id. Stdout and stderr go to it too, granted or not.
     fn for_call(&self, _grant: &(), call: &CallContext<'_>) -> Arc<GuestLog> {
-        let mut log = GuestLog::new(
+        let log = GuestLog::new(
             Arc::clone(call.droplet),
             Arc::clone(call.version),
             Arc::clone(call.trace_id),
         );
-        log.tape = call.tape.clone();
-        Arc::new(log)
+        Arc::new(match &call.tape {
+            Some(tape) => log.with_tape(tape.clone()),
+            None => log,
+        })
     }
 }
 
@@ -146,6 +148,12 @@ impl GuestLog {
             tape: None,
             state: Mutex::new(LogState::default()),
         }
+    }
+
+    /// The same log, its lines kept on `tape` too.
+    pub fn with_tape(mut self, tape: Tape) -> Self {
+        self.tape = Some(tape);
+        self
     }
 
     /// Logs one line if the call's budget admits all of it: the message and

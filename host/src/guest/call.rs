@@ -185,7 +185,7 @@ impl Runtime {
 }
 
 /// Turns a wasmtime error into what the client may know about it.
-fn classify(err: &wasmtime::Error, hint: Option<String>) -> CallError {
+pub(crate) fn classify(err: &wasmtime::Error, hint: Option<String>) -> CallError {
     if let Some(trap) = err.downcast_ref::<Trap>() {
         if *trap == Trap::Interrupt {
             return CallError::BudgetExceeded;

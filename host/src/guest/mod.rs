@@ -16,6 +16,7 @@ pub mod host_memory;
 pub mod memory_reset;
 pub mod proxy;
 pub mod records;
+pub mod replay;
 pub mod runtime;
 pub mod scheduler;
 pub mod stream;

@@ -1,0 +1,12 @@
+//! Replay: a recorded call run again, its imports answered from the
+//! recording (`state`, converted by `answers`) in a second generation of
+//! the world whose imports can trap (`bindings`), by a [`run::Replayer`]
+//! that reports the outcome next to the recorded one (`run`). Used by
+//! `droplet replay`; the serving host never replays.
+
+pub mod answers;
+pub mod bindings;
+pub mod run;
+pub mod state;
+
+pub use self::run::{Replayed, Replayer, ReplayError};
