@@ -96,6 +96,20 @@ impl JsonClient {
         path: &str,
         body: Option<Value>,
     ) -> Result<(u16, Value), ClientError> {
+        let (status, bytes) = self.send_raw(method, path, body).await?;
+        let value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        Ok((status, value))
+    }
+
+    /// Sends `method path` with an optional JSON body; returns the status
+    /// and the answer's bytes as they came (a module, a recording).
+    pub async fn send_raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(u16, bytes::Bytes), ClientError> {
         let url = format!("{}{path}", self.base);
         let mut request = self.http.request(method, &url);
         if let Some(token) = &self.token {
@@ -121,9 +135,7 @@ impl JsonClient {
                 url: url.clone(),
                 why: error_chain(&err),
             })?;
-        let value = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-        Ok((status, value))
+        Ok((status, bytes))
     }
 }
 

@@ -19,6 +19,8 @@ pub mod code {
     pub const UNAVAILABLE: u8 = 6;
     /// The host could not be reached.
     pub const UNREACHABLE: u8 = 7;
+    /// `droplet replay`: the replayed call did not answer as recorded.
+    pub const REPLAY_DIFFERS: u8 = 8;
 }
 
 /// A failure with what to do about it.

@@ -7,6 +7,7 @@ mod build;
 mod failure;
 mod progress;
 mod remote;
+mod replay;
 mod rollout;
 mod scaffold;
 mod serve;
@@ -54,6 +55,11 @@ enum Command {
     Rollout(rollout::RolloutCommand),
     /// Remove a droplet from a host.
     Rm(remote::RmArgs),
+    /// Run a recorded call again, locally, and compare its answer.
+    Replay(Box<replay::ReplayArgs>),
+    /// List or fetch a host's recorded calls.
+    #[command(subcommand)]
+    Recording(replay::RecordingCommand),
     /// Create a new droplet crate.
     New(author::NewArgs),
     /// Build a droplet crate and copy it into a droplets directory.
@@ -112,6 +118,8 @@ fn run(cli: Cli, dotenv: Option<std::path::PathBuf>) -> anyhow::Result<()> {
         Command::Rollback(args) => remote(remote::rollback(args)),
         Command::Rollout(command) => remote(rollout::rollout(command)),
         Command::Rm(args) => remote(remote::rm(args)),
+        Command::Replay(args) => remote(replay::replay(*args)),
+        Command::Recording(command) => remote(replay::recording(command)),
         Command::New(args) => author::new(args),
         Command::Build(args) => author::build(args),
     }

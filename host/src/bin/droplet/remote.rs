@@ -73,6 +73,24 @@ pub(crate) async fn call(
     path: &str,
     body: Option<serde_json::Value>,
 ) -> anyhow::Result<serde_json::Value> {
+    let bytes = exchange(args, method, path, body).await?;
+    Ok(serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+        serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
+    }))
+}
+
+/// Fetches `path` from the admin API of the host `args` names: the
+/// answer's bytes as they came (a module, a recording).
+pub(crate) async fn fetch(args: &HostArgs, path: &str) -> anyhow::Result<bytes::Bytes> {
+    exchange(args, Method::GET, path, None).await
+}
+
+async fn exchange(
+    args: &HostArgs,
+    method: Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> anyhow::Result<bytes::Bytes> {
     let client = JsonClient::new(&args.host, args.token.clone()).map_err(|err| {
         Failure::new(
             code::GENERAL,
@@ -80,17 +98,20 @@ pub(crate) async fn call(
             "give --host (or DROPLET_HOST) as http://HOST:PORT",
         )
     })?;
-    let (status, body) = client
-        .send(method, path, body)
+    let (status, bytes) = client
+        .send_raw(method, path, body)
         .await
         .map_err(|err| match err {
             ClientError::Unreachable { why, .. } => Failure::unreachable(&args.host, why),
             other => Failure::unreachable(&args.host, other),
         })?;
     if !(200..300).contains(&status) {
+        let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+            serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
+        });
         return Err(Failure::from_host(&args.host, status, &client::error_message(&body)).into());
     }
-    Ok(body)
+    Ok(bytes)
 }
 
 /// `droplet list`.
