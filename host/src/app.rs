@@ -34,9 +34,9 @@ use crate::ops::shutdown::Shutdown;
 use crate::storage::database::Database;
 use crate::storage::kv::OpenError;
 use crate::storage::kv::{BackendConfig, KvBackend, OpenBackend};
+use crate::storage::recordings::RecordingStore;
 use crate::storage::recordings::file::FileRecordings;
 use crate::storage::recordings::postgres::PostgresRecordings;
-use crate::storage::recordings::RecordingStore;
 
 /// What `droplet serve` was asked to do.
 #[derive(Debug, Clone)]

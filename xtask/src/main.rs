@@ -35,7 +35,13 @@ mod layers;
 const TARGET: &str = "wasm32-wasip2";
 /// Examples built for the tests and benchmarks only: never copied into a droplets
 /// directory that a host serves.
-const TEST_ONLY: &[&str] = &["hostile", "dirty", "routes"];
+const TEST_ONLY: &[&str] = &[
+    "hostile",
+    "dirty",
+    "routes",
+    "pricing-fixed",
+    "pricing-rekeyed",
+];
 /// The example droplets, as crates under `examples/`.
 const EXAMPLES: &[&str] = &[
     "hello",
@@ -53,6 +59,9 @@ const EXAMPLES: &[&str] = &[
     "dirty",
     "aggregator",
     "routes",
+    "pricing",
+    "pricing-fixed",
+    "pricing-rekeyed",
 ];
 
 /// Examples with their own tests, which `cargo test` runs natively against

@@ -92,7 +92,11 @@ pub async fn list(app: &App, query: &str) -> Result<Response<Full<Bytes>>, HostE
     ),
     security(("bearer" = []))
 )]
-pub async fn get(app: &App, trace_id: &str, query: &str) -> Result<Response<Full<Bytes>>, HostError> {
+pub async fn get(
+    app: &App,
+    trace_id: &str,
+    query: &str,
+) -> Result<Response<Full<Bytes>>, HostError> {
     let (droplet, _) = filters(query)?;
     let (_, document) = app
         .recorder
@@ -130,7 +134,11 @@ pub async fn get(app: &App, trace_id: &str, query: &str) -> Result<Response<Full
     ),
     security(("bearer" = []))
 )]
-pub async fn module(app: &App, name: &str, version: &str) -> Result<Response<Full<Bytes>>, HostError> {
+pub async fn module(
+    app: &App,
+    name: &str,
+    version: &str,
+) -> Result<Response<Full<Bytes>>, HostError> {
     named(app, name)?;
     let not_stored = || {
         HostError::NotFound(format!(

@@ -84,7 +84,10 @@ impl Host for AuthAccess {
     async fn caller(&mut self) -> Option<Claims> {
         let claims = self.caller.claims.as_deref().map(to_wit);
         if let Some(tape) = &self.tape {
-            tape.keep(Call::AuthCaller, Reply::Caller(claims.as_ref().map(live::claims)));
+            tape.keep(
+                Call::AuthCaller,
+                Reply::Caller(claims.as_ref().map(live::claims)),
+            );
         }
         claims
     }

@@ -53,9 +53,7 @@ impl Capability for ConfigCapability {
     }
 
     fn grant(&self, manifest: &Manifest) -> Result<Self::Grant, ManifestError> {
-        let values = self
-            .env
-            .resolve(manifest, |var| std::env::var(var).ok())?;
+        let values = self.env.resolve(manifest, |var| std::env::var(var).ok())?;
         let from_env = manifest
             .config
             .iter()

@@ -148,7 +148,12 @@ impl Host for KvAccess {
             self.kv_call("get", backend.get(ns, &key)).await
         }
         .await;
-        self.keep(|| (Call::KvGet { key }, Reply::Value(live::kv_result(&result, live::value))));
+        self.keep(|| {
+            (
+                Call::KvGet { key },
+                Reply::Value(live::kv_result(&result, live::value)),
+            )
+        });
         result
     }
 
@@ -178,7 +183,12 @@ impl Host for KvAccess {
             self.kv_call("delete", backend.delete(ns, &key)).await
         }
         .await;
-        self.keep(|| (Call::KvDelete { key }, Reply::Flag(live::kv_result(&result, |flag| *flag))));
+        self.keep(|| {
+            (
+                Call::KvDelete { key },
+                Reply::Flag(live::kv_result(&result, |flag| *flag)),
+            )
+        });
         result
     }
 
@@ -189,7 +199,12 @@ impl Host for KvAccess {
             self.kv_call("exists", backend.exists(ns, &key)).await
         }
         .await;
-        self.keep(|| (Call::KvExists { key }, Reply::Flag(live::kv_result(&result, |flag| *flag))));
+        self.keep(|| {
+            (
+                Call::KvExists { key },
+                Reply::Flag(live::kv_result(&result, |flag| *flag)),
+            )
+        });
         result
     }
 

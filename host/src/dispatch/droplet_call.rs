@@ -153,7 +153,13 @@ where
     let _slots = acquire_slots(app, droplet, deadline, hop)
         .instrument(crate::step_span!("queue"))
         .await?;
-    let context = droplet.call_context(trace_id, caller, deadline, chain(app, droplet, hop), tape.clone());
+    let context = droplet.call_context(
+        trace_id,
+        caller,
+        deadline,
+        chain(app, droplet, hop),
+        tape.clone(),
+    );
     let imports = app.capabilities.for_call(&droplet.grants, &context);
     let outbound = imports.outbound.report();
     let call_started = Instant::now();

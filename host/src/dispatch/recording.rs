@@ -150,7 +150,9 @@ pub fn failed<B>(outcome: &Result<Response<B>, HostError>) -> bool {
         Ok(response) => response.status().is_server_error(),
         Err(err) => matches!(
             err,
-            HostError::DropletTrap(_) | HostError::BudgetExceeded { .. } | HostError::InvalidResponse(_)
+            HostError::DropletTrap(_)
+                | HostError::BudgetExceeded { .. }
+                | HostError::InvalidResponse(_)
         ),
     }
 }

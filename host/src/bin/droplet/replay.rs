@@ -87,12 +87,21 @@ pub async fn recording(command: RecordingCommand) -> anyhow::Result<()> {
                 .droplet
                 .as_deref()
                 .map_or_else(String::new, |droplet| format!("?droplet={droplet}"));
-            let body = call(&args.host, http::Method::GET, &format!("/_admin/recordings{query}"), None).await?;
+            let body = call(
+                &args.host,
+                http::Method::GET,
+                &format!("/_admin/recordings{query}"),
+                None,
+            )
+            .await?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&body)?);
                 return Ok(());
             }
-            println!("{:<34} {:<12} {:>6} {:<10} {:>9}  VERSION", "TRACE_ID", "DROPLET", "STATUS", "REASON", "BYTES");
+            println!(
+                "{:<34} {:<12} {:>6} {:<10} {:>9}  VERSION",
+                "TRACE_ID", "DROPLET", "STATUS", "REASON", "BYTES"
+            );
             for recording in body["recordings"].as_array().into_iter().flatten() {
                 let text = |key: &str| recording[key].as_str().unwrap_or("").to_string();
                 println!(
@@ -108,7 +117,11 @@ pub async fn recording(command: RecordingCommand) -> anyhow::Result<()> {
             Ok(())
         }
         RecordingCommand::Get(args) => {
-            let document = fetch(&args.host, &recording_path(&args.trace_id, args.droplet.as_deref())).await?;
+            let document = fetch(
+                &args.host,
+                &recording_path(&args.trace_id, args.droplet.as_deref()),
+            )
+            .await?;
             match &args.output {
                 Some(path) => std::fs::write(path, &document)
                     .with_context(|| format!("cannot write {}", path.display()))?,
@@ -133,10 +146,19 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     let document = if from_file {
         std::fs::read(&args.recording).with_context(|| format!("cannot read {}", args.recording))?
     } else {
-        fetch(&args.host, &recording_path(&args.recording, args.droplet.as_deref())).await?.to_vec()
+        fetch(
+            &args.host,
+            &recording_path(&args.recording, args.droplet.as_deref()),
+        )
+        .await?
+        .to_vec()
     };
     let recording = Recording::parse(&document).map_err(|err| {
-        Failure::new(code::GENERAL, err.to_string(), "save a recording with `droplet recording get TRACE_ID -o FILE`")
+        Failure::new(
+            code::GENERAL,
+            err.to_string(),
+            "save a recording with `droplet recording get TRACE_ID -o FILE`",
+        )
     })?;
     let (module, ran) = match &args.wasm {
         Some(path) => (
@@ -148,7 +170,10 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
                 "/_admin/droplets/{}/versions/{}/module",
                 recording.droplet, recording.version
             );
-            (fetch(&args.host, &path).await?.to_vec(), format!("version {}", recording.version))
+            (
+                fetch(&args.host, &path).await?.to_vec(),
+                format!("version {}", recording.version),
+            )
         }
     };
     // The guest's lines, as it writes them.
@@ -159,9 +184,13 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
         .with_target(false)
         .try_init();
     let replayer = Replayer::new()?;
-    let pre = replayer
-        .prepare(&module)
-        .map_err(|err| Failure::new(code::REFUSED, err.to_string(), "give a droplet built for wasm32-wasip2"))?;
+    let pre = replayer.prepare(&module).map_err(|err| {
+        Failure::new(
+            code::REFUSED,
+            err.to_string(),
+            "give a droplet built for wasm32-wasip2",
+        )
+    })?;
     let budget = Duration::from_millis(args.budget_ms.unwrap_or(recording.budget_ms));
     let replayed = replayer.replay(&pre, &recording, budget).await;
     let identical = replayed.outcome == recording.outcome && replayed.divergence.is_none();
@@ -196,12 +225,20 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
 /// An outcome as the report shows it (the body as text).
 fn view(outcome: &Outcome) -> serde_json::Value {
     match outcome {
-        Outcome::Response { status, headers, body } => serde_json::json!({
+        Outcome::Response {
+            status,
+            headers,
+            body,
+        } => serde_json::json!({
             "status": status,
             "headers": headers,
             "body": String::from_utf8_lossy(&body.0),
         }),
-        Outcome::Failure { status, code, message } => serde_json::json!({
+        Outcome::Failure {
+            status,
+            code,
+            message,
+        } => serde_json::json!({
             "status": status,
             "code": code,
             "message": message,
@@ -216,7 +253,11 @@ fn line(outcome: &Outcome) -> String {
             let cut: String = text.chars().take(400).collect();
             format!("{status} {cut}")
         }
-        Outcome::Failure { status, code, message } => format!("{status} {code}: {message}"),
+        Outcome::Failure {
+            status,
+            code,
+            message,
+        } => format!("{status} {code}: {message}"),
     }
 }
 
@@ -235,6 +276,10 @@ fn describe(recording: &Recording, replayed: &Replayed, ran: &str, identical: bo
         "  {} import calls replayed, {} recorded calls not made\n",
         progress.calls_replayed, progress.calls_left
     ));
-    out.push_str(if identical { "  identical\n" } else { "  different\n" });
+    out.push_str(if identical {
+        "  identical\n"
+    } else {
+        "  different\n"
+    });
     out
 }

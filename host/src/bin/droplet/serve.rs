@@ -11,11 +11,10 @@ use anyhow::Context;
 use droplet_host::app::{App, ServeSettings};
 use droplet_host::capabilities::config::ConfigEnv;
 use droplet_host::droplets::manifest;
-use droplet_host::droplets::registry::RegistrySettings;
 use droplet_host::droplets::manifest::RecordMode;
 use droplet_host::droplets::recorder::RecordSettings;
+use droplet_host::droplets::registry::RegistrySettings;
 use droplet_host::http::access_log::AccessLogMode;
-use droplet_host::storage::recordings::Bounds;
 use droplet_host::http::connection::ConnectionLimits;
 use droplet_host::http::server;
 use droplet_host::http::service::Side;
@@ -25,6 +24,7 @@ use droplet_host::ops::shutdown::Shutdown;
 use droplet_host::ops::telemetry::{self, LogFormat};
 use droplet_host::storage::database::DatabaseSettings;
 use droplet_host::storage::kv::{BackendConfig, Durability};
+use droplet_host::storage::recordings::Bounds;
 
 use crate::progress::CompileProgress;
 

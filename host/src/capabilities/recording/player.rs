@@ -86,7 +86,9 @@ impl Player {
     }
 
     fn lock(&self) -> MutexGuard<'_, Playhead> {
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The recorded answer to `call`, when it is the next call recorded;
@@ -255,7 +257,9 @@ mod tests {
     fn more_calls_than_recorded_diverge() {
         let player = Player::new(reel());
         for key in ["a", "b"] {
-            player.answer(Call::KvGet { key: key.into() }).expect("recorded");
+            player
+                .answer(Call::KvGet { key: key.into() })
+                .expect("recorded");
         }
         let divergence = player.answer(Call::AuthCaller).expect_err("past the end");
         assert_eq!(

@@ -125,7 +125,9 @@ impl Tape {
 
     fn lock(&self) -> MutexGuard<'_, Recorder> {
         // A panic while the lock was held left a reel that is still whole.
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Keeps one finished import call.
@@ -185,7 +187,8 @@ impl Tape {
     /// Keeps a line the guest logged.
     pub fn log(&self, line: LogLine) {
         let mut recorder = self.lock();
-        let size = ENTRY_OVERHEAD + line.message.len() + line.fields.as_ref().map_or(0, String::len);
+        let size =
+            ENTRY_OVERHEAD + line.message.len() + line.fields.as_ref().map_or(0, String::len);
         if recorder.admit(size) {
             recorder.reel.logs.push(line);
         }

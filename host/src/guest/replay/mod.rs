@@ -9,4 +9,4 @@ pub mod bindings;
 pub mod run;
 pub mod state;
 
-pub use self::run::{Replayed, Replayer, ReplayError};
+pub use self::run::{ReplayError, Replayed, Replayer};

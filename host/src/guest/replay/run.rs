@@ -102,8 +102,8 @@ impl Replayer {
 
     /// Compiles and links `wasm`: a component of the droplet world.
     pub fn prepare(&self, wasm: &[u8]) -> Result<DropletPre<ReplayState>, ReplayError> {
-        let component =
-            Component::new(&self.engine, wasm).map_err(|err| ReplayError::Module(format!("{err:#}")))?;
+        let component = Component::new(&self.engine, wasm)
+            .map_err(|err| ReplayError::Module(format!("{err:#}")))?;
         let pre = self
             .linker
             .instantiate_pre(&component)

@@ -9,15 +9,18 @@ use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-use wasmtime_wasi_http::{Error as ErrorCode, RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+use wasmtime_wasi_http::{
+    Error as ErrorCode, RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks,
+    WasiHttpView,
+};
 
 use super::answers;
 use super::bindings::fp::droplet::{auth, config, kv, log, response_body, streaming, types};
 use crate::bindings::fp::droplet::log::Level as LiveLevel;
 use crate::capabilities::log::{GuestLog, Source};
-use crate::capabilities::response_body::MAX_RESPONSE_BYTES;
 use crate::capabilities::recording::entry::{ConfigValue, REDACTED};
 use crate::capabilities::recording::{Blob, Call, Divergence, Player, Reply};
+use crate::capabilities::response_body::MAX_RESPONSE_BYTES;
 
 /// The response a replayed guest is building.
 #[derive(Default)]
@@ -135,7 +138,8 @@ impl WasiHttpHooks for Hooks {
 /// A body that ends with `error` after its data.
 trait ChainError: http_body::Body<Data = Bytes, Error = ErrorCode> + Sized + Send + 'static {
     fn chain_error(self, error: ErrorCode) -> WasiBody {
-        let end = futures_util::stream::once(async move { Err::<http_body::Frame<Bytes>, _>(error) });
+        let end =
+            futures_util::stream::once(async move { Err::<http_body::Frame<Bytes>, _>(error) });
         let frames = http_body_util::BodyStream::new(self);
         http_body_util::StreamBody::new(futures_util::StreamExt::chain(frames, end)).boxed_unsync()
     }
@@ -221,7 +225,11 @@ impl kv::Host for ReplayState {
         })
     }
 
-    async fn increment(&mut self, key: String, delta: i64) -> wasmtime::Result<Result<i64, kv::Error>> {
+    async fn increment(
+        &mut self,
+        key: String,
+        delta: i64,
+    ) -> wasmtime::Result<Result<i64, kv::Error>> {
         match self.answer(Call::KvIncrement { key, delta })? {
             Reply::Number(number) => Ok(number.map_err(answers::kv_error)),
             other => Err(mismatch(&other)),
@@ -253,14 +261,17 @@ impl auth::Host for ReplayState {
         }
     }
 
-    async fn verify(&mut self, token: String) -> wasmtime::Result<Result<auth::Claims, auth::Error>> {
+    async fn verify(
+        &mut self,
+        token: String,
+    ) -> wasmtime::Result<Result<auth::Claims, auth::Error>> {
         let call = Call::AuthVerify {
             token_sha256: crate::capabilities::recording::live::token_digest(&token),
         };
         match self.answer(call)? {
-            Reply::Verified(verified) => Ok(verified
-                .map(answers::claims)
-                .map_err(answers::token_error)),
+            Reply::Verified(verified) => {
+                Ok(verified.map(answers::claims).map_err(answers::token_error))
+            }
             other => Err(mismatch(&other)),
         }
     }
@@ -299,17 +310,19 @@ impl log::Host for ReplayState {
                 .collect();
             serde_json::Value::Object(object).to_string()
         });
-        self.log.emit(level, Source::Log, &message, fields.as_deref());
+        self.log
+            .emit(level, Source::Log, &message, fields.as_deref());
         Ok(())
     }
 }
 
 impl response_body::Host for ReplayState {
-    async fn write(&mut self, chunk: Vec<u8>) -> wasmtime::Result<Result<(), response_body::BodyError>> {
+    async fn write(
+        &mut self,
+        chunk: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), response_body::BodyError>> {
         let building = &mut self.building;
-        if building.too_large
-            || building.body.len() + chunk.len() > MAX_RESPONSE_BYTES
-        {
+        if building.too_large || building.body.len() + chunk.len() > MAX_RESPONSE_BYTES {
             building.too_large = true;
             return Ok(Err(response_body::BodyError::TooLarge));
         }

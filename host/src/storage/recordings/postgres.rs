@@ -58,7 +58,10 @@ impl RecordingStore for PostgresRecordings {
     ) -> Result<(), RecordingsUnavailable> {
         let db = &self.database;
         let mut client = db.client().await.map_err(unavailable)?;
-        let tx = client.transaction().await.map_err(|err| unavailable(db.fail(err)))?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(|err| unavailable(db.fail(err)))?;
         let (recorded_at, bytes) = (signed(summary.recorded_at_ms), signed(summary.bytes));
         let status = i32::from(summary.status);
         tx.execute(
@@ -97,7 +100,11 @@ impl RecordingStore for PostgresRecordings {
                  ) ranked WHERE n > $2::bigint OR total > $3::bigint
              ) old
              WHERE r.droplet = $1 AND r.trace_id = old.trace_id",
-            &[&summary.droplet, &signed(bounds.count), &signed(bounds.bytes)],
+            &[
+                &summary.droplet,
+                &signed(bounds.count),
+                &signed(bounds.bytes),
+            ],
         )
         .await
         .map_err(|err| unavailable(db.fail(err)))?;
