@@ -79,6 +79,7 @@ impl Bench {
                 Caller::default(),
                 deadline,
                 Chain::default(),
+                None,
             ),
         )
     }
@@ -95,6 +96,7 @@ impl Bench {
                 Caller::default(),
                 deadline,
                 Chain::default(),
+                None,
             ),
         );
         self.runtime
@@ -113,6 +115,7 @@ impl Bench {
                 suspect: false,
                 calls_out: false,
                 end: None,
+                tape: None,
             })
             .await
             .expect("the droplet answers")

@@ -108,7 +108,11 @@ impl Recorder {
             (false, RecordMode::All) => Reason::All,
             (false, RecordMode::Errors) => Reason::Error,
             (false, RecordMode::Sampled(n)) => {
-                if self.calls.fetch_add(1, Ordering::Relaxed) % u64::from(n) == 0 {
+                if self
+                    .calls
+                    .fetch_add(1, Ordering::Relaxed)
+                    .is_multiple_of(u64::from(n))
+                {
                     Reason::Sampled
                 } else {
                     Reason::Error
