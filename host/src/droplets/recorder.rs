@@ -75,6 +75,8 @@ pub struct Recorder {
     store: Arc<dyn RecordingStore>,
     calls: AtomicU64,
     queue: mpsc::Sender<Recording>,
+    /// The second a dropped recording was last warned about.
+    warned: AtomicU64,
 }
 
 impl Recorder {
@@ -91,6 +93,7 @@ impl Recorder {
             store,
             calls: AtomicU64::new(0),
             queue,
+            warned: AtomicU64::new(0),
         })
     }
 
@@ -138,7 +141,11 @@ impl Recorder {
             }
             Err(_) => {
                 metrics::counter!("droplet_recordings_dropped_total").increment(1);
-                tracing::warn!(droplet = %droplet, "a recording was dropped: the writer is behind");
+                // One line a second at most, however many are dropped.
+                let now = super::rollout::plan::now_ms() / 1000;
+                if self.warned.swap(now, Ordering::Relaxed) != now {
+                    tracing::warn!(droplet = %droplet, "recordings are being dropped: the writer is behind (droplet_recordings_dropped_total counts them)");
+                }
             }
         }
     }

@@ -1,15 +1,25 @@
 //! Recordings on a single host: `{dir}/{droplet}/{when}-{trace}.json`,
 //! with its summary beside it in `….meta`. Names start with the time, so
 //! a directory listing is oldest first and eviction drops from its head.
+//! Each droplet's summaries are read from its directory once and then
+//! kept in memory (at most its bound), so keeping a recording costs two
+//! file writes, not a directory scan.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 
 use super::store::{Bounds, RecordingStore, RecordingSummary, RecordingsUnavailable, outermost};
 use crate::storage::files::{remove_if_present, write_atomic};
 
+/// One droplet's recordings, oldest first, with their documents' paths.
+type Kept = Vec<(RecordingSummary, PathBuf)>;
+
 /// Recordings in a directory.
 pub struct FileRecordings {
     dir: PathBuf,
+    /// Each droplet's recordings, once read from its directory.
+    index: Mutex<HashMap<String, Kept>>,
 }
 
 fn unavailable(err: impl std::fmt::Display) -> RecordingsUnavailable {
@@ -30,7 +40,7 @@ fn component(text: &str) -> Result<&str, RecordingsUnavailable> {
 
 /// The summaries in `dir` (one droplet's), oldest first, with their
 /// documents' paths.
-fn summaries(dir: &Path) -> Vec<(RecordingSummary, PathBuf)> {
+fn summaries(dir: &Path) -> Kept {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
@@ -56,7 +66,28 @@ fn remove(document: &Path) -> std::io::Result<()> {
 impl FileRecordings {
     /// Recordings kept under `dir`.
     pub fn new(dir: PathBuf) -> Self {
-        Self { dir }
+        Self {
+            dir,
+            index: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn index(&self) -> MutexGuard<'_, HashMap<String, Kept>> {
+        self.index
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// `droplet`'s recordings, read from its directory the first time.
+    fn kept<'a>(
+        &self,
+        index: &'a mut HashMap<String, Kept>,
+        droplet: &str,
+    ) -> Result<&'a mut Kept, RecordingsUnavailable> {
+        let dir = self.dir.join(component(droplet)?);
+        Ok(index
+            .entry(droplet.to_string())
+            .or_insert_with(|| summaries(&dir)))
     }
 
     fn put_blocking(
@@ -67,9 +98,10 @@ impl FileRecordings {
     ) -> Result<(), RecordingsUnavailable> {
         let dir = self.dir.join(component(&summary.droplet)?);
         let trace = component(&summary.trace_id)?;
+        let mut index = self.index();
+        let kept = self.kept(&mut index, &summary.droplet)?;
         std::fs::create_dir_all(&dir).map_err(unavailable)?;
-        let mut kept = summaries(&dir);
-        for (old, path) in &kept {
+        for (old, path) in kept.iter() {
             if old.trace_id == summary.trace_id {
                 remove(path).map_err(unavailable)?;
             }
@@ -80,32 +112,39 @@ impl FileRecordings {
         let meta = serde_json::to_vec(summary).map_err(unavailable)?;
         write_atomic(&path.with_extension("meta"), &meta).map_err(unavailable)?;
         kept.push((summary.clone(), path));
-        let (mut count, mut bytes) = (
-            kept.len() as u64,
-            kept.iter().map(|(kept, _)| kept.bytes).sum::<u64>(),
-        );
-        for (old, path) in &kept {
-            if count <= bounds.count && bytes <= bounds.bytes {
-                break;
-            }
-            remove(path).map_err(unavailable)?;
-            count -= 1;
+        let mut bytes: u64 = kept.iter().map(|(kept, _)| kept.bytes).sum();
+        while kept.len() as u64 > bounds.count || bytes > bounds.bytes {
+            let (old, path) = kept.remove(0);
+            remove(&path).map_err(unavailable)?;
             bytes = bytes.saturating_sub(old.bytes);
         }
         Ok(())
     }
 
-    fn droplet_dirs(&self, droplet: Option<&str>) -> Result<Vec<PathBuf>, RecordingsUnavailable> {
+    /// The names of the droplets with recordings (on disk or kept).
+    fn droplets(&self, droplet: Option<&str>) -> Vec<String> {
         if let Some(droplet) = droplet {
-            return Ok(vec![self.dir.join(component(droplet)?)]);
+            return vec![droplet.to_string()];
         }
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
-            return Ok(Vec::new());
+            return Vec::new();
         };
-        Ok(entries
-            .filter_map(|entry| entry.ok().map(|entry| entry.path()))
-            .filter(|path| path.is_dir())
-            .collect())
+        entries
+            .filter_map(|entry| entry.ok())
+            .filter(|entry| entry.path().is_dir())
+            .filter_map(|entry| entry.file_name().into_string().ok())
+            .collect()
+    }
+
+    /// Every kept summary of `droplet` (or of all), with its path.
+    fn find(&self, droplet: Option<&str>) -> Result<Kept, RecordingsUnavailable> {
+        let names = self.droplets(droplet);
+        let mut index = self.index();
+        let mut found = Vec::new();
+        for name in names {
+            found.extend(self.kept(&mut index, &name)?.iter().cloned());
+        }
+        Ok(found)
     }
 }
 
@@ -125,12 +164,10 @@ impl RecordingStore for FileRecordings {
         droplet: Option<&str>,
         limit: usize,
     ) -> Result<Vec<RecordingSummary>, RecordingsUnavailable> {
-        let dirs = self.droplet_dirs(droplet)?;
-        let mut all: Vec<RecordingSummary> = tokio::task::block_in_place(|| {
-            dirs.iter()
-                .flat_map(|dir| summaries(dir).into_iter().map(|(summary, _)| summary))
-                .collect()
-        });
+        let mut all: Vec<RecordingSummary> = tokio::task::block_in_place(|| self.find(droplet))?
+            .into_iter()
+            .map(|(summary, _)| summary)
+            .collect();
         all.sort_by_key(|summary| std::cmp::Reverse(summary.recorded_at_ms));
         all.truncate(limit);
         Ok(all)
@@ -141,11 +178,10 @@ impl RecordingStore for FileRecordings {
         trace_id: &str,
         droplet: Option<&str>,
     ) -> Result<Option<(RecordingSummary, Vec<u8>)>, RecordingsUnavailable> {
-        let dirs = self.droplet_dirs(droplet)?;
         tokio::task::block_in_place(|| {
-            let found: Vec<(RecordingSummary, PathBuf)> = dirs
-                .iter()
-                .flat_map(|dir| summaries(dir))
+            let found: Kept = self
+                .find(droplet)?
+                .into_iter()
                 .filter(|(summary, _)| summary.trace_id == trace_id)
                 .collect();
             let Some(chosen) = outermost(found.iter().map(|(s, _)| s.clone()).collect()) else {
