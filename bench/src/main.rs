@@ -86,6 +86,20 @@ fn main() -> Result<()> {
     )?;
     std::fs::write(droplets.join("spin.toml"), "budget_ms = 50\n")?;
     std::fs::write(droplets.join("kvstore.toml"), "max_concurrency = 128\n")?;
+    // The same droplets recorded otherwise than the host's default
+    // (`errors`), for the recording rows.
+    for (name, example) in [("hello", "hello"), ("kvstore", "kvstore")] {
+        for mode in ["off", "all"] {
+            std::fs::copy(
+                opts.examples.join(format!("{example}.wasm")),
+                droplets.join(format!("{name}-{mode}.wasm")),
+            )?;
+            std::fs::write(
+                droplets.join(format!("{name}-{mode}.toml")),
+                format!("max_concurrency = 128\nrecord = \"{mode}\"\n"),
+            )?;
+        }
+    }
 
     let native = Server::start_native(&opts)?;
     std::fs::write(
@@ -102,6 +116,7 @@ fn main() -> Result<()> {
     kv_calls(&opts, &host, &mut report)?;
     sdk_costs(&opts, &host, &mut report)?;
     rollout_split(&opts, &host, &mut report)?;
+    recording_cost(&opts, &host, &mut report)?;
     noisy_neighbour(&opts, &host, &mut report)?;
     budget_precision(&opts, &host, &mut report)?;
     swap_under_load(&opts, &host, &mut report)?;
@@ -989,6 +1004,64 @@ fn rollout_split(opts: &Opts, host: &Server, report: &mut Report) -> Result<()> 
     );
     row.measure_pair(opts, (host, &subject), (host, &baseline))?;
     report.push_clean(row);
+    Ok(())
+}
+
+/// What recording costs a call, CPU/req: the host's default mode
+/// (`errors`: every call taped, only failures kept — none here) and `all`
+/// (every call kept, written off the request path), each against the same
+/// droplet with recording off; for hello and for a kv get.
+fn recording_cost(opts: &Opts, host: &Server, report: &mut Report) -> Result<()> {
+    for droplet in ["kvstore", "kvstore-off", "kvstore-all"] {
+        let path = format!("/{droplet}/k/bench");
+        let status = http_put_status(
+            host.addr,
+            &path,
+            "a value of moderate size for the benchmark",
+        )?;
+        ensure!(status == 200, "seeding {path} answered {status}");
+    }
+    let connections = 16;
+    let cases = [
+        (
+            "recording: hello, errors mode vs off",
+            "hello (errors)",
+            "/hello/",
+            "/hello-off/",
+        ),
+        (
+            "recording: hello, all vs off",
+            "hello (all)",
+            "/hello-all/",
+            "/hello-off/",
+        ),
+        (
+            "recording: kv get, errors mode vs off",
+            "kvstore GET (errors)",
+            "/kvstore/k/bench",
+            "/kvstore-off/k/bench",
+        ),
+        (
+            "recording: kv get, all vs off",
+            "kvstore GET (all)",
+            "/kvstore-all/k/bench",
+            "/kvstore-off/k/bench",
+        ),
+    ];
+    for (scenario, subject, subject_path, baseline_path) in cases {
+        let baseline = if subject_path.starts_with("/hello") {
+            "hello (off)"
+        } else {
+            "kvstore GET (off)"
+        };
+        let mut row = Row::new(scenario, subject, baseline, connections, "CPU µs/req");
+        let (subject_load, baseline_load) = (
+            Load::get(host.url(subject_path), connections),
+            Load::get(host.url(baseline_path), connections),
+        );
+        row.measure_pair(opts, (host, &subject_load), (host, &baseline_load))?;
+        report.push_clean(row);
+    }
     Ok(())
 }
 

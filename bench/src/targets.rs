@@ -253,6 +253,18 @@ pub fn judge(report: &Report) -> Vec<Target> {
             "split hello ≤ 1.05× hello CPU/req",
             1.05,
         ),
+        (
+            "recording: hello, errors mode vs off",
+            "recording failures (the default) costs a call ≤ 10 % more CPU",
+            "hello (errors) ≤ 1.10× hello (off) CPU/req",
+            1.10,
+        ),
+        (
+            "recording: kv get, errors mode vs off",
+            "recording failures costs a kv get ≤ 10 % more CPU",
+            "kvstore GET (errors) ≤ 1.10× kvstore GET (off) CPU/req",
+            1.10,
+        ),
     ] {
         targets.push(match find(report, scenario, None) {
             Some(row) => {
