@@ -15,6 +15,8 @@
 //! | `droplet_registrations_total` | `outcome` | registry registrations |
 //! | `droplet_rollout_share` | `droplet` | a running rollout's canary share, percent |
 //! | `droplet_rollout_decisions_total` | `droplet`, `action` | rollout decisions |
+//! | `droplet_recordings_total` | `droplet`, `reason` | recordings kept for replay |
+//! | `droplet_recordings_dropped_total` | | recordings dropped: the writer was behind |
 //!
 //! Labels name only droplets the host serves now (and fixed words): `/metrics`
 //! leaves out the series of removed droplets, so cardinality is bounded by
