@@ -384,6 +384,36 @@ async fn dashboard_in_a_real_browser() {
         text(&client, "#log-filter").await.contains("trace")
     })
     .await;
+    // A call recorded on request (an admin's `x-droplet-record: 1`) is
+    // listed, and its trace shows its log lines.
+    let recorded = host
+        .send(
+            http::Request::builder()
+                .uri("/hello/recorded")
+                .header("x-droplet-record", "1")
+                .header("authorization", format!("Bearer {token}"))
+                .body(bytes::Bytes::new())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(recorded.status, 200);
+    let recorded_trace = recorded.header("x-trace-id").unwrap().to_string();
+    until("the recorded call in the list", || async {
+        let list = text(&client, "#recordings").await;
+        list.contains(&recorded_trace[..12]) && list.contains("requested")
+    })
+    .await;
+    client
+        .find(Locator::Css("#recordings li:first-child button.trace"))
+        .await
+        .expect("the recording's trace button")
+        .click()
+        .await
+        .expect("show its log lines");
+    until("the recorded call's log lines", || async {
+        text(&client, "#log-filter").await.contains(&recorded_trace)
+    })
+    .await;
     assert!(fits(&client).await, "the droplet page overflows at 1280 px");
     screenshot(&client, &shots, "droplet-1280.png").await;
     client

@@ -314,10 +314,23 @@ async fn a_failed_call_is_replayed_exactly_without_its_host_kv_or_upstream() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn modes_choose_what_is_recorded_and_bounds_drop_the_oldest() {
+async fn modes_choose_what_is_recorded_and_bounds_drop_the_oldest_on_files() {
+    modes_and_bounds(HostBuilder::new().env("JWT_SECRET", TEST_SECRET)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn modes_choose_what_is_recorded_and_bounds_drop_the_oldest_in_postgresql() {
+    let Some(db) = TestDatabase::create("replay_bounds").await else {
+        return;
+    };
+    modes_and_bounds(fleet_host(&db, "a")).await;
+}
+
+/// The same checks on either store: what each mode keeps, and the count
+/// bound dropping the oldest.
+async fn modes_and_bounds(host: HostBuilder) {
     let prices = Prices::start().await;
-    let host = HostBuilder::new()
-        .env("JWT_SECRET", TEST_SECRET)
+    let host = host
         .arg("--record-keep")
         .arg("3")
         .droplet_with("pricing", "pricing", &prices.manifest(""))

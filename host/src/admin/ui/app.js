@@ -376,6 +376,22 @@ function logLine(line) {
   return row;
 }
 
+// One recorded call: when, how it ended, why it was kept; its trace shows
+// its log lines below, and the command replays it.
+function recordingLine(recording) {
+  const item = el("li", "");
+  const when = new Date(recording.recorded_at_ms).toLocaleString();
+  item.appendChild(el("span", when + " · " + recording.status + " · " + recording.reason + " · " + recording.version + " · "));
+  const trace = el("button", recording.trace_id.slice(0, 12), "trace");
+  trace.type = "button";
+  trace.title = "Show the log lines of trace " + recording.trace_id;
+  trace.setAttribute("aria-label", "Show the log lines of trace " + recording.trace_id);
+  trace.addEventListener("click", () => filterTrace(recording.trace_id));
+  item.appendChild(trace);
+  item.appendChild(el("code", " droplet replay " + recording.trace_id, "replay"));
+  return item;
+}
+
 function filterTrace(trace) {
   state.logTrace = trace;
   state.logAfter = null;
@@ -391,6 +407,8 @@ async function refreshDroplet(name) {
     const series = await api("GET", "/_admin/droplets/" + encodeURIComponent(name) + "/series");
     $("chart").replaceChildren(chart(series, 600, 120, name + ", last 5 minutes"));
     $("chart").setAttribute("aria-label", "Requests per second and p99 latency of " + name + " over the last 5 minutes");
+    const recorded = await api("GET", "/_admin/recordings?" + new URLSearchParams({ droplet: name, limit: "20" }));
+    $("recordings").replaceChildren(...recorded.recordings.map(recordingLine));
     const query = new URLSearchParams({ limit: "200" });
     if (state.logAfter !== null) query.set("after", String(state.logAfter));
     if (state.logTrace) query.set("trace_id", state.logTrace);
