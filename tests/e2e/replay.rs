@@ -456,3 +456,63 @@ async fn a_recording_made_on_one_host_is_replayed_through_another() {
     assert_eq!(report["identical"], true);
     assert_eq!(report["replayed"]["status"], 500);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wasi_http_components_calls_are_recorded_and_replayed() {
+    let prices = Prices::start().await;
+    let manifest = format!(
+        "record = \"all\"\nallowed_outbound_hosts = [\"http://{}\"]\n",
+        prices.addr
+    );
+    let host = HostBuilder::new()
+        .env("JWT_SECRET", TEST_SECRET)
+        .droplet_with("proxy", "proxy-hello", &manifest)
+        .start()
+        .await;
+    let sent = "a body the component reads as it streams";
+    let echoed = host.send(request("POST", "/proxy/echo", sent, &[])).await;
+    assert_eq!((echoed.status, echoed.text().as_str()), (200, sent));
+    let echo_trace = echoed.header("x-trace-id").unwrap().to_string();
+    // It calls the upstream, which answers too little: a 502 of its own.
+    let called = host
+        .get(&format!("/proxy/double-echo?to=http://{}", prices.addr))
+        .await;
+    let called_trace = called.header("x-trace-id").unwrap().to_string();
+    wait_for_newest(&host, "proxy", &called_trace).await;
+
+    let echo = admin_request(
+        &host,
+        "GET",
+        &format!("/_admin/recordings/{echo_trace}"),
+        None,
+    )
+    .await;
+    let echo = echo.json();
+    assert_eq!(echo["world"], "wasi:http/proxy");
+    assert_eq!(echo["request"]["method"], "POST");
+    let body = echo["request"]["body"].as_str().unwrap();
+    use base64::Engine as _;
+    let body = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap();
+    assert_eq!(body, sent.as_bytes(), "the body as the component read it");
+    let call = admin_request(
+        &host,
+        "GET",
+        &format!("/_admin/recordings/{called_trace}"),
+        None,
+    )
+    .await;
+    let call = call.json();
+    assert_eq!(call["calls"][0]["import"], "http.send", "{call:#}");
+    assert_eq!(call["outcome"]["response"]["status"], called.status);
+
+    drop(prices);
+    let (url, token) = (host.url(), admin_token());
+    for trace in [&echo_trace, &called_trace] {
+        let (ok, report, stderr) = replay(&[trace, "--host", &url, "--token", &token]);
+        assert!(ok, "{report:#}\n{stderr}");
+        assert_eq!(report["identical"], true);
+        assert_eq!(report["replayed"]["body"], report["recorded"]["body"]);
+    }
+}

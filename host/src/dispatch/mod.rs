@@ -13,6 +13,7 @@ pub mod droplet_call;
 pub mod droplet_endpoints;
 pub mod in_process;
 pub mod recording;
+pub mod recording_streamed;
 mod streamed;
 
 pub use self::call_parts::{CallReport, Hop};

@@ -15,7 +15,7 @@ use crate::bindings::GuestRequest;
 use crate::capabilities::recording::format::{FORMAT, UNRECORDED_HEADERS};
 use crate::capabilities::recording::{Blob, Outcome, RecordedRequest, Recording, Tape};
 use crate::droplets::Droplet;
-use crate::droplets::recorder::Reason;
+use crate::droplets::recorder::{Reason, Recorder};
 use crate::error::HostError;
 use crate::identity::policy::{self, Caller};
 
@@ -31,6 +31,8 @@ pub struct Taping {
     request: RecordedRequest,
     claims: Option<serde_json::Value>,
     caller: Option<String>,
+    /// A `wasi:http` component's call.
+    http: bool,
 }
 
 /// Whether the request asks to be recorded and may: `x-droplet-record: 1`
@@ -52,10 +54,8 @@ pub fn begin(
     caller: &Caller,
     hop: Option<&Hop>,
 ) -> Option<Taping> {
-    let (tape, reason) = app
-        .recorder
-        .tape(&droplet.manifest, requested(app, headers))?;
-    let request = RecordedRequest {
+    let recorded = || RecordedRequest {
+        authority: None,
         method: request.method.clone(),
         path: request.path.clone(),
         query: request.query.clone(),
@@ -67,12 +67,64 @@ pub fn begin(
             .collect(),
         body: Blob(request.body.clone()),
     };
+    taping(app, droplet, headers, caller, hop, recorded)
+}
+
+/// Starts recording a `wasi:http` component's call with the request
+/// `request` makes (its body is kept as the component reads it).
+pub fn begin_http(
+    app: &App,
+    droplet: &Droplet,
+    headers: &http::HeaderMap,
+    request: impl FnOnce() -> http::Request<()>,
+    caller: &Caller,
+    hop: Option<&Hop>,
+) -> Option<Taping> {
+    let recorded = || {
+        let request = request();
+        RecordedRequest {
+            authority: request
+                .uri()
+                .authority()
+                .map(|authority| authority.to_string()),
+            method: request.method().to_string(),
+            path: request.uri().path().to_string(),
+            query: request.uri().query().unwrap_or_default().to_string(),
+            headers: request
+                .headers()
+                .iter()
+                .filter(|(name, _)| !UNRECORDED_HEADERS.contains(&name.as_str()))
+                .map(|(name, value)| {
+                    let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+                    (name.to_string(), value)
+                })
+                .collect(),
+            body: Blob::default(),
+        }
+    };
+    let mut taping = taping(app, droplet, headers, caller, hop, recorded)?;
+    taping.http = true;
+    Some(taping)
+}
+
+fn taping(
+    app: &App,
+    droplet: &Droplet,
+    headers: &http::HeaderMap,
+    caller: &Caller,
+    hop: Option<&Hop>,
+    request: impl FnOnce() -> RecordedRequest,
+) -> Option<Taping> {
+    let (tape, reason) = app
+        .recorder
+        .tape(&droplet.manifest, requested(app, headers))?;
     Some(Taping {
         tape,
         reason,
-        request,
+        request: request(),
         claims: caller.claims.as_ref().map(|claims| claims.json.clone()),
         caller: hop.map(|hop| hop.caller.to_string()),
+        http: false,
     })
 }
 
@@ -115,31 +167,56 @@ impl Taping {
             }
         };
         let failed = failed(&outcome);
+        self.keep(&app.recorder, &app.host_id, droplet, trace_id, kept, failed);
+        outcome
+    }
+
+    /// Hands the recording, ended by `outcome`, to `recorder`, which keeps
+    /// it if the call `failed` or its mode says so.
+    pub fn keep(
+        self,
+        recorder: &Recorder,
+        host: &str,
+        droplet: &Droplet,
+        trace_id: &str,
+        outcome: Outcome,
+        failed: bool,
+    ) {
         let Taping {
             tape,
             reason,
-            request,
+            mut request,
             claims,
             caller,
+            http,
         } = self;
-        app.recorder.keep(reason, failed, |reason| Recording {
-            format: FORMAT.to_string(),
-            trace_id: trace_id.to_string(),
-            droplet: droplet.name.to_string(),
-            version: droplet.version.to_string(),
-            recorded_at_ms: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |since| since.as_millis() as u64),
-            host: app.host_id.clone(),
-            reason: reason.to_string(),
-            budget_ms: droplet.manifest.budget_ms,
-            caller,
-            request,
-            claims,
-            reel: tape.take(),
-            outcome: kept,
+        recorder.keep(reason, failed, |reason| {
+            let world = if http {
+                // Its body, as far as it read it.
+                request.body = Blob(tape.take_body(true));
+                "wasi:http/proxy"
+            } else {
+                "fp:droplet/droplet"
+            };
+            Recording {
+                format: FORMAT.to_string(),
+                trace_id: trace_id.to_string(),
+                droplet: droplet.name.to_string(),
+                version: droplet.version.to_string(),
+                recorded_at_ms: SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |since| since.as_millis() as u64),
+                host: host.to_string(),
+                world: world.to_string(),
+                reason: reason.to_string(),
+                budget_ms: droplet.manifest.budget_ms,
+                caller,
+                request,
+                claims,
+                reel: tape.take(),
+                outcome,
+            }
         });
-        outcome
     }
 }
 

@@ -22,6 +22,8 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use super::call_parts::{
     CallReport, Hop, acquire_slots, call_error, chain, deadline, memory_bytes, record,
 };
+use super::recording;
+use super::recording_streamed::StreamedTaping;
 use crate::app::App;
 use crate::bindings::GuestResponse;
 use crate::bindings::fp::droplet::streaming::StreamError;
@@ -92,17 +94,42 @@ where
     let slots = acquire_slots(app, droplet, deadline, hop)
         .instrument(crate::step_span!("queue"))
         .await?;
+    let caller_name = hop.map(|hop| &*hop.caller);
+    // A `wasi:http` component's call may be recorded (not yet a streaming
+    // droplet's).
+    let taping = match &ready.pre {
+        Linked::Proxy(_) => {
+            let request = || {
+                let forward = manifest.forward_authorization;
+                http_request(&parts, &path, (), trace_id, forward, caller_name)
+            };
+            recording::begin_http(app, droplet, &parts.headers, request, &caller, hop)
+                .map(|taping| StreamedTaping::new(app, droplet, trace_id, taping))
+        }
+        Linked::Droplet(_) => None,
+    };
+    let tape = taping.as_ref().map(|taping| taping.tape().clone());
+    let (call_end, body_end) = taping.as_ref().map(StreamedTaping::ends).unzip();
     let mut imports = app.capabilities.for_call(
         &droplet.grants,
-        &droplet.call_context(trace_id, caller, deadline, chain(app, droplet, hop), None),
+        &droplet.call_context(
+            trace_id,
+            caller,
+            deadline,
+            chain(app, droplet, hop),
+            tape.clone(),
+        ),
     );
     let outbound = imports.outbound.report();
-    let caller_name = hop.map(|hop| &*hop.caller);
     let (request, heads) = match &ready.pre {
         Linked::Proxy(_) => {
             let body = limited
                 .map_err(move |err| error_code(noted(err)))
                 .boxed_unsync();
+            let body = match &taping {
+                Some(taping) => taping.reading(body),
+                None => body,
+            };
             let request = http_request(
                 &parts,
                 &path,
@@ -143,13 +170,16 @@ where
     };
     let end = Arc::new(CallEnd::default());
     let run = {
-        let (runtime, droplet, end) = (
+        let (runtime, droplet, end, recorded) = (
             Arc::clone(&app.runtime),
             Arc::clone(droplet),
             Arc::clone(&end),
+            taping.clone(),
         );
         async move {
             let _slots = slots;
+            // Said when the call is over (or dropped), after its failure.
+            let _call_end = call_end;
             let started = Instant::now();
             let in_flight = droplet.stats.enter();
             let result = runtime
@@ -163,11 +193,14 @@ where
                     // It may wait on the client (or call out) for long.
                     calls_out: true,
                     end: Some(end),
-                    tape: None,
+                    tape,
                 })
                 .await;
             drop(in_flight);
             record(&droplet, started.elapsed(), &result);
+            if let (Some(recorded), Err(err)) = (&recorded, &result) {
+                recorded.failed(call_error(&droplet, err.clone()));
+            }
             result
         }
         .in_current_span()
@@ -177,9 +210,13 @@ where
     let task = AbortOnDropHandle::new(tokio::spawn(run));
     let budget = app.capabilities.body.budget();
     let headed = match heads {
-        Heads::Http(headed) => headed
-            .await
-            .map(|response| proxy_response(response, Arc::clone(&end), budget)),
+        Heads::Http(headed) => headed.await.map(|response| {
+            let response = match (&taping, body_end) {
+                (Some(taping), Some(body_end)) => taping.writing(response, body_end),
+                _ => response,
+            };
+            proxy_response(response, Arc::clone(&end), budget)
+        }),
         Heads::Droplet(headed, pieces) => headed.await.map(|head| {
             let checked = into_http(Answer {
                 response: head,

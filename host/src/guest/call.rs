@@ -59,7 +59,7 @@ pub struct Call<'a> {
 }
 
 /// Why a call produced no response.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum CallError {
     /// The deadline passed.
     #[error("budget exceeded")]

@@ -29,6 +29,10 @@ pub struct Recording {
     pub recorded_at_ms: u64,
     /// The host that ran it.
     pub host: String,
+    /// The world the module served: `fp:droplet/droplet` or
+    /// `wasi:http/proxy`.
+    #[serde(default = "droplet_world")]
+    pub world: String,
     /// Why it was kept: `error`, `sampled`, `all` or `requested`.
     pub reason: String,
     /// The call's budget, in milliseconds.
@@ -51,6 +55,9 @@ pub struct Recording {
 /// without its credentials ([`UNRECORDED_HEADERS`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecordedRequest {
+    /// For a `wasi:http` component: the request URI's authority.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authority: Option<String>,
     /// Upper case.
     pub method: String,
     /// Inside the droplet.
@@ -59,7 +66,8 @@ pub struct RecordedRequest {
     pub query: String,
     /// Names in lower case, in arrival order.
     pub headers: Vec<(String, String)>,
-    /// The whole body.
+    /// The whole body (for a `wasi:http` component, as far as it read
+    /// it).
     pub body: Blob,
 }
 
@@ -94,6 +102,10 @@ impl Outcome {
             Outcome::Response { status, .. } | Outcome::Failure { status, .. } => *status,
         }
     }
+}
+
+fn droplet_world() -> String {
+    "fp:droplet/droplet".to_string()
 }
 
 /// Why a document is not a recording this host can read.

@@ -50,6 +50,10 @@ struct Recorder {
     reel: Reel,
     bytes: usize,
     limit: usize,
+    /// A streamed call's request body as the guest read it, and its
+    /// response body as the guest wrote it.
+    read: Vec<u8>,
+    written: Vec<u8>,
 }
 
 impl Recorder {
@@ -120,6 +124,8 @@ impl Tape {
             reel: Reel::default(),
             bytes: 0,
             limit,
+            read: Vec::new(),
+            written: Vec::new(),
         })))
     }
 
@@ -231,6 +237,31 @@ impl Tape {
     /// Keeps the insecure seed the guest's context was given.
     pub fn seed(&self, seed: u128) {
         self.lock().reel.sources.insecure_seed = seed.to_string();
+    }
+
+    /// Keeps a piece of a streamed request body as the guest reads it
+    /// (`read`) or of a streamed response body as the guest writes it.
+    pub fn body_piece(&self, read: bool, piece: &[u8]) {
+        let mut recorder = self.lock();
+        if recorder.admit(piece.len()) {
+            let body = if read {
+                &mut recorder.read
+            } else {
+                &mut recorder.written
+            };
+            body.extend_from_slice(piece);
+        }
+    }
+
+    /// A streamed call's request body as read (`read`) or response body
+    /// as written, leaving it empty.
+    pub fn take_body(&self, read: bool) -> Vec<u8> {
+        let mut recorder = self.lock();
+        std::mem::take(if read {
+            &mut recorder.read
+        } else {
+            &mut recorder.written
+        })
     }
 
     /// What was recorded, leaving the tape empty.

@@ -13,9 +13,12 @@ use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi_http::WasiHttpCtx;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use super::bindings::fp::droplet::types::{Request, Response};
 use super::bindings::{Droplet, DropletPre};
+use super::http;
+use super::outcome::{Answered, invalid, invalid_status};
 use super::state::{Building, Hooks, ReplayState};
 use crate::capabilities::guest_stdio::GuestStdio;
 use crate::capabilities::log::GuestLog;
@@ -49,6 +52,14 @@ pub enum ReplayError {
     /// The module does not compile or does not serve our world.
     #[error("the module cannot be replayed: {0}")]
     Module(String),
+}
+
+/// A module ready to replay, in its world.
+pub enum Prepared {
+    /// Exports `fp:droplet/handler`.
+    Droplet(DropletPre<ReplayState>),
+    /// Exports `wasi:http/incoming-handler`.
+    Http(ProxyPre<ReplayState>),
 }
 
 /// An engine and linker for replays, with its epoch ticker.
@@ -100,26 +111,30 @@ impl Replayer {
         })
     }
 
-    /// Compiles and links `wasm`: a component of the droplet world.
-    pub fn prepare(&self, wasm: &[u8]) -> Result<DropletPre<ReplayState>, ReplayError> {
+    /// Compiles and links `wasm`: a component of the droplet world or a
+    /// `wasi:http/proxy` one.
+    pub fn prepare(&self, wasm: &[u8]) -> Result<Prepared, ReplayError> {
         let component = Component::new(&self.engine, wasm)
             .map_err(|err| ReplayError::Module(format!("{err:#}")))?;
         let pre = self
             .linker
             .instantiate_pre(&component)
             .map_err(|err| ReplayError::Module(format!("{err:#}")))?;
-        DropletPre::new(pre).map_err(|_| {
-            ReplayError::Module(
-                "it does not export the droplet world's handler (replaying wasi:http components is not supported)"
-                    .to_string(),
-            )
-        })
+        match DropletPre::new(pre.clone()) {
+            Ok(droplet) => Ok(Prepared::Droplet(droplet)),
+            Err(_) => ProxyPre::new(pre).map(Prepared::Http).map_err(|_| {
+                ReplayError::Module(
+                    "it exports neither the droplet world's handler nor wasi:http/incoming-handler"
+                        .to_string(),
+                )
+            }),
+        }
     }
 
     /// Runs `recording`'s call again in `pre`, within `budget` of guest time.
     pub async fn replay(
         &self,
-        pre: &DropletPre<ReplayState>,
+        pre: &Prepared,
         recording: &Recording,
         budget: Duration,
     ) -> Replayed {
@@ -166,23 +181,32 @@ impl Replayer {
             }
             Ok(UpdateDeadline::Yield(1))
         });
-        let guest_request = Request {
-            method: request.method.clone(),
-            path: request.path.clone(),
-            query: request.query.clone(),
-            headers: request.headers.clone(),
-            body: request.body.0.clone(),
-        };
-        let result = async {
-            let instance = pre.instantiate_async(&mut store).await?;
-            instance
-                .fp_droplet_handler()
-                .call_handle(&mut store, &guest_request)
+        let result = match pre {
+            Prepared::Droplet(pre) => {
+                let guest_request = Request {
+                    method: request.method.clone(),
+                    path: request.path.clone(),
+                    query: request.query.clone(),
+                    headers: request.headers.clone(),
+                    body: request.body.0.clone(),
+                };
+                async {
+                    let instance = pre.instantiate_async(&mut store).await?;
+                    instance
+                        .fp_droplet_handler()
+                        .call_handle(&mut store, &guest_request)
+                        .await
+                }
                 .await
-        }
-        .await;
-        let building = std::mem::take(&mut store.data_mut().building);
-        // Stdio flushes when the store goes.
+                .map(|response| {
+                    let building = std::mem::take(&mut store.data_mut().building);
+                    answered(response, building)
+                })
+            }
+            Prepared::Http(pre) => http::serve(&mut store, pre, request).await,
+        };
+        // Stdio flushes when the store goes; a component's unfinished
+        // response body ends.
         drop(store);
         let divergence = player.divergence();
         let outcome = match (result, &divergence) {
@@ -191,7 +215,7 @@ impl Replayer {
                 code: "replay_diverged".to_string(),
                 message: divergence.message.clone(),
             },
-            (Ok(response), None) => answered(response, building),
+            (Ok(outcome), None) => outcome.await,
             (Err(err), None) => failed(recording, classify(&err, log.failure_hint())),
         };
         Replayed {
@@ -204,19 +228,15 @@ impl Replayer {
 }
 
 /// The outcome of a call the guest answered, checked as the live host
-/// checks it.
-fn answered(returned: Response, building: Building) -> Outcome {
+/// checks it (ready at once).
+fn answered(returned: Response, building: Building) -> Answered {
+    Box::pin(std::future::ready(answer(returned, building)))
+}
+
+fn answer(returned: Response, building: Building) -> Outcome {
     let head = building.head.unwrap_or(returned);
-    let invalid = |why: String| {
-        let err = HostError::InvalidResponse(why);
-        Outcome::Failure {
-            status: err.status().as_u16(),
-            code: err.code().to_string(),
-            message: err.to_string(),
-        }
-    };
-    if !(200..=599).contains(&head.status) {
-        return invalid(format!("status {} is not in 200..=599", head.status));
+    if let Some(invalid) = invalid_status(head.status) {
+        return invalid;
     }
     if building.too_large {
         return invalid(format!(
