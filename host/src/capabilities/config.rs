@@ -77,6 +77,7 @@ impl Host for ConfigAccess {
         if let Some(tape) = &self.tape {
             let kept = value.as_ref().map(|value| {
                 if self.table.from_env.contains(&key) {
+                    tape.secret(value);
                     ConfigValue::Redacted
                 } else {
                     ConfigValue::Plain(value.clone())

@@ -13,6 +13,7 @@ use super::call_parts::Hop;
 use crate::app::App;
 use crate::bindings::GuestRequest;
 use crate::capabilities::recording::format::{FORMAT, UNRECORDED_HEADERS};
+use crate::capabilities::recording::tee::header_pairs;
 use crate::capabilities::recording::{Blob, Outcome, RecordedRequest, Recording, Tape};
 use crate::droplets::Droplet;
 use crate::droplets::recorder::{Reason, Recorder};
@@ -65,7 +66,8 @@ pub fn begin(
             .filter(|(name, _)| !UNRECORDED_HEADERS.contains(&name.as_str()))
             .cloned()
             .collect(),
-        body: Blob(request.body.clone()),
+        // Kept by the runtime, inside the call (`Tape::body_piece`).
+        body: Blob::default(),
     };
     taping(app, droplet, headers, caller, hop, recorded)
 }
@@ -90,14 +92,9 @@ pub fn begin_http(
             method: request.method().to_string(),
             path: request.uri().path().to_string(),
             query: request.uri().query().unwrap_or_default().to_string(),
-            headers: request
-                .headers()
-                .iter()
+            headers: header_pairs(request.headers())
+                .into_iter()
                 .filter(|(name, _)| !UNRECORDED_HEADERS.contains(&name.as_str()))
-                .map(|(name, value)| {
-                    let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
-                    (name.to_string(), value)
-                })
                 .collect(),
             body: Blob::default(),
         }
@@ -140,7 +137,7 @@ impl Taping {
         guest_headers: Option<Vec<(String, String)>>,
         outcome: Result<Response<Full<Bytes>>, HostError>,
     ) -> Result<Response<Full<Bytes>>, HostError> {
-        let (outcome, kept) = match outcome {
+        let (outcome, answered) = match outcome {
             Ok(response) => {
                 let (parts, body) = response.into_parts();
                 // A whole body: ready at once.
@@ -150,23 +147,29 @@ impl Taping {
                     .and_then(Result::ok)
                     .map(|collected| collected.to_bytes())
                     .unwrap_or_default();
-                let kept = Outcome::Response {
-                    status: parts.status.as_u16(),
-                    headers: guest_headers.unwrap_or_default(),
-                    body: Blob(body.to_vec()),
-                };
-                (Ok(Response::from_parts(parts, Full::new(body))), kept)
+                let answered = Ok((parts.status.as_u16(), body.clone()));
+                (Ok(Response::from_parts(parts, Full::new(body))), answered)
             }
             Err(err) => {
-                let kept = Outcome::Failure {
+                let failure = Outcome::Failure {
                     status: err.status().as_u16(),
                     code: err.code().to_string(),
                     message: err.to_string(),
                 };
-                (Err(err), kept)
+                (Err(err), Err(failure))
             }
         };
         let failed = failed(&outcome);
+        let tape = self.tape.clone();
+        // The body is copied only when the recording is kept.
+        let kept = || match answered {
+            Ok((status, body)) => Outcome::Response {
+                status,
+                headers: guest_headers.unwrap_or_default(),
+                body: Blob(tape.clip(&body)),
+            },
+            Err(failure) => failure,
+        };
         self.keep(&app.recorder, &app.host_id, droplet, trace_id, kept, failed);
         outcome
     }
@@ -179,7 +182,7 @@ impl Taping {
         host: &str,
         droplet: &Droplet,
         trace_id: &str,
-        outcome: Outcome,
+        outcome: impl FnOnce() -> Outcome,
         failed: bool,
     ) {
         let Taping {
@@ -191,9 +194,11 @@ impl Taping {
             http,
         } = self;
         recorder.keep(reason, failed, |reason| {
+            let outcome = outcome();
+            // Its body, as far as it read it (a droplet of our world is
+            // handed it whole).
+            request.body = Blob(tape.take_body(true));
             let world = if http {
-                // Its body, as far as it read it.
-                request.body = Blob(tape.take_body(true));
                 "wasi:http/proxy"
             } else {
                 "fp:droplet/droplet"

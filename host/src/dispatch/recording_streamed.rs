@@ -4,17 +4,14 @@
 //! response body (sent to the client, or dropped) — and is kept once both
 //! have, whichever comes last.
 
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 
-use bytes::Bytes;
-use http_body::{Body, Frame};
 use http_body_util::BodyExt as _;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use super::recording::Taping;
 use crate::app::App;
+use crate::capabilities::recording::tee::{Stream, Tee, header_pairs};
 use crate::capabilities::recording::{Blob, Outcome, Tape};
 use crate::droplets::Droplet;
 use crate::droplets::recorder::Recorder;
@@ -89,13 +86,7 @@ impl StreamedTaping {
 
     /// The request body, kept as the component reads it.
     pub fn reading(&self, body: ProxyBody) -> ProxyBody {
-        Tee {
-            inner: body,
-            tape: self.tape.clone(),
-            read: true,
-            _end: None,
-        }
-        .boxed_unsync()
+        Tee::new(body, self.tape.clone(), Stream::Read).boxed_unsync()
     }
 
     /// The response as the component set it: its head kept, its body kept
@@ -105,24 +96,13 @@ impl StreamedTaping {
         response: http::Response<HyperOutgoingBody>,
         body_end: End,
     ) -> http::Response<HyperOutgoingBody> {
-        let headers = response
-            .headers()
-            .iter()
-            .map(|(name, value)| {
-                let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
-                (name.to_string(), value)
-            })
-            .collect();
-        self.ending().head = Some((response.status().as_u16(), headers));
+        let head = (response.status().as_u16(), header_pairs(response.headers()));
+        self.ending().head = Some(head);
         let tape = self.tape.clone();
         response.map(|body| {
-            Tee {
-                inner: body,
-                tape,
-                read: false,
-                _end: Some(body_end),
-            }
-            .boxed_unsync()
+            Tee::new(body, tape, Stream::Written)
+                .with_guard(body_end)
+                .boxed_unsync()
         })
     }
 
@@ -164,7 +144,7 @@ impl StreamedTaping {
             &self.host,
             &self.droplet,
             &self.trace_id,
-            outcome,
+            || outcome,
             failed,
         );
     }
@@ -175,39 +155,5 @@ fn failure(err: &HostError) -> Outcome {
         status: err.status().as_u16(),
         code: err.code().to_string(),
         message: err.to_string(),
-    }
-}
-
-/// A body whose data is kept on the tape as it passes.
-struct Tee<B> {
-    inner: B,
-    tape: Tape,
-    read: bool,
-    _end: Option<End>,
-}
-
-impl<B: Body<Data = Bytes> + Unpin> Body for Tee<B> {
-    type Data = Bytes;
-    type Error = B::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled
-            && let Some(data) = frame.data_ref()
-        {
-            self.tape.body_piece(self.read, data);
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
     }
 }

@@ -91,6 +91,7 @@ impl Runtime {
     /// went to its request's head sender (`Ok(None)`).
     pub async fn call(&self, call: Call<'_>) -> Result<Option<Answer>, CallError> {
         let log = Arc::clone(&call.imports.log);
+        let tape = call.tape.clone();
         let end = call.end.clone();
         let memory = Arc::new(CallMemory::new(
             Arc::clone(&self.host_memory),
@@ -122,6 +123,11 @@ impl Runtime {
             let instantiating = std::time::Instant::now();
             match (call.droplet, call.request) {
                 (Linked::Droplet(pre), CallRequest::Droplet(request)) => {
+                    // Kept inside the call, so that the copy counts against
+                    // what the call may make the host hold.
+                    if let Some(tape) = &tape {
+                        tape.body_piece(true, &request.body);
+                    }
                     let instance = pre
                         .instantiate_async(&mut store)
                         .instrument(crate::step_span!("instantiate"))

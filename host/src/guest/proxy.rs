@@ -12,8 +12,6 @@ use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-use super::runtime::CallState;
-
 /// A request body on its way into a `wasi:http` component.
 pub type ProxyBody = UnsyncBoxBody<Bytes, ErrorCode>;
 
@@ -25,9 +23,10 @@ pub type HeadSender = oneshot::Sender<http::Response<HyperOutgoingBody>>;
 /// to `head` as soon as it is set. Returns when the handler returns: a
 /// handler that returned without setting a response fails at once; one
 /// that set it but left its body unfinished has its body ended cleanly
-/// when the instance is dropped (as `wasmtime serve` does).
-pub(super) async fn serve_http(
-    store: &mut Store<CallState>,
+/// when the instance is dropped (as `wasmtime serve` does). The live host
+/// and a replay ([`super::replay`]) serve components alike.
+pub(super) async fn serve_http<T: WasiHttpView + Send>(
+    store: &mut Store<T>,
     proxy: &wasmtime_wasi_http::p2::bindings::Proxy,
     request: http::Request<ProxyBody>,
     head: HeadSender,

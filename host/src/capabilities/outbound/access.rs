@@ -10,11 +10,11 @@ use wasmtime::component::Linker;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
 use super::allow::Allowlist;
-use super::bodies::TapedBody;
 use super::client::{CallLimits, Outbound, OutboundReport};
 use crate::capabilities::call_context::CallContext;
 use crate::capabilities::capability::{Capability, StoreData};
 use crate::capabilities::recording::entry::HttpReply;
+use crate::capabilities::recording::tee::{Stream, Tee, header_pairs};
 use crate::capabilities::recording::{Blob, Call, Tape};
 use crate::droplets::manifest::{Manifest, ManifestError};
 
@@ -170,22 +170,15 @@ fn keep(
     use http_body_util::BodyExt as _;
     match response {
         Ok(response) => {
-            let headers = response
-                .headers()
-                .iter()
-                .map(|(name, value)| {
-                    let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
-                    (name.to_string(), value)
-                })
-                .collect();
             let reply = HttpReply {
                 status: response.status().as_u16(),
-                headers,
+                headers: header_pairs(response.headers()),
                 body: Blob::default(),
                 body_error: None,
             };
             tape.answer(index, Ok(reply));
-            Ok(response.map(|body| TapedBody::new(body, tape, index).boxed_unsync()))
+            let stream = Stream::Answer(index);
+            Ok(response.map(|body| Tee::new(body, tape, stream).boxed_unsync()))
         }
         Err(err) => {
             tape.answer(index, Err(format!("{err:?}")));

@@ -11,8 +11,6 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use wasmtime_wasi_http::{Error, WasiBody};
 
-use crate::capabilities::recording::Tape;
-
 /// The largest outbound response body a droplet may receive.
 pub const MAX_RESPONSE_BYTES: u64 = 16 << 20;
 /// The largest outbound request body a droplet may send.
@@ -135,48 +133,6 @@ impl Body for BoundedBody {
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
         }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-}
-
-/// A response body on its way to a guest whose call is recorded: each
-/// piece is kept on the tape as the guest reads it, so that the recording
-/// holds what the guest saw and no more.
-pub struct TapedBody {
-    inner: WasiBody,
-    tape: Tape,
-    index: usize,
-}
-
-impl TapedBody {
-    /// `inner`, kept on `tape` as the answer of the request at `index`.
-    pub fn new(inner: WasiBody, tape: Tape, index: usize) -> Self {
-        Self { inner, tape, index }
-    }
-}
-
-impl Body for TapedBody {
-    type Data = Bytes;
-    type Error = Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    self.tape.body(self.index, Ok(data));
-                }
-            }
-            Poll::Ready(Some(Err(err))) => self.tape.body(self.index, Err(format!("{err:?}"))),
-            _ => {}
-        }
-        polled
     }
 
     fn is_end_stream(&self) -> bool {

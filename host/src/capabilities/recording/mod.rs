@@ -6,7 +6,8 @@
 //! converts the live host's answers into them),
 //! `tape` (what a call records as it runs, bounded), `player` (a recording
 //! played back, and the first divergence), `sources` (the WASI clocks and
-//! random sources, recorded or replayed), `format` (the versioned
+//! random sources, recorded or replayed), `tee` (a body kept on the tape as
+//! it passes), `format` (the versioned
 //! document a recording is kept as). A leaf of `capabilities`: the
 //! capabilities keep onto a tape; `guest` installs the sources and
 //! replays; `dispatch` decides what is kept.
@@ -17,6 +18,7 @@ pub mod live;
 pub mod player;
 pub mod sources;
 pub mod tape;
+pub mod tee;
 
 pub use self::entry::{Blob, Call, Reply};
 pub use self::format::{Outcome, RecordedRequest, Recording};

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::entry::{Blob, Call, Entry, HttpReply, LogLine, Reply};
+use super::entry::{Blob, Call, Entry, HttpReply, LogLine, REDACTED, Reply};
 
 /// What a call read from the guest's clocks and random sources, each in
 /// the order it was read.
@@ -54,6 +54,21 @@ struct Recorder {
     /// response body as the guest wrote it.
     read: Vec<u8>,
     written: Vec<u8>,
+    /// Config values the host took from its environment: the operator's
+    /// secrets, scrubbed from the URLs and log lines kept.
+    secrets: Vec<String>,
+}
+
+impl Recorder {
+    /// `text` with every secret the guest was handed replaced by
+    /// [`REDACTED`] (as a replay hands it the guest).
+    fn scrub(&self, text: &mut String) {
+        for secret in &self.secrets {
+            if text.contains(secret.as_str()) {
+                *text = text.replace(secret.as_str(), REDACTED);
+            }
+        }
+    }
 }
 
 impl Recorder {
@@ -126,6 +141,7 @@ impl Tape {
             limit,
             read: Vec::new(),
             written: Vec::new(),
+            secrets: Vec::new(),
         })))
     }
 
@@ -147,10 +163,25 @@ impl Tape {
         }
     }
 
+    /// Remembers a secret the guest was handed (a config value from the
+    /// host's environment), never to be kept in what it sends or logs.
+    pub fn secret(&self, value: &str) {
+        // Too short to find without scrubbing everything else.
+        if value.len() >= 4 {
+            let mut recorder = self.lock();
+            if !recorder.secrets.iter().any(|known| known == value) {
+                recorder.secrets.push(value.to_string());
+            }
+        }
+    }
+
     /// Keeps an outbound request as it is sent; its answer comes later
     /// ([`Tape::answer`]). The entry's index, `None` when not kept.
-    pub fn send(&self, call: Call) -> Option<usize> {
+    pub fn send(&self, mut call: Call) -> Option<usize> {
         let mut recorder = self.lock();
+        if let Call::HttpSend { url, .. } = &mut call {
+            recorder.scrub(url);
+        }
         if !recorder.admit(call_bytes(&call)) {
             return None;
         }
@@ -191,8 +222,12 @@ impl Tape {
     }
 
     /// Keeps a line the guest logged.
-    pub fn log(&self, line: LogLine) {
+    pub fn log(&self, mut line: LogLine) {
         let mut recorder = self.lock();
+        recorder.scrub(&mut line.message);
+        if let Some(fields) = &mut line.fields {
+            recorder.scrub(fields);
+        }
         let size =
             ENTRY_OVERHEAD + line.message.len() + line.fields.as_ref().map_or(0, String::len);
         if recorder.admit(size) {
@@ -239,8 +274,9 @@ impl Tape {
         self.lock().reel.sources.insecure_seed = seed.to_string();
     }
 
-    /// Keeps a piece of a streamed request body as the guest reads it
-    /// (`read`) or of a streamed response body as the guest writes it.
+    /// Keeps a piece of the request body as the guest reads it (`read`;
+    /// the whole body at once for a droplet of our world) or of a
+    /// streamed response body as the guest writes it.
     pub fn body_piece(&self, read: bool, piece: &[u8]) {
         let mut recorder = self.lock();
         if recorder.admit(piece.len()) {
@@ -253,7 +289,22 @@ impl Tape {
         }
     }
 
-    /// A streamed call's request body as read (`read`) or response body
+    /// As much of `bytes` as the bound still admits (all of it, or the
+    /// recording is marked cut).
+    pub fn clip(&self, bytes: &[u8]) -> Vec<u8> {
+        let mut recorder = self.lock();
+        let room = recorder
+            .limit
+            .saturating_sub(recorder.bytes)
+            .min(bytes.len());
+        if room < bytes.len() {
+            recorder.reel.truncated = true;
+        }
+        recorder.bytes += room;
+        bytes[..room].to_vec()
+    }
+
+    /// A call's request body as read (`read`) or response body
     /// as written, leaving it empty.
     pub fn take_body(&self, read: bool) -> Vec<u8> {
         let mut recorder = self.lock();
@@ -318,6 +369,21 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let json = serde_json::to_string(&reel).expect("serializes");
+        let secret = Tape::new(1000);
+        secret.secret("s3cr3t-key");
+        secret.send(Call::HttpSend {
+            method: "GET".into(),
+            url: "https://api.example/v1?key=s3cr3t-key".into(),
+        });
+        let scrubbed = secret.take();
+        assert_eq!(
+            scrubbed.calls[0].call,
+            Call::HttpSend {
+                method: "GET".into(),
+                url: "https://api.example/v1?key=<redacted>".into()
+            },
+            "as a replay, handed <redacted>, builds it"
+        );
         let back: Reel = serde_json::from_str(&json).expect("parses");
         assert_eq!(back, reel);
         assert!(json.contains(r#""import":"kv.get","key":"a""#), "{json}");

@@ -7,16 +7,15 @@ use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use tokio::sync::oneshot;
 use wasmtime::Store;
-use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
-use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
+use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use super::outcome::{Answered, invalid_status};
 use super::state::ReplayState;
+use crate::capabilities::recording::tee::header_pairs;
 use crate::capabilities::recording::{Blob, Outcome, RecordedRequest};
-
-type Set = Option<Result<http::Response<HyperOutgoingBody>, ErrorCode>>;
+use crate::guest::proxy::serve_http;
 
 /// Calls the component's handler with `request`; its outcome, whose body
 /// is complete once the store is dropped.
@@ -41,27 +40,24 @@ pub(super) async fn serve(
         .map_err(|never| -> ErrorCode { match never {} })
         .boxed_unsync();
     let built = builder.body(body).map_err(wasmtime::Error::msg)?;
-    let incoming = store
-        .data_mut()
-        .http()
-        .new_incoming_request(Scheme::Http, built)?;
-    let (sender, mut receiver) = oneshot::channel();
-    let outparam = store.data_mut().http().new_response_outparam(sender)?;
-    let handle = proxy
-        .wasi_http_incoming_handler()
-        .call_handle(&mut *store, incoming, outparam);
-    tokio::pin!(handle);
+    let (head, mut headed) = oneshot::channel();
+    let served = serve_http(store, &proxy, built, head);
+    tokio::pin!(served);
     let mut answered = None;
     loop {
         tokio::select! {
-            set = &mut receiver, if answered.is_none() => {
-                answered = Some(collect(set.ok())?);
-            }
-            handled = &mut handle => {
-                handled?;
+            set = &mut headed, if answered.is_none() => match set {
+                Ok(response) => answered = Some(collect(response)),
+                // Never set: `serve_http` says so.
+                Err(_) => {
+                    served.as_mut().await?;
+                    break;
+                }
+            },
+            done = &mut served => {
+                done?;
                 if answered.is_none() {
-                    // Set just before returning, or never.
-                    answered = Some(collect(receiver.try_recv().ok())?);
+                    answered = headed.try_recv().ok().map(collect);
                 }
                 break;
             }
@@ -73,23 +69,13 @@ pub(super) async fn serve(
 
 /// The response as the component set it, its body read as it is written
 /// (in a task of its own: the component may wait for its reader).
-fn collect(set: Set) -> wasmtime::Result<Answered> {
-    let response = set
-        .ok_or_else(|| wasmtime::format_err!("the component returned without setting a response"))?
-        .map_err(|code| wasmtime::format_err!("the component answered with an error: {code:?}"))?;
+fn collect(response: http::Response<HyperOutgoingBody>) -> Answered {
     let (parts, mut body) = response.into_parts();
     let status = parts.status.as_u16();
     if let Some(invalid) = invalid_status(status) {
-        return Ok(Box::pin(std::future::ready(invalid)));
+        return Box::pin(std::future::ready(invalid));
     }
-    let headers: Vec<(String, String)> = parts
-        .headers
-        .iter()
-        .map(|(name, value)| {
-            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
-            (name.to_string(), value)
-        })
-        .collect();
+    let headers = header_pairs(&parts.headers);
     let read = tokio::spawn(async move {
         let mut bytes = Vec::new();
         // As far as it was written: an error ends it, as it ends the
@@ -101,12 +87,12 @@ fn collect(set: Set) -> wasmtime::Result<Answered> {
         }
         bytes
     });
-    Ok(Box::pin(async move {
+    Box::pin(async move {
         let body = read.await.unwrap_or_default();
         Outcome::Response {
             status,
             headers,
             body: Blob(body),
         }
-    }))
+    })
 }
