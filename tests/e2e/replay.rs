@@ -516,3 +516,60 @@ async fn a_wasi_http_components_calls_are_recorded_and_replayed() {
         assert_eq!(report["replayed"]["body"], report["recorded"]["body"]);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streaming_droplets_calls_are_recorded_and_replayed() {
+    let host = HostBuilder::new()
+        .env("JWT_SECRET", TEST_SECRET)
+        .droplet_with("sse", "sse", "record = \"all\"\n")
+        .start()
+        .await;
+    // A response streamed as it is written; a body read piece by piece and
+    // sent back; a body counted; a response returned whole.
+    let events = host.get("/sse/events").await;
+    assert_eq!(events.status, 200);
+    let sent = "pieces read as they arrive";
+    let echoed = host.send(request("POST", "/sse/echo", sent, &[])).await;
+    assert_eq!((echoed.status, echoed.text().as_str()), (200, sent));
+    let counted = host.send(request("POST", "/sse/count", sent, &[])).await;
+    assert_eq!(counted.status, 200);
+    let missing = host.get("/sse/nowhere").await;
+    assert_eq!(missing.status, 404);
+    let traces: Vec<String> = [&events, &echoed, &counted, &missing]
+        .iter()
+        .map(|reply| reply.header("x-trace-id").unwrap().to_string())
+        .collect();
+    wait_for_newest(&host, "sse", &traces[3]).await;
+
+    let echo = admin_request(
+        &host,
+        "GET",
+        &format!("/_admin/recordings/{}", traces[1]),
+        None,
+    )
+    .await;
+    let echo = echo.json();
+    assert_eq!(echo["world"], "fp:droplet/droplet");
+    use base64::Engine as _;
+    let engine = base64::engine::general_purpose::STANDARD;
+    let read = engine
+        .decode(echo["request"]["body"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(read, sent.as_bytes(), "the body as the droplet read it");
+    let written = engine
+        .decode(echo["outcome"]["response"]["body"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(written, sent.as_bytes(), "the body as the droplet wrote it");
+
+    let (url, token) = (host.url(), admin_token());
+    for (trace, reply) in traces.iter().zip([&events, &echoed, &counted, &missing]) {
+        let (ok, report, stderr) = replay(&[trace, "--host", &url, "--token", &token]);
+        assert!(ok, "{report:#}\n{stderr}");
+        assert_eq!(report["replayed"]["status"], reply.status);
+        assert_eq!(
+            report["replayed"]["body"],
+            reply.text().as_str(),
+            "{report:#}"
+        );
+    }
+}

@@ -130,6 +130,11 @@ impl ResponseBody {
         })
     }
 
+    /// What has been kept so far (not sent).
+    pub fn kept(&self) -> &[u8] {
+        &self.kept
+    }
+
     /// Appends `piece` if it is admitted (what the import does, for a piece
     /// already in host memory).
     pub fn write(&mut self, piece: &[u8]) -> Result<(), BodyError> {

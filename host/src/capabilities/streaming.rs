@@ -18,6 +18,7 @@ use wasmtime::component::{HasSelf, Linker};
 
 use super::call_context::CallContext;
 use super::capability::{Capability, StoreData};
+use super::recording::Tape;
 use crate::bindings::GuestResponse;
 use crate::bindings::fp::droplet::streaming::{self as wit, Host, StreamError};
 use crate::droplets::manifest::{Manifest, ManifestError};
@@ -78,6 +79,8 @@ pub struct StreamAccess {
     out: Option<Arc<StreamOut>>,
     request: Option<RequestStream>,
     left: Bytes,
+    /// Where the body read is kept, when the call is recorded.
+    tape: Option<Tape>,
 }
 
 impl StreamAccess {
@@ -106,8 +109,11 @@ impl Capability for StreamingCapability {
         Ok(())
     }
 
-    fn for_call(&self, _grant: &(), _call: &CallContext<'_>) -> StreamAccess {
-        StreamAccess::default()
+    fn for_call(&self, _grant: &(), call: &CallContext<'_>) -> StreamAccess {
+        StreamAccess {
+            tape: call.tape.clone(),
+            ..StreamAccess::default()
+        }
     }
 }
 
@@ -149,6 +155,9 @@ impl Host for StreamAccess {
             }
         }
         let piece = self.left.split_to(max.min(self.left.len()));
+        if let Some(tape) = &self.tape {
+            tape.body_piece(true, &piece);
+        }
         Ok(Some(piece.to_vec()))
     }
 }

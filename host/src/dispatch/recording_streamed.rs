@@ -1,5 +1,6 @@
-//! A `wasi:http` component's call, recorded: its request body kept as the
-//! component reads it and its response body as the component writes it.
+//! A streamed call, recorded — a `wasi:http` component's, or a streaming
+//! droplet's: its request body kept as the guest reads it and its
+//! response body as the guest writes it.
 //! Such a call ends twice — the call itself (its instance gone) and its
 //! response body (sent to the client, or dropped) — and is kept once both
 //! have, whichever comes last.
@@ -96,14 +97,29 @@ impl StreamedTaping {
         response: http::Response<HyperOutgoingBody>,
         body_end: End,
     ) -> http::Response<HyperOutgoingBody> {
-        let head = (response.status().as_u16(), header_pairs(response.headers()));
-        self.ending().head = Some(head);
-        let tape = self.tape.clone();
-        response.map(|body| {
-            Tee::new(body, tape, Stream::Written)
-                .with_guard(body_end)
-                .boxed_unsync()
-        })
+        self.head(response.status().as_u16(), header_pairs(response.headers()));
+        response.map(|body| self.written(body, body_end))
+    }
+
+    /// The response head the call set (a streaming droplet's, from
+    /// `start-response`).
+    pub fn head(&self, status: u16, headers: Vec<(String, String)>) {
+        self.ending().head = Some((status, headers));
+    }
+
+    /// The response body, kept as it is written; `body_end` is said when
+    /// it is done.
+    pub fn written(&self, body: HyperOutgoingBody, body_end: End) -> HyperOutgoingBody {
+        Tee::new(body, self.tape.clone(), Stream::Written)
+            .with_guard(body_end)
+            .boxed_unsync()
+    }
+
+    /// A streaming droplet that returned its response whole instead:
+    /// said before its call's end.
+    pub fn answered(&self, status: u16, headers: Vec<(String, String)>, body: &[u8]) {
+        self.head(status, headers);
+        self.tape.body_piece(false, body);
     }
 
     /// The call failed with `failure`.

@@ -95,19 +95,27 @@ where
         .instrument(crate::step_span!("queue"))
         .await?;
     let caller_name = hop.map(|hop| &*hop.caller);
-    // A `wasi:http` component's call may be recorded (not yet a streaming
-    // droplet's).
-    let taping = match &ready.pre {
-        Linked::Proxy(_) => {
-            let request = || {
-                let forward = manifest.forward_authorization;
-                http_request(&parts, &path, (), trace_id, forward, caller_name)
-            };
-            recording::begin_http(app, droplet, &parts.headers, request, &caller, hop)
-                .map(|taping| StreamedTaping::new(app, droplet, trace_id, taping))
-        }
-        Linked::Droplet(_) => None,
+    let forward = manifest.forward_authorization;
+    // A streaming droplet's request, its body left to `read-body`.
+    let droplet_request = match &ready.pre {
+        Linked::Droplet(_) => Some(guest_request(
+            &parts,
+            path.clone(),
+            Bytes::new(),
+            trace_id,
+            forward,
+            caller_name,
+        )?),
+        Linked::Proxy(_) => None,
     };
+    let taping = match &droplet_request {
+        Some(request) => recording::begin(app, droplet, &parts.headers, request, &caller, hop),
+        None => {
+            let request = || http_request(&parts, &path, (), trace_id, forward, caller_name);
+            recording::begin_http(app, droplet, &parts.headers, request, &caller, hop)
+        }
+    }
+    .map(|taping| StreamedTaping::new(app, droplet, trace_id, taping));
     let tape = taping.as_ref().map(|taping| taping.tape().clone());
     let (call_end, body_end) = taping.as_ref().map(StreamedTaping::ends).unzip();
     let mut imports = app.capabilities.for_call(
@@ -121,6 +129,7 @@ where
         ),
     );
     let outbound = imports.outbound.report();
+    let mut stream_out = None;
     let (request, heads) = match &ready.pre {
         Linked::Proxy(_) => {
             let body = limited
@@ -145,18 +154,15 @@ where
             let body = limited
                 .map_err(move |err| stream_error(noted(err)))
                 .boxed_unsync();
-            let request = guest_request(
-                &parts,
-                path,
-                Bytes::new(),
-                trace_id,
-                manifest.forward_authorization,
-                caller_name,
-            )?;
+            let Some(request) = droplet_request else {
+                return Err(HostError::Internal);
+            };
             let (head, headed) = oneshot::channel();
             let (sender, pieces) = mpsc::channel(PIECES_IN_FLIGHT);
             let out = Arc::new(StreamOut::new(sender));
             imports.body.stream_to(Arc::clone(&out));
+            // Whether it started its response, for its recording.
+            stream_out = Some(Arc::clone(&out));
             imports.streaming.attach(CallStreams {
                 head,
                 out,
@@ -198,8 +204,21 @@ where
                 .await;
             drop(in_flight);
             record(&droplet, started.elapsed(), &result);
-            if let (Some(recorded), Err(err)) = (&recorded, &result) {
-                recorded.failed(call_error(&droplet, err.clone()));
+            match (&recorded, &result) {
+                (Some(recorded), Err(err)) => recorded.failed(call_error(&droplet, err.clone())),
+                // A streaming droplet that returned its response whole.
+                (Some(recorded), Ok(Some(answer)))
+                    if !stream_out
+                        .as_ref()
+                        .is_some_and(|out: &Arc<StreamOut>| out.started()) =>
+                {
+                    recorded.answered(
+                        answer.response.status,
+                        answer.response.headers.clone(),
+                        answer.body.kept(),
+                    )
+                }
+                _ => {}
             }
             result
         }
@@ -218,12 +237,19 @@ where
             proxy_response(response, Arc::clone(&end), budget)
         }),
         Heads::Droplet(headed, pieces) => headed.await.map(|head| {
+            let pieces = match (&taping, body_end) {
+                (Some(taping), Some(body_end)) => {
+                    taping.head(head.status, head.headers.clone());
+                    taping.written(stream::pieces(pieces), body_end)
+                }
+                _ => stream::pieces(pieces),
+            };
             let checked = into_http(Answer {
                 response: head,
                 body: app.capabilities.body.empty_body(),
             });
             checked.map(|response| {
-                let body = StreamedBody::new(stream::pieces(pieces), Arc::clone(&end), budget);
+                let body = StreamedBody::new(pieces, Arc::clone(&end), budget);
                 response.map(|_| CallBody::Streamed(body))
             })
         }),
