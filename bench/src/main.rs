@@ -949,7 +949,19 @@ fn sdk_costs(opts: &Opts, host: &Server, report: &mut Report) -> Result<()> {
             "/hello/",
         ),
     ];
-    for (scenario, subject, subject_path, baseline, baseline_path) in cases {
+    cpu_pairs(opts, host, report, connections, &cases)
+}
+
+/// One row per case, `(scenario, subject, subject path, baseline, baseline
+/// path)`: the subject's CPU/req against the baseline's, same host.
+fn cpu_pairs(
+    opts: &Opts,
+    host: &Server,
+    report: &mut Report,
+    connections: u32,
+    cases: &[(&str, &str, &str, &str, &str)],
+) -> Result<()> {
+    for &(scenario, subject, subject_path, baseline, baseline_path) in cases {
         let mut row = Row::new(scenario, subject, baseline, connections, "CPU µs/req");
         let (subject_load, baseline_load) = (
             Load::get(host.url(subject_path), connections),
@@ -1021,48 +1033,37 @@ fn recording_cost(opts: &Opts, host: &Server, report: &mut Report) -> Result<()>
         )?;
         ensure!(status == 200, "seeding {path} answered {status}");
     }
-    let connections = 16;
     let cases = [
         (
             "recording: hello, errors mode vs off",
             "hello (errors)",
             "/hello/",
+            "hello (off)",
             "/hello-off/",
         ),
         (
             "recording: hello, all vs off",
             "hello (all)",
             "/hello-all/",
+            "hello (off)",
             "/hello-off/",
         ),
         (
             "recording: kv get, errors mode vs off",
             "kvstore GET (errors)",
             "/kvstore/k/bench",
+            "kvstore GET (off)",
             "/kvstore-off/k/bench",
         ),
         (
             "recording: kv get, all vs off",
             "kvstore GET (all)",
             "/kvstore-all/k/bench",
+            "kvstore GET (off)",
             "/kvstore-off/k/bench",
         ),
     ];
-    for (scenario, subject, subject_path, baseline_path) in cases {
-        let baseline = if subject_path.starts_with("/hello") {
-            "hello (off)"
-        } else {
-            "kvstore GET (off)"
-        };
-        let mut row = Row::new(scenario, subject, baseline, connections, "CPU µs/req");
-        let (subject_load, baseline_load) = (
-            Load::get(host.url(subject_path), connections),
-            Load::get(host.url(baseline_path), connections),
-        );
-        row.measure_pair(opts, (host, &subject_load), (host, &baseline_load))?;
-        report.push_clean(row);
-    }
-    Ok(())
+    cpu_pairs(opts, host, report, 16, &cases)
 }
 
 /// hello's throughput alone vs while `spin` (budget 50 ms) is hammered.

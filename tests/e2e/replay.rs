@@ -336,8 +336,14 @@ async fn modes_and_bounds(host: HostBuilder) {
         .droplet_with("pricing", "pricing", &prices.manifest(""))
         .droplet_with("every", "pricing", &prices.manifest("record = \"all\""))
         .droplet_with("never", "pricing", &prices.manifest("record = \"off\""))
+        .droplet_with("bad", "pricing", &prices.manifest("record = \"sometimes\""))
         .start()
         .await;
+    // A mode that is not one is refused at load, naming the field; the
+    // others serve.
+    let refused = host.get("/bad/?item=fig").await;
+    let why = refused.assert_error(503, "droplet_unavailable");
+    assert!(why.contains("record"), "{why}");
     let mut failed = Vec::new();
     for _ in 0..5 {
         let reply = host.get("/pricing/?item=pear").await;

@@ -270,6 +270,14 @@ fn explain_stderr(tail: &str) -> Option<String> {
 
 impl Host for Arc<GuestLog> {
     async fn log(&mut self, level: Level, message: String, fields: Vec<(String, String)>) {
+        self.log_import(level, &message, fields);
+    }
+}
+
+impl GuestLog {
+    /// One line through the `log` import: its fields as a JSON object,
+    /// each key and value cut to [`MAX_FIELD_BYTES`] (and counted).
+    pub fn log_import(&self, level: Level, message: &str, fields: Vec<(String, String)>) {
         let mut truncated = 0;
         let fields = (!fields.is_empty()).then(|| {
             let object: serde_json::Map<String, serde_json::Value> = fields
@@ -283,7 +291,7 @@ impl Host for Arc<GuestLog> {
             serde_json::Value::Object(object).to_string()
         });
         self.count_truncated(truncated);
-        self.emit(level, Source::Log, &message, fields.as_deref());
+        self.emit(level, Source::Log, message, fields.as_deref());
     }
 }
 

@@ -78,4 +78,15 @@ mod tests {
             assert!(bad.parse::<RecordMode>().is_err(), "{bad}");
         }
     }
+
+    #[test]
+    fn a_manifest_with_a_bad_mode_is_refused_naming_the_field() {
+        use crate::droplets::manifest::Manifest;
+        let err = Manifest::parse("record = \"sometimes\"\n", 256)
+            .expect_err("not a mode")
+            .to_string();
+        assert!(err.contains("record") && err.contains("sampled:N"), "{err}");
+        let manifest = Manifest::parse("record = \"sampled:10\"\n", 256).expect("a mode");
+        assert_eq!(manifest.record, Some(RecordMode::Sampled(10)));
+    }
 }

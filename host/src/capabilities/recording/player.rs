@@ -139,33 +139,24 @@ impl Player {
     /// The next wall-clock reading.
     pub fn wall(&self) -> Duration {
         let mut head = self.lock();
-        let readings = &head.reel.sources.wall;
-        let reading = readings
-            .get(head.wall)
-            .or(readings.last())
-            .copied()
-            .unwrap_or_default();
-        if head.wall >= head.reel.sources.wall.len() {
-            head.extra_clock_reads += 1;
-        }
-        head.wall += 1;
-        Duration::new(reading.0, reading.1)
+        let head = &mut *head;
+        let (secs, nanos) = next_reading(
+            &head.reel.sources.wall,
+            &mut head.wall,
+            &mut head.extra_clock_reads,
+        );
+        Duration::new(secs, nanos)
     }
 
     /// The next monotonic-clock reading.
     pub fn monotonic(&self) -> u64 {
         let mut head = self.lock();
-        let readings = &head.reel.sources.monotonic;
-        let reading = readings
-            .get(head.monotonic)
-            .or(readings.last())
-            .copied()
-            .unwrap_or_default();
-        if head.monotonic >= head.reel.sources.monotonic.len() {
-            head.extra_clock_reads += 1;
-        }
-        head.monotonic += 1;
-        reading
+        let head = &mut *head;
+        next_reading(
+            &head.reel.sources.monotonic,
+            &mut head.monotonic,
+            &mut head.extra_clock_reads,
+        )
     }
 
     /// Fills `buf` with the next random bytes of the `secure` or insecure
@@ -213,6 +204,21 @@ impl Player {
             extra_random_bytes: head.extra_random_bytes,
         }
     }
+}
+
+/// The reading at `at` (then one further); past the recorded ones, the
+/// last again (time stands still), counted in `extra`.
+fn next_reading<T: Copy + Default>(readings: &[T], at: &mut usize, extra: &mut usize) -> T {
+    if *at >= readings.len() {
+        *extra += 1;
+    }
+    let reading = readings
+        .get(*at)
+        .or(readings.last())
+        .copied()
+        .unwrap_or_default();
+    *at += 1;
+    reading
 }
 
 #[cfg(test)]

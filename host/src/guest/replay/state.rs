@@ -17,7 +17,7 @@ use wasmtime_wasi_http::{
 use super::answers;
 use super::bindings::fp::droplet::{auth, config, kv, log, response_body, streaming, types};
 use crate::bindings::fp::droplet::log::Level as LiveLevel;
-use crate::capabilities::log::{GuestLog, Source};
+use crate::capabilities::log::GuestLog;
 use crate::capabilities::recording::entry::{ConfigValue, REDACTED};
 use crate::capabilities::recording::{Blob, Call, Divergence, Player, Reply};
 use crate::capabilities::response_body::MAX_RESPONSE_BYTES;
@@ -303,15 +303,8 @@ impl log::Host for ReplayState {
             log::Level::Warn => LiveLevel::Warn,
             log::Level::Error => LiveLevel::Error,
         };
-        let fields = (!fields.is_empty()).then(|| {
-            let object: serde_json::Map<String, serde_json::Value> = fields
-                .into_iter()
-                .map(|(key, value)| (key, serde_json::Value::String(value)))
-                .collect();
-            serde_json::Value::Object(object).to_string()
-        });
-        self.log
-            .emit(level, Source::Log, &message, fields.as_deref());
+        // As the live host writes it: the same truncation, the same line.
+        self.log.log_import(level, &message, fields);
         Ok(())
     }
 }
