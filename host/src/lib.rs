@@ -4,7 +4,8 @@
 //! only calls the ones below it:
 //!
 //! - [`http`]: the edge — connections, the hyper service, routing, the
-//!   host's own endpoints, the access log;
+//!   host's own endpoints, the access log; beside it [`jobs`], the calls
+//!   no request waits for (schedules and queue consumers);
 //! - [`admin`] and [`dispatch`]: what a routed request becomes — the admin
 //!   API and dashboard, or a droplet call (and its in-process twin);
 //! - [`droplets`]: the table of current versions and everything that
@@ -33,6 +34,7 @@ pub mod error;
 pub mod guest;
 pub mod http;
 pub mod identity;
+pub mod jobs;
 pub mod ops;
 pub mod storage;
 #[cfg(test)]

@@ -67,6 +67,16 @@ pub fn parts() -> Parts {
             outbound: Arc::new(Outbound::new(4).expect("the outbound client")),
         },
         streaming: crate::capabilities::streaming::StreamingCapability,
+        queue: crate::capabilities::queue::QueueCapability {
+            store: Arc::new(
+                crate::storage::queues::sled::SledQueues::open(
+                    &dir.path().join("queues"),
+                    crate::storage::queues::QueueLimits::default(),
+                )
+                .expect("the queue store"),
+            ),
+            sent: Arc::new(tokio::sync::Notify::new()),
+        },
     });
     let loader = Arc::new(Loader::new(
         Arc::clone(&runtime),

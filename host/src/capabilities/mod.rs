@@ -16,6 +16,7 @@ pub mod guest_stdio;
 pub mod kv;
 pub mod log;
 pub mod outbound;
+pub mod queue;
 pub mod recording;
 pub mod registry;
 pub mod response_body;

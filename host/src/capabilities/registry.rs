@@ -18,6 +18,7 @@ use super::config::ConfigCapability;
 use super::kv::KvCapability;
 use super::log::LogCapability;
 use super::outbound::access::OutboundCapability;
+use super::queue::QueueCapability;
 use super::response_body::BodyCapability;
 use super::streaming::StreamingCapability;
 use crate::bindings::fp::droplet as wit;
@@ -96,6 +97,9 @@ registry! {
     /// `fp:droplet/streaming`: a response sent as it is written, a request
     /// body read as it arrives.
     streaming: StreamingCapability,
+    /// `fp:droplet/queue`: jobs sent for later, to the queues
+    /// `send_queues` names.
+    queue: QueueCapability,
 }
 
 /// `fp:droplet/types` holds only the request and response records; it has

@@ -45,9 +45,19 @@ pub struct Hop {
     pub deadline: Instant,
 }
 
-/// The call's deadline: its own budget, never past its caller's.
-pub fn deadline(manifest: &Manifest, hop: Option<&Hop>) -> Instant {
-    let own = Instant::now() + Duration::from_millis(manifest.budget_ms);
+/// A background call's own budget in milliseconds (its schedule's or
+/// consumer's `budget_ms`), carried in the request's extensions, where
+/// only the host can put it.
+#[derive(Debug, Clone, Copy)]
+pub struct BudgetOverride(pub u64);
+
+/// The call's deadline: its own budget (a background call's may be its
+/// schedule's or consumer's), never past its caller's.
+pub fn deadline(manifest: &Manifest, hop: Option<&Hop>, extensions: &http::Extensions) -> Instant {
+    let budget_ms = extensions
+        .get::<BudgetOverride>()
+        .map_or(manifest.budget_ms, |budget| budget.0);
+    let own = Instant::now() + Duration::from_millis(budget_ms);
     hop.map_or(own, |hop| own.min(hop.deadline))
 }
 

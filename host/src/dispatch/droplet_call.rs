@@ -25,6 +25,7 @@ use crate::droplets::{Droplet, DropletState};
 use crate::error::HostError;
 use crate::guest::call::{Call, CallRequest};
 use crate::guest::records::{guest_request, into_http};
+use crate::guest::request_headers::BackgroundHeaders;
 use crate::guest::runtime::Linked;
 use crate::guest::stream::CallBody;
 use crate::http::request_body;
@@ -104,7 +105,12 @@ where
         });
     }
     let (parts, body) = req.into_parts();
-    let caller = policy::authorize(app.verifier(), manifest, &parts.headers)?;
+    // A background call is the host's own: no token to check.
+    let caller = if parts.extensions.get::<BackgroundHeaders>().is_some() {
+        policy::Caller::default()
+    } else {
+        policy::authorize(app.verifier(), manifest, &parts.headers)?
+    };
     // Compiles a lazily registered droplet on its first request; that time is
     // the host's cost, not the droplet's, so the deadline starts after it.
     let ready =
@@ -149,7 +155,7 @@ where
 
     let taping = recording::begin(app, droplet, &parts.headers, &request, &caller, hop);
     let tape = taping.as_ref().map(|taping| taping.tape.clone());
-    let deadline = deadline(manifest, hop);
+    let deadline = deadline(manifest, hop, &parts.extensions);
     let _slots = acquire_slots(app, droplet, deadline, hop)
         .instrument(crate::step_span!("queue"))
         .await?;

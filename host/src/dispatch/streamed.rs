@@ -90,7 +90,7 @@ where
         }
     };
 
-    let deadline = deadline(manifest, hop);
+    let deadline = deadline(manifest, hop, &parts.extensions);
     let slots = acquire_slots(app, droplet, deadline, hop)
         .instrument(crate::step_span!("queue"))
         .await?;

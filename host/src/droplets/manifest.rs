@@ -7,24 +7,13 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+pub use super::jobs_spec::{Backoff, CatchUp, ConsumeSpec, ScheduleSpec};
+pub use super::manifest_rules::{
+    DEFAULT_BUDGET_MS, DEFAULT_MAX_BODY_KB, DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_OUTBOUND_REQUESTS,
+    DEFAULT_MEMORY_MB, MAX_BODY_KB, MAX_BUDGET_MS, MAX_OUTBOUND_REQUESTS, ManifestError,
+};
 pub use super::record_mode::RecordMode;
-
-/// Default latency budget: the droplet contract's "other endpoints < 1000 ms".
-pub const DEFAULT_BUDGET_MS: u64 = 1000;
-/// Default linear-memory cap.
-pub const DEFAULT_MEMORY_MB: u64 = 64;
-/// Default request-body limit.
-pub const DEFAULT_MAX_BODY_KB: u64 = 1024;
-/// Default number of requests one droplet may run at once.
-pub const DEFAULT_MAX_CONCURRENCY: u32 = 100;
-/// The longest budget a manifest may ask for.
-pub const MAX_BUDGET_MS: u64 = 300_000;
-/// Outbound requests one call may send when the manifest does not say.
-pub const DEFAULT_MAX_OUTBOUND_REQUESTS: u32 = 16;
-/// The most outbound requests a manifest may allow one call.
-pub const MAX_OUTBOUND_REQUESTS: u32 = 1000;
-/// The largest body limit a manifest may ask for (64 MiB).
-pub const MAX_BODY_KB: u64 = 64 * 1024;
+pub use super::rollout_settings::{MAX_MIN_REQUESTS, MAX_STEP_SECONDS, MAX_STEPS, RolloutSettings};
 
 /// Whether a droplet needs a verified bearer token.
 #[derive(
@@ -110,115 +99,15 @@ pub struct Manifest {
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     pub record: Option<RecordMode>,
-}
-
-/// The `[rollout]` table: a canary deploy's steps and thresholds. Each
-/// field left out takes its default; `droplet deploy --canary`'s flags
-/// override each one.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, serde::Serialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RolloutSettings {
-    /// The canary's share of requests at each step, in percent, rising,
-    /// each between 1 and 99 (after the last, 100 %: promoted).
-    /// Default `[5, 25, 50]`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub steps: Option<Vec<u8>>,
-    /// The least time a step lasts before the canary may move on, in
-    /// seconds. Default 30.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub step_seconds: Option<u64>,
-    /// The canary requests a step needs before it is judged. Default 100.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub min_requests: Option<u64>,
-    /// How far the canary's error rate may exceed the stable version's, in
-    /// percentage points. Default 5.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_error_rate: Option<f64>,
-    /// How many times the stable version's p95 latency the canary's may
-    /// be. Default 1.5.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_p95_ratio: Option<f64>,
-    /// A canary p95 under this many milliseconds is never judged slow.
-    /// Default 50.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub p95_floor_ms: Option<u64>,
-}
-
-/// The largest `step_seconds`: a day.
-pub const MAX_STEP_SECONDS: u64 = 86_400;
-/// The largest `min_requests`.
-pub const MAX_MIN_REQUESTS: u64 = 10_000_000;
-/// The most steps a rollout may have.
-pub const MAX_STEPS: usize = 20;
-
-impl RolloutSettings {
-    /// `self`, with every field `over` sets replacing it.
-    pub fn overridden_by(&self, over: &RolloutSettings) -> RolloutSettings {
-        RolloutSettings {
-            steps: over.steps.clone().or_else(|| self.steps.clone()),
-            step_seconds: over.step_seconds.or(self.step_seconds),
-            min_requests: over.min_requests.or(self.min_requests),
-            max_error_rate: over.max_error_rate.or(self.max_error_rate),
-            max_p95_ratio: over.max_p95_ratio.or(self.max_p95_ratio),
-            p95_floor_ms: over.p95_floor_ms.or(self.p95_floor_ms),
-        }
-    }
-
-    /// Refuses a value out of range, naming the field (`rollout.{field}`).
-    pub fn validate(&self) -> Result<(), ManifestError> {
-        let invalid = |field, problem: &str| {
-            Err(ManifestError::Invalid {
-                field,
-                problem: problem.to_string(),
-            })
-        };
-        if let Some(steps) = &self.steps {
-            let rising = steps.windows(2).all(|pair| pair[0] < pair[1]);
-            if steps.is_empty() || steps.len() > MAX_STEPS || !rising {
-                return invalid(
-                    "rollout.steps",
-                    "must be 1 to 20 rising shares in percent, e.g. [5, 25, 50]",
-                );
-            }
-            if steps.iter().any(|share| !(1..=99).contains(share)) {
-                return invalid(
-                    "rollout.steps",
-                    "shares must be between 1 and 99 (100 % is the promotion)",
-                );
-            }
-        }
-        if self
-            .step_seconds
-            .is_some_and(|seconds| seconds == 0 || seconds > MAX_STEP_SECONDS)
-        {
-            return invalid("rollout.step_seconds", "must be between 1 and 86400");
-        }
-        if self
-            .min_requests
-            .is_some_and(|count| count == 0 || count > MAX_MIN_REQUESTS)
-        {
-            return invalid("rollout.min_requests", "must be between 1 and 10000000");
-        }
-        if self
-            .max_error_rate
-            .is_some_and(|rate| !(0.0..=100.0).contains(&rate))
-        {
-            return invalid(
-                "rollout.max_error_rate",
-                "must be between 0 and 100 (percentage points)",
-            );
-        }
-        if self
-            .max_p95_ratio
-            .is_some_and(|ratio| !(1.0..=1000.0).contains(&ratio))
-        {
-            return invalid("rollout.max_p95_ratio", "must be between 1 and 1000");
-        }
-        if self.p95_floor_ms.is_some_and(|floor| floor > MAX_BUDGET_MS) {
-            return invalid("rollout.p95_floor_ms", "must be at most 300000");
-        }
-        Ok(())
-    }
+    /// Calls at each instant of a cron expression (`[[schedule]]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schedule: Vec<ScheduleSpec>,
+    /// Queues this droplet consumes (`[[consume]]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub consume: Vec<ConsumeSpec>,
+    /// The queues it may send jobs to (the `queue` capability).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub send_queues: Vec<String>,
 }
 
 fn default_budget_ms() -> u64 {
@@ -255,42 +144,11 @@ impl Default for Manifest {
             max_outbound_requests: DEFAULT_MAX_OUTBOUND_REQUESTS,
             rollout: RolloutSettings::default(),
             record: None,
+            schedule: Vec::new(),
+            consume: Vec::new(),
+            send_queues: Vec::new(),
         }
     }
-}
-
-/// Why a manifest was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum ManifestError {
-    /// Not valid TOML, or a field of the wrong type, or an unknown field.
-    #[error("{0}")]
-    Parse(String),
-    /// A field's value is out of range.
-    #[error("`{field}` {problem}")]
-    Invalid {
-        /// The field.
-        field: &'static str,
-        /// What is wrong with it.
-        problem: String,
-    },
-    /// A `${VAR}` in `[config]` names an unset environment variable.
-    #[error("config `{key}` names ${{{var}}}, which is not set in the host's environment")]
-    MissingEnv {
-        /// The config key.
-        key: String,
-        /// The variable.
-        var: String,
-    },
-    /// A `${VAR}` in `[config]` names a variable droplets may not read.
-    #[error("config `{key}` names ${{{var}}}, which droplets may not read: {rule}")]
-    RefusedEnv {
-        /// The config key.
-        key: String,
-        /// The variable.
-        var: String,
-        /// The rule it breaks.
-        rule: String,
-    },
 }
 
 impl Manifest {
@@ -332,6 +190,7 @@ impl Manifest {
             return invalid("max_concurrency", "must be at least 1".to_string());
         }
         self.rollout.validate()?;
+        super::jobs_spec::validate(&self.schedule, &self.consume, &self.send_queues)?;
         if self.auth == AuthPolicy::Public && !self.scopes.is_empty() {
             return invalid(
                 "scopes",

@@ -14,6 +14,7 @@
 //! | [`store`] | where published versions are kept ([`store::DeploymentStore`]) |
 //! | [`stats`] | per-droplet counters, kept across versions |
 //! | [`manifest`] | `{name}.toml`: fields, defaults, validation, `${VAR}` expansion |
+//! | [`jobs_spec`] | the manifest's `[[schedule]]` and `[[consume]]` tables and `send_queues`: checked, cron instants |
 //! | [`watch`] | the droplets directory watcher |
 //! | [`fleet`] | fleet mode: hints, reconciliation, heartbeat |
 //! | [`registry`] | registering each version with the ecosystem's registry |
@@ -23,14 +24,17 @@ pub mod converge;
 pub mod directory;
 pub mod droplet;
 pub mod fleet;
+pub mod jobs_spec;
 pub mod loader;
 pub mod manifest;
+pub mod manifest_rules;
 pub mod name;
 pub mod publish;
 pub mod record_mode;
 pub mod recorder;
 pub mod registry;
 pub mod rollout;
+pub mod rollout_settings;
 pub mod series;
 pub mod startup;
 pub mod stats;

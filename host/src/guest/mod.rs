@@ -17,6 +17,7 @@ pub mod memory_reset;
 pub mod proxy;
 pub mod records;
 pub mod replay;
+pub mod request_headers;
 pub mod runtime;
 pub mod scheduler;
 pub mod stream;

@@ -12,6 +12,7 @@ use http_body_util::Full;
 use tokio::sync::Semaphore;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
+use super::request_headers::{CALLER_HEADER, background, forwarded};
 use super::stream::{CallBody, CallEnd, StreamedBody};
 
 use crate::bindings::fp::droplet::response_body::BodyError;
@@ -41,10 +42,6 @@ const HOST_FRAMED_HEADERS: [HeaderName; 3] = [
     header::CONNECTION,
 ];
 
-/// The header naming the droplet that made an in-process call. Set only
-/// by the host: one arriving from outside is dropped.
-pub const CALLER_HEADER: &str = "x-droplet-caller";
-
 /// The guest's view of a request: `path` is the path inside the droplet,
 /// and `x-trace-id` is the host's trace id for it; `x-droplet-caller` names
 /// the calling droplet of an in-process call (`caller`), and is never
@@ -73,6 +70,9 @@ pub fn guest_request(
     if let Some(caller) = caller {
         headers.push((CALLER_HEADER.to_string(), caller.to_string()));
     }
+    for (name, value) in background(parts) {
+        headers.push((name.to_string(), value.clone()));
+    }
     Ok(GuestRequest {
         method: parts.method.as_str().to_string(),
         path,
@@ -80,22 +80,6 @@ pub fn guest_request(
         headers,
         body: Vec::from(body),
     })
-}
-
-/// The client's headers a component sees: all but its `x-trace-id`,
-/// `x-droplet-caller` and (unless `forward_authorization`)
-/// `Authorization`.
-fn forwarded(
-    headers: &http::HeaderMap,
-    forward_authorization: bool,
-) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
-    headers
-        .iter()
-        .filter(|(name, _)| name.as_str() != TRACE_ID_HEADER && name.as_str() != CALLER_HEADER)
-        .filter(move |(name, _)| {
-            forward_authorization
-                || (*name != header::AUTHORIZATION && *name != header::PROXY_AUTHORIZATION)
-        })
 }
 
 /// A `wasi:http/proxy` component's view of a request: the same headers a
@@ -146,6 +130,11 @@ pub fn http_request<B>(
     }
     if let Some(value) = caller.and_then(|caller| HeaderValue::from_str(caller).ok()) {
         headers.append(CALLER_HEADER, value);
+    }
+    for (name, value) in background(parts) {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.append(*name, value);
+        }
     }
     request
 }

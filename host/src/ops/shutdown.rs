@@ -38,6 +38,12 @@ impl Shutdown {
         self.token.is_cancelled()
     }
 
+    /// A token cancelled when shutdown begins, or earlier by its holder
+    /// (a task that must stop alone, such as a replaced consumer).
+    pub fn child_token(&self) -> tokio_util::sync::CancellationToken {
+        self.token.child_token()
+    }
+
     /// Resolves when shutdown begins.
     pub async fn triggered(&self) {
         self.token.cancelled().await

@@ -87,6 +87,39 @@ pub const MIGRATIONS: &[&str] = &[
          PRIMARY KEY (trace_id, droplet)
      );
      CREATE INDEX droplet_recordings_newest ON droplet_recordings (droplet, recorded_at_ms DESC);",
+    // 4: queued jobs, their dedup keys, and each schedule's last run.
+    "CREATE TABLE droplet_jobs (
+         id bigserial PRIMARY KEY,
+         queue text NOT NULL,
+         payload bytea NOT NULL,
+         state text NOT NULL,
+         available_at timestamptz NOT NULL,
+         holder text,
+         lease_until timestamptz,
+         attempts int NOT NULL DEFAULT 0,
+         enqueued_at timestamptz NOT NULL DEFAULT now(),
+         error text
+     );
+     CREATE INDEX droplet_jobs_queue ON droplet_jobs (queue);
+     CREATE INDEX droplet_jobs_ready ON droplet_jobs (queue, available_at, id) WHERE state = 'ready';
+     CREATE INDEX droplet_jobs_held ON droplet_jobs (queue, lease_until) WHERE state = 'held';
+     CREATE TABLE droplet_job_keys (
+         queue text NOT NULL,
+         key text NOT NULL,
+         id bigint NOT NULL,
+         sent_at timestamptz NOT NULL DEFAULT now(),
+         PRIMARY KEY (queue, key)
+     );
+     CREATE TABLE droplet_schedule_runs (
+         droplet text NOT NULL,
+         schedule text NOT NULL,
+         instant_ms bigint NOT NULL,
+         finished_at_ms bigint NOT NULL,
+         status int NOT NULL,
+         host text NOT NULL,
+         attempt int NOT NULL,
+         PRIMARY KEY (droplet, schedule)
+     );",
 ];
 
 /// The first key of the advisory lock migrations run under (the second is

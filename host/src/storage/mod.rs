@@ -1,6 +1,6 @@
 //! Where guests' data lives: the kv backends (sled embedded, PostgreSQL on
 //! a fleet), the database connection they and the fleet share, recorded
-//! droplet calls, and atomic file writes for the host's on-disk stores.
+//! droplet calls, queued jobs and schedule runs, and atomic file writes for the host's on-disk stores.
 //!
 //! Uses only [`crate::ops`].
 
@@ -9,4 +9,5 @@ pub mod database_errors;
 pub mod files;
 pub mod kv;
 pub mod migrations;
+pub mod queues;
 pub mod recordings;

@@ -24,6 +24,7 @@ use droplet_host::ops::shutdown::Shutdown;
 use droplet_host::ops::telemetry::{self, LogFormat};
 use droplet_host::storage::database::DatabaseSettings;
 use droplet_host::storage::kv::{BackendConfig, Durability};
+use droplet_host::storage::queues::QueueLimits;
 use droplet_host::storage::recordings::Bounds;
 
 use crate::progress::CompileProgress;
@@ -137,6 +138,17 @@ pub struct ServeArgs {
     /// MiB of recordings each droplet keeps; the oldest go first.
     #[arg(long, env = "DROPLET_RECORD_KEEP_MB", default_value_t = 64)]
     pub record_keep_mb: u64,
+    /// Jobs one queue may hold (waiting, in flight and dead); a send past
+    /// it fails with `full`.
+    #[arg(long, env = "DROPLET_QUEUE_MAX_JOBS", default_value_t = 100_000)]
+    pub queue_max_jobs: u64,
+    /// The largest job payload, in KiB.
+    #[arg(long, env = "DROPLET_QUEUE_MAX_PAYLOAD_KB", default_value_t = 256)]
+    pub queue_max_payload_kb: usize,
+    /// Scheduled and queued calls that may run at once across every
+    /// droplet; the rest of the instance pool stays for requests.
+    #[arg(long, env = "DROPLET_MAX_BACKGROUND_CALLS", default_value_t = 16)]
+    pub max_background_calls: u32,
     /// Log lines naming a droplet kept in memory for the dashboard's live
     /// tail, across all droplets (0: no tail).
     #[arg(long, env = "DROPLET_LOG_TAIL_LINES", default_value_t = 5000)]
@@ -343,6 +355,11 @@ pub fn serve(args: ServeArgs, dotenv: Option<PathBuf>) -> anyhow::Result<()> {
                 bytes: args.record_keep_mb.saturating_mul(1 << 20),
             },
         },
+        queue_limits: QueueLimits {
+            max_jobs: args.queue_max_jobs.max(1),
+            max_payload_bytes: args.queue_max_payload_kb.saturating_mul(1024),
+        },
+        max_background_calls: args.max_background_calls.max(1),
         access_log: match args.access_log {
             AccessLogArg::All => AccessLogMode::All,
             AccessLogArg::Errors => AccessLogMode::Errors,
@@ -426,6 +443,7 @@ pub fn serve(args: ServeArgs, dotenv: Option<PathBuf>) -> anyhow::Result<()> {
             app.fleet.as_ref().map(|fleet| fleet.rollout_hints()),
             &shutdown,
         );
+        droplet_host::jobs::supervisor::spawn(&app);
         if settings.watch {
             droplet_host::droplets::watch::spawn(
                 Arc::clone(&app.droplets),

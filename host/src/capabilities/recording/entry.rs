@@ -89,6 +89,14 @@ pub enum Call {
     /// droplet through `*.droplet.internal`): its method and URL.
     #[serde(rename = "http.send")]
     HttpSend { method: String, url: String },
+    /// `queue.send`.
+    #[serde(rename = "queue.send")]
+    QueueSend {
+        queue: String,
+        payload: Blob,
+        delay_ms: Option<u64>,
+        dedup_key: Option<String>,
+    },
 }
 
 /// `"a"`, quoted and cut for a one-line description.
@@ -120,6 +128,14 @@ impl fmt::Display for Call {
             Call::AuthVerify { .. } => write!(f, "auth.verify(<token>)"),
             Call::ConfigGet { key } => write!(f, "config.get({})", quoted(key)),
             Call::HttpSend { method, url } => write!(f, "http {method} {url}"),
+            Call::QueueSend { queue, payload, .. } => {
+                write!(
+                    f,
+                    "queue.send({}, {} bytes)",
+                    quoted(queue),
+                    payload.0.len()
+                )
+            }
         }
     }
 }
@@ -213,6 +229,19 @@ pub enum Reply {
     /// An outbound request: the response, or the `wasi:http` error code
     /// it failed with.
     Http(Result<HttpReply, String>),
+    /// `queue.send`: the job's id, or why it was not sent.
+    Queued(Result<u64, QueueFailure>),
+}
+
+/// Why a job was not sent, as `fp:droplet/queue`'s `error` says it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum QueueFailure {
+    NotAllowed(String),
+    TooLarge,
+    Full,
+    Invalid(String),
+    Unavailable(String),
 }
 
 /// One import call and its answer; `reply` is `None` for an outbound

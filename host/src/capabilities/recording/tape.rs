@@ -111,6 +111,12 @@ fn call_bytes(call: &Call) -> usize {
             Call::AuthCaller | Call::AuthCallerError => 0,
             Call::AuthVerify { token_sha256 } => token_sha256.len(),
             Call::HttpSend { method, url } => method.len() + url.len(),
+            Call::QueueSend {
+                queue,
+                payload,
+                dedup_key,
+                ..
+            } => queue.len() + payload.0.len() + dedup_key.as_ref().map_or(0, String::len),
         }
 }
 

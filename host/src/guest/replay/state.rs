@@ -15,10 +15,10 @@ use wasmtime_wasi_http::{
 };
 
 use super::answers;
-use super::bindings::fp::droplet::{auth, config, kv, log, response_body, streaming, types};
+use super::bindings::fp::droplet::{auth, config, kv, log, queue, response_body, streaming, types};
 use crate::bindings::fp::droplet::log::Level as LiveLevel;
 use crate::capabilities::log::GuestLog;
-use crate::capabilities::recording::entry::{ConfigValue, REDACTED};
+use crate::capabilities::recording::entry::{ConfigValue, QueueFailure, REDACTED};
 use crate::capabilities::recording::{Blob, Call, Divergence, Player, Reply};
 use crate::capabilities::response_body::MAX_RESPONSE_BYTES;
 
@@ -283,6 +283,32 @@ impl config::Host for ReplayState {
             Reply::Config(value) => Ok(value.map(|value| match value {
                 ConfigValue::Plain(value) => value,
                 ConfigValue::Redacted => REDACTED.to_string(),
+            })),
+            other => Err(mismatch(&other)),
+        }
+    }
+}
+
+impl queue::Host for ReplayState {
+    async fn send(
+        &mut self,
+        queue: String,
+        payload: Vec<u8>,
+        options: queue::SendOptions,
+    ) -> wasmtime::Result<Result<u64, queue::Error>> {
+        let call = Call::QueueSend {
+            queue,
+            payload: Blob(payload),
+            delay_ms: options.delay_ms,
+            dedup_key: options.dedup_key,
+        };
+        match self.answer(call)? {
+            Reply::Queued(sent) => Ok(sent.map_err(|failure| match failure {
+                QueueFailure::NotAllowed(why) => queue::Error::NotAllowed(why),
+                QueueFailure::TooLarge => queue::Error::TooLarge,
+                QueueFailure::Full => queue::Error::Full,
+                QueueFailure::Invalid(why) => queue::Error::Invalid(why),
+                QueueFailure::Unavailable(why) => queue::Error::Unavailable(why),
             })),
             other => Err(mismatch(&other)),
         }

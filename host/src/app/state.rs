@@ -1,8 +1,7 @@
-//! The state of a running host, shared by every connection: the runtime,
-//! the droplet table, the capabilities and the settings requests need —
-//! and where they are built, once, from [`ServeSettings`].
+//! [`App`]: the state of a running host, shared by every connection and
+//! background task, and [`App::start`], which builds it once from
+//! [`ServeSettings`].
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,98 +9,37 @@ use tokio::sync::Semaphore;
 
 use crate::capabilities::Capabilities;
 use crate::capabilities::auth::AuthCapability;
-use crate::capabilities::config::{ConfigCapability, ConfigEnv};
+use crate::capabilities::config::ConfigCapability;
 use crate::capabilities::kv::KvCapability;
 use crate::capabilities::log::LogCapability;
 use crate::capabilities::outbound::access::OutboundCapability;
 use crate::capabilities::outbound::{InternalCalls, Outbound};
+use crate::capabilities::queue::QueueCapability;
 use crate::capabilities::response_body::BodyCapability;
 use crate::capabilities::streaming::StreamingCapability;
 use crate::droplets::fleet::Fleet;
 use crate::droplets::loader::Loader;
-use crate::droplets::recorder::{RecordSettings, Recorder};
-use crate::droplets::startup::StartupError;
+use crate::droplets::recorder::Recorder;
 use crate::droplets::store::DeploymentStore;
 use crate::droplets::store::file::FileStore;
 use crate::droplets::store::postgres::PostgresStore;
 use crate::droplets::{Droplets, LoadProgress};
 use crate::guest::code_cache::CodeCache;
-use crate::guest::runtime::{Runtime, RuntimeError, RuntimeSettings};
+use crate::guest::runtime::{Runtime, RuntimeSettings};
 use crate::http::request_body::BodyBudget;
 use crate::identity::jwt::{JwtSettings, Verifier};
-use crate::identity::keys::KeyError;
 use crate::ops::shutdown::Shutdown;
 use crate::storage::database::Database;
-use crate::storage::kv::OpenError;
-use crate::storage::kv::{BackendConfig, KvBackend, OpenBackend};
+use crate::storage::kv::{KvBackend, OpenBackend};
+use crate::storage::queues::QueueStore;
+use crate::storage::queues::postgres::PostgresQueues;
+use crate::storage::queues::sled::SledQueues;
 use crate::storage::recordings::RecordingStore;
 use crate::storage::recordings::file::FileRecordings;
 use crate::storage::recordings::postgres::PostgresRecordings;
 
-/// What `droplet serve` was asked to do.
-#[derive(Debug, Clone)]
-pub struct ServeSettings {
-    /// Address to listen on; port 0 picks a free one.
-    pub listen: std::net::SocketAddr,
-    /// Directory of `{name}.wasm` (+ `{name}.toml`) droplets.
-    pub droplets_dir: PathBuf,
-    /// Directory for the host's own data.
-    pub data_dir: PathBuf,
-    /// Directory for compiled code; defaults to `{data_dir}/cache`.
-    pub cache_dir: Option<PathBuf>,
-    /// With a domain, `Host: {name}.{domain}` routes to droplet `name`.
-    pub domain: Option<String>,
-    /// How long in-flight requests may take to finish on shutdown.
-    pub shutdown_grace: Duration,
-    /// Open connections and their idle timeout.
-    pub connections: crate::http::connection::ConnectionLimits,
-    /// Instances that may run at once across all droplets.
-    pub max_instances: u32,
-    /// The largest `memory_mb` a droplet may ask for.
-    pub max_memory_mb: u64,
-    /// Which host environment variables manifests may expand.
-    pub config_env: ConfigEnv,
-    /// Which kv backend, and its settings.
-    pub kv: BackendConfig,
-    /// The largest kv value, in bytes.
-    pub kv_max_value_bytes: usize,
-    /// The kv quota of droplets whose manifest sets none; `None`: unlimited.
-    pub kv_default_quota_bytes: Option<u64>,
-    /// JWT keys and rules.
-    pub jwt: JwtSettings,
-    /// Register droplets at start and compile each on its first request.
-    pub lazy: bool,
-    /// Watch the droplets directory and swap in changed modules.
-    pub watch: bool,
-    /// Largest body `PUT /_admin/droplets/{name}` accepts.
-    pub admin_max_body_bytes: usize,
-    /// Longest a request body (droplet or admin) may take to arrive.
-    pub body_read_timeout: Duration,
-    /// This host's id in a fleet [default: `{hostname}:{port}`].
-    pub host_id: Option<String>,
-    /// Response bytes the host holds at once, across every call and every
-    /// response still being sent.
-    pub response_buffer_bytes: usize,
-    /// Request-body bytes the host holds at once, across every request
-    /// being read or answered.
-    pub request_buffer_bytes: usize,
-    /// Host memory all running calls together may make the host hold
-    /// (resources, strings and buffers on the host's heap).
-    pub guest_held_bytes: usize,
-    /// Outbound HTTP requests in flight at once across every droplet.
-    pub max_outbound_in_flight: usize,
-    /// In-process calls one request from outside may cause, all together.
-    pub max_internal_calls: u32,
-    /// Which requests get an access-log line.
-    pub access_log: crate::http::access_log::AccessLogMode,
-    /// Bytes of each instance memory wiped in place on drop; `None`: the
-    /// runtime's default.
-    pub keep_resident_bytes: Option<usize>,
-    /// Idle instance slots kept tied to their last droplet; `None`: all.
-    pub warm_slots: Option<u32>,
-    /// Which calls are recorded for replay, and how many are kept.
-    pub record: RecordSettings,
-}
+use super::settings::ServeSettings;
+use super::start_error::{StartError, default_host_id, lock_data_dir};
 
 /// The host's shared state.
 pub struct App {
@@ -146,96 +84,16 @@ pub struct App {
     pub access_log: crate::http::access_log::AccessLog,
     /// Records calls for replay and keeps them.
     pub recorder: Arc<Recorder>,
+    /// Queued jobs and schedule runs (sled here, PostgreSQL on a fleet).
+    pub queues: Arc<dyn QueueStore>,
+    /// Background calls (scheduled and queued) that may run at once,
+    /// across every droplet: the rest of the instance pool stays for
+    /// requests.
+    pub background_slots: Arc<Semaphore>,
     /// kv usage the dashboard read lately.
     pub kv_usage: crate::storage::kv::usage_cache::UsageCache,
     /// Held while the host runs: one host per data directory.
     _data_lock: std::fs::File,
-}
-
-/// Takes `{data}/host.lock`, so that a second host on the same data
-/// directory is refused with a clear reason (not a storage lock error).
-fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, StartError> {
-    let path = data_dir.join("host.lock");
-    let file = std::fs::File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|err| StartError::io("open", &path, err))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(StartError::DataDirInUse {
-            dir: data_dir.display().to_string(),
-            lock: path.display().to_string(),
-        }),
-        Err(std::fs::TryLockError::Error(err)) => Err(StartError::io("lock", &path, err)),
-    }
-}
-
-/// Why the host could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// The JWT settings do not make a verifier.
-    #[error("invalid JWT configuration: {0}")]
-    Jwt(#[from] KeyError),
-    /// A file or directory the host needs could not be made or read.
-    #[error("cannot {action} {path}: {cause}")]
-    Io {
-        /// What the host tried.
-        action: &'static str,
-        /// On what.
-        path: String,
-        /// Why not.
-        cause: std::io::Error,
-    },
-    /// Another host holds the data directory.
-    #[error(
-        "another droplet host is using the data directory {dir} (it holds {lock}); give each host its own --data"
-    )]
-    DataDirInUse {
-        /// The directory.
-        dir: String,
-        /// Its lock file.
-        lock: String,
-    },
-    /// The kv backend (and its database) could not be opened.
-    #[error(transparent)]
-    Kv(#[from] OpenError),
-    /// The outbound client could not be built.
-    #[error("{0}")]
-    Outbound(String),
-    /// The runtime could not be built.
-    #[error(transparent)]
-    Runtime(#[from] RuntimeError),
-    /// The droplets could not be loaded at all.
-    #[error(transparent)]
-    Droplets(#[from] StartupError),
-}
-
-impl StartError {
-    fn io(action: &'static str, path: &std::path::Path, cause: std::io::Error) -> Self {
-        StartError::Io {
-            action,
-            path: path.display().to_string(),
-            cause,
-        }
-    }
-}
-
-/// `{hostname}:{port}`: stable across restarts, so a host that comes back
-/// takes its own place in the fleet's records.
-fn default_host_id(port: u16) -> String {
-    let mut name = [0u8; 256];
-    // SAFETY: the buffer is valid for its whole length, and gethostname
-    // writes at most that many bytes.
-    let ok = unsafe { libc::gethostname(name.as_mut_ptr().cast(), name.len()) } == 0;
-    let len = name.iter().position(|&b| b == 0).unwrap_or(name.len());
-    let host = if ok && len > 0 {
-        String::from_utf8_lossy(&name[..len]).into_owned()
-    } else {
-        "host".to_string()
-    };
-    format!("{host}:{port}")
 }
 
 impl App {
@@ -254,6 +112,16 @@ impl App {
             .map_err(|err| StartError::io("create the data directory", &settings.data_dir, err))?;
         let data_lock = lock_data_dir(&settings.data_dir)?;
         let OpenBackend { kv, database } = settings.kv.open(shutdown).await?;
+        let queues: Arc<dyn QueueStore> = match &database {
+            Some(database) => Arc::new(PostgresQueues::new(
+                Arc::clone(database),
+                settings.queue_limits,
+            )),
+            None => Arc::new(
+                SledQueues::open(&settings.data_dir.join("queues"), settings.queue_limits)
+                    .map_err(StartError::Queues)?,
+            ),
+        };
         let capabilities = Arc::new(Capabilities {
             kv: KvCapability {
                 backend: kv,
@@ -272,6 +140,10 @@ impl App {
                 ),
             },
             streaming: StreamingCapability,
+            queue: QueueCapability {
+                store: Arc::clone(&queues),
+                sent: Arc::new(tokio::sync::Notify::new()),
+            },
         });
         let runtime = Arc::new(Runtime::new(&RuntimeSettings {
             max_instances: settings.max_instances,
@@ -341,6 +213,8 @@ impl App {
             access_log: crate::http::access_log::AccessLog::new(settings.access_log),
             recorder,
             kv_usage: crate::storage::kv::usage_cache::UsageCache::default(),
+            queues,
+            background_slots: Arc::new(Semaphore::new(settings.max_background_calls as usize)),
             _data_lock: data_lock,
         });
         // `*.droplet.internal` is answered by this host, in process.

@@ -1,0 +1,540 @@
+//! Queues on one host: a sled database of their own under the data
+//! directory (`{data}/queues`), with an index of every job's state kept
+//! in memory (rebuilt from the database at open), so a claim never scans.
+//! One process owns the database (the data directory's lock), so one
+//! mutex makes every change atomic; a send, an ack and a burial are
+//! flushed to disk before they return.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::store::{
+    DEDUP_WINDOW, DeadJob, Job, JobId, NewJob, QueueError, QueueLimits, QueueStats, QueueStore,
+    ScheduleRun, Sent, millis, now_ms,
+};
+
+/// A job's state, as kept.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum State {
+    /// Waiting until `at_ms`.
+    Ready { at_ms: u64 },
+    /// Claimed by `holder` until `until_ms`.
+    Held { holder: String, until_ms: u64 },
+    /// Out of attempts.
+    Dead,
+}
+
+/// A job as kept (its payload is in a tree of its own).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Record {
+    queue: String,
+    state: State,
+    attempts: u32,
+    enqueued_at_ms: u64,
+    error: Option<String>,
+}
+
+/// One queue's jobs by state.
+#[derive(Default)]
+struct QueueIndex {
+    ready: BTreeSet<(u64, JobId)>,
+    held: BTreeMap<JobId, u64>,
+    dead: BTreeSet<JobId>,
+    retrying: HashSet<JobId>,
+    /// Jobs not yet done, by when they were sent.
+    pending: BTreeSet<(u64, JobId)>,
+}
+
+impl QueueIndex {
+    fn jobs(&self) -> u64 {
+        (self.ready.len() + self.held.len() + self.dead.len()) as u64
+    }
+}
+
+/// Queues in a sled database.
+pub struct SledQueues {
+    db: sled::Db,
+    jobs: sled::Tree,
+    payloads: sled::Tree,
+    dedup: sled::Tree,
+    schedules: sled::Tree,
+    index: Mutex<HashMap<String, QueueIndex>>,
+    limits: QueueLimits,
+}
+
+fn unavailable(err: impl std::fmt::Display) -> QueueError {
+    QueueError::Unavailable(err.to_string())
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, QueueError> {
+    serde_json::from_slice(bytes).map_err(unavailable)
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, QueueError> {
+    serde_json::to_vec(value).map_err(unavailable)
+}
+
+impl SledQueues {
+    /// Opens (or creates) the queues in `dir` and indexes their jobs.
+    pub fn open(dir: &Path, limits: QueueLimits) -> Result<Self, QueueError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(16 << 20)
+            .open()
+            .map_err(|err| unavailable(format!("cannot open {}: {err}", dir.display())))?;
+        let tree = |name: &str| db.open_tree(name).map_err(unavailable);
+        let store = Self {
+            jobs: tree("jobs")?,
+            payloads: tree("payloads")?,
+            dedup: tree("dedup")?,
+            schedules: tree("schedules")?,
+            db,
+            index: Mutex::new(HashMap::new()),
+            limits,
+        };
+        let mut index = HashMap::new();
+        for entry in store.jobs.iter() {
+            let (key, value) = entry.map_err(unavailable)?;
+            let id = job_id(&key);
+            let record: Record = decode(&value)?;
+            let queue: &mut QueueIndex = index.entry(record.queue.clone()).or_default();
+            place(queue, id, &record);
+        }
+        *store.lock() = index;
+        Ok(store)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, QueueIndex>> {
+        self.index
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    async fn flush(&self) -> Result<(), QueueError> {
+        self.db.flush_async().await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    fn record(&self, id: JobId) -> Result<Option<Record>, QueueError> {
+        self.jobs
+            .get(id.to_be_bytes())
+            .map_err(unavailable)?
+            .map(|bytes| decode(&bytes))
+            .transpose()
+    }
+
+    fn put(&self, id: JobId, record: &Record) -> Result<(), QueueError> {
+        self.jobs
+            .insert(id.to_be_bytes(), encode(record)?)
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Changes a job `holder` holds: `change` gives its new state, or
+    /// `None` to remove it. False when `holder` does not hold it.
+    fn change_held(
+        &self,
+        id: JobId,
+        holder: &str,
+        change: impl FnOnce(&mut Record) -> Option<()>,
+    ) -> Result<bool, QueueError> {
+        let mut index = self.lock();
+        let Some(mut record) = self.record(id)? else {
+            return Ok(false);
+        };
+        if !matches!(&record.state, State::Held { holder: held_by, .. } if held_by == holder) {
+            return Ok(false);
+        }
+        let queue = index.entry(record.queue.clone()).or_default();
+        unplace(queue, id, &record);
+        match change(&mut record) {
+            Some(()) => {
+                self.put(id, &record)?;
+                place(queue, id, &record);
+            }
+            None => {
+                self.jobs.remove(id.to_be_bytes()).map_err(unavailable)?;
+                self.payloads
+                    .remove(id.to_be_bytes())
+                    .map_err(unavailable)?;
+            }
+        }
+        Ok(true)
+    }
+}
+
+fn job_id(key: &[u8]) -> JobId {
+    let mut bytes = [0u8; 8];
+    let len = key.len().min(8);
+    bytes[..len].copy_from_slice(&key[..len]);
+    u64::from_be_bytes(bytes)
+}
+
+/// Adds a job to its queue's index under its state.
+fn place(queue: &mut QueueIndex, id: JobId, record: &Record) {
+    match &record.state {
+        State::Ready { at_ms } => {
+            queue.ready.insert((*at_ms, id));
+            if record.attempts > 0 {
+                queue.retrying.insert(id);
+            }
+        }
+        State::Held { until_ms, .. } => {
+            queue.held.insert(id, *until_ms);
+        }
+        State::Dead => {
+            queue.dead.insert(id);
+        }
+    }
+    if !matches!(record.state, State::Dead) {
+        queue.pending.insert((record.enqueued_at_ms, id));
+    }
+}
+
+/// Takes a job out of its queue's index.
+fn unplace(queue: &mut QueueIndex, id: JobId, record: &Record) {
+    match &record.state {
+        State::Ready { at_ms } => {
+            queue.ready.remove(&(*at_ms, id));
+            queue.retrying.remove(&id);
+        }
+        State::Held { .. } => {
+            queue.held.remove(&id);
+        }
+        State::Dead => {
+            queue.dead.remove(&id);
+        }
+    }
+    queue.pending.remove(&(record.enqueued_at_ms, id));
+}
+
+fn dedup_key(queue: &str, key: &str) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(queue.len() + 1 + key.len());
+    bytes.extend_from_slice(queue.as_bytes());
+    bytes.push(0);
+    bytes.extend_from_slice(key.as_bytes());
+    bytes
+}
+
+fn dedup_value(id: JobId, sent_ms: u64) -> [u8; 16] {
+    let mut value = [0u8; 16];
+    value[..8].copy_from_slice(&id.to_be_bytes());
+    value[8..].copy_from_slice(&sent_ms.to_be_bytes());
+    value
+}
+
+#[async_trait::async_trait]
+impl QueueStore for SledQueues {
+    async fn send(&self, job: NewJob<'_>) -> Result<Sent, QueueError> {
+        self.limits.check(&job)?;
+        let now = now_ms();
+        let sent = {
+            let mut index = self.lock();
+            let remembered = match job.dedup_key {
+                Some(key) => self
+                    .dedup
+                    .get(dedup_key(job.queue, key))
+                    .map_err(unavailable)?
+                    .filter(|value| value.len() == 16)
+                    .map(|value| (job_id(&value[..8]), job_id(&value[8..])))
+                    .filter(|(_, sent_ms)| now.saturating_sub(*sent_ms) < millis(DEDUP_WINDOW)),
+                None => None,
+            };
+            if let Some((id, _)) = remembered {
+                Sent {
+                    id,
+                    duplicate: true,
+                }
+            } else {
+                let queue = index.entry(job.queue.to_string()).or_default();
+                if queue.jobs() >= self.limits.max_jobs {
+                    return Err(QueueError::Full(self.limits.max_jobs));
+                }
+                let id = self.db.generate_id().map_err(unavailable)?;
+                let state = match job.hold {
+                    Some((holder, lease)) => State::Held {
+                        holder: holder.to_string(),
+                        until_ms: now.saturating_add(millis(lease)),
+                    },
+                    None => State::Ready {
+                        at_ms: now.saturating_add(millis(job.delay)),
+                    },
+                };
+                let record = Record {
+                    queue: job.queue.to_string(),
+                    attempts: u32::from(job.hold.is_some()),
+                    state,
+                    enqueued_at_ms: now,
+                    error: None,
+                };
+                self.payloads
+                    .insert(id.to_be_bytes(), job.payload)
+                    .map_err(unavailable)?;
+                self.put(id, &record)?;
+                if let Some(key) = job.dedup_key {
+                    self.dedup
+                        .insert(dedup_key(job.queue, key), &dedup_value(id, now))
+                        .map_err(unavailable)?;
+                }
+                place(queue, id, &record);
+                Sent {
+                    id,
+                    duplicate: false,
+                }
+            }
+        };
+        if !sent.duplicate {
+            self.flush().await?;
+        }
+        Ok(sent)
+    }
+
+    async fn claim(
+        &self,
+        queue_name: &str,
+        holder: &str,
+        lease: Duration,
+        max: usize,
+        max_attempts: u32,
+    ) -> Result<Vec<Job>, QueueError> {
+        let now = now_ms();
+        let mut buried = false;
+        let jobs = {
+            let mut index = self.lock();
+            let Some(queue) = index.get_mut(queue_name) else {
+                return Ok(Vec::new());
+            };
+            let expired: Vec<JobId> = queue
+                .held
+                .iter()
+                .filter(|(_, until)| **until < now)
+                .map(|(id, _)| *id)
+                .collect();
+            let mut chosen = Vec::new();
+            for id in expired {
+                let Some(mut record) = self.record(id)? else {
+                    queue.held.remove(&id);
+                    continue;
+                };
+                if record.attempts >= max_attempts {
+                    unplace(queue, id, &record);
+                    record.state = State::Dead;
+                    record.error =
+                        Some("its host went away during its last attempt (the lease ended)".into());
+                    self.put(id, &record)?;
+                    place(queue, id, &record);
+                    buried = true;
+                } else if chosen.len() < max {
+                    chosen.push((id, record));
+                }
+            }
+            let ready: Vec<(u64, JobId)> = queue
+                .ready
+                .iter()
+                .take_while(|(at, _)| *at <= now)
+                .take(max.saturating_sub(chosen.len()))
+                .copied()
+                .collect();
+            for (_, id) in ready {
+                if let Some(record) = self.record(id)? {
+                    chosen.push((id, record));
+                }
+            }
+            let mut jobs = Vec::with_capacity(chosen.len());
+            for (id, mut record) in chosen {
+                unplace(queue, id, &record);
+                record.attempts = record.attempts.saturating_add(1);
+                record.state = State::Held {
+                    holder: holder.to_string(),
+                    until_ms: now.saturating_add(millis(lease)),
+                };
+                self.put(id, &record)?;
+                place(queue, id, &record);
+                let payload = self
+                    .payloads
+                    .get(id.to_be_bytes())
+                    .map_err(unavailable)?
+                    .map(|bytes| bytes.to_vec())
+                    .unwrap_or_default();
+                jobs.push(Job {
+                    id,
+                    queue: queue_name.to_string(),
+                    payload,
+                    attempt: record.attempts,
+                    enqueued_at_ms: record.enqueued_at_ms,
+                });
+            }
+            jobs
+        };
+        if buried {
+            self.flush().await?;
+        }
+        Ok(jobs)
+    }
+
+    async fn ack(&self, id: JobId, holder: &str) -> Result<bool, QueueError> {
+        let done = self.change_held(id, holder, |_| None)?;
+        if done {
+            self.flush().await?;
+        }
+        Ok(done)
+    }
+
+    async fn retry(
+        &self,
+        id: JobId,
+        holder: &str,
+        after: Duration,
+        error: &str,
+        counted: bool,
+    ) -> Result<bool, QueueError> {
+        let at_ms = now_ms().saturating_add(millis(after));
+        self.change_held(id, holder, |record| {
+            record.state = State::Ready { at_ms };
+            record.error = Some(error.to_string());
+            if !counted {
+                record.attempts = record.attempts.saturating_sub(1);
+            }
+            Some(())
+        })
+    }
+
+    async fn bury(&self, id: JobId, holder: &str, error: &str) -> Result<bool, QueueError> {
+        let buried = self.change_held(id, holder, |record| {
+            record.state = State::Dead;
+            record.error = Some(error.to_string());
+            Some(())
+        })?;
+        if buried {
+            self.flush().await?;
+        }
+        Ok(buried)
+    }
+
+    async fn dead(&self, queue: &str, limit: usize) -> Result<Vec<DeadJob>, QueueError> {
+        let ids: Vec<JobId> = {
+            let index = self.lock();
+            index
+                .get(queue)
+                .map(|queue| queue.dead.iter().take(limit).copied().collect())
+                .unwrap_or_default()
+        };
+        let mut dead = Vec::with_capacity(ids.len());
+        for id in ids {
+            let Some(record) = self.record(id)? else {
+                continue;
+            };
+            let payload = self
+                .payloads
+                .get(id.to_be_bytes())
+                .map_err(unavailable)?
+                .map(|bytes| bytes.to_vec())
+                .unwrap_or_default();
+            let (payload, payload_base64) = DeadJob::show_payload(payload);
+            dead.push(DeadJob {
+                id,
+                queue: record.queue,
+                payload,
+                payload_base64,
+                attempts: record.attempts,
+                error: record.error.unwrap_or_default(),
+                enqueued_at_ms: record.enqueued_at_ms,
+            });
+        }
+        Ok(dead)
+    }
+
+    async fn redrive(&self, queue_name: &str, id: Option<JobId>) -> Result<u64, QueueError> {
+        let now = now_ms();
+        let moved = {
+            let mut index = self.lock();
+            let Some(queue) = index.get_mut(queue_name) else {
+                return Ok(0);
+            };
+            let ids: Vec<JobId> = match id {
+                Some(id) => queue.dead.contains(&id).then_some(id).into_iter().collect(),
+                None => queue.dead.iter().copied().collect(),
+            };
+            for id in &ids {
+                if let Some(mut record) = self.record(*id)? {
+                    unplace(queue, *id, &record);
+                    record.state = State::Ready { at_ms: now };
+                    record.attempts = 0;
+                    self.put(*id, &record)?;
+                    place(queue, *id, &record);
+                }
+            }
+            ids.len() as u64
+        };
+        if moved > 0 {
+            self.flush().await?;
+        }
+        Ok(moved)
+    }
+
+    async fn stats(&self) -> Result<Vec<QueueStats>, QueueError> {
+        let now = now_ms();
+        let index = self.lock();
+        let mut stats: Vec<QueueStats> = index
+            .iter()
+            .filter(|(_, queue)| queue.jobs() > 0)
+            .map(|(name, queue)| QueueStats {
+                queue: name.clone(),
+                waiting: queue.ready.len() as u64,
+                retrying: queue.retrying.len() as u64,
+                in_flight: queue.held.len() as u64,
+                dead: queue.dead.len() as u64,
+                oldest_age_ms: queue
+                    .pending
+                    .first()
+                    .map(|(sent, _)| now.saturating_sub(*sent)),
+            })
+            .collect();
+        stats.sort_by(|a, b| a.queue.cmp(&b.queue));
+        Ok(stats)
+    }
+
+    async fn schedule_ran(&self, run: &ScheduleRun) -> Result<(), QueueError> {
+        let key = dedup_key(&run.droplet, &run.schedule);
+        let _index = self.lock();
+        let newer = match self.schedules.get(&key).map_err(unavailable)? {
+            Some(bytes) => decode::<ScheduleRun>(&bytes)?.instant_ms <= run.instant_ms,
+            None => true,
+        };
+        if newer {
+            self.schedules
+                .insert(key, encode(run)?)
+                .map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
+    async fn schedule_runs(&self) -> Result<Vec<ScheduleRun>, QueueError> {
+        self.schedules
+            .iter()
+            .map(|entry| decode(&entry.map_err(unavailable)?.1))
+            .collect()
+    }
+
+    async fn forget_old_keys(&self) -> Result<u64, QueueError> {
+        let now = now_ms();
+        let mut forgotten = 0;
+        for entry in self.dedup.iter() {
+            let (key, value) = entry.map_err(unavailable)?;
+            let sent_ms = if value.len() == 16 {
+                job_id(&value[8..])
+            } else {
+                0
+            };
+            if now.saturating_sub(sent_ms) >= millis(DEDUP_WINDOW) {
+                self.dedup.remove(key).map_err(unavailable)?;
+                forgotten += 1;
+            }
+        }
+        Ok(forgotten)
+    }
+}
