@@ -18,7 +18,7 @@ use std::fmt;
 
 use crate::Response;
 use crate::fetch::FetchError;
-use crate::kv;
+use crate::{kv, queue};
 
 /// A failure a handler answers with: its status, a machine-readable code,
 /// a message for the caller, and extra headers. An internal error's detail
@@ -166,6 +166,29 @@ impl From<kv::Error> for Error {
             kv::Error::Unavailable(why) => format!("kv is unavailable: {why}"),
         };
         Self::new(status, code, message)
+    }
+}
+
+/// A job that was not sent: 403 `queue_not_allowed`, 413
+/// `payload_too_large`, 507 `queue_full`, 400 `invalid_job`, 503
+/// `queue_unavailable`.
+impl From<queue::Error> for Error {
+    fn from(err: queue::Error) -> Self {
+        match err {
+            queue::Error::NotAllowed(why) => Self::new(403, "queue_not_allowed", why),
+            queue::Error::TooLarge => Self::new(
+                413,
+                "payload_too_large",
+                "the job's payload is over the host's limit",
+            ),
+            queue::Error::Full => Self::new(507, "queue_full", "the queue holds its limit of jobs"),
+            queue::Error::Invalid(why) => Self::new(400, "invalid_job", why),
+            queue::Error::Unavailable(why) => Self::new(
+                503,
+                "queue_unavailable",
+                format!("the queue is unavailable: {why}"),
+            ),
+        }
     }
 }
 

@@ -3,10 +3,12 @@
 //! code runs natively (`cargo test`).
 
 #[cfg(not(all(feature = "testing", not(target_arch = "wasm32"))))]
-pub(crate) use crate::bindings::fp::droplet::{auth, config, kv, log, response_body, streaming};
+pub(crate) use crate::bindings::fp::droplet::{
+    auth, config, kv, log, queue, response_body, streaming,
+};
 
 #[cfg(all(feature = "testing", not(target_arch = "wasm32")))]
-pub(crate) use crate::testing::imports::{auth, config, kv, log, response_body, streaming};
+pub(crate) use crate::testing::imports::{auth, config, kv, log, queue, response_body, streaming};
 
 /// Reports an internal error's detail: through stderr, which the host logs
 /// with the request's trace id (the `log` import would need the `log`

@@ -28,8 +28,9 @@
 //! droplet!(handle);
 //! ```
 //!
-//! The host's imports are wrapped in [`kv`], [`log`], [`auth`], [`config`]
-//! and [`fetch`]; [`stream`] sends a response while the handler runs and
+//! The host's imports are wrapped in [`kv`], [`log`], [`auth`], [`config`],
+//! [`queue`] and [`fetch`]; [`background`] tells a scheduled or queued
+//! call from a request; [`stream`] sends a response while the handler runs and
 //! reads a request body as it arrives.
 //! Every request runs in a fresh instance: globals do not survive between
 //! requests; use [`kv`] for state.
@@ -62,6 +63,7 @@ pub mod bindings {
 }
 
 pub mod auth;
+pub mod background;
 pub mod config;
 mod error;
 pub mod fetch;
@@ -70,6 +72,7 @@ mod host;
 mod interop;
 pub mod kv;
 pub mod log;
+pub mod queue;
 mod request;
 mod response;
 mod router;

@@ -53,6 +53,7 @@ pub struct TestWorld {
     responses: Vec<(String, String, Response)>,
     fetched: Vec<FetchRequest>,
     logs: Vec<LogLine>,
+    sent: Vec<SentJob>,
     calls: u64,
     call: Call,
 }
@@ -64,6 +65,21 @@ struct Call {
     read: usize,
     head: Option<Response>,
     streamed: Vec<u8>,
+}
+
+/// One job the handler sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentJob {
+    /// Its id in the test world (1, 2, …).
+    pub id: u64,
+    /// The queue.
+    pub queue: String,
+    /// The payload.
+    pub payload: Vec<u8>,
+    /// The delay asked for, in milliseconds.
+    pub delay_ms: Option<u64>,
+    /// The dedup key given.
+    pub dedup_key: Option<String>,
 }
 
 /// One line the handler logged.
@@ -258,6 +274,19 @@ impl TestWorld {
         &self.fetched
     }
 
+    /// The jobs sent so far (a duplicate by dedup key is not sent again).
+    ///
+    /// ```
+    /// use droplet_sdk::{queue, testing::TestWorld, Request};
+    ///
+    /// let mut world = TestWorld::new();
+    /// world.call(|_req: Request| queue::send("emails", b"hi").map(|id| id.to_string()).unwrap_or_default(), Request::get("/"));
+    /// assert_eq!((world.sent()[0].queue.as_str(), &world.sent()[0].payload[..]), ("emails", &b"hi"[..]));
+    /// ```
+    pub fn sent(&self) -> &[SentJob] {
+        &self.sent
+    }
+
     fn prune(&mut self) {
         self.kv.retain(|_, (_, expires)| live(*expires));
     }
@@ -450,6 +479,53 @@ pub(crate) mod imports {
                     .ok_or_else(|| {
                         TokenError::Invalid("the test world knows no such token".to_string())
                     })
+            })
+        }
+    }
+
+    pub(crate) mod queue {
+        use super::*;
+        pub(crate) use crate::bindings::fp::droplet::queue::{Error, SendOptions};
+
+        /// The host's rules: a payload of at most 256 KiB, a delay of at
+        /// most seven days, a dedup key of 1 to 256 bytes.
+        pub(crate) fn send(
+            queue: &str,
+            payload: &[u8],
+            options: &SendOptions,
+        ) -> Result<u64, Error> {
+            if payload.len() > 256 * 1024 {
+                return Err(Error::TooLarge);
+            }
+            if options.delay_ms.is_some_and(|ms| ms > 7 * 24 * 3600 * 1000) {
+                return Err(Error::Invalid("delay-ms must be at most seven days".into()));
+            }
+            if options
+                .dedup_key
+                .as_ref()
+                .is_some_and(|key| key.is_empty() || key.len() > 256)
+            {
+                return Err(Error::Invalid("dedup-key must be 1 to 256 bytes".into()));
+            }
+            with(|world| {
+                let duplicate = options.dedup_key.as_ref().and_then(|key| {
+                    world
+                        .sent
+                        .iter()
+                        .find(|job| job.queue == queue && job.dedup_key.as_ref() == Some(key))
+                });
+                if let Some(job) = duplicate {
+                    return Ok(job.id);
+                }
+                let id = world.sent.len() as u64 + 1;
+                world.sent.push(SentJob {
+                    id,
+                    queue: queue.to_string(),
+                    payload: payload.to_vec(),
+                    delay_ms: options.delay_ms,
+                    dedup_key: options.dedup_key.clone(),
+                });
+                Ok(id)
             })
         }
     }

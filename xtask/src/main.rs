@@ -62,11 +62,12 @@ const EXAMPLES: &[&str] = &[
     "pricing",
     "pricing-fixed",
     "pricing-rekeyed",
+    "chores",
 ];
 
 /// Examples with their own tests, which `cargo test` runs natively against
 /// the SDK's test world (the others are only built for wasm32-wasip2).
-const TESTED_EXAMPLES: &[&str] = &["todo", "kvstore", "gateway", "aggregator"];
+const TESTED_EXAMPLES: &[&str] = &["todo", "kvstore", "gateway", "aggregator", "chores"];
 
 /// Runs the task; a failure is one line saying what failed (no backtrace,
 /// whatever `RUST_BACKTRACE` says: the task's own output says where).
