@@ -22,6 +22,7 @@ mod loading;
 mod operator;
 mod outbound;
 mod proxy;
+mod queue_conformance;
 mod replay;
 mod rollout;
 mod rollout_fleet;

@@ -5,7 +5,8 @@
 //! - `POST /jobs/email` is the `emails` consumer: it "sends" the email
 //!   (it keeps it in kv). An address containing `bounce` always fails,
 //!   so its job ends in the dead-letter list; one containing `flaky`
-//!   fails its first two attempts.
+//!   fails its first two attempts. `[config] send_ms` makes each send
+//!   take that long.
 //! - `POST /tasks/tidy` is the `tidy` schedule: it counts its runs per
 //!   instant (`run:{scheduled-at}`), and, when the manifest's
 //!   `[config] run_ms` says so, takes that long (to show a run whose host
@@ -49,6 +50,10 @@ fn send_email(req: Request) -> Result<String> {
         .ok_or_else(|| Error::new(403, "forbidden", "only the host calls /jobs/email"))?;
     let address = req.text()?.to_string();
     kv::increment(&format!("attempts:{}", job.id), 1)?;
+    let send_ms: u64 = config::get_as("send_ms")?.unwrap_or(0);
+    if send_ms > 0 {
+        std::thread::sleep(std::time::Duration::from_millis(send_ms));
+    }
     if address.contains("bounce") || (address.contains("flaky") && job.attempt < 3) {
         return Err(Error::new(
             502,

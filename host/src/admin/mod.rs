@@ -14,6 +14,10 @@
 //! | `GET /_admin/recordings[?droplet=]` | recorded calls, newest first |
 //! | `GET /_admin/recordings/{trace_id}` | one recording (`droplet-recording/1`) |
 //! | `GET /_admin/droplets/{name}/versions/{version}/module` | a stored version's component |
+//! | `GET /_admin/queues` | every queue: depth, oldest job, in flight, retrying, dead |
+//! | `GET /_admin/queues/{queue}/dead` | its dead-letter list |
+//! | `POST /_admin/queues/{queue}/redrive[?job=]` | its dead jobs (or one) ready again |
+//! | `GET /_admin/schedules` | every schedule: next instant, last run |
 //! | `GET /_admin/openapi.json` | this API, described (no token needed) |
 //! | `GET /_admin/ui` | the dashboard (no token needed to load it; it asks for one) |
 //!
@@ -25,6 +29,7 @@ mod deployments;
 mod logs;
 mod openapi;
 mod overview;
+mod queues;
 mod recordings;
 mod reply;
 mod rollout_schema;

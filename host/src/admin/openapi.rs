@@ -32,6 +32,10 @@ use super::schema;
         super::recordings::list,
         super::recordings::get,
         super::recordings::module,
+        super::queues::list,
+        super::queues::dead,
+        super::queues::redrive,
+        super::queues::schedules,
         openapi_json,
         super::ui::page,
         super::ui::file,
@@ -42,6 +46,7 @@ use super::schema;
         (name = "droplets", description = "Deployments"),
         (name = "rollouts", description = "Canary rollouts: status, promote, abort (a canary deploy starts one)"),
         (name = "recordings", description = "Recorded droplet calls and the modules they ran on, for `droplet replay`"),
+        (name = "jobs", description = "Queues (depth, dead letters, re-drive) and schedules (next and last runs)"),
         (name = "dashboard", description = "Live figures, series and log tail"),
         (name = "meta", description = "This document and the dashboard's files")
     )

@@ -6,7 +6,7 @@ use http::{Method, Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
 
-use super::{deployments, logs, openapi, overview, recordings, rollouts, ui};
+use super::{deployments, logs, openapi, overview, queues, recordings, rollouts, ui};
 use crate::app::App;
 use crate::error::{HostError, clip};
 use crate::identity::policy;
@@ -40,6 +40,14 @@ pub enum AdminRoute<'a> {
     Recordings,
     /// `GET /recordings/{trace_id}`
     Recording(&'a str),
+    /// `GET /queues`
+    Queues,
+    /// `GET /queues/{queue}/dead`
+    DeadJobs(&'a str),
+    /// `POST /queues/{queue}/redrive`
+    Redrive(&'a str),
+    /// `GET /schedules`
+    Schedules,
     /// `GET /overview`
     Overview,
     /// `GET /openapi.json`
@@ -68,6 +76,10 @@ impl<'a> AdminRoute<'a> {
             }
             (&Method::GET, ["recordings"]) => Self::Recordings,
             (&Method::GET, ["recordings", trace_id]) => Self::Recording(trace_id),
+            (&Method::GET, ["queues"]) => Self::Queues,
+            (&Method::GET, ["queues", queue, "dead"]) => Self::DeadJobs(queue),
+            (&Method::POST, ["queues", queue, "redrive"]) => Self::Redrive(queue),
+            (&Method::GET, ["schedules"]) => Self::Schedules,
             (&Method::GET, ["overview"]) => Self::Overview,
             (&Method::GET | &Method::HEAD, ["openapi.json"]) => Self::OpenApi,
             (&Method::GET | &Method::HEAD, ["ui"]) => Self::Ui(""),
@@ -81,6 +93,8 @@ impl<'a> AdminRoute<'a> {
                 | ["droplets", _, "versions", _, "module"]
                 | ["recordings"]
                 | ["recordings", _]
+                | ["queues" | "schedules"]
+                | ["queues", _, "dead" | "redrive"]
                 | ["overview" | "openapi.json" | "ui"]
                 | ["ui", _],
             ) => {
@@ -113,6 +127,10 @@ impl<'a> AdminRoute<'a> {
             Self::Module(..) => "/_admin/droplets/{name}/versions/{version}/module",
             Self::Recordings => "/_admin/recordings",
             Self::Recording(_) => "/_admin/recordings/{trace_id}",
+            Self::Queues => "/_admin/queues",
+            Self::DeadJobs(_) => "/_admin/queues/{queue}/dead",
+            Self::Redrive(_) => "/_admin/queues/{queue}/redrive",
+            Self::Schedules => "/_admin/schedules",
             Self::Overview => "/_admin/overview",
             Self::OpenApi => "/_admin/openapi.json",
             Self::Ui("") => "/_admin/ui",
@@ -152,6 +170,10 @@ pub async fn handle(
         AdminRoute::Module(name, version) => recordings::module(app, name, version).await,
         AdminRoute::Recordings => recordings::list(app, &query).await,
         AdminRoute::Recording(trace_id) => recordings::get(app, trace_id, &query).await,
+        AdminRoute::Queues => queues::list(app).await,
+        AdminRoute::DeadJobs(queue) => queues::dead(app, queue, &query).await,
+        AdminRoute::Redrive(queue) => queues::redrive(app, queue, &query).await,
+        AdminRoute::Schedules => queues::schedules(app).await,
         AdminRoute::Overview => overview::overview(app, &query).await,
         AdminRoute::OpenApi => Ok(openapi::response()),
         AdminRoute::Ui(asset) => ui::asset(asset),

@@ -219,6 +219,71 @@ function renderOverview(data) {
   }
 }
 
+function cells(tr, values) {
+  for (const [text, cls] of values) tr.appendChild(el("td", text === null || text === undefined ? "–" : String(text), cls));
+}
+
+function emptyRow(body, columns, text) {
+  const tr = el("tr");
+  const td = el("td", text);
+  td.colSpan = columns;
+  tr.appendChild(td);
+  body.replaceChildren(tr);
+}
+
+async function redrive(queue) {
+  try {
+    const done = await api("POST", "/_admin/queues/" + encodeURIComponent(queue) + "/redrive");
+    $("jobs-error").textContent = done.redriven + " job(s) of " + queue + " ready again";
+    state.jobsAt = 0;
+  } catch (error) {
+    $("jobs-error").textContent = explain(error);
+  }
+}
+
+function renderJobs(queues, schedules) {
+  const qbody = $("queues").tBodies[0];
+  if (queues.queues.length === 0) emptyRow(qbody, 8, "No queues.");
+  else qbody.replaceChildren(...queues.queues.map((queue) => {
+    const tr = el("tr");
+    tr.dataset.queue = queue.queue;
+    const name = el("th", queue.queue);
+    name.scope = "row";
+    tr.appendChild(name);
+    const oldest = queue.oldest_age_ms === null ? null : fmt(queue.oldest_age_ms / 1000, 1) + " s";
+    cells(tr, [[queue.depth, "num"], [queue.in_flight, "num"], [queue.retrying, "num"], [queue.dead, "num dead"], [oldest, "num"], [queue.consumers.join(", ") || "none"]]);
+    const action = el("td");
+    if (queue.dead > 0) {
+      const button = el("button", "Re-drive " + queue.dead);
+      button.type = "button";
+      button.className = "redrive";
+      button.addEventListener("click", () => redrive(queue.queue));
+      action.appendChild(button);
+    }
+    tr.appendChild(action);
+    return tr;
+  }));
+  const sbody = $("schedules").tBodies[0];
+  if (schedules.schedules.length === 0) emptyRow(sbody, 7, "No schedules.");
+  else sbody.replaceChildren(...schedules.schedules.map((schedule) => {
+    const tr = el("tr");
+    const last = schedule.last || {};
+    cells(tr, [[schedule.droplet], [schedule.name], [schedule.cron + (schedule.timezone ? " (" + schedule.timezone + ")" : "")], [schedule.next_at], [last.instant], [last.status, "num"], [last.host]]);
+    return tr;
+  }));
+}
+
+async function refreshJobs() {
+  if (Date.now() - (state.jobsAt || 0) < 5000) return;
+  state.jobsAt = Date.now();
+  try {
+    const [queues, schedules] = await Promise.all([api("GET", "/_admin/queues"), api("GET", "/_admin/schedules")]);
+    renderJobs(queues, schedules);
+  } catch (error) {
+    $("jobs-error").textContent = explain(error);
+  }
+}
+
 async function refreshOverview() {
   if (state.view !== "overview") return;
   try {
@@ -226,6 +291,7 @@ async function refreshOverview() {
     if (state.view !== "overview") return;
     $("overview-error").textContent = "";
     renderOverview(data);
+    await refreshJobs();
   } catch (error) {
     if (error instanceof ApiError && (error.status === 401 || error.status === 403)) {
       return logout(explain(error));

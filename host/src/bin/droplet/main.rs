@@ -5,6 +5,7 @@
 mod author;
 mod build;
 mod failure;
+mod jobs;
 mod progress;
 mod remote;
 mod replay;
@@ -60,6 +61,12 @@ enum Command {
     /// List or fetch a host's recorded calls.
     #[command(subcommand)]
     Recording(replay::RecordingCommand),
+    /// A host's queues: list, dead letters, re-drive.
+    #[command(subcommand)]
+    Queue(jobs::QueueCommand),
+    /// A host's schedules: next and last runs.
+    #[command(subcommand)]
+    Schedule(jobs::ScheduleCommand),
     /// Create a new droplet crate.
     New(author::NewArgs),
     /// Build a droplet crate and copy it into a droplets directory.
@@ -120,6 +127,8 @@ fn run(cli: Cli, dotenv: Option<std::path::PathBuf>) -> anyhow::Result<()> {
         Command::Rm(args) => remote(remote::rm(args)),
         Command::Replay(args) => remote(replay::replay(*args)),
         Command::Recording(command) => remote(replay::recording(command)),
+        Command::Queue(command) => remote(jobs::queue(command)),
+        Command::Schedule(command) => remote(jobs::schedule(command)),
         Command::New(args) => author::new(args),
         Command::Build(args) => author::build(args),
     }
