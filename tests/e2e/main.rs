@@ -15,6 +15,7 @@ mod contract;
 mod dashboard;
 mod fleet;
 mod hostile;
+mod jobs;
 mod kv;
 mod kv_conformance;
 mod limits;

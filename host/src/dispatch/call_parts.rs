@@ -66,9 +66,12 @@ pub fn memory_bytes(manifest: &Manifest) -> usize {
     usize::try_from(manifest.memory_mb << 20).unwrap_or(usize::MAX)
 }
 
-/// Whether the droplet may call out (and so wait on the host for long).
+/// Whether the droplet may wait on the host for long: it may call out
+/// (outbound HTTP, another droplet) or send jobs (the queue's store). Such
+/// a call gives its long-running gate permit back whenever it calls the
+/// host, so one waiting call does not hold up others' guest code.
 pub fn calls_out(manifest: &Manifest) -> bool {
-    !manifest.allowed_outbound_hosts.is_empty()
+    !manifest.allowed_outbound_hosts.is_empty() || !manifest.send_queues.is_empty()
 }
 
 /// The chain of in-process calls this call belongs to: its caller's, or a

@@ -7,7 +7,7 @@
 
 use std::str::FromStr;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Timelike, Utc};
 use croner::Cron;
 use croner::parser::{CronParser, Seconds};
 use serde::Deserialize;
@@ -177,9 +177,11 @@ impl CronSchedule {
         Ok(Self { cron, zone })
     }
 
-    /// The first instant strictly after `after`.
+    /// The first instant strictly after `after`. Instants are whole
+    /// seconds, whatever the fraction of `after`: every host computes the
+    /// same ones.
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let local = after.with_timezone(&self.zone);
+        let local = whole_second(after).with_timezone(&self.zone);
         self.cron
             .find_next_occurrence(&local, false)
             .ok()
@@ -188,12 +190,17 @@ impl CronSchedule {
 
     /// The last instant at or before `at`.
     pub fn latest_at_or_before(&self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let local = at.with_timezone(&self.zone);
+        let local = whole_second(at).with_timezone(&self.zone);
         self.cron
             .find_previous_occurrence(&local, true)
             .ok()
             .map(|previous| previous.with_timezone(&Utc))
     }
+}
+
+/// `at` without its fraction of a second.
+fn whole_second(at: DateTime<Utc>) -> DateTime<Utc> {
+    at.with_nanosecond(0).unwrap_or(at)
 }
 
 /// Refuses a bad `[[schedule]]`, `[[consume]]` or `send_queues`, naming
@@ -348,6 +355,15 @@ mod tests {
         assert_eq!(
             every_second.next_after(at("2026-12-04T10:02:30Z")),
             Some(at("2026-12-04T10:02:31Z"))
+        );
+        // Whole seconds, whatever the fraction of the time asked from.
+        assert_eq!(
+            every_second.next_after(at("2026-12-04T10:02:30.889Z")),
+            Some(at("2026-12-04T10:02:31Z"))
+        );
+        assert_eq!(
+            every_five.latest_at_or_before(at("2026-12-04T10:07:59.999Z")),
+            Some(at("2026-12-04T10:05:00Z"))
         );
         let paris = CronSchedule::parse("0 9 * * *", Some("Europe/Paris")).unwrap();
         assert_eq!(
