@@ -486,3 +486,60 @@ async fn a_thousand_jobs_through_two_hosts_are_each_acknowledged_once_and_outliv
         .count();
     assert!(redelivered > 0, "a job c held ran again on d: {counts:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hot_swap_hands_queues_and_schedules_to_the_new_version_without_losing_or_doubling() {
+    let version = |batch: u32, budget: u32| {
+        manifest(
+            "* * * * * *",
+            "send_ms = \"20\"\n",
+            &CONSUME.replace("batch = 10", &format!("batch = {batch}")),
+        )
+        .replace(
+            "path = \"/tasks/tidy\"\n",
+            &format!("path = \"/tasks/tidy\"\nbudget_ms = {budget}\n"),
+        )
+    };
+    let host = HostBuilder::new()
+        .droplet_with("chores", "chores", &version(2, 20_000))
+        .env("JWT_SECRET", TEST_SECRET)
+        .arg("--no-watch")
+        .start()
+        .await;
+    let mut ids = Vec::new();
+    for index in 0..150 {
+        ids.push(signup(&host, &format!("user{index}@example.com")).await);
+    }
+    wait_for(&host, PATIENCE, |counts| with_prefix(counts, "sent:").count() >= 20).await;
+    // A new version (the same module, another consumer and schedule) while
+    // the queue drains and the schedule fires.
+    let deployed = admin_request(
+        &host,
+        "PUT",
+        "/_admin/droplets/chores",
+        Some(&serde_json::json!({ "manifest": version(5, 30_000) })),
+    )
+    .await;
+    assert!(deployed.status < 300, "{}", deployed.text());
+    let swapped_at = Instant::now();
+    let counts = wait_for(&host, PATIENCE * 2, |counts| {
+        with_prefix(counts, "sent:").count() >= 150 && swapped_at.elapsed() > Duration::from_secs(3)
+    })
+    .await;
+    for id in &ids {
+        assert_eq!(counts.get(&format!("sent:{id}")), Some(&1), "job {id}: {counts:?}");
+        assert_eq!(counts.get(&format!("attempts:{id}")), Some(&1), "job {id}");
+    }
+    for (instant, count) in with_prefix(&counts, "run:") {
+        assert_eq!(count, 1, "instant {instant} across the swap");
+    }
+    // Operators' figures.
+    let metrics = host.get("/metrics").await.text();
+    for name in [
+        "droplet_jobs_sent_total{queue=\"emails\"} 150",
+        "droplet_job_attempts_total{queue=\"emails\",outcome=\"acknowledged\"} 150",
+        "droplet_schedule_runs_total{",
+    ] {
+        assert!(metrics.contains(name), "no {name} in:\n{metrics}");
+    }
+}
