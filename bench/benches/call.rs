@@ -165,6 +165,16 @@ fn call(c: &mut Criterion) {
             outbound: Arc::new(Outbound::new(256).expect("outbound client")),
         },
         streaming: droplet_host::capabilities::streaming::StreamingCapability,
+        queue: droplet_host::capabilities::queue::QueueCapability {
+            store: Arc::new(
+                droplet_host::storage::queues::sled::SledQueues::open(
+                    &data.path().join("queues"),
+                    droplet_host::storage::queues::QueueLimits::default(),
+                )
+                .expect("the queue store"),
+            ),
+            sent: Arc::new(tokio::sync::Notify::new()),
+        },
     });
     let bench = Bench {
         loader: Loader::new(Arc::clone(&runtime), cache, 256, Arc::clone(&capabilities)),

@@ -20,13 +20,13 @@ use crate::{
 const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 /// A schema of the run's own, dropped when this is.
-struct Schema {
+pub struct Schema {
     base: String,
     name: String,
 }
 
 impl Schema {
-    fn create() -> Result<Self> {
+    pub fn create() -> Result<Self> {
         let base = std::env::var("DROPLET_BENCH_DATABASE_URL").unwrap_or(DEFAULT_URL.into());
         let name = format!("bench_{}", std::process::id());
         sql(
@@ -36,7 +36,7 @@ impl Schema {
         Ok(Self { base, name })
     }
 
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         let separator = if self.base.contains('?') { '&' } else { '?' };
         format!(
             "{}{separator}options=-c%20search_path%3D{}",

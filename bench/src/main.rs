@@ -25,6 +25,7 @@ use serde_json::Value;
 
 mod attacks;
 mod fleet;
+mod jobs;
 mod soak;
 mod streaming;
 mod targets;
@@ -130,6 +131,7 @@ fn main() -> Result<()> {
     fleet::run(&opts, &host, &mut report)?;
     drop(host);
     drop(native);
+    jobs::run(&opts, &mut report)?;
     many_droplets(&opts, &mut report)?;
     // The attack recipes have their own report (`attacks.md`); small in
     // short mode, so that CI runs them.
@@ -681,6 +683,8 @@ struct Report {
     fleet_deploys_ms: Vec<f64>,
     /// Time to first byte of streamed responses.
     streams: Vec<streaming::StreamRow>,
+    /// Queues drained, and hello beside them.
+    jobs: Vec<jobs::JobsRow>,
     failures: Vec<String>,
 }
 
@@ -731,6 +735,7 @@ impl Report {
             startups: Vec::new(),
             fleet_deploys_ms: Vec::new(),
             streams: Vec::new(),
+            jobs: Vec::new(),
             failures: Vec::new(),
         }
     }
@@ -824,6 +829,9 @@ impl Report {
                 median(&self.fleet_deploys_ms),
                 self.fleet_deploys_ms.len()
             ));
+        }
+        if !self.jobs.is_empty() {
+            md.push_str(&jobs::markdown(&self.jobs));
         }
         if !self.streams.is_empty() {
             md.push_str(

@@ -43,9 +43,9 @@ pub struct Finished {
     pub status: u16,
     /// The host's error code and message, when the host answered.
     pub error: Option<String>,
-    /// Whether the droplet ran: false when the host refused it before
-    /// (overloaded, busy, shutting down, not loaded), so the attempt does
-    /// not count.
+    /// Whether the attempt counts: false when the host refused the call
+    /// with a 503 before the droplet ran (overloaded, busy, shutting
+    /// down), so it is tried again without spending an attempt.
     pub delivered: bool,
     /// Its trace id.
     pub trace_id: Arc<str>,
@@ -119,7 +119,11 @@ pub async fn run(app: &App, call: BackgroundCall) -> Finished {
             outcome
         }
     };
-    let delivered = report.droplet_time.is_some();
+    // Only a 503 the host gave before the droplet ran (overloaded, busy,
+    // shutting down) leaves the attempt unspent: any other refusal (a
+    // payload over the droplet's `max_body_kb`, say) would refuse every
+    // attempt alike.
+    let delivered = report.droplet_time.is_some() || status != 503;
     if app.access_log.wants(status) {
         tracing::info!(
             target: "droplet::access",

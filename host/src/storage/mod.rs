@@ -7,6 +7,7 @@
 pub mod database;
 pub mod database_errors;
 pub mod files;
+pub mod group_commit;
 pub mod kv;
 pub mod migrations;
 pub mod queues;

@@ -36,6 +36,14 @@ const SDK_SOURCES: &[(&str, &str)] = &[
         include_str!("../../../../guest-sdk/src/kv.rs"),
     ),
     (
+        "droplet-sdk/src/queue.rs",
+        include_str!("../../../../guest-sdk/src/queue.rs"),
+    ),
+    (
+        "droplet-sdk/src/background.rs",
+        include_str!("../../../../guest-sdk/src/background.rs"),
+    ),
+    (
         "droplet-sdk/src/log.rs",
         include_str!("../../../../guest-sdk/src/log.rs"),
     ),

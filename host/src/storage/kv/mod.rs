@@ -7,7 +7,6 @@
 
 pub mod backend;
 pub mod config;
-mod group_commit;
 pub mod postgres;
 mod postgres_ops;
 mod postgres_purge;

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::group_commit::GroupCommit;
+use crate::storage::group_commit::GroupCommit;
 use super::sled_entry::{
     Swap, apply_delta, encode, expiry, is_expired, live_value, now_ms, size_delta, storage,
     swap_entry,
@@ -55,7 +55,7 @@ impl SledBackend {
                 why: err.to_string(),
             })?;
         Ok(Self(Arc::new(Store {
-            commit: Arc::new(GroupCommit::new(db.clone())),
+            commit: Arc::new(GroupCommit::new(db.clone(), "droplet_kv_flushes_total")),
             db,
             durability,
             namespaces: Mutex::new(HashMap::new()),

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::group_commit::GroupCommit;
+use crate::storage::group_commit::GroupCommit;
 use super::sled_entry::{Namespace, is_expired, now_ms, poisoned, storage};
 use super::{Durability, KvError};
 
@@ -119,7 +119,11 @@ impl Store {
     pub(super) async fn durable(&self) -> Result<(), KvError> {
         match self.durability {
             Durability::Relaxed => Ok(()),
-            Durability::Durable => self.commit.wait().await,
+            Durability::Durable => self
+                .commit
+                .wait()
+                .await
+                .map_err(|err| KvError::Unavailable(err.0)),
         }
     }
 }

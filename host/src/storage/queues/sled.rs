@@ -3,14 +3,17 @@
 //! in memory (rebuilt from the database at open), so a claim never scans.
 //! One process owns the database (the data directory's lock), so one
 //! mutex makes every change atomic; a send, an ack and a burial are
-//! flushed to disk before they return.
+//! flushed to disk before they return, writers sharing each flush
+//! ([`GroupCommit`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+use crate::storage::group_commit::GroupCommit;
 
 use super::store::{
     DEDUP_WINDOW, DeadJob, Job, JobId, NewJob, QueueError, QueueLimits, QueueStats, QueueStore,
@@ -64,6 +67,7 @@ pub struct SledQueues {
     schedules: sled::Tree,
     index: Mutex<HashMap<String, QueueIndex>>,
     limits: QueueLimits,
+    commit: Arc<GroupCommit>,
 }
 
 fn unavailable(err: impl std::fmt::Display) -> QueueError {
@@ -92,6 +96,7 @@ impl SledQueues {
             payloads: tree("payloads")?,
             dedup: tree("dedup")?,
             schedules: tree("schedules")?,
+            commit: Arc::new(GroupCommit::new(db.clone(), "droplet_queue_flushes_total")),
             db,
             index: Mutex::new(HashMap::new()),
             limits,
@@ -114,9 +119,10 @@ impl SledQueues {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Waits until every change made so far is on disk (one flush for
+    /// every writer waiting).
     async fn flush(&self) -> Result<(), QueueError> {
-        self.db.flush_async().await.map_err(unavailable)?;
-        Ok(())
+        self.commit.wait().await.map_err(unavailable)
     }
 
     fn record(&self, id: JobId) -> Result<Option<Record>, QueueError> {
