@@ -15,7 +15,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::fleet::Schema;
-use crate::{Load, Opts, Report, Server, admin_token, finish_wrk, http_exchange, measure, spawn_wrk};
+use crate::{
+    Load, Opts, Report, Server, admin_token, finish_wrk, http_exchange, measure, spawn_wrk,
+};
 
 /// One backend's figures.
 #[derive(Debug, Clone, Serialize)]
@@ -81,7 +83,9 @@ pub fn run(opts: &Opts, report: &mut Report) -> Result<()> {
                 &data,
                 &["--no-watch", "--database-url", &url],
             )?;
-            report.jobs.push(backend(opts, "PostgreSQL", &postgres, &token)?);
+            report
+                .jobs
+                .push(backend(opts, "PostgreSQL", &postgres, &token)?);
         }
         Err(err) => eprintln!("queue rows on PostgreSQL skipped: no PostgreSQL to use ({err:#})"),
     }

@@ -40,6 +40,22 @@ fn main() -> Result<()> {
         return attacks::run(&opts);
     }
     let machine = Machine::read();
+    if opts.jobs_only {
+        let mut report = Report::new(machine, &opts);
+        jobs::run(&opts, &mut report)?;
+        let md = format!(
+            "Queue rows only, {} ({} mode), commit `{}`, {} cores, {}.\n{}",
+            report.machine.date,
+            report.mode,
+            report.machine.commit,
+            report.machine.nproc,
+            report.machine.cpu,
+            jobs::markdown(&report.jobs)
+        );
+        std::fs::write(opts.out.join("jobs.md"), &md)?;
+        println!("{md}");
+        return Ok(());
+    }
     eprintln!(
         "droplet-bench: {} mode, {} round(s) of {} s, {} cores ({})",
         if opts.short { "short" } else { "full" },
@@ -177,6 +193,9 @@ struct Args {
     /// Run only the attack recipes, with the host's RSS bounds checked.
     #[arg(long)]
     attacks: bool,
+    /// Run only the queue rows (their own table, `jobs.md`).
+    #[arg(long)]
+    jobs: bool,
 }
 
 /// What a run was asked to do, and where things are.
@@ -187,6 +206,8 @@ struct Opts {
     soak_minutes: Option<u64>,
     /// Only the attack recipes.
     attacks: bool,
+    /// Only the queue rows.
+    jobs_only: bool,
     rounds: usize,
     duration: Duration,
     out: PathBuf,
@@ -211,6 +232,7 @@ impl Opts {
             short,
             soak_minutes: args.soak_minutes,
             attacks: args.attacks,
+            jobs_only: args.jobs,
             rounds: args.rounds.unwrap_or(if short { 1 } else { 3 }),
             duration: Duration::from_secs(args.duration.unwrap_or(if short { 1 } else { 5 })),
             out: args.out.unwrap_or_else(|| bin_dir.join("../bench")),

@@ -510,7 +510,10 @@ async fn a_hot_swap_hands_queues_and_schedules_to_the_new_version_without_losing
     for index in 0..150 {
         ids.push(signup(&host, &format!("user{index}@example.com")).await);
     }
-    wait_for(&host, PATIENCE, |counts| with_prefix(counts, "sent:").count() >= 20).await;
+    wait_for(&host, PATIENCE, |counts| {
+        with_prefix(counts, "sent:").count() >= 20
+    })
+    .await;
     // A new version (the same module, another consumer and schedule) while
     // the queue drains and the schedule fires.
     let deployed = admin_request(
@@ -527,7 +530,11 @@ async fn a_hot_swap_hands_queues_and_schedules_to_the_new_version_without_losing
     })
     .await;
     for id in &ids {
-        assert_eq!(counts.get(&format!("sent:{id}")), Some(&1), "job {id}: {counts:?}");
+        assert_eq!(
+            counts.get(&format!("sent:{id}")),
+            Some(&1),
+            "job {id}: {counts:?}"
+        );
         assert_eq!(counts.get(&format!("attempts:{id}")), Some(&1), "job {id}");
     }
     for (instant, count) in with_prefix(&counts, "run:") {

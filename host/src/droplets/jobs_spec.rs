@@ -402,7 +402,7 @@ mod tests {
             backoff_ms: 1000,
             budget_ms: None,
         };
-        let err = validate(&[], &[consumer.clone()], &[]).unwrap_err();
+        let err = validate(&[], std::slice::from_ref(&consumer), &[]).unwrap_err();
         assert!(err.to_string().contains("consume.queue"), "{err}");
         let zero = ConsumeSpec {
             queue: "emails".into(),

@@ -146,9 +146,10 @@ pub struct ServeArgs {
     #[arg(long, env = "DROPLET_QUEUE_MAX_PAYLOAD_KB", default_value_t = 256)]
     pub queue_max_payload_kb: usize,
     /// Scheduled and queued calls that may run at once across every
-    /// droplet; the rest of the instance pool stays for requests.
-    #[arg(long, env = "DROPLET_MAX_BACKGROUND_CALLS", default_value_t = 16)]
-    pub max_background_calls: u32,
+    /// droplet; the rest of the host stays for requests [default: twice
+    /// the cores].
+    #[arg(long, env = "DROPLET_MAX_BACKGROUND_CALLS")]
+    pub max_background_calls: Option<u32>,
     /// Log lines naming a droplet kept in memory for the dashboard's live
     /// tail, across all droplets (0: no tail).
     #[arg(long, env = "DROPLET_LOG_TAIL_LINES", default_value_t = 5000)]
@@ -359,7 +360,13 @@ pub fn serve(args: ServeArgs, dotenv: Option<PathBuf>) -> anyhow::Result<()> {
             max_jobs: args.queue_max_jobs.max(1),
             max_payload_bytes: args.queue_max_payload_kb.saturating_mul(1024),
         },
-        max_background_calls: args.max_background_calls.max(1),
+        max_background_calls: args
+            .max_background_calls
+            .unwrap_or_else(|| {
+                let cores = std::thread::available_parallelism().map_or(1, usize::from);
+                u32::try_from(cores * 2).unwrap_or(u32::MAX)
+            })
+            .max(1),
         access_log: match args.access_log {
             AccessLogArg::All => AccessLogMode::All,
             AccessLogArg::Errors => AccessLogMode::Errors,

@@ -23,12 +23,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::storage::group_commit::GroupCommit;
 use super::sled_entry::{
     Swap, apply_delta, encode, expiry, is_expired, live_value, now_ms, size_delta, storage,
     swap_entry,
 };
 use super::sled_store::{Store, TREE_PREFIX};
+use crate::storage::group_commit::GroupCommit;
 
 /// Entries one `list_keys` call reads at most, expired ones included.
 pub const MAX_SCANNED_PER_LIST: usize = 4096;

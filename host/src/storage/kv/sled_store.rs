@@ -5,9 +5,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::storage::group_commit::GroupCommit;
 use super::sled_entry::{Namespace, is_expired, now_ms, poisoned, storage};
 use super::{Durability, KvError};
+use crate::storage::group_commit::GroupCommit;
 
 /// Tree names of droplet namespaces start with this.
 pub(super) const TREE_PREFIX: &str = "kv/";

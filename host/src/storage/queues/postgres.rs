@@ -216,18 +216,26 @@ impl QueueStore for PostgresQueues {
             .map_err(|err| self.fail(err))?;
         let rows = client
             .query(
-                "UPDATE droplet_jobs j
+                // Two index scans (the partial indexes of held and of ready
+                // jobs), each locking only rows no other host holds.
+                "WITH expired AS (
+                     SELECT id FROM droplet_jobs
+                     WHERE queue = $1 AND state = 'held' AND lease_until < now()
+                     ORDER BY lease_until LIMIT $4
+                     FOR UPDATE SKIP LOCKED),
+                 ready AS (
+                     SELECT id FROM droplet_jobs
+                     WHERE queue = $1 AND state = 'ready' AND available_at <= now()
+                     ORDER BY available_at, id LIMIT $4
+                     FOR UPDATE SKIP LOCKED),
+                 picked AS (
+                     SELECT id FROM expired UNION ALL SELECT id FROM ready LIMIT $4)
+                 UPDATE droplet_jobs j
                  SET state = 'held', holder = $2,
                      lease_until = now() + $3 * interval '1 millisecond',
                      attempts = j.attempts + 1
-                 FROM (SELECT id FROM droplet_jobs
-                       WHERE queue = $1
-                         AND ((state = 'ready' AND available_at <= now())
-                              OR (state = 'held' AND lease_until < now()))
-                       ORDER BY available_at, id
-                       LIMIT $4
-                       FOR UPDATE SKIP LOCKED) c
-                 WHERE j.id = c.id
+                 FROM picked
+                 WHERE j.id = picked.id
                  RETURNING j.id, j.payload, j.attempts,
                            (extract(epoch FROM j.enqueued_at) * 1000)::bigint",
                 &[
