@@ -37,7 +37,7 @@ mod tests {
     fn interface_names_carry_the_packages_version() {
         assert_eq!(
             super::interface_name("response-body"),
-            "fp:droplet/response-body@0.2.1"
+            "fp:droplet/response-body@0.2.2"
         );
     }
 }
