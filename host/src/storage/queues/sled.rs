@@ -133,6 +133,15 @@ impl SledQueues {
             .transpose()
     }
 
+    fn payload(&self, id: JobId) -> Result<Vec<u8>, QueueError> {
+        Ok(self
+            .payloads
+            .get(id.to_be_bytes())
+            .map_err(unavailable)?
+            .map(|bytes| bytes.to_vec())
+            .unwrap_or_default())
+    }
+
     fn put(&self, id: JobId, record: &Record) -> Result<(), QueueError> {
         self.jobs
             .insert(id.to_be_bytes(), encode(record)?)
@@ -360,12 +369,7 @@ impl QueueStore for SledQueues {
                 };
                 self.put(id, &record)?;
                 place(queue, id, &record);
-                let payload = self
-                    .payloads
-                    .get(id.to_be_bytes())
-                    .map_err(unavailable)?
-                    .map(|bytes| bytes.to_vec())
-                    .unwrap_or_default();
+                let payload = self.payload(id)?;
                 jobs.push(Job {
                     id,
                     queue: queue_name.to_string(),
@@ -434,13 +438,7 @@ impl QueueStore for SledQueues {
             let Some(record) = self.record(id)? else {
                 continue;
             };
-            let payload = self
-                .payloads
-                .get(id.to_be_bytes())
-                .map_err(unavailable)?
-                .map(|bytes| bytes.to_vec())
-                .unwrap_or_default();
-            let (payload, payload_base64) = DeadJob::show_payload(payload);
+            let (payload, payload_base64) = DeadJob::show_payload(self.payload(id)?);
             dead.push(DeadJob {
                 id,
                 queue: record.queue,
