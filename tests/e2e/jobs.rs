@@ -550,3 +550,38 @@ async fn a_hot_swap_hands_queues_and_schedules_to_the_new_version_without_losing
         assert!(metrics.contains(name), "no {name} in:\n{metrics}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn catch_up_latest_runs_the_instant_missed_while_down_once() {
+    let data = tempfile::tempdir().unwrap();
+    // Every minute: without catch-up the first run would wait for the next
+    // minute; with `latest`, the current minute's instant (missed: no host
+    // ran it) runs at start.
+    let chores = manifest("* * * * *", "", "").replace(
+        "path = \"/tasks/tidy\"\n",
+        "path = \"/tasks/tidy\"\ncatch_up = \"latest\"\n",
+    );
+    let start = || {
+        HostBuilder::new()
+            .droplet_with("chores", "chores", &chores)
+            .data(data.path())
+            .start()
+    };
+    let mut host = start().await;
+    let counts = wait_for(&host, PATIENCE, |counts| {
+        with_prefix(counts, "run:").count() >= 1
+    })
+    .await;
+    let (instant, count) = with_prefix(&counts, "run:").next().unwrap();
+    assert_eq!(count, 1);
+    assert!(instant.ends_with(":00Z"), "a whole minute: {instant}");
+    host.signal("TERM");
+    host.wait_exit(PATIENCE).await.expect("the host stops");
+    drop(host);
+    // Back on the same data: that instant ran already, so it is not run again.
+    let host = start().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for (instant, count) in with_prefix(&status(&host).await, "run:") {
+        assert_eq!(count, 1, "instant {instant} ran {count} times");
+    }
+}
