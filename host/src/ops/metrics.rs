@@ -17,10 +17,15 @@
 //! | `droplet_rollout_decisions_total` | `droplet`, `action` | rollout decisions |
 //! | `droplet_recordings_total` | `droplet`, `reason` | recordings kept for replay |
 //! | `droplet_recordings_dropped_total` | | recordings dropped: the writer was behind |
+//! | `droplet_jobs_sent_total` | `queue` | jobs sent (duplicates by dedup key not counted) |
+//! | `droplet_job_attempts_total` | `queue`, `outcome` | job calls: `acknowledged`, `retried`, `dead`, `not_delivered` |
+//! | `droplet_schedule_runs_total` | `droplet`, `schedule`, `outcome` | scheduled runs: `succeeded`, `failed`, `not_delivered` |
+//! | `droplet_queue_depth`, `_in_flight`, `_dead`, `_oldest_age_seconds` | `queue` | each queue, every 5 s |
+//! | `droplet_queue_flushes_total` | | flushes of the queue store on sled |
 //!
-//! Labels name only droplets the host serves now (and fixed words): `/metrics`
-//! leaves out the series of removed droplets, so cardinality is bounded by
-//! the number of droplets.
+//! Labels name only droplets the host serves now (and fixed words, and
+//! queue names, which come from manifests): `/metrics` leaves out the series
+//! of removed droplets, so cardinality is bounded by the number of droplets.
 
 use std::time::Duration;
 
