@@ -21,6 +21,7 @@
 //! | [`rollout`] | canary rollouts: split, judge, promote or roll back |
 
 pub mod converge;
+pub mod cron;
 pub mod directory;
 pub mod droplet;
 pub mod fleet;

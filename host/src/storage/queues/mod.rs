@@ -5,7 +5,10 @@
 //! runs on both (`tests/e2e/queue_conformance.rs`).
 
 pub mod postgres;
+mod postgres_depth;
 pub mod sled;
+mod sled_index;
+mod sled_store;
 pub mod store;
 
 pub use self::store::{

@@ -16,24 +16,21 @@ use super::store::{
 };
 use crate::storage::database::Database;
 
-/// How long a queue's counted depth is trusted before it is counted again.
-const DEPTH_FRESH: Duration = Duration::from_secs(1);
-
 /// Queues in the fleet's database.
 pub struct PostgresQueues {
-    database: Arc<Database>,
-    limits: QueueLimits,
+    pub(super) database: Arc<Database>,
+    pub(super) limits: QueueLimits,
     /// Each queue's job count as last counted, and the sends since: the
     /// limit is checked against it, so a fleet may pass it by the jobs sent
     /// in one second.
-    depth: Mutex<HashMap<String, (Instant, u64)>>,
+    pub(super) depth: Mutex<HashMap<String, (Instant, u64)>>,
 }
 
-fn signed(value: u64) -> i64 {
+pub(super) fn signed(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-fn unsigned(value: i64) -> u64 {
+pub(super) fn unsigned(value: i64) -> u64 {
     u64::try_from(value).unwrap_or_default()
 }
 
@@ -47,7 +44,7 @@ impl PostgresQueues {
         }
     }
 
-    fn fail(&self, err: tokio_postgres::Error) -> QueueError {
+    pub(super) fn fail(&self, err: tokio_postgres::Error) -> QueueError {
         QueueError::Unavailable(self.database.fail(err).to_string())
     }
 
@@ -56,57 +53,6 @@ impl PostgresQueues {
             .client()
             .await
             .map_err(|err| QueueError::Unavailable(err.to_string()))
-    }
-
-    fn cached_depth(&self, queue: &str) -> Option<u64> {
-        let depth = self
-            .depth
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        depth
-            .get(queue)
-            .filter(|(counted, _)| counted.elapsed() < DEPTH_FRESH)
-            .map(|(_, jobs)| *jobs)
-    }
-
-    fn set_depth(&self, queue: &str, jobs: u64, fresh: bool) {
-        let mut depth = self
-            .depth
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match depth.get_mut(queue) {
-            Some(entry) if !fresh => entry.1 = jobs,
-            _ => {
-                depth.insert(queue.to_string(), (Instant::now(), jobs));
-            }
-        }
-    }
-
-    /// Refuses a send past the queue's limit.
-    async fn check_depth(
-        &self,
-        client: &deadpool_postgres::Object,
-        queue: &str,
-    ) -> Result<(), QueueError> {
-        let jobs = match self.cached_depth(queue) {
-            Some(jobs) => jobs,
-            None => {
-                let row = client
-                    .query_one(
-                        "SELECT count(*) FROM (SELECT 1 FROM droplet_jobs WHERE queue = $1 LIMIT $2) s",
-                        &[&queue, &signed(self.limits.max_jobs)],
-                    )
-                    .await
-                    .map_err(|err| self.fail(err))?;
-                let jobs = unsigned(row.get(0));
-                self.set_depth(queue, jobs, true);
-                jobs
-            }
-        };
-        if jobs >= self.limits.max_jobs {
-            return Err(QueueError::Full(self.limits.max_jobs));
-        }
-        Ok(())
     }
 }
 

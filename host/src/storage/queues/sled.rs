@@ -6,8 +6,7 @@
 //! flushed to disk before they return, writers sharing each flush
 //! ([`GroupCommit`]).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::path::Path;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,231 +14,36 @@ use serde::{Deserialize, Serialize};
 
 use crate::storage::group_commit::GroupCommit;
 
+use super::sled_index::{
+    QueueIndex, Record, State, dedup_key, dedup_value, job_id, place, unplace,
+};
 use super::store::{
     DEDUP_WINDOW, DeadJob, Job, JobId, NewJob, QueueError, QueueLimits, QueueStats, QueueStore,
     ScheduleRun, Sent, millis, now_ms,
 };
 
-/// A job's state, as kept.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-enum State {
-    /// Waiting until `at_ms`.
-    Ready { at_ms: u64 },
-    /// Claimed by `holder` until `until_ms`.
-    Held { holder: String, until_ms: u64 },
-    /// Out of attempts.
-    Dead,
-}
-
-/// A job as kept (its payload is in a tree of its own).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Record {
-    queue: String,
-    state: State,
-    attempts: u32,
-    enqueued_at_ms: u64,
-    error: Option<String>,
-}
-
-/// One queue's jobs by state.
-#[derive(Default)]
-struct QueueIndex {
-    ready: BTreeSet<(u64, JobId)>,
-    held: BTreeMap<JobId, u64>,
-    dead: BTreeSet<JobId>,
-    retrying: HashSet<JobId>,
-    /// Jobs not yet done, by when they were sent.
-    pending: BTreeSet<(u64, JobId)>,
-}
-
-impl QueueIndex {
-    fn jobs(&self) -> u64 {
-        (self.ready.len() + self.held.len() + self.dead.len()) as u64
-    }
-}
-
 /// Queues in a sled database.
 pub struct SledQueues {
-    db: sled::Db,
-    jobs: sled::Tree,
-    payloads: sled::Tree,
-    dedup: sled::Tree,
-    schedules: sled::Tree,
-    index: Mutex<HashMap<String, QueueIndex>>,
-    limits: QueueLimits,
-    commit: Arc<GroupCommit>,
+    pub(super) db: sled::Db,
+    pub(super) jobs: sled::Tree,
+    pub(super) payloads: sled::Tree,
+    pub(super) dedup: sled::Tree,
+    pub(super) schedules: sled::Tree,
+    pub(super) index: Mutex<HashMap<String, QueueIndex>>,
+    pub(super) limits: QueueLimits,
+    pub(super) commit: Arc<GroupCommit>,
 }
 
-fn unavailable(err: impl std::fmt::Display) -> QueueError {
+pub(super) fn unavailable(err: impl std::fmt::Display) -> QueueError {
     QueueError::Unavailable(err.to_string())
 }
 
-fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, QueueError> {
+pub(super) fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, QueueError> {
     serde_json::from_slice(bytes).map_err(unavailable)
 }
 
-fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, QueueError> {
+pub(super) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, QueueError> {
     serde_json::to_vec(value).map_err(unavailable)
-}
-
-impl SledQueues {
-    /// Opens (or creates) the queues in `dir` and indexes their jobs.
-    pub fn open(dir: &Path, limits: QueueLimits) -> Result<Self, QueueError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(16 << 20)
-            .open()
-            .map_err(|err| unavailable(format!("cannot open {}: {err}", dir.display())))?;
-        let tree = |name: &str| db.open_tree(name).map_err(unavailable);
-        let store = Self {
-            jobs: tree("jobs")?,
-            payloads: tree("payloads")?,
-            dedup: tree("dedup")?,
-            schedules: tree("schedules")?,
-            commit: Arc::new(GroupCommit::new(db.clone(), "droplet_queue_flushes_total")),
-            db,
-            index: Mutex::new(HashMap::new()),
-            limits,
-        };
-        let mut index = HashMap::new();
-        for entry in store.jobs.iter() {
-            let (key, value) = entry.map_err(unavailable)?;
-            let id = job_id(&key);
-            let record: Record = decode(&value)?;
-            let queue: &mut QueueIndex = index.entry(record.queue.clone()).or_default();
-            place(queue, id, &record);
-        }
-        *store.lock() = index;
-        Ok(store)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, QueueIndex>> {
-        self.index
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Waits until every change made so far is on disk (one flush for
-    /// every writer waiting).
-    async fn flush(&self) -> Result<(), QueueError> {
-        self.commit.wait().await.map_err(unavailable)
-    }
-
-    fn record(&self, id: JobId) -> Result<Option<Record>, QueueError> {
-        self.jobs
-            .get(id.to_be_bytes())
-            .map_err(unavailable)?
-            .map(|bytes| decode(&bytes))
-            .transpose()
-    }
-
-    fn payload(&self, id: JobId) -> Result<Vec<u8>, QueueError> {
-        Ok(self
-            .payloads
-            .get(id.to_be_bytes())
-            .map_err(unavailable)?
-            .map(|bytes| bytes.to_vec())
-            .unwrap_or_default())
-    }
-
-    fn put(&self, id: JobId, record: &Record) -> Result<(), QueueError> {
-        self.jobs
-            .insert(id.to_be_bytes(), encode(record)?)
-            .map_err(unavailable)?;
-        Ok(())
-    }
-
-    /// Changes a job `holder` holds: `change` gives its new state, or
-    /// `None` to remove it. False when `holder` does not hold it.
-    fn change_held(
-        &self,
-        id: JobId,
-        holder: &str,
-        change: impl FnOnce(&mut Record) -> Option<()>,
-    ) -> Result<bool, QueueError> {
-        let mut index = self.lock();
-        let Some(mut record) = self.record(id)? else {
-            return Ok(false);
-        };
-        if !matches!(&record.state, State::Held { holder: held_by, .. } if held_by == holder) {
-            return Ok(false);
-        }
-        let queue = index.entry(record.queue.clone()).or_default();
-        unplace(queue, id, &record);
-        match change(&mut record) {
-            Some(()) => {
-                self.put(id, &record)?;
-                place(queue, id, &record);
-            }
-            None => {
-                self.jobs.remove(id.to_be_bytes()).map_err(unavailable)?;
-                self.payloads
-                    .remove(id.to_be_bytes())
-                    .map_err(unavailable)?;
-            }
-        }
-        Ok(true)
-    }
-}
-
-fn job_id(key: &[u8]) -> JobId {
-    let mut bytes = [0u8; 8];
-    let len = key.len().min(8);
-    bytes[..len].copy_from_slice(&key[..len]);
-    u64::from_be_bytes(bytes)
-}
-
-/// Adds a job to its queue's index under its state.
-fn place(queue: &mut QueueIndex, id: JobId, record: &Record) {
-    match &record.state {
-        State::Ready { at_ms } => {
-            queue.ready.insert((*at_ms, id));
-            if record.attempts > 0 {
-                queue.retrying.insert(id);
-            }
-        }
-        State::Held { until_ms, .. } => {
-            queue.held.insert(id, *until_ms);
-        }
-        State::Dead => {
-            queue.dead.insert(id);
-        }
-    }
-    if !matches!(record.state, State::Dead) {
-        queue.pending.insert((record.enqueued_at_ms, id));
-    }
-}
-
-/// Takes a job out of its queue's index.
-fn unplace(queue: &mut QueueIndex, id: JobId, record: &Record) {
-    match &record.state {
-        State::Ready { at_ms } => {
-            queue.ready.remove(&(*at_ms, id));
-            queue.retrying.remove(&id);
-        }
-        State::Held { .. } => {
-            queue.held.remove(&id);
-        }
-        State::Dead => {
-            queue.dead.remove(&id);
-        }
-    }
-    queue.pending.remove(&(record.enqueued_at_ms, id));
-}
-
-fn dedup_key(queue: &str, key: &str) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(queue.len() + 1 + key.len());
-    bytes.extend_from_slice(queue.as_bytes());
-    bytes.push(0);
-    bytes.extend_from_slice(key.as_bytes());
-    bytes
-}
-
-fn dedup_value(id: JobId, sent_ms: u64) -> [u8; 16] {
-    let mut value = [0u8; 16];
-    value[..8].copy_from_slice(&id.to_be_bytes());
-    value[8..].copy_from_slice(&sent_ms.to_be_bytes());
-    value
 }
 
 #[async_trait::async_trait]
