@@ -501,14 +501,18 @@ fn cargo_test(crate_dir: &std::path::Path, cache_home: &std::path::Path) -> Stri
 
 /// Every template `droplet new` offers passes its own `cargo test` as
 /// scaffolded, and builds into a droplet the host serves: a static site,
-/// and a proxy to that site.
+/// a proxy to that site, and a scheduled task the host runs.
 #[tokio::test]
 async fn every_template_tests_builds_and_serves() {
     let host = HostBuilder::new().start().await;
     let work = tempfile::tempdir().unwrap();
     let cache_home =
         std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("droplet-cache-home");
-    for (name, template) in [("site", "static"), ("front", "proxy")] {
+    for (name, template) in [
+        ("site", "static"),
+        ("front", "proxy"),
+        ("ticker", "scheduled"),
+    ] {
         let crate_dir = work.path().join(name);
         let (ok, out, err) = cli(
             &[
@@ -533,6 +537,14 @@ async fn every_template_tests_builds_and_serves() {
                 ),
             )
             .unwrap();
+        }
+        if name == "ticker" {
+            // Every second rather than every minute, as scaffolded.
+            let manifest = crate_dir.join("ticker.toml");
+            let scaffolded = std::fs::read_to_string(&manifest).unwrap();
+            let every_second = scaffolded.replace("cron = \"* * * * *\"", "cron = \"* * * * * *\"");
+            assert_ne!(scaffolded, every_second, "the template's cron moved");
+            std::fs::write(&manifest, every_second).unwrap();
         }
         cargo_test(&crate_dir, &cache_home);
         let (ok, out, err) = cli(
@@ -573,6 +585,25 @@ async fn every_template_tests_builds_and_serves() {
         host.get("/front/").await.header("x-proxied-by"),
         Some("droplet")
     );
+    // The schedule runs without a request; from outside, its task is refused.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = host.get("/ticker/").await.json();
+        if status["runs_last_hour"].as_u64().unwrap_or(0) >= 2 {
+            assert!(status["last"].is_string(), "{status}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "ticker: {status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let outside = host
+        .send(
+            Request::post("/ticker/tasks/tick")
+                .body(Bytes::new())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(outside.status, 403, "{}", outside.text());
 }
 
 /// While the registry is down, a newer version replaces an older one still

@@ -330,6 +330,8 @@ pub enum Template {
     Static,
     /// A proxy to the upstream its manifest names.
     Proxy,
+    /// A task the host runs on a cron schedule, once per instant.
+    Scheduled,
 }
 
 impl Template {
@@ -369,6 +371,16 @@ impl Template {
                 (
                     "MANIFEST",
                     include_str!("../../../templates/proxy/manifest.toml"),
+                ),
+            ],
+            Template::Scheduled => &[
+                (
+                    "src/lib.rs",
+                    include_str!("../../../templates/scheduled/lib.rs"),
+                ),
+                (
+                    "MANIFEST",
+                    include_str!("../../../templates/scheduled/manifest.toml"),
                 ),
             ],
         }
