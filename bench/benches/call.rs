@@ -1,5 +1,6 @@
-//! In-process cost of one call: instantiate + `handle` + drop, for `hello`
-//! and for `kvstore` answering `GET /k/{key}` (one kv `get`). The call is
+//! In-process cost of one call: instantiate + `handle` + drop, for `hello`,
+//! for `routes` (hello behind a 20-route `Router`, its last route) and for
+//! `kvstore` answering `GET /k/{key}` (one kv `get`). The call is
 //! made the way the host makes it: a loaded droplet, its capabilities built
 //! by `Capabilities::for_call`, one `Runtime::call`.
 //!
@@ -185,6 +186,7 @@ fn call(c: &mut Criterion) {
     };
     let hello = bench.load("hello");
     let kvstore = bench.load("kvstore");
+    let routes = bench.load("routes");
     assert_eq!(rt.block_on(bench.call(&kvstore, "PUT", "/k/bench")), 200);
 
     // The breakdown of one hello call: each step adds to the one before.
@@ -210,6 +212,10 @@ fn call(c: &mut Criterion) {
     c.bench_function("hello: instantiate + handle + drop", |b| {
         b.to_async(&rt)
             .iter(|| async { assert_eq!(bench.call(&hello, "GET", "/").await, 200) })
+    });
+    c.bench_function("routes: instantiate + the last of 20 routes + drop", |b| {
+        b.to_async(&rt)
+            .iter(|| async { assert_eq!(bench.call(&routes, "GET", "/hello/bench").await, 200) })
     });
     c.bench_function("kvstore: instantiate + one kv get + drop", |b| {
         b.to_async(&rt)
