@@ -130,6 +130,7 @@ fn main() -> Result<()> {
     let mut report = Report::new(machine, &opts);
 
     throughput(&opts, &host, &native, &mut report)?;
+    targets::guard_fresh_instance_cost(&mut report);
     kv_calls(&opts, &host, &mut report)?;
     sdk_costs(&opts, &host, &mut report)?;
     rollout_split(&opts, &host, &mut report)?;
@@ -1215,7 +1216,7 @@ fn outbound_calls(opts: &Opts, host: &Server, native: &Server, report: &mut Repo
             ),
             "hello direct",
             "/hello/".to_string(),
-            "target: the in-process call adds ≤ 1.5× hello's CPU/req",
+            "target: the in-process call adds ≤ 1.3× hello's CPU/req",
         ),
         (
             "wasi:http component (wstd) hello vs our hello",
@@ -1223,7 +1224,7 @@ fn outbound_calls(opts: &Opts, host: &Server, native: &Server, report: &mut Repo
             "/proxy-hello/".to_string(),
             "hello",
             "/hello/".to_string(),
-            "target: within 20 % of hello's req/s",
+            "target: within 20 % of hello's CPU/req",
         ),
     ];
     for (scenario, subject, subject_path, baseline, baseline_path, note) in cases {

@@ -47,25 +47,55 @@ fn absent(what: &'static str, goal: String) -> Target {
     }
 }
 
+/// hello's CPU per request may be at most this many times native hyper's
+/// (issue 28's target).
+const HELLO_VS_NATIVE: f64 = 3.0;
+
+/// Past this many times native hyper's CPU per request, hello fails the
+/// run, short mode included: CI's guard against a large regression of the
+/// fresh instance's cost. Full runs have measured 6.5–8.1× on these 2-core
+/// machines; the guard leaves room for a noisy one-second round.
+pub const HELLO_VS_NATIVE_GUARD: f64 = 12.0;
+
+/// Fails `report` when hello's CPU per request, at 16 connections, is past
+/// [`HELLO_VS_NATIVE_GUARD`] times native hyper's in the same run.
+pub fn guard_fresh_instance_cost(report: &mut Report) {
+    let Some(row) = find(report, "hello, fresh instance", Some(16)) else {
+        return;
+    };
+    let (host, native) = (cpu(&row.subject_runs), cpu(&row.baseline_runs));
+    let ratio = host / native.max(1e-9);
+    report.check(
+        ratio <= HELLO_VS_NATIVE_GUARD,
+        format!(
+            "hello costs {host:.1} µs CPU/req against native hyper's {native:.1} µs: \
+             {ratio:.1}×, past the guard's {HELLO_VS_NATIVE_GUARD}×"
+        ),
+    );
+}
+
 /// Every target, judged from `report`.
 pub fn judge(report: &Report) -> Vec<Target> {
     let mut targets = Vec::new();
     for connections in [16, 64] {
         let what = if connections == 16 {
-            "hello: server CPU per request, 16 conns"
+            "hello: server CPU per request vs native, 16 conns"
         } else {
-            "hello: server CPU per request, 64 conns"
+            "hello: server CPU per request vs native, 64 conns"
         };
-        let goal = "≤ 25 µs (host CPU time ÷ hello requests served)".to_string();
+        let goal = format!(
+            "≤ {HELLO_VS_NATIVE}× native hyper's (host CPU time ÷ requests served, same run)"
+        );
         targets.push(
             match find(report, "hello, fresh instance", Some(connections)) {
                 Some(row) => {
                     let (host, native) = (cpu(&row.subject_runs), cpu(&row.baseline_runs));
+                    let ratio = host / native.max(1e-9);
                     Target {
                         what,
                         goal,
-                        measured: format!("{host:.1} µs (native hyper: {native:.1} µs)"),
-                        met: Some(host <= 25.0),
+                        measured: format!("{host:.1} vs {native:.1} µs = {ratio:.2}×"),
+                        met: Some(ratio <= HELLO_VS_NATIVE),
                     }
                 }
                 None => absent(what, goal),
@@ -98,9 +128,9 @@ pub fn judge(report: &Report) -> Vec<Target> {
     ));
     targets.push(ratio_target(
         "noisy neighbour",
-        "noisy neighbour keeps ≥ 70 % of a healthy droplet's throughput",
-        "hello with spin hammered ≥ 0.70× hello alone",
-        0.70,
+        "noisy neighbour keeps ≥ 75 % of a healthy droplet's throughput",
+        "hello with spin hammered ≥ 0.75× hello alone",
+        0.75,
     ));
     let what = "504 for a 50 ms budget";
     let goal = "p99 time to the 504 ≤ 53 ms".to_string();
@@ -186,7 +216,7 @@ pub fn judge(report: &Report) -> Vec<Target> {
         None => absent(what, goal),
     });
     let what = "in-process droplet-to-droplet call";
-    let goal = "adds ≤ 1.5× hello's CPU/req".to_string();
+    let goal = "adds ≤ 1.3× hello's CPU/req".to_string();
     targets.push(match find(report, "droplet-to-droplet", None) {
         Some(row) => {
             let (call, hello) = (cpu(&row.subject_runs), cpu(&row.baseline_runs));
@@ -195,7 +225,7 @@ pub fn judge(report: &Report) -> Vec<Target> {
                 what,
                 goal,
                 measured: format!("{call:.1} vs {hello:.1} µs: adds {added:.2}×"),
-                met: Some(added <= 1.5),
+                met: Some(added <= 1.3),
             }
         }
         None => absent(what, goal),
@@ -226,15 +256,15 @@ pub fn judge(report: &Report) -> Vec<Target> {
             _ => absent(what, goal),
         },
     );
-    targets.push(ratio_target(
-        "wasi:http component",
-        "a wasi:http (wstd) hello within 20 % of ours",
-        "proxy-hello ≥ 0.80× hello req/s",
-        0.80,
-    ));
     // What the author's SDK and a rollout's split cost: CPU/req of the
     // subject over its baseline.
     for (scenario, what, goal, at_most) in [
+        (
+            "wasi:http component",
+            "a wasi:http (wstd) hello within 20 % of our hello's CPU",
+            "proxy-hello ≤ 1.20× hello CPU/req",
+            1.20,
+        ),
         (
             "SDK: hello, this SDK vs its first edition",
             "the SDK's second edition costs hello ≤ 10 % more CPU",
