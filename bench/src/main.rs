@@ -26,6 +26,7 @@ use serde_json::Value;
 mod attacks;
 mod fleet;
 mod jobs;
+mod many;
 mod soak;
 mod streaming;
 mod targets;
@@ -53,6 +54,22 @@ fn main() -> Result<()> {
             jobs::markdown(&report.jobs)
         );
         std::fs::write(opts.out.join("jobs.md"), &md)?;
+        println!("{md}");
+        return Ok(());
+    }
+    if opts.many_only {
+        let mut report = Report::new(machine, &opts);
+        many::run(&opts, &mut report)?;
+        let md = format!(
+            "Many-droplets rows only, {} ({} mode), commit `{}`, {} cores, {}.\n{}",
+            report.machine.date,
+            report.mode,
+            report.machine.commit,
+            report.machine.nproc,
+            report.machine.cpu,
+            report.markdown()
+        );
+        std::fs::write(opts.out.join("many.md"), &md)?;
         println!("{md}");
         return Ok(());
     }
@@ -149,7 +166,7 @@ fn main() -> Result<()> {
     drop(host);
     drop(native);
     jobs::run(&opts, &mut report)?;
-    many_droplets(&opts, &mut report)?;
+    many::run(&opts, &mut report)?;
     // The attack recipes have their own report (`attacks.md`); small in
     // short mode, so that CI runs them.
     attacks::run(&opts)?;
@@ -197,6 +214,9 @@ struct Args {
     /// Run only the queue rows (their own table, `jobs.md`).
     #[arg(long)]
     jobs: bool,
+    /// Run only the many-droplets rows (their own tables, `many.md`).
+    #[arg(long)]
+    many: bool,
 }
 
 /// What a run was asked to do, and where things are.
@@ -209,6 +229,8 @@ struct Opts {
     attacks: bool,
     /// Only the queue rows.
     jobs_only: bool,
+    /// Only the many-droplets rows.
+    many_only: bool,
     rounds: usize,
     duration: Duration,
     out: PathBuf,
@@ -234,6 +256,7 @@ impl Opts {
             soak_minutes: args.soak_minutes,
             attacks: args.attacks,
             jobs_only: args.jobs,
+            many_only: args.many,
             rounds: args.rounds.unwrap_or(if short { 1 } else { 3 }),
             duration: Duration::from_secs(args.duration.unwrap_or(if short { 1 } else { 5 })),
             out: args.out.unwrap_or_else(|| bin_dir.join("../bench")),
@@ -721,8 +744,12 @@ struct Startup {
     startup_ms: f64,
     /// RSS once started, before any request.
     idle_rss_mib: f64,
-    /// Latency of the first request to one droplet, then of the second.
-    first_request_ms: f64,
+    /// Latency of the first request to each of a sample of droplets never
+    /// called before (up to 100, spread over the directory), in turn: its
+    /// median and 99th percentile (nearest rank).
+    first_request_p50_ms: f64,
+    first_request_p99_ms: f64,
+    /// The second request to the first of them.
     second_request_ms: f64,
     /// The dashboard's table (`GET /_admin/overview?points=60`, one page of
     /// 50 with sparklines, sorted by rate over every droplet): median of 5.
@@ -877,18 +904,19 @@ impl Report {
         }
         if !self.startups.is_empty() {
             md.push_str(
-                "\n| droplets | cache | loading | start-up (ms) | idle RSS (MiB) | first request (ms) | second request (ms) | dashboard overview (ms) |\n\
+                "\n| droplets | cache | loading | start-up (ms) | idle RSS (MiB) | first request to a droplet, p50 / p99 (ms) | second request (ms) | dashboard overview (ms) |\n\
                  | --- | --- | --- | --- | --- | --- | --- | --- |\n",
             );
             for start in &self.startups {
                 md.push_str(&format!(
-                    "| {} | {} | {} | {:.0} | {:.1} | {:.2} | {:.2} | {:.2} |\n",
+                    "| {} | {} | {} | {:.0} | {:.1} | {:.2} / {:.2} | {:.2} | {:.2} |\n",
                     start.droplets,
                     start.cache,
                     start.loading,
                     start.startup_ms,
                     start.idle_rss_mib,
-                    start.first_request_ms,
+                    start.first_request_p50_ms,
+                    start.first_request_p99_ms,
                     start.second_request_ms,
                     start.overview_ms
                 ));
@@ -1446,157 +1474,6 @@ fn hello_variant(hello: &[u8], variant: u32) -> Vec<u8> {
     bytes.push(section.id());
     section.encode(&mut bytes);
     bytes
-}
-
-/// Start-up time, idle RSS and first-request latency with many distinct
-/// droplets: cold and warm compiled-code cache, eager and lazy loading.
-fn many_droplets(opts: &Opts, report: &mut Report) -> Result<()> {
-    let count = if opts.short { 20 } else { 1000 };
-    let dir = opts.out.join("many");
-    let droplets = dir.join("droplets");
-    std::fs::create_dir_all(&droplets)?;
-    let hello = std::fs::read(opts.examples.join("hello.wasm"))?;
-    for i in 0..count {
-        std::fs::write(
-            droplets.join(format!("d{i}.wasm")),
-            hello_variant(&hello, i as u32),
-        )?;
-    }
-    let warm_cache = dir.join("cache-warm");
-    let runs: [(&str, &str, PathBuf); 4] = [
-        ("cold", "eager", warm_cache.clone()),
-        ("warm", "eager", warm_cache.clone()),
-        ("cold", "lazy", dir.join("cache-cold-lazy")),
-        ("warm", "lazy", warm_cache.clone()),
-    ];
-    for (index, (cache, loading, cache_dir)) in runs.into_iter().enumerate() {
-        let data = dir.join(format!("data-{index}"));
-        let mut args = vec![
-            "--no-watch",
-            "--cache",
-            cache_dir.to_str().context("cache path")?,
-        ];
-        if loading == "lazy" {
-            args.push("--lazy");
-        }
-        let started = Instant::now();
-        let host = Server::start_host_with(opts, &droplets, &data, &args)?;
-        // The host listens at once; eager start-up ends when every droplet
-        // has compiled (`/health` no longer says `starting`).
-        if loading == "eager" {
-            let deadline = Instant::now() + Duration::from_secs(600);
-            while http_exchange(
-                host.addr,
-                "GET /health HTTP/1.1\r\nhost: bench\r\nconnection: close\r\n\r\n",
-            )?
-            .contains("\"starting\"")
-            {
-                ensure!(
-                    Instant::now() < deadline,
-                    "many droplets never finished compiling"
-                );
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        }
-        let startup_ms = started.elapsed().as_secs_f64() * 1e3;
-        let idle_rss_mib = rss_kib(host.pid()) as f64 / 1024.0;
-        let timed = |path: &str| -> Result<f64> {
-            let started = Instant::now();
-            let status = http_get_status(host.addr, path)?;
-            ensure!(status == 200, "{path} answered {status}");
-            Ok(started.elapsed().as_secs_f64() * 1e3)
-        };
-        let first_request_ms = timed("/d7/")?;
-        let second_request_ms = timed("/d7/")?;
-        let token = admin_token(opts)?;
-        let mut overview = Vec::new();
-        for _ in 0..5 {
-            let started = Instant::now();
-            let status = http_status(
-                host.addr,
-                &format!(
-                    "GET /_admin/overview?points=60&sort=requests_per_s HTTP/1.1\r\nhost: bench\r\n\
-                     authorization: Bearer {token}\r\nconnection: close\r\n\r\n"
-                ),
-            )?;
-            ensure!(status == 200, "the overview answered {status}");
-            overview.push(started.elapsed().as_secs_f64() * 1e3);
-        }
-        let overview_ms = median(&overview);
-        report.check(
-            startup_ms > 0.0,
-            format!("many droplets ({cache}, {loading}) did not start"),
-        );
-        report.startups.push(Startup {
-            droplets: count,
-            cache,
-            loading,
-            startup_ms,
-            idle_rss_mib,
-            first_request_ms,
-            second_request_ms,
-            overview_ms,
-        });
-    }
-    spread_over_droplets(opts, &droplets, &warm_cache, count, report)
-}
-
-/// 100 droplets receiving traffic at once (round robin: a working set larger
-/// than the caches) vs one droplet, at 16 connections, on a host serving the
-/// many-droplets directory from the warm code cache.
-fn spread_over_droplets(
-    opts: &Opts,
-    droplets: &Path,
-    cache: &Path,
-    count: usize,
-    report: &mut Report,
-) -> Result<()> {
-    let spread = count.min(100) as u32;
-    let cache = cache.to_str().context("cache path")?;
-    let start = |data: &str, extra: &[&str]| {
-        let mut args = vec!["--no-watch", "--cache", cache];
-        args.extend_from_slice(extra);
-        Server::start_host_with(opts, droplets, &opts.out.join("many").join(data), &args)
-    };
-    let host = start("data-spread", &[])?;
-    let connections = 16;
-    let many = Load {
-        spread,
-        ..Load::get(host.url("/"), connections)
-    };
-    let one = Load {
-        spread: 1,
-        ..Load::get(host.url("/"), connections)
-    };
-    let mut row = Row::new(
-        &format!("{spread} droplets receiving traffic at once vs one droplet"),
-        &format!("round robin over {spread} droplets"),
-        "one droplet",
-        connections,
-        "the same hello module, a distinct compiled copy each",
-    );
-    row.measure_pair(opts, (&host, &many), (&host, &one))?;
-    report.push_clean(row);
-
-    // The same spread with wasmtime's default of 100 warm slots, which the
-    // host used to keep: most calls then remap a slot's memory image.
-    let few_warm = start("data-spread-warm100", &["--warm-slots", "100"])?;
-    let mut row = Row::new(
-        &format!(
-            "warm slots: {spread} droplets at once, --warm-slots 100 vs every slot (the default)"
-        ),
-        "--warm-slots 100",
-        "every slot warm",
-        connections,
-        "slots taken from another droplet remap its memory image",
-    );
-    let few_warm_load = Load {
-        spread,
-        ..Load::get(few_warm.url("/"), connections)
-    };
-    row.measure_pair(opts, (&few_warm, &few_warm_load), (&host, &many))?;
-    report.push_clean(row);
-    Ok(())
 }
 
 /// The droplet contract's endpoints (answered by the host) under load, vs a

@@ -256,6 +256,7 @@ pub fn judge(report: &Report) -> Vec<Target> {
             _ => absent(what, goal),
         },
     );
+    many_droplets(report, &mut targets);
     // What the author's SDK and a rollout's split cost: CPU/req of the
     // subject over its baseline.
     for (scenario, what, goal, at_most) in [
@@ -311,6 +312,85 @@ pub fn judge(report: &Report) -> Vec<Target> {
         });
     }
     targets
+}
+
+/// One figure of a many-droplets run: what, goal, the figure, its bound, unit.
+type ManyCheck = (
+    &'static str,
+    &'static str,
+    fn(&crate::Startup) -> f64,
+    f64,
+    &'static str,
+);
+
+/// 10 000 droplets on one host (lazy, from a warm code cache), and 100 of
+/// them receiving traffic at once.
+fn many_droplets(report: &Report, targets: &mut Vec<Target>) {
+    let warm_lazy = report
+        .startups
+        .iter()
+        .find(|start| start.droplets == 10_000 && start.cache == "warm" && start.loading == "lazy");
+    let checks: [ManyCheck; 4] = [
+        (
+            "10 000 droplets: start-up",
+            "≤ 1 s (lazy, warm code cache)",
+            |start| start.startup_ms,
+            1000.0,
+            "ms",
+        ),
+        (
+            "10 000 droplets: idle RSS",
+            "≤ 150 MiB (lazy, before any request)",
+            |start| start.idle_rss_mib,
+            150.0,
+            "MiB",
+        ),
+        (
+            "10 000 droplets: first request to a droplet never called",
+            "p99 ≤ 5 ms (lazy, warm code cache; 100 droplets in turn)",
+            |start| start.first_request_p99_ms,
+            5.0,
+            "ms",
+        ),
+        (
+            "10 000 droplets: the dashboard's overview",
+            "≤ 50 ms (one page, sorted by rate over every droplet)",
+            |start| start.overview_ms,
+            50.0,
+            "ms",
+        ),
+    ];
+    for (what, goal, measure, at_most, unit) in checks {
+        targets.push(match warm_lazy {
+            Some(start) => {
+                let value = measure(start);
+                Target {
+                    what,
+                    goal: goal.to_string(),
+                    measured: format!("{value:.2} {unit}"),
+                    met: Some(value <= at_most),
+                }
+            }
+            None => absent(what, goal.to_string()),
+        });
+    }
+    let what = "100 droplets receiving traffic at once";
+    let goal = "≤ 1.20× one droplet's CPU/req".to_string();
+    targets.push(
+        match find(report, "100 droplets receiving traffic at once", None) {
+            Some(row) => {
+                let (many, one) = (cpu(&row.subject_runs), cpu(&row.baseline_runs));
+                let ratio = many / one.max(1e-9);
+                Target {
+                    what,
+                    goal,
+                    measured: format!("{many:.1} vs {one:.1} µs = {ratio:.2}×"),
+                    met: Some(ratio <= 1.20),
+                }
+            }
+            None => absent(what, goal),
+        },
+    );
 }
 
 /// Figures the run measured without a target: what each option costs.
