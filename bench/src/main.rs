@@ -44,34 +44,14 @@ fn main() -> Result<()> {
     if opts.jobs_only {
         let mut report = Report::new(machine, &opts);
         jobs::run(&opts, &mut report)?;
-        let md = format!(
-            "Queue rows only, {} ({} mode), commit `{}`, {} cores, {}.\n{}",
-            report.machine.date,
-            report.mode,
-            report.machine.commit,
-            report.machine.nproc,
-            report.machine.cpu,
-            jobs::markdown(&report.jobs)
-        );
-        std::fs::write(opts.out.join("jobs.md"), &md)?;
-        println!("{md}");
-        return Ok(());
+        let table = jobs::markdown(&report.jobs);
+        return write_alone(&opts, &report, "Queue rows", "jobs.md", &table);
     }
     if opts.many_only {
         let mut report = Report::new(machine, &opts);
         many::run(&opts, &mut report)?;
-        let md = format!(
-            "Many-droplets rows only, {} ({} mode), commit `{}`, {} cores, {}.\n{}",
-            report.machine.date,
-            report.mode,
-            report.machine.commit,
-            report.machine.nproc,
-            report.machine.cpu,
-            report.markdown()
-        );
-        std::fs::write(opts.out.join("many.md"), &md)?;
-        println!("{md}");
-        return Ok(());
+        let tables = report.markdown();
+        return write_alone(&opts, &report, "Many-droplets rows", "many.md", &tables);
     }
     eprintln!(
         "droplet-bench: {} mode, {} round(s) of {} s, {} cores ({})",
@@ -185,6 +165,22 @@ fn main() -> Result<()> {
         "sanity checks failed:\n{}",
         report.failures.join("\n")
     );
+    Ok(())
+}
+
+/// Writes (and prints) the tables of a run of one section alone, headed
+/// with the run: they never go into the README.
+fn write_alone(opts: &Opts, report: &Report, what: &str, file: &str, tables: &str) -> Result<()> {
+    let md = format!(
+        "{what} only, {} ({} mode), commit `{}`, {} cores, {}.\n{tables}",
+        report.machine.date,
+        report.mode,
+        report.machine.commit,
+        report.machine.nproc,
+        report.machine.cpu,
+    );
+    std::fs::write(opts.out.join(file), &md)?;
+    println!("{md}");
     Ok(())
 }
 

@@ -261,6 +261,12 @@ pub fn judge(report: &Report) -> Vec<Target> {
     // subject over its baseline.
     for (scenario, what, goal, at_most) in [
         (
+            "100 droplets receiving traffic at once",
+            "100 droplets receiving traffic at once",
+            "≤ 1.20× one droplet's CPU/req",
+            1.20,
+        ),
+        (
             "wasi:http component",
             "a wasi:http (wstd) hello within 20 % of our hello's CPU",
             "proxy-hello ≤ 1.20× hello CPU/req",
@@ -323,8 +329,7 @@ type ManyCheck = (
     &'static str,
 );
 
-/// 10 000 droplets on one host (lazy, from a warm code cache), and 100 of
-/// them receiving traffic at once.
+/// 10 000 droplets on one host (lazy, from a warm code cache).
 fn many_droplets(report: &Report, targets: &mut Vec<Target>) {
     let warm_lazy = report
         .startups
@@ -374,23 +379,6 @@ fn many_droplets(report: &Report, targets: &mut Vec<Target>) {
             None => absent(what, goal.to_string()),
         });
     }
-    let what = "100 droplets receiving traffic at once";
-    let goal = "≤ 1.20× one droplet's CPU/req".to_string();
-    targets.push(
-        match find(report, "100 droplets receiving traffic at once", None) {
-            Some(row) => {
-                let (many, one) = (cpu(&row.subject_runs), cpu(&row.baseline_runs));
-                let ratio = many / one.max(1e-9);
-                Target {
-                    what,
-                    goal,
-                    measured: format!("{many:.1} vs {one:.1} µs = {ratio:.2}×"),
-                    met: Some(ratio <= 1.20),
-                }
-            }
-            None => absent(what, goal),
-        },
-    );
 }
 
 /// Figures the run measured without a target: what each option costs.
