@@ -5,7 +5,11 @@
 //! by `Capabilities::for_call`, one `Runtime::call`.
 //!
 //! Needs the example droplets (`cargo xtask examples`); run with
-//! `cargo bench -p droplet-bench --bench call`.
+//! `cargo bench -p droplet-bench --bench call`. To count instructions
+//! instead of timing (the machines are noisy): build it with `--no-run`,
+//! then `DROPLET_BENCH_INSTANCES=1 valgrind --tool=callgrind BENCH --bench
+//! --profile-time 30 "routes:"` and divide by the calls to
+//! `InstancePre::instantiate_async` (bench/README, "SDK").
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -143,7 +147,12 @@ fn call(c: &mut Criterion) {
         .kv;
     let runtime = Arc::new(
         Runtime::new(&RuntimeSettings {
-            max_instances: 100,
+            // valgrind cannot reserve the pool of 100 instances' address
+            // space: `DROPLET_BENCH_INSTANCES=1` for counting instructions.
+            max_instances: std::env::var("DROPLET_BENCH_INSTANCES")
+                .ok()
+                .and_then(|count| count.parse().ok())
+                .unwrap_or(100),
             max_memory_mb: 256,
             keep_resident_bytes: None,
             warm_slots: None,
