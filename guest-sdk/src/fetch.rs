@@ -20,6 +20,11 @@
 //! }
 //! ```
 //!
+//! A request to another droplet on the same host,
+//! `http://{name}.droplet.internal/…`, goes through the host's
+//! `fp:droplet/calls` instead (request and response handed over whole, one
+//! host call each way): the same rules, at the cost of a function call.
+//!
 //! Crates that speak `wasi:http` themselves (such as `wstd`) work inside a
 //! droplet too, under the same rules.
 
@@ -214,7 +219,59 @@ pub async fn send(request: FetchRequest) -> Result<Response, FetchError> {
     #[cfg(all(feature = "testing", not(target_arch = "wasm32")))]
     return crate::testing::imports::fetch(request);
     #[cfg(not(all(feature = "testing", not(target_arch = "wasm32"))))]
-    send_wasi(request).await
+    {
+        let url = Url::parse(&request.url)?;
+        match url.droplet() {
+            Some(droplet) => {
+                let path_with_query = url.path.to_string();
+                send_internal(request, droplet, path_with_query).await
+            }
+            None => send_wasi(request).await,
+        }
+    }
+}
+
+/// [`send`] to another droplet on this host, through `fp:droplet/calls`.
+#[cfg_attr(
+    all(feature = "testing", not(target_arch = "wasm32")),
+    allow(dead_code)
+)]
+async fn send_internal(
+    request: FetchRequest,
+    droplet: String,
+    path_with_query: String,
+) -> Result<Response, FetchError> {
+    use crate::bindings::fp::droplet::calls::{self, CallError, CallRequest};
+
+    let pending = calls::call(&CallRequest {
+        droplet,
+        method: request.method,
+        path_with_query,
+        headers: request.headers,
+        body: request.body,
+    });
+    // The answer is never there at once: wait first, then look.
+    let answer = loop {
+        crate::rt::ready(pending.subscribe()).await;
+        if let Some(answer) = pending.get() {
+            break answer;
+        }
+    };
+    match answer {
+        Ok(response) => {
+            let mut answer = Response::new(response.status);
+            for (name, value) in response.headers {
+                answer = answer.with_header(name, value);
+            }
+            Ok(answer.with_body(response.body))
+        }
+        Err(CallError::Denied(why)) => Err(FetchError::Denied(why)),
+        Err(CallError::InvalidUrl(why)) => Err(FetchError::InvalidUrl(why)),
+        Err(CallError::InvalidHeader(name)) => Err(FetchError::InvalidHeader(name)),
+        Err(CallError::TimedOut) => Err(FetchError::Timeout),
+        Err(CallError::TooLarge) => Err(FetchError::TooLarge),
+        Err(CallError::Failed(why)) => Err(FetchError::Failed(why)),
+    }
 }
 
 /// [`send`] through `wasi:http/outgoing-handler`.
@@ -449,6 +506,22 @@ impl<'a> Url<'a> {
             path,
         })
     }
+
+    /// The droplet an `http://{name}.droplet.internal/…` URL names (no
+    /// port, no userinfo): those go through `fp:droplet/calls`.
+    #[cfg_attr(
+        all(feature = "testing", not(target_arch = "wasm32")),
+        allow(dead_code)
+    )]
+    fn droplet(&self) -> Option<String> {
+        let name = self.authority.strip_suffix(".droplet.internal")?;
+        let plain = !self.https
+            && !name.is_empty()
+            && name
+                .bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-');
+        plain.then(|| name.to_ascii_lowercase())
+    }
 }
 
 #[cfg(test)]
@@ -468,6 +541,21 @@ mod tests {
             (url.https, url.authority, url.path),
             (false, "127.0.0.1:9000", "/")
         );
+        let droplet = |url: &str| Url::parse(url).ok().unwrap().droplet();
+        assert_eq!(
+            droplet("http://hello.droplet.internal/a?b"),
+            Some("hello".into())
+        );
+        assert_eq!(droplet("http://Todo.droplet.internal"), Some("todo".into()));
+        for wasi_http in [
+            "https://hello.droplet.internal/",
+            "http://hello.droplet.internal:8080/",
+            "http://a.b.droplet.internal/",
+            "http://droplet.internal/",
+            "http://hello.droplet.internal.example.com/",
+        ] {
+            assert_eq!(droplet(wasi_http), None, "{wasi_http}");
+        }
         for bad in [
             "ftp://x",
             "x.com/a",

@@ -59,6 +59,11 @@ pub mod bindings {
         runtime_path: "::droplet_sdk::__private::wit_bindgen::rt",
         // Authors compare errors and claims in their tests.
         additional_derives: [PartialEq, Eq],
+        // A pending call's pollable is the standard one, waited on with the
+        // others by `rt`.
+        with: {
+            "wasi:io/poll@0.2.12": ::wasip2::io::poll,
+        },
     });
 }
 

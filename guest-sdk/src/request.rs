@@ -132,7 +132,7 @@ impl Request {
 
     /// The first value of query parameter `name`, percent-decoded.
     pub fn query_param(&self, name: &str) -> Option<String> {
-        self.query_params(name).into_iter().next()
+        self.query_values(name).next()
     }
 
     /// Every value of query parameter `name`, percent-decoded, in order.
@@ -142,14 +142,24 @@ impl Request {
     /// assert_eq!(req.query_params("tag"), ["a", "b c"]);
     /// ```
     pub fn query_params(&self, name: &str) -> Vec<String> {
+        self.query_values(name).collect()
+    }
+
+    /// The values of `name`, decoded as they are reached: a key without
+    /// escapes is compared in place, without decoding it.
+    fn query_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = String> + 'a {
         self.query
             .split('&')
             .filter(|pair| !pair.is_empty())
-            .filter_map(|pair| {
+            .filter_map(move |pair| {
                 let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-                (percent_decode(key, true) == name).then(|| percent_decode(value, true))
+                let matches = if key.contains(['%', '+']) {
+                    percent_decode(key, true) == name
+                } else {
+                    key == name
+                };
+                matches.then(|| percent_decode(value, true))
             })
-            .collect()
     }
 
     /// Query parameter `name` parsed as `T`: `Ok(None)` when absent, a 400
@@ -312,7 +322,8 @@ pub(crate) fn percent_decode(input: &str, plus_is_space: bool) -> String {
         }
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    String::from_utf8(out)
+        .unwrap_or_else(|invalid| String::from_utf8_lossy(invalid.as_bytes()).into_owned())
 }
 
 /// The first value of header `name` in `headers` (case-insensitive).

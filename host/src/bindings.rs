@@ -6,8 +6,17 @@
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "droplet",
-    imports: { default: async },
+    imports: {
+        // A call's resources live in the store's table: pushing one can fail.
+        "fp:droplet/calls": async | trappable,
+        default: async,
+    },
     exports: { default: async },
+    with: {
+        // The pollable `calls` hands out is wasmtime-wasi's own, so a
+        // droplet waits on it with `wasi:io/poll` beside its other ones.
+        "wasi:io/poll": wasmtime_wasi::p2::bindings::io::poll,
+    },
 });
 
 pub use fp::droplet::types::{Request as GuestRequest, Response as GuestResponse};
@@ -37,7 +46,7 @@ mod tests {
     fn interface_names_carry_the_packages_version() {
         assert_eq!(
             super::interface_name("response-body"),
-            "fp:droplet/response-body@0.2.2"
+            "fp:droplet/response-body@0.2.3"
         );
     }
 }

@@ -237,7 +237,8 @@ async fn anything_not_listed_is_denied_inside_the_guest() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn capabilities_are_enforced_when_the_component_loads() {
     let host = HostBuilder::new()
-        // Imports wasi:http with no allowlist: outbound HTTP is not granted.
+        // Imports wasi:http and fp:droplet/calls with no allowlist: outbound
+        // HTTP is not granted.
         .droplet("gateway", "gateway")
         // Imports kv, but its list grants only log.
         .droplet_with("counter", "counter", "capabilities = [\"log\"]\n")
@@ -254,7 +255,8 @@ async fn capabilities_are_enforced_when_the_component_loads() {
         .await
         .assert_error(503, "droplet_unavailable");
     assert!(
-        message.contains("wasi:http/") && message.contains("allowed_outbound_hosts"),
+        (message.contains("wasi:http/") || message.contains("fp:droplet/calls"))
+            && message.contains("allowed_outbound_hosts"),
         "{message}"
     );
     let message = host
@@ -417,6 +419,29 @@ async fn droplets_call_droplets_in_process_with_one_trace_and_a_trusted_caller()
         "the host names the caller"
     );
     assert_eq!(header("x-trace-id"), [trace], "one trace id down the chain");
+    // The SDK calls `name.droplet.internal` through `fp:droplet/calls`; with
+    // a port the same call goes through `wasi:http`, as a standard
+    // component's does: the callee cannot tell them apart.
+    let by_wasi_http = host
+        .get(&format!(
+            "/a/relay?url={}",
+            encoded("http://c.droplet.internal:80/echoed?x=1")
+        ))
+        .await;
+    assert_eq!(by_wasi_http.status, 200, "{}", by_wasi_http.text());
+    let echoed = by_wasi_http.json();
+    assert_eq!(
+        (&echoed["path"], &echoed["query"]),
+        (&json!("/echoed"), &json!("x=1"))
+    );
+    assert!(
+        echoed["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|pair| pair[0] == "x-droplet-caller" && pair[1] == "a"),
+        "{echoed}"
+    );
     // Straight from outside, the caller header is not believed.
     let outside = host
         .send(

@@ -579,3 +579,61 @@ async fn a_streaming_droplets_calls_are_recorded_and_replayed() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_to_other_droplets_are_recorded_and_replayed() {
+    let host = HostBuilder::new()
+        .env("JWT_SECRET", TEST_SECRET)
+        .droplet_with(
+            "gateway",
+            "gateway",
+            "record = \"all\"\nallowed_outbound_hosts = [\"http://echo.droplet.internal\"]\n",
+        )
+        .droplet("echo", "echo")
+        .start()
+        .await;
+    // One call answered by the echo droplet, one refused by the allowlist:
+    // both kept, in order, and both answered from the recording.
+    let relayed = host
+        .get("/gateway/relay?url=http%3A%2F%2Fecho.droplet.internal%2Fsaid%3Fx%3D1")
+        .await;
+    assert_eq!(relayed.status, 200, "{}", relayed.text());
+    assert_eq!(relayed.json()["path"], "/said");
+    let relayed_trace = relayed.header("x-trace-id").unwrap().to_string();
+    let denied = host
+        .get("/gateway/fetch?url=http%3A%2F%2Fother.droplet.internal%2F")
+        .await;
+    assert_eq!(denied.status, 502, "{}", denied.text());
+    assert_eq!(
+        denied.json()["error"]["kind"],
+        "denied",
+        "{}",
+        denied.text()
+    );
+    let denied_trace = denied.header("x-trace-id").unwrap().to_string();
+    wait_for_newest(&host, "gateway", &denied_trace).await;
+
+    let recording = admin_request(
+        &host,
+        "GET",
+        &format!("/_admin/recordings/{relayed_trace}"),
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(
+        recording["calls"][0]["import"], "http.send",
+        "{recording:#}"
+    );
+    assert_eq!(
+        recording["calls"][0]["url"], "http://echo.droplet.internal/said?x=1",
+        "{recording:#}"
+    );
+    let (url, token) = (host.url(), admin_token());
+    for trace in [&relayed_trace, &denied_trace] {
+        let (ok, report, stderr) = replay(&[trace, "--host", &url, "--token", &token]);
+        assert!(ok, "{report:#}\n{stderr}");
+        assert_eq!(report["identical"], true, "{report:#}");
+        assert_eq!(report["replayed"]["body"], report["recorded"]["body"]);
+    }
+}

@@ -86,3 +86,40 @@ async fn an_async_handler_sends_its_requests_at_once() {
         (Some("x"), Some("y"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_to_other_droplets_run_at_once_too() {
+    // aggregator → relay (in process, through `fp:droplet/calls`) → the
+    // gate: each gated request is answered only while all three wait, so
+    // the three in-process calls must be under way together.
+    let addr = gated_upstream().await;
+    let host = HostBuilder::new()
+        .droplet_with(
+            "aggregator",
+            "aggregator",
+            "allowed_outbound_hosts = [\"http://*.droplet.internal\"]\nbudget_ms = 30000\n",
+        )
+        .droplet_with(
+            "relay",
+            "gateway",
+            &format!("allowed_outbound_hosts = [\"http://{addr}\"]\nbudget_ms = 30000\n"),
+        )
+        .start()
+        .await;
+    let encoded = |url: &str| url.replace(':', "%3A").replace('/', "%2F");
+    let urls = ["a", "b", "c"].map(|name| {
+        let upstream = encoded(&format!("http://{addr}/gate/{name}"));
+        let relayed = format!("http://relay.droplet.internal/relay?url={upstream}");
+        format!(
+            "url={}",
+            encoded(&relayed).replace('?', "%3F").replace('=', "%3D")
+        )
+    });
+    let reply = host.get(&format!("/aggregator/?{}", urls.join("&"))).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let results = &reply.json()["results"];
+    for (i, name) in ["a", "b", "c"].iter().enumerate() {
+        assert_eq!(results[i]["status"], 200, "{results}");
+        assert_eq!(results[i]["body"], *name, "{results}");
+    }
+}

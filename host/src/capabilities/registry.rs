@@ -9,7 +9,7 @@
 //! of trait objects: a call builds it for every request, and reaching a
 //! field costs nothing.
 
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
 
 use super::auth::AuthCapability;
 use super::call_context::CallContext;
@@ -18,6 +18,7 @@ use super::config::ConfigCapability;
 use super::kv::KvCapability;
 use super::log::LogCapability;
 use super::outbound::access::OutboundCapability;
+use super::outbound::calls::{self, CallsView};
 use super::queue::QueueCapability;
 use super::response_body::BodyCapability;
 use super::streaming::StreamingCapability;
@@ -28,6 +29,17 @@ use crate::droplets::manifest::{Manifest, ManifestError};
 pub trait HasImports: StoreData {
     /// This call's imports.
     fn imports(&mut self) -> &mut Imports;
+    /// The store's resource table and this call's imports, at once.
+    fn table_and_imports(&mut self) -> (&mut ResourceTable, &mut Imports);
+}
+
+/// What `fp:droplet/calls` reaches: the table and the outbound half.
+fn calls_view<T: HasImports>(state: &mut T) -> CallsView<'_> {
+    let (table, imports) = state.table_and_imports();
+    CallsView {
+        table,
+        access: &mut imports.outbound,
+    }
 }
 
 /// Declares the registry from one list of `field: Type` lines.
@@ -73,7 +85,7 @@ macro_rules! registry {
         pub fn add_to_linker<T: HasImports>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
             wit::types::add_to_linker::<T, HasSelf<Imports>>(linker, |state| state.imports())?;
             $(<$capability as Capability>::link(linker, |state: &mut T| &mut state.imports().$field)?;)*
-            Ok(())
+            calls::add_to_linker(linker, calls_view::<T>)
         }
 
         /// Every capability's grant rule, in registry order.
@@ -92,7 +104,8 @@ registry! {
     auth: AuthCapability,
     /// `fp:droplet/response-body`: the host-wide budget of response bytes.
     body: BodyCapability,
-    /// `wasi:http/outgoing-handler`: the process's outbound client.
+    /// `wasi:http/outgoing-handler` and `fp:droplet/calls`: the process's
+    /// outbound client.
     outbound: OutboundCapability,
     /// `fp:droplet/streaming`: a response sent as it is written, a request
     /// body read as it arrives.
@@ -197,6 +210,8 @@ mod tests {
             "fp:droplet/response-body",
             "wasi:http/outgoing-handler",
             "fp:droplet/streaming",
+            "fp:droplet/queue",
+            "fp:droplet/calls",
         ] {
             let rules = RULES
                 .iter()

@@ -104,6 +104,10 @@ impl HasImports for CallState {
     fn imports(&mut self) -> &mut Imports {
         &mut self.imports
     }
+
+    fn table_and_imports(&mut self) -> (&mut ResourceTable, &mut Imports) {
+        (&mut self.table, &mut self.imports)
+    }
 }
 
 impl WasiHttpView for CallState {

@@ -87,6 +87,10 @@ const SDK_SOURCES: &[(&str, &str)] = &[
         "wit/droplet.wit",
         include_str!("../../../../wit/droplet.wit"),
     ),
+    (
+        "wit/deps/io/poll.wit",
+        include_str!("../../../../wit/deps/io/poll.wit"),
+    ),
 ];
 /// The SDK's manifest, which inherits from the workspace's.
 const SDK_MANIFEST: &str = include_str!("../../../../guest-sdk/Cargo.toml");

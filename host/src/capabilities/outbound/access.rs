@@ -43,14 +43,15 @@ pub struct OutboundGrant {
 
 impl Capability for OutboundCapability {
     const GRANT: Option<&'static str> = Some("http");
-    const INTERFACES: &'static [&'static str] = &["wasi:http/outgoing-handler"];
+    const INTERFACES: &'static [&'static str] = &["wasi:http/outgoing-handler", "fp:droplet/calls"];
     type Grant = OutboundGrant;
     type Access = OutboundAccess;
 
     /// `wasi:http`'s types and `outgoing-handler`, from wasmtime-wasi-http:
     /// its send hook is this call's [`OutboundAccess`], which the store's
     /// data hands over as its `WasiHttpView` hooks (so `access` is not
-    /// needed here).
+    /// needed here). `fp:droplet/calls` needs the store's table as well as
+    /// this half: the registry links it (`calls::add_to_linker`).
     fn link<T: StoreData>(
         linker: &mut Linker<T>,
         _access: fn(&mut T) -> &mut OutboundAccess,
@@ -66,7 +67,7 @@ impl Capability for OutboundCapability {
 
     fn refusal(import: &str) -> String {
         format!(
-            "it imports {import} (outbound HTTP), which is denied by default: list where it may go in `allowed_outbound_hosts = [\"https://…\"]`"
+            "it imports {import} (outbound HTTP and calls to other droplets), which is denied by default: list where it may go in `allowed_outbound_hosts = [\"https://…\"]`"
         )
     }
 
@@ -107,6 +108,50 @@ impl OutboundAccess {
     pub fn report(&self) -> Arc<OutboundReport> {
         Arc::clone(&self.limits.report)
     }
+
+    /// When the call must be over.
+    pub(super) fn deadline(&self) -> tokio::time::Instant {
+        self.limits.deadline
+    }
+
+    /// Sends `request` under this call's limits.
+    pub(super) fn send(
+        &mut self,
+        request: http::Request<WasiBody>,
+    ) -> impl Future<Output = Result<http::Response<WasiBody>, Error>> + Send + 'static {
+        self.outbound.send(request, &mut self.limits)
+    }
+
+    /// Keeps `request` on the call's tape, in the order the guest sent it;
+    /// the tape and the entry's index, to answer it when it is.
+    pub(super) fn tape_send(&self, request: &http::Request<WasiBody>) -> Option<(Tape, usize)> {
+        self.tape_call(request.method().as_str(), &request.uri().to_string())
+    }
+
+    /// Keeps an outbound request to `url` on the call's tape.
+    pub(super) fn tape_call(&self, method: &str, url: &str) -> Option<(Tape, usize)> {
+        self.tape.as_ref().and_then(|tape| {
+            let call = Call::HttpSend {
+                method: method.to_string(),
+                url: url.to_string(),
+            };
+            tape.send(call).map(|index| (tape.clone(), index))
+        })
+    }
+}
+
+/// The span of one outbound request; its status is recorded when it comes.
+pub(super) fn outbound_span(request: &http::Request<WasiBody>) -> tracing::Span {
+    crate::step_span!(
+        "outbound",
+        otel.kind = "client",
+        otel.name = %format_args!("{} {}", request.method(), request.uri().host().unwrap_or("")),
+        http.request.method = %request.method(),
+        server.address = request.uri().host().unwrap_or(""),
+        // The path without the query: queries carry keys.
+        url.path = request.uri().path(),
+        http.response.status_code = tracing::field::Empty,
+    )
 }
 
 type Sent = Result<
@@ -124,25 +169,9 @@ impl WasiHttpHooks for OutboundAccess {
         _options: Option<RequestOptions>,
         _fut: Box<dyn Future<Output = Result<(), Error>> + Send>,
     ) -> Box<dyn Future<Output = Sent> + Send> {
-        let span = crate::step_span!(
-            "outbound",
-            otel.kind = "client",
-            otel.name = %format_args!("{} {}", request.method(), request.uri().host().unwrap_or("")),
-            http.request.method = %request.method(),
-            server.address = request.uri().host().unwrap_or(""),
-            // The path without the query: queries carry keys.
-            url.path = request.uri().path(),
-            http.response.status_code = tracing::field::Empty,
-        );
-        // Kept in the order the guest sent it; answered when it is.
-        let taped = self.tape.as_ref().and_then(|tape| {
-            let call = Call::HttpSend {
-                method: request.method().to_string(),
-                url: request.uri().to_string(),
-            };
-            tape.send(call).map(|index| (tape.clone(), index))
-        });
-        let sent = self.outbound.send(request, &mut self.limits);
+        let span = outbound_span(&request);
+        let taped = self.tape_send(&request);
+        let sent = self.send(request);
         Box::new(async move {
             let response = sent.instrument(span.clone()).await;
             let response = match taped {

@@ -2,15 +2,18 @@
 //! send hook's checks ([`client`]), its connections ([`transport`]), the
 //! bounded bodies ([`bodies`]), the manifest's allowlist ([`allow`]),
 //! the SSRF-guarding resolver ([`guard`]), the per-call half ([`access`]),
-//! and the seam through which in-process calls to other droplets are
+//! `fp:droplet/calls`, the same in-process call without `wasi:http`'s
+//! resources ([`calls`], its calls on their way in [`pending`]), and the seam through which in-process calls to other droplets are
 //! answered by the host ([`in_process`]).
 
 pub mod access;
 pub mod allow;
 pub mod bodies;
+pub mod calls;
 pub mod client;
 pub mod guard;
 pub mod in_process;
+pub mod pending;
 pub mod transport;
 
 pub use self::bodies::{MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES};

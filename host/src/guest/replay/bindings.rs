@@ -8,4 +8,7 @@ wasmtime::component::bindgen!({
     world: "droplet",
     imports: { default: async | trappable },
     exports: { default: async },
+    with: {
+        "wasi:io/poll": wasmtime_wasi::p2::bindings::io::poll,
+    },
 });

@@ -2,12 +2,14 @@
 //! recording (`state`, converted by `answers`) in a second generation of
 //! the world whose imports can trap (`bindings`), by a [`run::Replayer`]
 //! that reports the outcome next to the recorded one (`run`); a `wasi:http`
-//! component's call goes through its own handler (`http`); `outcome` is how a
+//! component's call goes through its own handler (`http`), a call to another
+//! droplet through `fp:droplet/calls` is answered whole (`calls`); `outcome` is how a
 //! replayed call ended, as the live host would answer it. Used by
 //! `droplet replay`; the serving host never replays.
 
 pub mod answers;
 pub mod bindings;
+pub mod calls;
 pub mod http;
 pub mod outcome;
 pub mod run;

@@ -15,8 +15,11 @@ use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi_http::WasiHttpCtx;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
+use super::bindings::DropletPre;
 use super::bindings::fp::droplet::types::{Request, Response};
-use super::bindings::{Droplet, DropletPre};
+use super::bindings::fp::droplet::{
+    auth, calls, config, kv, log, queue, response_body, streaming, types,
+};
 use super::http;
 use super::outcome::{Answered, invalid, invalid_status};
 use super::state::{Building, Hooks, ReplayState};
@@ -90,7 +93,20 @@ impl Replayer {
         let link = |linker: &mut Linker<ReplayState>| -> wasmtime::Result<()> {
             wasmtime_wasi::p2::add_to_linker_async(linker)?;
             wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
-            Droplet::add_to_linker::<ReplayState, HasSelf<ReplayState>>(linker, |state| state)
+            // Interface by interface: the world's own `add_to_linker` would
+            // link `wasi:io/poll` a second time.
+            fn this(state: &mut ReplayState) -> &mut ReplayState {
+                state
+            }
+            types::add_to_linker::<_, HasSelf<ReplayState>>(linker, this)?;
+            response_body::add_to_linker::<_, HasSelf<ReplayState>>(linker, this)?;
+            streaming::add_to_linker::<_, HasSelf<ReplayState>>(linker, this)?;
+            kv::add_to_linker::<_, HasSelf<ReplayState>>(linker, this)?;
+            log::add_to_linker::<_, HasSelf<ReplayState>>(linker, this)?;
+            auth::add_to_linker::<_, HasSelf<ReplayState>>(linker, this)?;
+            config::add_to_linker::<_, HasSelf<ReplayState>>(linker, this)?;
+            queue::add_to_linker::<_, HasSelf<ReplayState>>(linker, this)?;
+            calls::add_to_linker::<_, HasSelf<ReplayState>>(linker, this)
         };
         link(&mut linker).map_err(|err| ReplayError::Engine(format!("{err:#}")))?;
         let stop = Arc::new(AtomicBool::new(false));

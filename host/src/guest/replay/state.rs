@@ -149,7 +149,7 @@ impl<B: http_body::Body<Data = Bytes, Error = ErrorCode> + Send + 'static> Chain
 
 impl ReplayState {
     /// The recorded answer to `call`, or the divergence as a trap.
-    fn answer(&self, call: Call) -> wasmtime::Result<Reply> {
+    pub(super) fn answer(&self, call: Call) -> wasmtime::Result<Reply> {
         self.player
             .answer(call)
             .map_err(|divergence: Divergence| wasmtime::Error::new(divergence))
@@ -157,7 +157,7 @@ impl ReplayState {
 }
 
 /// A recorded answer of the wrong kind for its call: a damaged recording.
-fn mismatch(reply: &Reply) -> wasmtime::Error {
+pub(super) fn mismatch(reply: &Reply) -> wasmtime::Error {
     wasmtime::Error::msg(format!(
         "the recording's answer ({reply:?}) is not of the kind its call returns"
     ))
