@@ -100,18 +100,24 @@ impl Runtime {
         let mut store = self.new_store(call.imports, call.memory_bytes, call.tape.as_ref());
         store.set_epoch_deadline(1);
         let mut scheduler = self.long_running.scheduler(call.deadline, call.suspect);
-        // A call that may wait long on the host (outbound HTTP, another
-        // droplet) gives its gate permit back whenever it calls the host.
-        // Only such calls pay for the hook.
-        if call.calls_out {
-            let gate = scheduler.gate();
-            store.call_hook(move |_, hook| {
-                if matches!(hook, CallHook::CallingHost) {
-                    gate.release();
+        // Time in host imports is not guest time: a call that waited on a
+        // slow import is not long-running for it. A call that may wait long
+        // on the host (outbound HTTP, another droplet) also gives its gate
+        // permit back whenever it calls the host.
+        let (gate, clock) = (call.calls_out.then(|| scheduler.gate()), scheduler.clock());
+        store.call_hook(move |_, hook| {
+            match hook {
+                CallHook::CallingHost => {
+                    if let Some(gate) = &gate {
+                        gate.release();
+                    }
+                    clock.entering_host();
                 }
-                Ok(())
-            });
-        }
+                CallHook::ReturningFromHost => clock.left_host(),
+                CallHook::CallingWasm | CallHook::ReturningFromWasm => {}
+            }
+            Ok(())
+        });
         // What the call makes the host hold is checked at every tick.
         let held = Arc::clone(&memory);
         store.epoch_deadline_callback(move |_| match held.over() {

@@ -1,7 +1,7 @@
 //! Running a component: the engine and linker built once ([`runtime`]),
 //! one call in a fresh instance ([`call`]; a `wasi:http` component's in
 //! [`proxy`], its body streamed by [`stream`]), the epoch scheduler and the deadline that bound it
-//! ([`scheduler`], [`deadline`]), how memory is wiped between calls
+//! ([`scheduler`], [`epoch_ticker`], [`guest_clock`], [`deadline`]), how memory is wiped between calls
 //! ([`memory_reset`]), the bridge between HTTP and the guest's records
 //! ([`records`]), and the compiled-code cache ([`code_cache`]).
 //!
@@ -11,6 +11,8 @@
 pub mod call;
 pub mod code_cache;
 pub mod deadline;
+pub mod epoch_ticker;
+pub mod guest_clock;
 pub mod guest_priority;
 pub mod host_memory;
 pub mod memory_reset;

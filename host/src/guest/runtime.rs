@@ -33,7 +33,8 @@ use crate::capabilities::recording::Tape;
 use crate::capabilities::recording::sources::{self, Source};
 use crate::capabilities::{self, HasImports, Imports};
 use crate::guest::deadline::Deadlines;
-use crate::guest::scheduler::{EpochTicker, LongRunningGate};
+use crate::guest::epoch_ticker::EpochTicker;
+use crate::guest::scheduler::LongRunningGate;
 
 /// Sizes of the runtime, from the host's settings.
 #[derive(Debug, Clone)]

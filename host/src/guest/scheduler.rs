@@ -1,26 +1,27 @@
 //! Scheduling of guest code on the async workers, driven by the engine's
-//! epoch: the ticker thread that advances it every [`EPOCH_TICK`], and what
+//! epoch (advanced every [`EPOCH_TICK`] by [`super::epoch_ticker`]): what
 //! each call does at a tick — yield, trap past its deadline, or queue for
 //! the long-running gate that keeps CPU-heavy calls from crowding out short
 //! ones.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
-use wasmtime::{Engine, UpdateDeadline};
+use wasmtime::UpdateDeadline;
 
+use super::guest_clock::GuestClock;
 use super::guest_priority;
 use crate::guest::deadline::{Deadlines, Key};
 
 /// How often the epoch ticker ticks: the granularity of budgets and yields.
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 
-/// A call still running this long after it started is long-running: past
-/// the first epoch tick, which a typical request never reaches.
+/// A call whose guest code has run this long is long-running: past the
+/// first epoch tick, which a typical request never reaches. Time waiting in
+/// host imports does not count ([`GuestClock`]).
 const LONG_RUNNING_AFTER: Duration = EPOCH_TICK;
 
 /// How long a returned gate permit rests, while short calls are running,
@@ -35,7 +36,7 @@ const SUSPECT_REST: Duration = EPOCH_TICK.saturating_mul(3);
 /// Keeps long-running calls from crowding out short ones.
 ///
 /// Short calls (most requests) run to completion, yielding at each epoch
-/// tick. A call that is still running [`LONG_RUNNING_AFTER`] its start (or,
+/// tick. A call whose guest code has run for [`LONG_RUNNING_AFTER`] (or,
 /// for a droplet whose recent calls mostly trapped or overran, from its
 /// start) must hold a permit of this gate to run guest code; there are half
 /// as many permits as cores (at least one), handed out in FIFO order one
@@ -75,11 +76,9 @@ impl LongRunningGate {
         }
         let mut scheduler = TickScheduler {
             deadline: deadline.into_std(),
-            long_running_at: if suspect {
-                now
-            } else {
-                now + LONG_RUNNING_AFTER
-            },
+            gated_from_start: suspect,
+            ran: Duration::ZERO,
+            clock: GuestClock::default(),
             short: !suspect,
             rest: if suspect { SUSPECT_REST } else { REST },
             short_calls: Arc::clone(&self.short_calls),
@@ -98,7 +97,11 @@ impl LongRunningGate {
 /// or queues for the long-running gate.
 pub struct TickScheduler {
     deadline: std::time::Instant,
-    long_running_at: std::time::Instant,
+    /// A suspect call: long-running from its start.
+    gated_from_start: bool,
+    /// How long its guest code has run, as of the last tick.
+    ran: Duration,
+    clock: GuestClock,
     /// Whether this call still counts in `short_calls`.
     short: bool,
     /// How long the permit this call returns rests while short calls run.
@@ -159,6 +162,11 @@ impl TickScheduler {
         self.held.clone()
     }
 
+    /// The call's guest clock, for its host calls to be left out.
+    pub fn clock(&self) -> GuestClock {
+        self.clock.clone()
+    }
+
     /// What the call does at this tick.
     pub fn on_tick(&mut self) -> UpdateDeadline {
         let now = std::time::Instant::now();
@@ -167,7 +175,9 @@ impl TickScheduler {
         }
         self.interrupt_before_next_tick(now);
         let deadline = self.deadline;
-        if now < self.long_running_at {
+        self.ran += self.clock.ran_since_resume();
+        if !self.gated_from_start && self.ran < LONG_RUNNING_AFTER {
+            let clock = self.clock.clone();
             // tokio's `yield_now` puts the task at the back of the run queue;
             // a plain self-wake would land in the worker's LIFO slot and let
             // a spinning guest run again at once.
@@ -176,6 +186,7 @@ impl TickScheduler {
                 Box::pin(async move {
                     tokio::task::yield_now().await;
                     never_past(deadline).await;
+                    clock.resumed();
                 }),
             );
         }
@@ -266,85 +277,6 @@ impl Drop for TickScheduler {
     }
 }
 
-/// The thread that advances the engine's epoch every [`EPOCH_TICK`]; stopped
-/// and joined when the runtime is dropped.
-pub struct EpochTicker {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl EpochTicker {
-    /// Starts ticking `engine`'s epoch and waking the calls whose
-    /// deadlines were handed over to it ([`crate::guest::deadline`]): between two
-    /// ticks it sleeps only until the earliest such deadline, and at one it
-    /// advances the epoch too, so a guest running then traps at once.
-    pub fn start(engine: Engine, deadlines: Arc<Deadlines>) -> std::io::Result<Self> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = std::thread::Builder::new()
-            .name("epoch-ticker".into())
-            .spawn({
-                let stop = Arc::clone(&stop);
-                move || {
-                    raise_ticker_priority();
-                    let mut next_tick = std::time::Instant::now() + EPOCH_TICK;
-                    while !stop.load(Ordering::Relaxed) {
-                        let wake_at = deadlines
-                            .earliest()
-                            .map_or(next_tick, |deadline| deadline.min(next_tick));
-                        let now = std::time::Instant::now();
-                        if wake_at > now {
-                            std::thread::sleep(wake_at - now);
-                        }
-                        let now = std::time::Instant::now();
-                        let woken = deadlines.wake_due(now);
-                        if now >= next_tick || woken > 0 {
-                            engine.increment_epoch();
-                        }
-                        if now >= next_tick {
-                            next_tick = now + EPOCH_TICK;
-                        }
-                    }
-                }
-            })?;
-        Ok(Self {
-            stop,
-            thread: Some(thread),
-        })
-    }
-}
-
-/// Best effort: runs the ticker thread under `SCHED_FIFO` so that busy cores
-/// do not delay the ticks that yield and stop guests. Needs `CAP_SYS_NICE`
-/// (root, or granted to the container); without it the ticker stays an
-/// ordinary thread.
-fn raise_ticker_priority() {
-    #[cfg(target_os = "linux")]
-    {
-        let param = libc::sched_param { sched_priority: 1 };
-        // SAFETY: `sched_setscheduler` with pid 0 changes only the calling
-        // thread's policy; `param` is a valid, initialised struct that
-        // outlives the call.
-        let raised = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } == 0;
-        tracing::debug!(raised, "epoch ticker real-time priority");
-    }
-}
-
-impl Drop for EpochTicker {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-impl EpochTicker {
-    /// Asks the thread to stop; it does within one tick (joined on drop).
-    pub fn stop(&self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -376,6 +308,25 @@ mod tests {
         // Past the deadline, the next tick traps.
         scheduler.deadline = std::time::Instant::now();
         assert!(matches!(scheduler.on_tick(), UpdateDeadline::Interrupt));
+    }
+
+    #[tokio::test]
+    async fn waiting_in_the_host_does_not_make_a_call_long_running() {
+        let gate = LongRunningGate::new(Arc::new(Deadlines::default()));
+        let far = Instant::now() + Duration::from_secs(60);
+        // A durable write: a few ticks waiting on a flush, then a tick.
+        let mut waited = gate.scheduler(far, false);
+        let clock = waited.clock();
+        clock.entering_host();
+        std::thread::sleep(EPOCH_TICK * 5);
+        clock.left_host();
+        drop(waited.on_tick());
+        assert!(waited.short, "gated for time spent in the host");
+        // The same time spent running guest code is long-running.
+        let mut ran = gate.scheduler(far, false);
+        std::thread::sleep(EPOCH_TICK * 5);
+        drop(ran.on_tick());
+        assert!(!ran.short);
     }
 
     #[test]
