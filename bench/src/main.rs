@@ -1121,7 +1121,8 @@ fn recording_cost(opts: &Opts, host: &Server, report: &mut Report) -> Result<()>
     cpu_pairs(opts, host, report, 16, &cases)
 }
 
-/// hello's throughput alone vs while `spin` (budget 50 ms) is hammered.
+/// hello's throughput alone vs while `spin` (budget 50 ms) is hammered,
+/// and the same for durable kv sets.
 fn noisy_neighbour(opts: &Opts, host: &Server, report: &mut Report) -> Result<()> {
     let connections = 16;
     let mut row = Row::new(
@@ -1137,6 +1138,29 @@ fn noisy_neighbour(opts: &Opts, host: &Server, report: &mut Report) -> Result<()
         opts,
         || measure(opts, host, &hello, Some(&spin)),
         || measure(opts, host, &hello, None),
+    )?;
+    report.push_clean(row);
+    // The same for durable writes, which wait on the host (a flush) in the
+    // middle of their call.
+    let mut row = Row::new(
+        "noisy neighbour (kv writes): durable kv sets while spin is hammered at 16 conns",
+        "kv set with spin load",
+        "kv set alone",
+        8,
+        "CPU µs/req counts both loads' CPU over the sets' requests",
+    );
+    let sets = Load {
+        url: host.url("/kvstore/k/neighbour"),
+        connections: 8,
+        method: "PUT",
+        body: "a value written beside a runaway droplet",
+        authorization: None,
+        spread: 0,
+    };
+    row.measure_rounds(
+        opts,
+        || measure(opts, host, &sets, Some(&spin)),
+        || measure(opts, host, &sets, None),
     )?;
     report.push_clean(row);
     Ok(())
