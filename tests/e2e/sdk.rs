@@ -54,6 +54,18 @@ async fn gated_upstream() -> std::net::SocketAddr {
     addr
 }
 
+/// The aggregator's answer to `urls`, which reach the gate's `a`, `b` and
+/// `c`: each answered, so all three were under way together.
+async fn gated_answers(host: &crate::support::Host, urls: &[String]) {
+    let reply = host.get(&format!("/aggregator/?{}", urls.join("&"))).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let results = &reply.json()["results"];
+    for (i, name) in ["a", "b", "c"].iter().enumerate() {
+        assert_eq!(results[i]["status"], 200, "{results}");
+        assert_eq!(results[i]["body"], *name, "{results}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_async_handler_sends_its_requests_at_once() {
     let addr = gated_upstream().await;
@@ -68,13 +80,7 @@ async fn an_async_handler_sends_its_requests_at_once() {
     // Each upstream answers only while all three are waiting: one after
     // another, the first would wait alone.
     let urls = ["a", "b", "c"].map(|name| format!("url=http://{addr}/gate/{name}"));
-    let reply = host.get(&format!("/aggregator/?{}", urls.join("&"))).await;
-    assert_eq!(reply.status, 200, "{}", reply.text());
-    let results = &reply.json()["results"];
-    for (i, name) in ["a", "b", "c"].iter().enumerate() {
-        assert_eq!(results[i]["status"], 200, "{results}");
-        assert_eq!(results[i]["body"], *name, "{results}");
-    }
+    gated_answers(&host, &urls).await;
     // One after another, in order.
     let urls = ["x", "y"].map(|name| format!("url=http://{addr}/plain/{name}"));
     let reply = host
@@ -115,11 +121,5 @@ async fn calls_to_other_droplets_run_at_once_too() {
             encoded(&relayed).replace('?', "%3F").replace('=', "%3D")
         )
     });
-    let reply = host.get(&format!("/aggregator/?{}", urls.join("&"))).await;
-    assert_eq!(reply.status, 200, "{}", reply.text());
-    let results = &reply.json()["results"];
-    for (i, name) in ["a", "b", "c"].iter().enumerate() {
-        assert_eq!(results[i]["status"], 200, "{results}");
-        assert_eq!(results[i]["body"], *name, "{results}");
-    }
+    gated_answers(&host, &urls).await;
 }
