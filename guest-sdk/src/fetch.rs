@@ -226,7 +226,7 @@ pub async fn send(request: FetchRequest) -> Result<Response, FetchError> {
                 let path_with_query = url.path.to_string();
                 send_internal(request, droplet, path_with_query).await
             }
-            None => send_wasi(request).await,
+            None => send_wasi(&request, url).await,
         }
     }
 }
@@ -274,13 +274,13 @@ async fn send_internal(
     }
 }
 
-/// [`send`] through `wasi:http/outgoing-handler`.
+/// [`send`] through `wasi:http/outgoing-handler`; `url` is the request's
+/// URL, parsed.
 #[cfg_attr(
     all(feature = "testing", not(target_arch = "wasm32")),
     allow(dead_code)
 )]
-async fn send_wasi(request: FetchRequest) -> Result<Response, FetchError> {
-    let url = Url::parse(&request.url)?;
+async fn send_wasi(request: &FetchRequest, url: Url<'_>) -> Result<Response, FetchError> {
     let headers = Fields::new();
     for (name, value) in &request.headers {
         headers

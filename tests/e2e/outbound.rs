@@ -468,6 +468,36 @@ async fn droplets_call_droplets_in_process_with_one_trace_and_a_trusted_caller()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_to_a_droplet_with_a_header_the_host_sets_is_refused_and_others_still_answer() {
+    let host = HostBuilder::new()
+        .droplet_with(
+            "gateway",
+            "gateway",
+            "allowed_outbound_hosts = [\"http://*.droplet.internal\"]\n",
+        )
+        .droplet("hello", "hello")
+        .start()
+        .await;
+    // `connection` and `host` are the host's to set, in `fp:droplet/calls`
+    // as in `wasi:http`: refused before anything is sent.
+    for header in ["connection:close", "host:elsewhere"] {
+        let (status, body) = fetch(
+            &host,
+            "http://hello.droplet.internal/",
+            &format!("&header={}", encoded(header)),
+        )
+        .await;
+        assert_eq!(status, 502, "{body}");
+        assert_eq!(error_kind(&body), "invalid_header", "{body}");
+    }
+    // The same call without it, and hello straight from outside, answer.
+    let (status, body) = fetch(&host, "http://hello.droplet.internal/", "").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], 200, "{body}");
+    assert_eq!(host.get("/hello/").await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_cycle_is_a_508_and_the_callee_never_outlives_the_callers_budget() {
     let host = HostBuilder::new()
         .droplet_with(
