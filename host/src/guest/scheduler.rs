@@ -24,6 +24,14 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 /// host imports does not count ([`GuestClock`]).
 const LONG_RUNNING_AFTER: Duration = EPOCH_TICK;
 
+/// How much of that (half a tick) must be confirmed on the thread's CPU
+/// clock: a call the kernel kept off the CPU for a millisecond (a busy
+/// machine) has not run long, and must not queue behind runaway droplets
+/// for it. A call's first stretch, up to its first tick, has no CPU
+/// reading, so a call that keeps running is confirmed from its second tick
+/// on.
+const CONFIRMED_ON_CPU: Duration = Duration::from_micros(500);
+
 /// How long a returned gate permit rests, while short calls are running,
 /// before the next long-running call gets it: one tick after a call of a
 /// healthy droplet (CPU-heavy droplets then share half of the gate's
@@ -78,6 +86,7 @@ impl LongRunningGate {
             deadline: deadline.into_std(),
             gated_from_start: suspect,
             ran: Duration::ZERO,
+            confirmed: Duration::ZERO,
             clock: GuestClock::default(),
             short: !suspect,
             rest: if suspect { SUSPECT_REST } else { REST },
@@ -99,8 +108,10 @@ pub struct TickScheduler {
     deadline: std::time::Instant,
     /// A suspect call: long-running from its start.
     gated_from_start: bool,
-    /// How long its guest code has run, as of the last tick.
+    /// How long its guest code has run, as of the last tick, and how much
+    /// of that the thread's CPU clock confirmed.
     ran: Duration,
+    confirmed: Duration,
     clock: GuestClock,
     /// Whether this call still counts in `short_calls`.
     short: bool,
@@ -175,8 +186,14 @@ impl TickScheduler {
         }
         self.interrupt_before_next_tick(now);
         let deadline = self.deadline;
-        self.ran += self.clock.ran_since_resume();
-        if !self.gated_from_start && self.ran < LONG_RUNNING_AFTER {
+        let ran = self.clock.ran_since_resume();
+        self.ran += ran.time;
+        if ran.confirmed {
+            self.confirmed += ran.time;
+        }
+        if !self.gated_from_start
+            && (self.ran < LONG_RUNNING_AFTER || self.confirmed < CONFIRMED_ON_CPU)
+        {
             let clock = self.clock.clone();
             // tokio's `yield_now` puts the task at the back of the run queue;
             // a plain self-wake would land in the worker's LIFO slot and let
@@ -280,6 +297,7 @@ impl Drop for TickScheduler {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::guest::guest_clock::spin_on_cpu;
 
     #[tokio::test]
     async fn a_call_near_or_past_its_first_tick_has_the_epoch_advanced_at_its_deadline() {
@@ -341,11 +359,30 @@ mod tests {
             clean,
             "never ran the few statements outside the host within half a tick"
         );
-        // Time spent running guest code is long-running.
+        // Time spent running guest code is long-running, from the tick
+        // after its first (which takes the first CPU reading).
         let mut ran = gate.scheduler(far, false);
-        std::thread::sleep(EPOCH_TICK * 5);
+        spin_on_cpu(EPOCH_TICK * 2);
+        drop(ran.on_tick());
+        assert!(ran.short, "long-running before a CPU reading");
+        ran.clock().resumed();
+        spin_on_cpu(EPOCH_TICK);
         drop(ran.on_tick());
         assert!(!ran.short);
+    }
+
+    #[tokio::test]
+    async fn a_call_kept_off_the_cpu_is_not_long_running() {
+        // What a busy machine does to a short call: its thread preempted
+        // for milliseconds, outside any import, tick after tick.
+        let gate = LongRunningGate::new(Arc::new(Deadlines::default()));
+        let mut preempted = gate.scheduler(Instant::now() + Duration::from_secs(60), false);
+        for _ in 0..3 {
+            std::thread::sleep(EPOCH_TICK * 5);
+            drop(preempted.on_tick());
+            assert!(preempted.short, "gated for time off the CPU");
+            preempted.clock().resumed();
+        }
     }
 
     #[test]
