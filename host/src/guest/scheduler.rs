@@ -24,12 +24,10 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 /// host imports does not count ([`GuestClock`]).
 const LONG_RUNNING_AFTER: Duration = EPOCH_TICK;
 
-/// How much of that (half a tick) must be confirmed on the thread's CPU
-/// clock: a call the kernel kept off the CPU for a millisecond (a busy
-/// machine) has not run long, and must not queue behind runaway droplets
-/// for it. A call's first stretch, up to its first tick, has no CPU
-/// reading, so a call that keeps running is confirmed from its second tick
-/// on.
+/// How much of it the thread's CPU clock must confirm: a call the kernel
+/// kept off the CPU for a millisecond has not run long. A call's first
+/// stretch has no CPU reading, so running calls are confirmed from their
+/// second tick on.
 const CONFIRMED_ON_CPU: Duration = Duration::from_micros(500);
 
 /// How long a returned gate permit rests, while short calls are running,
@@ -108,7 +106,7 @@ pub struct TickScheduler {
     deadline: std::time::Instant,
     /// A suspect call: long-running from its start.
     gated_from_start: bool,
-    /// How long its guest code has run, as of the last tick, and how much
+    /// How long its guest code has run as of the last tick, and how much
     /// of that the thread's CPU clock confirmed.
     ran: Duration,
     confirmed: Duration,
@@ -188,9 +186,7 @@ impl TickScheduler {
         let deadline = self.deadline;
         let ran = self.clock.ran_since_resume();
         self.ran += ran.time;
-        if ran.confirmed {
-            self.confirmed += ran.time;
-        }
+        self.confirmed += ran.time * u32::from(ran.confirmed);
         if !self.gated_from_start
             && (self.ran < LONG_RUNNING_AFTER || self.confirmed < CONFIRMED_ON_CPU)
         {
@@ -359,8 +355,7 @@ mod tests {
             clean,
             "never ran the few statements outside the host within half a tick"
         );
-        // Time spent running guest code is long-running, from the tick
-        // after its first (which takes the first CPU reading).
+        // Running guest code is long-running, from its second tick on.
         let mut ran = gate.scheduler(far, false);
         spin_on_cpu(EPOCH_TICK * 2);
         drop(ran.on_tick());
@@ -373,10 +368,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_call_kept_off_the_cpu_is_not_long_running() {
-        // What a busy machine does to a short call: its thread preempted
-        // for milliseconds, outside any import, tick after tick.
-        let gate = LongRunningGate::new(Arc::new(Deadlines::default()));
-        let mut preempted = gate.scheduler(Instant::now() + Duration::from_secs(60), false);
+        // A short call on a busy machine, preempted for ms tick after tick.
+        let mut preempted = LongRunningGate::new(Arc::new(Deadlines::default()))
+            .scheduler(Instant::now() + Duration::from_secs(60), false);
         for _ in 0..3 {
             std::thread::sleep(EPOCH_TICK * 5);
             drop(preempted.on_tick());
