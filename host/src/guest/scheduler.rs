@@ -24,11 +24,11 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 /// host imports does not count ([`GuestClock`]).
 const LONG_RUNNING_AFTER: Duration = EPOCH_TICK;
 
-/// How much of it the thread's CPU clock must confirm: a call the kernel
-/// kept off the CPU for a millisecond has not run long. A call's first
-/// stretch has no CPU reading, so running calls are confirmed from their
+/// How much of it must come after the call's first tick: up to then the
+/// thread's CPU clock was not read, and a call the kernel kept off the CPU
+/// for a millisecond has not run long. Running calls are gated from their
 /// second tick on.
-const CONFIRMED_ON_CPU: Duration = Duration::from_micros(500);
+const AFTER_FIRST_TICK: Duration = Duration::from_micros(500);
 
 /// How long a returned gate permit rests, while short calls are running,
 /// before the next long-running call gets it: one tick after a call of a
@@ -84,7 +84,7 @@ impl LongRunningGate {
             deadline: deadline.into_std(),
             gated_from_start: suspect,
             ran: Duration::ZERO,
-            confirmed: Duration::ZERO,
+            after_first_tick: None,
             clock: GuestClock::default(),
             short: !suspect,
             rest: if suspect { SUSPECT_REST } else { REST },
@@ -107,9 +107,9 @@ pub struct TickScheduler {
     /// A suspect call: long-running from its start.
     gated_from_start: bool,
     /// How long its guest code has run as of the last tick, and how much
-    /// of that the thread's CPU clock confirmed.
+    /// of that after its first tick (`None` before it).
     ran: Duration,
-    confirmed: Duration,
+    after_first_tick: Option<Duration>,
     clock: GuestClock,
     /// Whether this call still counts in `short_calls`.
     short: bool,
@@ -185,11 +185,10 @@ impl TickScheduler {
         self.interrupt_before_next_tick(now);
         let deadline = self.deadline;
         let ran = self.clock.ran_since_resume();
-        self.ran += ran.time;
-        self.confirmed += ran.time * u32::from(ran.confirmed);
-        if !self.gated_from_start
-            && (self.ran < LONG_RUNNING_AFTER || self.confirmed < CONFIRMED_ON_CPU)
-        {
+        self.ran += ran;
+        let later = self.after_first_tick.map_or(Duration::ZERO, |t| t + ran);
+        self.after_first_tick = Some(later);
+        if !self.gated_from_start && (self.ran < LONG_RUNNING_AFTER || later < AFTER_FIRST_TICK) {
             let clock = self.clock.clone();
             // tokio's `yield_now` puts the task at the back of the run queue;
             // a plain self-wake would land in the worker's LIFO slot and let
