@@ -53,9 +53,11 @@ const HELLO_VS_NATIVE: f64 = 3.0;
 
 /// Past this many times native hyper's CPU per request, hello fails the
 /// run, short mode included: CI's guard against a large regression of the
-/// fresh instance's cost. Full runs have measured 6.5–8.1× on these 2-core
-/// machines; the guard leaves room for a noisy one-second round.
-pub const HELLO_VS_NATIVE_GUARD: f64 = 12.0;
+/// fresh instance's cost. Full runs have measured 4.3–8.2× on these 2-core
+/// machines (the same code 4.3× one day and 8.2× the next, on another
+/// machine; a short run 8.5×); the guard leaves room for a slow machine and
+/// a noisy one-second round.
+pub const HELLO_VS_NATIVE_GUARD: f64 = 16.0;
 
 /// Fails `report` when hello's CPU per request, at 16 connections, is past
 /// [`HELLO_VS_NATIVE_GUARD`] times native hyper's in the same run.
