@@ -82,7 +82,6 @@ impl LongRunningGate {
         }
         let mut scheduler = TickScheduler {
             deadline: deadline.into_std(),
-            gated_from_start: suspect,
             ran: Duration::ZERO,
             after_first_tick: None,
             clock: GuestClock::default(),
@@ -104,8 +103,6 @@ impl LongRunningGate {
 /// or queues for the long-running gate.
 pub struct TickScheduler {
     deadline: std::time::Instant,
-    /// A suspect call: long-running from its start.
-    gated_from_start: bool,
     /// How long its guest code has run as of the last tick, and how much
     /// of that after its first tick (`None` before it).
     ran: Duration,
@@ -184,11 +181,8 @@ impl TickScheduler {
         }
         self.interrupt_before_next_tick(now);
         let deadline = self.deadline;
-        let ran = self.clock.ran_since_resume();
-        self.ran += ran;
-        let later = self.after_first_tick.map_or(Duration::ZERO, |t| t + ran);
-        self.after_first_tick = Some(later);
-        if !self.gated_from_start && (self.ran < LONG_RUNNING_AFTER || later < AFTER_FIRST_TICK) {
+        // Once long-running (a suspect call: from its start), no clock reads.
+        if self.short && self.still_short() {
             let clock = self.clock.clone();
             // tokio's `yield_now` puts the task at the back of the run queue;
             // a plain self-wake would land in the worker's LIFO slot and let
@@ -272,6 +266,15 @@ impl TickScheduler {
         }
     }
 
+    /// Adds the guest time since the last tick: whether the call is short.
+    fn still_short(&mut self) -> bool {
+        let ran = self.clock.ran_since_resume();
+        self.ran += ran;
+        let later = self.after_first_tick.map_or(Duration::ZERO, |t| t + ran);
+        self.after_first_tick = Some(later);
+        self.ran < LONG_RUNNING_AFTER || later < AFTER_FIRST_TICK
+    }
+
     /// Stops counting this call as short.
     fn leave_short(&mut self) {
         if std::mem::replace(&mut self.short, false) {
@@ -327,11 +330,9 @@ mod tests {
     async fn waiting_in_the_host_does_not_make_a_call_long_running() {
         let gate = LongRunningGate::new(Arc::new(Deadlines::default()));
         let far = Instant::now() + Duration::from_secs(60);
-        // A durable write: 50 ms waiting on a flush, then a tick. The few
-        // statements outside the host must take under a tick for the case
-        // to mean anything; on a loaded machine the thread may be preempted
-        // there, so such an attempt is made again (waiting counted as
-        // guest time would be gated on every attempt).
+        // A durable write: 50 ms waiting on a flush, then a tick. An attempt
+        // preempted in the few statements outside the host is made again
+        // (waiting counted as guest time would be gated on every attempt).
         let mut clean = false;
         for _ in 0..20 {
             let started = std::time::Instant::now();
