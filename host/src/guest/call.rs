@@ -98,13 +98,14 @@ impl Runtime {
             call.memory_bytes,
         ));
         let mut store = self.new_store(call.imports, call.memory_bytes, call.tape.as_ref());
-        store.set_epoch_deadline(1);
         let mut scheduler = self.long_running.scheduler(call.deadline, call.suspect);
+        store.set_epoch_deadline(scheduler.first_epoch_deadline());
         // Time in host imports is not guest time: a call that waited on a
         // slow import is not long-running for it. A call that may wait long
         // on the host (outbound HTTP, another droplet) also gives its gate
         // permit back whenever it calls the host.
         let (gate, clock) = (call.calls_out.then(|| scheduler.gate()), scheduler.clock());
+        let permit = scheduler.gate();
         store.call_hook(move |_, hook| {
             match hook {
                 CallHook::CallingHost => {
@@ -172,7 +173,7 @@ impl Runtime {
             let run = std::future::poll_fn(|cx| {
                 let _restore = guest_priority::Restore;
                 let _counted = memory.enter();
-                run.as_mut().poll(cx)
+                permit.poll(|| run.as_mut().poll(cx))
             });
             tokio::select! {
                 biased;
@@ -254,6 +255,7 @@ mod tests {
         name: &str,
         request: CallRequest,
         budget: Duration,
+        suspect: bool,
     ) -> Option<Result<Option<Answer>, CallError>> {
         let wasm = testing::example(name)?;
         let parsed = parts
@@ -286,7 +288,7 @@ mod tests {
                     deadline,
                     imports,
                     request,
-                    suspect: false,
+                    suspect,
                     calls_out: false,
                     end: None,
                     tape: None,
@@ -298,7 +300,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_droplet_answers_from_a_fresh_instance() {
         let parts = testing::parts();
-        let Some(answer) = call(&parts, "hello", get("/x"), Duration::from_secs(10)).await else {
+        let Some(answer) = call(&parts, "hello", get("/x"), Duration::from_secs(10), false).await
+        else {
             return;
         };
         let answer = answer.expect("hello answers").expect("a droplet's answer");
@@ -312,7 +315,8 @@ mod tests {
     async fn a_runaway_guest_is_stopped_at_its_deadline() {
         let parts = testing::parts();
         let started = std::time::Instant::now();
-        let Some(result) = call(&parts, "spin", get("/"), Duration::from_millis(200)).await else {
+        let Some(result) = call(&parts, "spin", get("/"), Duration::from_millis(200), false).await
+        else {
             return;
         };
         assert!(matches!(result, Err(CallError::BudgetExceeded)));
@@ -322,9 +326,42 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_suspect_call_runs_no_guest_code_before_it_holds_a_gate_permit() {
+        let parts = testing::parts();
+        if testing::example("hello").is_none() {
+            return;
+        }
+        // No ticks: a call waits for a permit only where it checks for one
+        // before its first instruction.
+        parts.runtime.ticker.stop();
+        std::thread::sleep(crate::guest::scheduler::EPOCH_TICK * 20);
+        let held = parts.runtime.long_running.hold_every_permit();
+        assert!(held.is_some(), "no call holds a permit yet");
+        let budget = Duration::from_secs(60);
+        let waited = tokio::time::timeout(
+            Duration::from_millis(500),
+            call(&parts, "hello", get("/"), budget, true),
+        )
+        .await;
+        assert!(waited.is_err(), "a suspect call ran without a permit");
+        let healthy = call(&parts, "hello", get("/"), budget, false).await;
+        assert!(
+            matches!(healthy, Some(Ok(Some(_)))),
+            "a healthy call waits for nothing"
+        );
+        drop(held);
+        let admitted = call(&parts, "hello", get("/"), budget, true).await;
+        assert!(
+            matches!(admitted, Some(Ok(Some(_)))),
+            "a permit free: answered"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_panic_is_a_trap_that_names_it() {
         let parts = testing::parts();
-        let Some(result) = call(&parts, "panic", get("/"), Duration::from_secs(10)).await else {
+        let Some(result) = call(&parts, "panic", get("/"), Duration::from_secs(10), false).await
+        else {
             return;
         };
         match result {
@@ -339,7 +376,14 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_request_for_the_other_world_is_the_hosts_error_not_a_trap() {
         let parts = testing::parts();
-        let Some(result) = call(&parts, "proxy-hello", get("/"), Duration::from_secs(10)).await
+        let Some(result) = call(
+            &parts,
+            "proxy-hello",
+            get("/"),
+            Duration::from_secs(10),
+            false,
+        )
+        .await
         else {
             return;
         };

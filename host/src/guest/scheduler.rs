@@ -5,13 +5,13 @@
 //! ones.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use wasmtime::UpdateDeadline;
 
+use super::gate_hold::{GateHold, ShortCalls};
 use super::guest_clock::GuestClock;
 use super::guest_priority;
 use crate::guest::deadline::{Deadlines, Key};
@@ -30,8 +30,8 @@ const LONG_RUNNING_AFTER: Duration = EPOCH_TICK;
 /// second tick on.
 const AFTER_FIRST_TICK: Duration = Duration::from_micros(500);
 
-/// How long a returned gate permit rests, while short calls are running,
-/// before the next long-running call gets it: one tick after a call of a
+/// How long a returned gate permit rests, while short calls are running or
+/// started during its turn, before the next long-running call gets it: one tick after a call of a
 /// healthy droplet (CPU-heavy droplets then share half of the gate's
 /// cores), three after a call of a droplet whose recent calls mostly
 /// trapped or overran (a quarter: a runaway droplet gets a share, not
@@ -44,17 +44,17 @@ const SUSPECT_REST: Duration = EPOCH_TICK.saturating_mul(3);
 /// Short calls (most requests) run to completion, yielding at each epoch
 /// tick. A call whose guest code has run for [`LONG_RUNNING_AFTER`] (or,
 /// for a droplet whose recent calls mostly trapped or overran, from its
-/// start) must hold a permit of this gate to run guest code; there are half
+/// first instruction) must hold a permit of this gate to run guest code; there are half
 /// as many permits as cores (at least one), handed out in FIFO order one
-/// tick at a time. While short calls are running, a returned permit rests
-/// ([`REST`], [`SUSPECT_REST`]) before the next long-running call gets it,
-/// so CPU-heavy droplets get at most half of half the machine then, and
-/// droplets that keep overrunning a quarter of half; with no short calls
-/// waiting they run at full speed.
+/// tick at a time, and a call holding one runs its guest off the async
+/// workers ([`GateHold::poll`]). While short calls are running or started
+/// during its turn, a returned permit rests ([`REST`], [`SUSPECT_REST`])
+/// before the next long-running call gets it, so CPU-heavy droplets get at
+/// most half of half the machine then, and droplets that keep overrunning
+/// a quarter of half; with no short calls coming they run at full speed.
 pub struct LongRunningGate {
     permits: Arc<Semaphore>,
-    /// Calls running that have not become long-running.
-    short_calls: Arc<AtomicUsize>,
+    short_calls: Arc<ShortCalls>,
     /// The ticker's deadlines, for calls to have the epoch advanced at
     /// theirs.
     deadlines: Arc<Deadlines>,
@@ -69,16 +69,23 @@ impl LongRunningGate {
         guest_priority::usable();
         Self {
             permits: Arc::new(Semaphore::new((cores / 2).max(1))),
-            short_calls: Arc::new(AtomicUsize::new(0)),
+            short_calls: Arc::default(),
             deadlines,
         }
+    }
+
+    /// Every permit of the gate, for a test to keep gated calls waiting.
+    #[cfg(test)]
+    pub(crate) fn hold_every_permit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let all = u32::try_from(self.permits.available_permits()).ok()?;
+        Arc::clone(&self.permits).try_acquire_many_owned(all).ok()
     }
 
     /// The scheduler of one call; `suspect` calls are gated from the start.
     pub fn scheduler(&self, deadline: Instant, suspect: bool) -> TickScheduler {
         let now = std::time::Instant::now();
         if !suspect {
-            self.short_calls.fetch_add(1, Ordering::Relaxed);
+            self.short_calls.start();
         }
         let mut scheduler = TickScheduler {
             deadline: deadline.into_std(),
@@ -108,11 +115,11 @@ pub struct TickScheduler {
     ran: Duration,
     after_first_tick: Option<Duration>,
     clock: GuestClock,
-    /// Whether this call still counts in `short_calls`.
+    /// Whether this call still counts as running in `short_calls`.
     short: bool,
     /// How long the permit this call returns rests while short calls run.
     rest: Duration,
-    short_calls: Arc<AtomicUsize>,
+    short_calls: Arc<ShortCalls>,
     permits: Arc<Semaphore>,
     /// The gate permit this call holds while it runs, if any. Shared with the
     /// yield future that acquires it and with the call's host imports, which
@@ -124,45 +131,15 @@ pub struct TickScheduler {
     interrupt: Option<Key>,
 }
 
-/// The long-running gate's permit one call holds, if any.
-#[derive(Clone, Default)]
-pub struct GateHold(Arc<GateSlot>);
-
-#[derive(Default)]
-struct GateSlot {
-    /// Whether `permit` holds one: checked before taking the lock, so that
-    /// calls holding none (nearly all) pay one atomic load.
-    holding: AtomicBool,
-    permit: std::sync::Mutex<Option<OwnedSemaphorePermit>>,
-}
-
-impl GateHold {
-    /// Gives the permit back, if the call holds one. The runtime calls this
-    /// whenever the guest calls into the host: a permit is for running
-    /// guest code, and a call waiting on the host (an outbound request,
-    /// another droplet, a slow store) must not keep other calls' guest code
-    /// from running. Its next tick queues for a permit again.
-    pub fn release(&self) {
-        if self.0.holding.load(Ordering::Acquire) {
-            self.take();
-        }
-    }
-
-    fn take(&self) -> Option<OwnedSemaphorePermit> {
-        let mut permit = self.0.permit.lock().ok()?;
-        self.0.holding.store(false, Ordering::Release);
-        permit.take()
-    }
-
-    fn hold(&self, permit: OwnedSemaphorePermit) {
-        if let Ok(mut held) = self.0.permit.lock() {
-            *held = Some(permit);
-            self.0.holding.store(true, Ordering::Release);
-        }
-    }
-}
-
 impl TickScheduler {
+    /// The epoch deadline the call's store starts with: the first tick, or
+    /// for a call gated from its start, its first instruction, so that it
+    /// runs no guest code before it holds a permit (up to a tick of a
+    /// runaway's every call would otherwise run ungated).
+    pub fn first_epoch_deadline(&self) -> u64 {
+        u64::from(self.short)
+    }
+
     /// The permit this call may hold, for its imports to give back.
     pub fn gate(&self) -> GateHold {
         self.held.clone()
@@ -199,14 +176,14 @@ impl TickScheduler {
         self.leave_short();
         // Queued for the gate, it may resume at any time before its deadline.
         self.interrupt_at_deadline();
-        // Give the permit back (after a rest while short calls are running)
+        // Give the permit back (after a rest while short calls come)
         // and queue for it again, behind the other long-running
         // calls; waiting ends at the deadline at the latest, where the
         // call's timeout answers 504 without running the guest again.
         let held = self.held.clone();
         let returned = held.take();
-        if let Some(permit) = returned
-            && self.short_calls.load(Ordering::Relaxed) > 0
+        if let Some((permit, taken)) = returned
+            && self.short_calls.since(taken)
         {
             let rest = self.rest;
             tokio::spawn(async move {
@@ -215,6 +192,7 @@ impl TickScheduler {
             });
         }
         let permits = Arc::clone(&self.permits);
+        let short_calls = Arc::clone(&self.short_calls);
         let deadline = Instant::from_std(self.deadline);
         UpdateDeadline::YieldCustom(
             1,
@@ -222,7 +200,10 @@ impl TickScheduler {
                 tokio::task::yield_now().await;
                 match tokio::time::timeout_at(deadline, permits.acquire_owned()).await {
                     Ok(Ok(permit)) => {
-                        held.hold(permit);
+                        held.hold(permit, short_calls.started());
+                        // Polled again holding it, the guest runs off the
+                        // async workers (`GateHold::poll`).
+                        tokio::task::yield_now().await;
                         never_past(deadline.into_std()).await;
                         guest_priority::lower();
                     }
@@ -278,7 +259,7 @@ impl TickScheduler {
     /// Stops counting this call as short.
     fn leave_short(&mut self) {
         if std::mem::replace(&mut self.short, false) {
-            self.short_calls.fetch_sub(1, Ordering::Relaxed);
+            self.short_calls.end();
         }
     }
 }
