@@ -105,7 +105,6 @@ impl Runtime {
         // on the host (outbound HTTP, another droplet) also gives its gate
         // permit back whenever it calls the host.
         let (gate, clock) = (call.calls_out.then(|| scheduler.gate()), scheduler.clock());
-        let permit = scheduler.gate();
         store.call_hook(move |_, hook| {
             match hook {
                 CallHook::CallingHost => {
@@ -173,7 +172,7 @@ impl Runtime {
             let run = std::future::poll_fn(|cx| {
                 let _restore = guest_priority::Restore;
                 let _counted = memory.enter();
-                permit.poll(|| run.as_mut().poll(cx))
+                run.as_mut().poll(cx)
             });
             tokio::select! {
                 biased;

@@ -5,13 +5,14 @@
 //! ones.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use wasmtime::UpdateDeadline;
 
-use super::gate_hold::{GateHold, ShortCalls};
+use super::gate_hold::GateHold;
 use super::guest_clock::GuestClock;
 use super::guest_priority;
 use crate::guest::deadline::{Deadlines, Key};
@@ -30,8 +31,8 @@ const LONG_RUNNING_AFTER: Duration = EPOCH_TICK;
 /// second tick on.
 const AFTER_FIRST_TICK: Duration = Duration::from_micros(500);
 
-/// How long a returned gate permit rests, while short calls are running or
-/// started during its turn, before the next long-running call gets it: one tick after a call of a
+/// How long a returned gate permit rests, while short calls are running,
+/// before the next long-running call gets it: one tick after a call of a
 /// healthy droplet (CPU-heavy droplets then share half of the gate's
 /// cores), three after a call of a droplet whose recent calls mostly
 /// trapped or overran (a quarter: a runaway droplet gets a share, not
@@ -46,15 +47,15 @@ const SUSPECT_REST: Duration = EPOCH_TICK.saturating_mul(3);
 /// for a droplet whose recent calls mostly trapped or overran, from its
 /// first instruction) must hold a permit of this gate to run guest code; there are half
 /// as many permits as cores (at least one), handed out in FIFO order one
-/// tick at a time, and a call holding one runs its guest off the async
-/// workers ([`GateHold::poll`]). While short calls are running or started
-/// during its turn, a returned permit rests ([`REST`], [`SUSPECT_REST`])
-/// before the next long-running call gets it, so CPU-heavy droplets get at
-/// most half of half the machine then, and droplets that keep overrunning
-/// a quarter of half; with no short calls coming they run at full speed.
+/// tick at a time. While short calls are running, a returned permit rests
+/// ([`REST`], [`SUSPECT_REST`]) before the next long-running call gets it,
+/// so CPU-heavy droplets get at most half of half the machine then, and
+/// droplets that keep overrunning a quarter of half; with no short calls
+/// waiting they run at full speed.
 pub struct LongRunningGate {
     permits: Arc<Semaphore>,
-    short_calls: Arc<ShortCalls>,
+    /// Calls running that have not become long-running.
+    short_calls: Arc<AtomicUsize>,
     /// The ticker's deadlines, for calls to have the epoch advanced at
     /// theirs.
     deadlines: Arc<Deadlines>,
@@ -69,7 +70,7 @@ impl LongRunningGate {
         guest_priority::usable();
         Self {
             permits: Arc::new(Semaphore::new((cores / 2).max(1))),
-            short_calls: Arc::default(),
+            short_calls: Arc::new(AtomicUsize::new(0)),
             deadlines,
         }
     }
@@ -85,7 +86,7 @@ impl LongRunningGate {
     pub fn scheduler(&self, deadline: Instant, suspect: bool) -> TickScheduler {
         let now = std::time::Instant::now();
         if !suspect {
-            self.short_calls.start();
+            self.short_calls.fetch_add(1, Ordering::Relaxed);
         }
         let mut scheduler = TickScheduler {
             deadline: deadline.into_std(),
@@ -115,11 +116,11 @@ pub struct TickScheduler {
     ran: Duration,
     after_first_tick: Option<Duration>,
     clock: GuestClock,
-    /// Whether this call still counts as running in `short_calls`.
+    /// Whether this call still counts in `short_calls`.
     short: bool,
     /// How long the permit this call returns rests while short calls run.
     rest: Duration,
-    short_calls: Arc<ShortCalls>,
+    short_calls: Arc<AtomicUsize>,
     permits: Arc<Semaphore>,
     /// The gate permit this call holds while it runs, if any. Shared with the
     /// yield future that acquires it and with the call's host imports, which
@@ -176,14 +177,14 @@ impl TickScheduler {
         self.leave_short();
         // Queued for the gate, it may resume at any time before its deadline.
         self.interrupt_at_deadline();
-        // Give the permit back (after a rest while short calls come)
+        // Give the permit back (after a rest while short calls are running)
         // and queue for it again, behind the other long-running
         // calls; waiting ends at the deadline at the latest, where the
         // call's timeout answers 504 without running the guest again.
         let held = self.held.clone();
         let returned = held.take();
-        if let Some((permit, taken)) = returned
-            && self.short_calls.since(taken)
+        if let Some(permit) = returned
+            && self.short_calls.load(Ordering::Relaxed) > 0
         {
             let rest = self.rest;
             tokio::spawn(async move {
@@ -192,7 +193,6 @@ impl TickScheduler {
             });
         }
         let permits = Arc::clone(&self.permits);
-        let short_calls = Arc::clone(&self.short_calls);
         let deadline = Instant::from_std(self.deadline);
         UpdateDeadline::YieldCustom(
             1,
@@ -200,10 +200,7 @@ impl TickScheduler {
                 tokio::task::yield_now().await;
                 match tokio::time::timeout_at(deadline, permits.acquire_owned()).await {
                     Ok(Ok(permit)) => {
-                        held.hold(permit, short_calls.started());
-                        // Polled again holding it, the guest runs off the
-                        // async workers (`GateHold::poll`).
-                        tokio::task::yield_now().await;
+                        held.hold(permit);
                         never_past(deadline.into_std()).await;
                         guest_priority::lower();
                     }
@@ -259,7 +256,7 @@ impl TickScheduler {
     /// Stops counting this call as short.
     fn leave_short(&mut self) {
         if std::mem::replace(&mut self.short, false) {
-            self.short_calls.end();
+            self.short_calls.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
