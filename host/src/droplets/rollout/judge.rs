@@ -305,13 +305,12 @@ mod tests {
     use crate::droplets::table::tests::table;
     use crate::testing;
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_promotion_recorded_but_not_applied_is_finished_when_the_task_starts() {
-        let parts = testing::parts();
-        let Some(hello) = testing::example("hello") else {
-            return;
-        };
-        let droplets = Arc::new(table(&parts));
+    /// `app` serving `hello` (its stable version's id) with a running
+    /// rollout of a canary, and that rollout decided as promoted (not
+    /// recorded); `None` without the examples.
+    async fn promoted_app(parts: &testing::Parts) -> Option<(Arc<Droplets>, VersionId, Rollout)> {
+        let hello = testing::example("hello")?;
+        let droplets = Arc::new(table(parts));
         let stable = droplets
             .publish("app", hello.clone(), None, "test")
             .await
@@ -326,8 +325,45 @@ mod tests {
             )
             .await
             .unwrap();
-        // Promoted in the record, the process gone before the pointer moved.
         let promoted = canary.decide(Action::Promote, "h1", None, "every step passed".into());
+        Some((droplets, stable, promoted))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_decision_is_reported_only_once_this_host_serves_it() {
+        let parts = testing::parts();
+        let Some((droplets, _, promoted)) = promoted_app(&parts).await else {
+            return;
+        };
+        // The judge between recording its decision and applying it.
+        let change = droplets.changes.lock().await;
+        assert!(droplets.store.write_rollout(&promoted).await.unwrap());
+        let reader = tokio::spawn({
+            let droplets = Arc::clone(&droplets);
+            async move {
+                droplets.rollout_history("app").await.unwrap()[0]
+                    .rollout
+                    .state
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!reader.is_finished(), "reported before it was applied");
+        droplets.apply(&promoted).await.unwrap();
+        drop(change);
+        assert_eq!(reader.await.unwrap(), RolloutState::Promoted);
+        assert_eq!(
+            droplets.get("app").unwrap().version.as_str(),
+            promoted.canary
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_promotion_recorded_but_not_applied_is_finished_when_the_task_starts() {
+        let parts = testing::parts();
+        let Some((droplets, stable, promoted)) = promoted_app(&parts).await else {
+            return;
+        };
+        // Promoted in the record, the process gone before the pointer moved.
         assert!(droplets.store.write_rollout(&promoted).await.unwrap());
         let judge = Judge {
             droplets: Arc::clone(&droplets),

@@ -238,13 +238,16 @@ impl Droplets {
     }
 
     /// Every rollout of `name` (newest first), the running one with its
-    /// current step's figures.
+    /// current step's figures. Read under the change lock: a decision is
+    /// recorded, then applied, under that lock, so a decision this host
+    /// made is never reported before this host serves it (a `promoted`
+    /// read here means the next request gets the canary).
     pub async fn rollout_history(&self, name: &str) -> Result<Vec<RolloutStatus>, ChangeError> {
-        let rollouts = self
-            .store
-            .rollouts(name)
-            .await
-            .map_err(ChangeError::storage("read the droplet's rollouts"))?;
+        let rollouts = {
+            let _change = self.changes.lock().await;
+            self.store.rollouts(name).await
+        }
+        .map_err(ChangeError::storage("read the droplet's rollouts"))?;
         let mut statuses = Vec::with_capacity(rollouts.len());
         for rollout in rollouts {
             let figures = if rollout.running() {
