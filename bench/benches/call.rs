@@ -106,7 +106,7 @@ impl Bench {
         );
         self.runtime
             .call(Call {
-                droplet: &ready.pre,
+                droplet: ready.pre.clone(),
                 memory_bytes: 64 << 20,
                 deadline,
                 imports,

@@ -173,7 +173,7 @@ where
     // Boxed: the call's future is 3.6 KiB, and inline it would be copied
     // with this one at every move up to hyper.
     let result = Box::pin(app.runtime.call(Call {
-        droplet: &ready.pre,
+        droplet: ready.pre.clone(),
         memory_bytes: memory_bytes(manifest),
         deadline,
         imports,

@@ -190,7 +190,7 @@ where
             let in_flight = droplet.stats.enter();
             let result = runtime
                 .call(Call {
-                    droplet: &ready.pre,
+                    droplet: ready.pre.clone(),
                     memory_bytes: memory_bytes(&droplet.manifest),
                     deadline,
                     imports,

@@ -33,9 +33,10 @@ pub enum CallRequest {
 }
 
 /// One call into a droplet.
-pub struct Call<'a> {
-    /// The droplet, linked and ready to instantiate.
-    pub droplet: &'a Linked,
+pub struct Call {
+    /// The droplet, linked and ready to instantiate (a clone: a few
+    /// reference counts).
+    pub droplet: Linked,
     /// The droplet's linear-memory cap in bytes.
     pub memory_bytes: usize,
     /// When the call must be over.
@@ -86,10 +87,11 @@ pub enum CallError {
 struct WorldMismatch;
 
 impl Runtime {
-    /// Runs one request in a fresh instance and drops the instance. A
-    /// droplet's answer is returned; a `wasi:http` component's response
-    /// went to its request's head sender (`Ok(None)`).
-    pub async fn call(&self, call: Call<'_>) -> Result<Option<Answer>, CallError> {
+    /// Runs one request in a fresh instance and drops the instance, on
+    /// this thread ([`Runtime::call`] decides where). A droplet's answer is
+    /// returned; a `wasi:http` component's response went to its request's
+    /// head sender (`Ok(None)`).
+    pub(super) async fn run(&self, call: Call) -> Result<Option<Answer>, CallError> {
         let log = Arc::clone(&call.imports.log);
         let tape = call.tape.clone();
         let end = call.end.clone();
@@ -127,7 +129,7 @@ impl Runtime {
 
         let run = async {
             let instantiating = std::time::Instant::now();
-            match (call.droplet, call.request) {
+            match (&call.droplet, call.request) {
                 (Linked::Droplet(pre), CallRequest::Droplet(request)) => {
                     // Kept inside the call, so that the copy counts against
                     // what the call may make the host hold.
@@ -229,7 +231,7 @@ pub(crate) fn classify(err: &wasmtime::Error, hint: Option<String>) -> CallError
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::time::Duration;
 
     use super::*;
@@ -237,7 +239,7 @@ mod tests {
     use crate::capabilities::CallContext;
     use crate::testing::{self, Parts};
 
-    fn get(path: &str) -> CallRequest {
+    pub(in crate::guest) fn get(path: &str) -> CallRequest {
         CallRequest::Droplet(GuestRequest {
             method: "GET".into(),
             path: path.into(),
@@ -249,7 +251,7 @@ mod tests {
 
     /// Calls example `name` once, as dispatch does; `None` when the example
     /// is not built.
-    async fn call(
+    pub(in crate::guest) async fn call(
         parts: &Parts,
         name: &str,
         request: CallRequest,
@@ -282,7 +284,7 @@ mod tests {
             parts
                 .runtime
                 .call(Call {
-                    droplet: &ready.pre,
+                    droplet: ready.pre.clone(),
                     memory_bytes: 64 << 20,
                     deadline,
                     imports,

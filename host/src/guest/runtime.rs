@@ -132,6 +132,7 @@ impl WasiView for CallState {
 
 /// A component linked and ready to instantiate: a droplet (our world) or
 /// a standard `wasi:http/proxy` component.
+#[derive(Clone)]
 pub enum Linked {
     /// Exports `fp:droplet/handler`.
     Droplet(DropletPre<CallState>),

@@ -65,14 +65,20 @@ impl LongRunningGate {
     /// A gate with half as many permits as cores (at least one), whose
     /// calls hand their deadlines to the ticker serving `deadlines`.
     pub fn new(deadlines: Arc<Deadlines>) -> Self {
-        let cores = std::thread::available_parallelism().map_or(1, usize::from);
         // Probed here, at start-up, not on the first long-running call.
         guest_priority::usable();
         Self {
-            permits: Arc::new(Semaphore::new((cores / 2).max(1))),
+            permits: Arc::new(Semaphore::new(Self::permits_for_this_machine())),
             short_calls: Arc::new(AtomicUsize::new(0)),
             deadlines,
         }
+    }
+
+    /// How many permits a gate has on this machine: half its cores, at
+    /// least one.
+    pub fn permits_for_this_machine() -> usize {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        (cores / 2).max(1)
     }
 
     /// Every permit of the gate, for a test to keep gated calls waiting.
