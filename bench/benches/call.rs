@@ -105,23 +105,25 @@ impl Bench {
             ),
         );
         self.runtime
-            .call(Call {
-                droplet: ready.pre.clone(),
-                memory_bytes: 64 << 20,
-                deadline,
-                imports,
-                request: CallRequest::Droplet(GuestRequest {
-                    method: method.into(),
-                    path: path.into(),
-                    query: String::new(),
-                    headers: Vec::new(),
-                    body: b"value".to_vec(),
-                }),
-                suspect: false,
-                calls_out: false,
-                end: None,
-                tape: None,
-            })
+            .call(
+                &ready.pre,
+                Call {
+                    memory_bytes: 64 << 20,
+                    deadline,
+                    imports,
+                    request: CallRequest::Droplet(GuestRequest {
+                        method: method.into(),
+                        path: path.into(),
+                        query: String::new(),
+                        headers: Vec::new(),
+                        body: b"value".to_vec(),
+                    }),
+                    suspect: false,
+                    calls_out: false,
+                    end: None,
+                    tape: None,
+                },
+            )
             .await
             .expect("the droplet answers")
             .expect("a droplet's answer")

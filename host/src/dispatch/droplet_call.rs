@@ -172,17 +172,19 @@ where
     let in_flight = droplet.stats.enter();
     // Boxed: the call's future is 3.6 KiB, and inline it would be copied
     // with this one at every move up to hyper.
-    let result = Box::pin(app.runtime.call(Call {
-        droplet: ready.pre.clone(),
-        memory_bytes: memory_bytes(manifest),
-        deadline,
-        imports,
-        request: CallRequest::Droplet(request),
-        suspect: droplet.stats.failing(),
-        calls_out: calls_out(manifest),
-        end: None,
-        tape,
-    }))
+    let result = Box::pin(app.runtime.call(
+        &ready.pre,
+        Call {
+            memory_bytes: memory_bytes(manifest),
+            deadline,
+            imports,
+            request: CallRequest::Droplet(request),
+            suspect: droplet.stats.failing(),
+            calls_out: calls_out(manifest),
+            end: None,
+            tape,
+        },
+    ))
     .await;
     drop(in_flight);
     let elapsed = call_started.elapsed();

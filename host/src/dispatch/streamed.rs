@@ -189,18 +189,20 @@ where
             let started = Instant::now();
             let in_flight = droplet.stats.enter();
             let result = runtime
-                .call(Call {
-                    droplet: ready.pre.clone(),
-                    memory_bytes: memory_bytes(&droplet.manifest),
-                    deadline,
-                    imports,
-                    request,
-                    suspect: droplet.stats.failing(),
-                    // It may wait on the client (or call out) for long.
-                    calls_out: true,
-                    end: Some(end),
-                    tape,
-                })
+                .call(
+                    &ready.pre,
+                    Call {
+                        memory_bytes: memory_bytes(&droplet.manifest),
+                        deadline,
+                        imports,
+                        request,
+                        suspect: droplet.stats.failing(),
+                        // It may wait on the client (or call out) for long.
+                        calls_out: true,
+                        end: Some(end),
+                        tape,
+                    },
+                )
                 .await;
             drop(in_flight);
             record(&droplet, started.elapsed(), &result);

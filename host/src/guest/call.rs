@@ -32,11 +32,9 @@ pub enum CallRequest {
     },
 }
 
-/// One call into a droplet.
+/// One call into a droplet (the droplet itself, linked, is passed beside
+/// it).
 pub struct Call {
-    /// The droplet, linked and ready to instantiate (a clone: a few
-    /// reference counts).
-    pub droplet: Linked,
     /// The droplet's linear-memory cap in bytes.
     pub memory_bytes: usize,
     /// When the call must be over.
@@ -91,7 +89,11 @@ impl Runtime {
     /// this thread ([`Runtime::call`] decides where). A droplet's answer is
     /// returned; a `wasi:http` component's response went to its request's
     /// head sender (`Ok(None)`).
-    pub(super) async fn run(&self, call: Call) -> Result<Option<Answer>, CallError> {
+    pub(super) async fn run(
+        &self,
+        droplet: &Linked,
+        call: Call,
+    ) -> Result<Option<Answer>, CallError> {
         let log = Arc::clone(&call.imports.log);
         let tape = call.tape.clone();
         let end = call.end.clone();
@@ -129,7 +131,7 @@ impl Runtime {
 
         let run = async {
             let instantiating = std::time::Instant::now();
-            match (&call.droplet, call.request) {
+            match (droplet, call.request) {
                 (Linked::Droplet(pre), CallRequest::Droplet(request)) => {
                     // Kept inside the call, so that the copy counts against
                     // what the call may make the host hold.
@@ -283,17 +285,19 @@ pub(super) mod tests {
         Some(
             parts
                 .runtime
-                .call(Call {
-                    droplet: ready.pre.clone(),
-                    memory_bytes: 64 << 20,
-                    deadline,
-                    imports,
-                    request,
-                    suspect,
-                    calls_out: false,
-                    end: None,
-                    tape: None,
-                })
+                .call(
+                    &ready.pre,
+                    Call {
+                        memory_bytes: 64 << 20,
+                        deadline,
+                        imports,
+                        request,
+                        suspect,
+                        calls_out: false,
+                        end: None,
+                        tape: None,
+                    },
+                )
                 .await,
         )
     }

@@ -21,7 +21,7 @@ use tracing::Instrument;
 
 use super::call::{Call, CallError};
 use super::records::Answer;
-use super::runtime::Runtime;
+use super::runtime::{Linked, Runtime};
 use super::scheduler::LongRunningGate;
 
 /// The threads' runtime, built on the first suspect call and kept for the
@@ -58,12 +58,19 @@ impl Runtime {
     /// ([`Runtime::run`]): a suspect droplet's call on the gated threads,
     /// every other call where it is awaited. Dropping the future ends the
     /// call wherever it runs.
-    pub async fn call(self: &Arc<Self>, call: Call) -> Result<Option<Answer>, CallError> {
+    pub async fn call(
+        self: &Arc<Self>,
+        droplet: &Linked,
+        call: Call,
+    ) -> Result<Option<Answer>, CallError> {
         let Some(threads) = call.suspect.then(gated_threads).flatten() else {
-            return self.run(call).await;
+            return self.run(droplet, call).await;
         };
-        let runtime = Arc::clone(self);
-        let task = threads.spawn(async move { runtime.run(call).await }.in_current_span());
+        // Moved to another thread: the droplet cloned (a few reference
+        // counts), only here.
+        let (runtime, droplet) = (Arc::clone(self), droplet.clone());
+        let task =
+            threads.spawn(async move { runtime.run(&droplet, call).await }.in_current_span());
         AbortOnDropHandle::new(task).await.unwrap_or_else(|err| {
             tracing::error!(error = %err, "a suspect call's task ended without an answer");
             Err(CallError::Trap(format!("failed: {err}")))
