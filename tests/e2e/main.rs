@@ -18,6 +18,7 @@ mod hostile;
 mod jobs;
 mod kv;
 mod kv_conformance;
+mod kv_shared_reads;
 mod limits;
 mod loading;
 mod operator;

@@ -158,6 +158,11 @@ impl Database {
         &self.config
     }
 
+    /// The most connections the pool holds.
+    pub fn pool_size(&self) -> usize {
+        self.pool.status().max_size
+    }
+
     /// Whether the last contact with the database worked.
     pub fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)

@@ -12,3 +12,4 @@ pub mod kv;
 pub mod migrations;
 pub mod queues;
 pub mod recordings;
+pub mod shared_reads;

@@ -22,6 +22,7 @@ use deadpool_postgres::Transaction;
 
 use super::{Durability, KvError, Limits, entry_bytes};
 use crate::storage::database::{Database, DbError};
+use crate::storage::shared_reads::SharedReads;
 
 /// The get: a key's live value. `pub` so the benchmark's native baseline
 /// runs exactly this query.
@@ -31,6 +32,8 @@ pub const GET_QUERY: &str = "SELECT value FROM kv_entries
 /// kv in the host's PostgreSQL database.
 pub struct PostgresBackend {
     pub(super) db: Arc<Database>,
+    /// The connections standalone reads share.
+    reads: SharedReads,
     durability: Durability,
 }
 
@@ -62,7 +65,12 @@ pub(super) enum Step<T> {
 impl PostgresBackend {
     /// kv in `db` (whose migrations have run).
     pub fn new(db: Arc<Database>, durability: Durability) -> Self {
-        Self { db, durability }
+        let reads = SharedReads::new(Arc::clone(&db));
+        Self {
+            db,
+            reads,
+            durability,
+        }
     }
 
     /// Runs `op` in a transaction. `op` answers `(result, byte change, key
@@ -206,7 +214,7 @@ impl PostgresBackend {
         sql: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<Option<tokio_postgres::Row>, KvError> {
-        let client = self.db.client().await.map_err(unavailable)?;
+        let client = self.reads.client().await.map_err(unavailable)?;
         let statement = client
             .prepare_cached(sql)
             .await
