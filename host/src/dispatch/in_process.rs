@@ -66,11 +66,11 @@ impl InternalCalls for App {
             if self.access_log.wants(response.status().as_u16()) {
                 tracing::info!(
                     target: "droplet::access",
-                    trace_id = %trace_id,
-                    droplet = %callee,
-                    caller = %caller,
-                    method = %method,
-                    endpoint = %endpoint,
+                    trace_id = &*trace_id,
+                    droplet = callee.as_str(),
+                    caller = &*caller,
+                    method = method.as_str(),
+                    endpoint = endpoint.as_str(),
                     status_code = response.status().as_u16(),
                     duration_ms = started.elapsed().as_secs_f64() * 1e3,
                     error,

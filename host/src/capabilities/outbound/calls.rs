@@ -8,9 +8,12 @@
 //! one code path — without `wasi:http`'s resources: no header fields, body
 //! streams or future responses built one host call at a time (about twenty
 //! for a small request), and no copy of the body through a stream. The call
-//! runs in a task of its own from [`call`](wit::Host::call) on, so a droplet
-//! that starts several waits about as long as the slowest; its answer is
-//! read whole, within the deadline and [`MAX_RESPONSE_BYTES`], and handed
+//! starts in [`call`](wit::Host::call) and runs there as far as it goes
+//! without waiting — a callee that answers without waiting on anything (most
+//! do) has answered before `call` returns, with no task spawned and no other
+//! worker woken — and from its first wait on in a task of its own, so a
+//! droplet that starts several waits about as long as the slowest; its answer
+//! is read whole, within the deadline and [`MAX_RESPONSE_BYTES`], and handed
 //! over by `get`.
 
 use bytes::Bytes;
@@ -93,8 +96,8 @@ pub fn internal_url(droplet: &str, path_with_query: &str) -> String {
 
 impl OutboundAccess {
     /// Starts `request`: refused at once when it is not valid, otherwise
-    /// sent through [`Outbound::send`](super::Outbound::send) in a task of
-    /// its own.
+    /// sent through [`Outbound::send`](super::Outbound::send), at once and
+    /// then, if it has to wait, in a task of its own ([`Pending::start`]).
     fn start_call(&mut self, request: CallRequest) -> Pending<Answer> {
         let url = internal_url(&request.droplet, &request.path_with_query);
         let method = request.method.clone();
@@ -113,33 +116,31 @@ impl OutboundAccess {
         let taped = self.tape_send(&request);
         let deadline = self.deadline();
         let sent = self.send(request);
-        let task = tokio::spawn(
-            async move {
-                let (answer, held) = match sent.await {
-                    Ok(response) => read_whole(response, deadline).await,
-                    Err(code) => (Err(call_error(code, &url)), None),
-                };
-                if let Ok(response) = &answer {
-                    tracing::Span::current()
-                        .record("http.response.status_code", i64::from(response.status));
-                }
-                if let Some((tape, index)) = taped {
-                    let reply = match &answer {
-                        Ok(response) => Ok(HttpReply {
-                            status: response.status,
-                            headers: response.headers.clone(),
-                            body: Blob(response.body.clone()),
-                            body_error: None,
-                        }),
-                        Err(err) => Err(Failure::of(err).encode()),
-                    };
-                    tape.answer(index, reply);
-                }
-                (answer, held)
+        let call = async move {
+            let (answer, held) = match sent.await {
+                Ok(response) => read_whole(response, deadline).await,
+                Err(code) => (Err(call_error(code, &url)), None),
+            };
+            if let Ok(response) = &answer {
+                tracing::Span::current()
+                    .record("http.response.status_code", i64::from(response.status));
             }
-            .instrument(span),
-        );
-        Pending::started(task, lost)
+            if let Some((tape, index)) = taped {
+                let reply = match &answer {
+                    Ok(response) => Ok(HttpReply {
+                        status: response.status,
+                        headers: response.headers.clone(),
+                        body: Blob(response.body.clone()),
+                        body_error: None,
+                    }),
+                    Err(err) => Err(Failure::of(err).encode()),
+                };
+                tape.answer(index, reply);
+            }
+            (answer, held)
+        }
+        .instrument(span);
+        Pending::start(call, lost)
     }
 
     /// The `http` request the same call is in `wasi:http`, checked as

@@ -32,15 +32,28 @@ impl<A: Send + 'static> Pending<A> {
         }
     }
 
-    /// A call running in `task`.
-    pub(super) fn started(
-        task: tokio::task::JoinHandle<(A, Option<WasiBody>)>,
+    /// A call made by `call`: run at once as far as it goes without
+    /// waiting, then, if it has not answered, in a task of its own. A call
+    /// to a droplet that answers without waiting on anything (most do) is
+    /// answered before this returns: no task, no wake-up of another worker.
+    /// A call that panics answers `lost`, in the task as here.
+    pub(super) fn start(
+        call: impl Future<Output = (A, Option<WasiBody>)> + Send + 'static,
         lost: fn() -> A,
     ) -> Self {
+        let mut call = Box::pin(call);
+        let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            futures_util::FutureExt::now_or_never(&mut call)
+        }));
+        let (task, answer, held) = match polled {
+            Ok(Some((answer, held))) => (None, Some(answer), held),
+            Ok(None) => (Some(tokio::spawn(call)), None, None),
+            Err(_) => (None, Some(lost()), None),
+        };
         Self {
-            task: Some(task),
-            answer: None,
-            held: None,
+            task,
+            answer,
+            held,
             lost,
         }
     }
@@ -122,4 +135,51 @@ pub fn remove<A: Send + 'static, R: 'static>(
 ) -> wasmtime::Result<()> {
     table.delete(entry::<A, R>(&call))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmtime_wasi::p2::Pollable;
+
+    fn lost() -> i32 {
+        -1
+    }
+
+    #[tokio::test]
+    async fn a_call_that_need_not_wait_has_answered_when_it_is_started() {
+        let mut pending = Pending::start(async { (7, None) }, lost);
+        assert!(
+            pending.task.is_none(),
+            "no task for a call that never waits"
+        );
+        assert_eq!(pending.take(), Some(7));
+        assert_eq!(pending.take(), None, "the answer is handed over once");
+    }
+
+    #[tokio::test]
+    async fn a_call_that_waits_goes_on_in_a_task_of_its_own() {
+        let (answer, answered) = tokio::sync::oneshot::channel::<i32>();
+        let mut pending =
+            Pending::start(async move { (answered.await.unwrap_or(0) + 1, None) }, lost);
+        assert!(pending.task.is_some(), "a call that waits has a task");
+        assert_eq!(pending.take(), None, "no answer before it has come");
+        answer.send(41).unwrap();
+        pending.ready().await;
+        assert_eq!(pending.take(), Some(42));
+    }
+
+    #[tokio::test]
+    async fn a_call_that_panics_when_it_is_started_answers_lost() {
+        let mut pending = Pending::start(
+            async {
+                if lost() < 0 {
+                    panic!("a bug in a callee's host code");
+                }
+                (1, None)
+            },
+            lost,
+        );
+        assert_eq!(pending.take(), Some(-1));
+    }
 }
