@@ -250,12 +250,17 @@ async fn send_internal(
         headers: request.headers,
         body: request.body,
     });
-    // The answer is never there at once: wait first, then look.
-    let answer = loop {
-        crate::rt::ready(pending.subscribe()).await;
-        if let Some(answer) = pending.get() {
-            break answer;
-        }
+    // A callee that waits on nothing has answered before `call` returns:
+    // look first, and wait (a pollable made, polled and dropped) only if
+    // the answer has not come.
+    let answer = match pending.get() {
+        Some(answer) => answer,
+        None => loop {
+            crate::rt::ready(pending.subscribe()).await;
+            if let Some(answer) = pending.get() {
+                break answer;
+            }
+        },
     };
     match answer {
         Ok(response) => {

@@ -11,6 +11,7 @@ use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
 use super::allow::Allowlist;
 use super::client::{CallLimits, Outbound, OutboundReport};
+use super::series::OutboundSeries;
 use crate::capabilities::call_context::CallContext;
 use crate::capabilities::capability::{Capability, StoreData};
 use crate::capabilities::recording::entry::HttpReply;
@@ -39,6 +40,8 @@ pub struct OutboundGrant {
     pub allowed: Arc<Allowlist>,
     /// Requests one call may send.
     pub max_requests: u32,
+    /// The version's outbound metrics, by allowlist entry.
+    pub series: Arc<OutboundSeries>,
 }
 
 impl Capability for OutboundCapability {
@@ -79,6 +82,7 @@ impl Capability for OutboundCapability {
             }
         })?;
         Ok(OutboundGrant {
+            series: Arc::new(OutboundSeries::new(&allowed)),
             allowed: Arc::new(allowed),
             max_requests: manifest.max_outbound_requests,
         })
@@ -92,6 +96,7 @@ impl Capability for OutboundCapability {
             limits: CallLimits {
                 droplet: Arc::clone(call.droplet),
                 allowed: Arc::clone(&grant.allowed),
+                series: Arc::clone(&grant.series),
                 remaining: grant.max_requests,
                 deadline: call.deadline,
                 trace_id: Arc::clone(call.trace_id),

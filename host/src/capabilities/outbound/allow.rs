@@ -142,25 +142,28 @@ impl Allowlist {
         self.entry_for(to).is_some()
     }
 
-    /// The entry that allows `to`, as the manifest writes it.
-    pub fn entry_for(&self, to: &Destination) -> Option<&Arc<str>> {
-        self.entries
-            .iter()
-            .find(|entry| {
-                entry.https == to.https
-                    && entry.port == to.port
-                    && match &entry.host {
-                        Host::Exact(host) => *host == to.host,
-                        Host::SubdomainsOf(domain) => {
-                            to.ip().is_none()
-                                && to
-                                    .host
-                                    .strip_suffix(domain.as_str())
-                                    .is_some_and(|label| !label.is_empty())
-                        }
+    /// The index of the entry that allows `to` (its label is
+    /// [`Allowlist::labels`]'s at that index).
+    pub fn entry_for(&self, to: &Destination) -> Option<usize> {
+        self.entries.iter().position(|entry| {
+            entry.https == to.https
+                && entry.port == to.port
+                && match &entry.host {
+                    Host::Exact(host) => *host == to.host,
+                    Host::SubdomainsOf(domain) => {
+                        to.ip().is_none()
+                            && to
+                                .host
+                                .strip_suffix(domain.as_str())
+                                .is_some_and(|label| !label.is_empty())
                     }
-            })
-            .map(|entry| &entry.text)
+                }
+        })
+    }
+
+    /// Each entry as the manifest writes it: the metrics' `allowed` label.
+    pub fn labels(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.entries.iter().map(|entry| &entry.text)
     }
 
     /// Whether `to`'s host is listed as this very address (the SSRF guard

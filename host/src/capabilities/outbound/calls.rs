@@ -113,7 +113,8 @@ impl OutboundAccess {
             }
         };
         let span = super::access::outbound_span(&request);
-        let taped = self.tape_send(&request);
+        // The URL as replay writes it (`replay::calls`), not re-rendered.
+        let taped = self.tape_call(&method, &url);
         let deadline = self.deadline();
         let sent = self.send(request);
         let call = async move {

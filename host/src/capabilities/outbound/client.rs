@@ -36,8 +36,8 @@ use super::allow::{Allowlist, Destination};
 use super::bodies::{BoundedBody, MAX_REQUEST_BYTES, SendCut, SentBody};
 use super::guard;
 use super::in_process::{Chain, INTERNAL_SUFFIX, InternalCall, InternalCalls};
+use super::series::{OutboundSeries, Outcome};
 use super::transport::{Transport, transport};
-use crate::ops::metrics::status_class;
 
 /// The process's outbound client and limits.
 pub struct Outbound {
@@ -82,6 +82,8 @@ pub struct CallLimits {
     pub droplet: Arc<str>,
     /// Its allowlist.
     pub allowed: Arc<Allowlist>,
+    /// Its outbound metrics.
+    pub series: Arc<OutboundSeries>,
     /// Requests it may still send in this call.
     pub remaining: u32,
     /// When the call must be over.
@@ -124,11 +126,12 @@ impl Outbound {
             Arc::clone(&self.in_flight),
             self.max_in_flight,
         );
-        let (droplet, deadline, trace_id, report) = (
+        let (droplet, deadline, trace_id, report, series) = (
             Arc::clone(&limits.droplet),
             limits.deadline,
             Arc::clone(&limits.trace_id),
             Arc::clone(&limits.report),
+            Arc::clone(&limits.series),
         );
         let internal = self.internal.get().and_then(std::sync::Weak::upgrade);
         let chain = limits.chain.next();
@@ -154,12 +157,8 @@ impl Outbound {
                 report
                     .micros
                     .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
-                count(
-                    &droplet,
-                    &entry,
-                    status_class(response.status().as_u16()),
-                    Some(elapsed),
-                );
+                let outcome = Outcome::Status(response.status().as_u16());
+                series.count(&droplet, entry, outcome, Some(elapsed));
                 return Ok(response);
             }
             let result = async {
@@ -180,12 +179,12 @@ impl Outbound {
             report
                 .micros
                 .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
-            let class = match &result {
-                Ok(response) => status_class(response.status().as_u16()),
-                Err(Error::ConnectionTimeout) => "timeout",
-                Err(_) => "error",
+            let outcome = match &result {
+                Ok(response) => Outcome::Status(response.status().as_u16()),
+                Err(Error::ConnectionTimeout) => Outcome::Timeout,
+                Err(_) => Outcome::Error,
             };
-            count(&droplet, &entry, class, Some(elapsed));
+            series.count(&droplet, entry, outcome, Some(elapsed));
             if let Err(err) = &result {
                 tracing::info!(droplet = %droplet, host = %host, error = ?err, "outbound request failed");
             }
@@ -194,23 +193,26 @@ impl Outbound {
     }
 
     /// The checks made before anything is sent: the destination, the
-    /// allowlist, the per-call count.
+    /// allowlist (the index of the entry that allows it), the per-call
+    /// count.
     fn check(
         &self,
         request: &http::Request<WasiBody>,
         limits: &mut CallLimits,
-    ) -> Result<(Destination, Arc<str>), Error> {
+    ) -> Result<(Destination, usize), Error> {
         limits.report.requests.fetch_add(1, Ordering::Relaxed);
         let Some(destination) = Destination::of(request.uri()) else {
             return Err(Error::HttpRequestUriInvalid);
         };
-        let Some(entry) = limits.allowed.entry_for(&destination).cloned() else {
+        let Some(entry) = limits.allowed.entry_for(&destination) else {
             tracing::warn!(droplet = %limits.droplet, destination = %destination, "outbound request denied: not in allowed_outbound_hosts");
-            count(&limits.droplet, "denied", "denied", None);
+            limits.series.denied(&limits.droplet);
             return Err(Error::HttpRequestDenied);
         };
         if limits.remaining == 0 {
-            count(&limits.droplet, &entry, "over_limit", None);
+            limits
+                .series
+                .count(&limits.droplet, entry, Outcome::OverLimit, None);
             return Err(Error::InternalError(Some(
                 "this call sent max_outbound_requests already".to_string(),
             )));
@@ -223,22 +225,6 @@ impl Outbound {
             return Err(Error::DestinationIpProhibited);
         }
         Ok((destination, entry))
-    }
-}
-
-/// Counts a request under the allowlist entry that allowed it (never the
-/// destination itself: a wildcard would make a series per name).
-fn count(droplet: &Arc<str>, allowed: &str, class: &'static str, elapsed: Option<Duration>) {
-    metrics::counter!(
-        "droplet_outbound_requests_total",
-        "droplet" => droplet.to_string(),
-        "allowed" => allowed.to_string(),
-        "class" => class
-    )
-    .increment(1);
-    if let Some(elapsed) = elapsed {
-        metrics::histogram!("droplet_outbound_duration_seconds", "droplet" => droplet.to_string())
-            .record(elapsed.as_secs_f64());
     }
 }
 
