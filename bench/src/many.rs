@@ -89,19 +89,7 @@ fn size(opts: &Opts, dir: &Path, count: usize, report: &mut Report) -> Result<Pa
         // The host listens at once; eager start-up ends when every droplet
         // has compiled (`/health` no longer says `starting`).
         if loading == "eager" {
-            let deadline = Instant::now() + Duration::from_secs(600);
-            while http_exchange(
-                host.addr,
-                "GET /health HTTP/1.1\r\nhost: bench\r\nconnection: close\r\n\r\n",
-            )?
-            .contains("\"starting\"")
-            {
-                ensure!(
-                    Instant::now() < deadline,
-                    "many droplets never finished compiling"
-                );
-                std::thread::sleep(Duration::from_millis(10));
-            }
+            wait_until_compiled(&host)?;
         }
         let startup_ms = started.elapsed().as_secs_f64() * 1e3;
         let idle_rss_mib = rss_kib(host.pid()) as f64 / 1024.0;
@@ -179,6 +167,7 @@ fn spread_over_droplets(
         Server::start_host_with(opts, droplets, &data, &args)
     };
     let host = start("data-spread", &[])?;
+    warm_up(&host, spread)?;
     let connections = 16;
     let many = Load {
         spread,
@@ -201,6 +190,7 @@ fn spread_over_droplets(
     // The same spread with wasmtime's default of 100 warm slots, which the
     // host used to keep: most calls then remap a slot's memory image.
     let few_warm = start("data-spread-warm100", &["--warm-slots", "100"])?;
+    warm_up(&few_warm, spread)?;
     let mut row = Row::new(
         &format!(
             "warm slots: {spread} droplets at once, --warm-slots 100 vs every slot (the default)"
@@ -216,5 +206,37 @@ fn spread_over_droplets(
     };
     row.measure_pair(opts, (&few_warm, &few_warm_load), (&host, &many))?;
     report.push_clean(row);
+    Ok(())
+}
+
+/// Waits until an eagerly started host has compiled (or loaded from its
+/// code cache) every droplet: `/health` no longer says `starting`.
+fn wait_until_compiled(host: &Server) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while http_exchange(
+        host.addr,
+        "GET /health HTTP/1.1\r\nhost: bench\r\nconnection: close\r\n\r\n",
+    )?
+    .contains("\"starting\"")
+    {
+        ensure!(
+            Instant::now() < deadline,
+            "many droplets never finished compiling"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(())
+}
+
+/// Makes a spread row measure traffic, not start-up: the host has loaded
+/// every droplet (its code-cache reads done, which would otherwise run
+/// beside the first rounds and count in their CPU), and each of the
+/// `spread` droplets has answered once.
+fn warm_up(host: &Server, spread: u32) -> Result<()> {
+    wait_until_compiled(host)?;
+    for i in 0..spread {
+        let status = http_get_status(host.addr, &format!("/d{i}/"))?;
+        ensure!(status == 200, "/d{i}/ answered {status} while warming up");
+    }
     Ok(())
 }
