@@ -94,7 +94,7 @@ impl DropletStats {
     /// Counts a response with `status`, here and in
     /// `droplet_requests_total`.
     pub fn record_status(&self, status: u16) {
-        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        let class = crate::ops::metrics::status_class_index(status);
         self.by_class[class].fetch_add(1, Ordering::Relaxed);
         self.metrics.requests[class]
             .get_or_init(|| {

@@ -59,11 +59,17 @@ pub fn install(shutdown: &Shutdown) -> Result<PrometheusHandle, BuildError> {
 
 /// A status's class for metrics labels: `1xx` … `5xx`.
 pub fn status_class(status: u16) -> &'static str {
+    ["1xx", "2xx", "3xx", "4xx", "5xx"][status_class_index(status)]
+}
+
+/// [`status_class`] as an index, 0 (`1xx`) to 4 (`5xx`), for counters kept
+/// in an array by class.
+pub fn status_class_index(status: u16) -> usize {
     match status / 100 {
-        1 => "1xx",
-        2 => "2xx",
-        3 => "3xx",
-        4 => "4xx",
-        _ => "5xx",
+        1 => 0,
+        2 => 1,
+        3 => 2,
+        4 => 3,
+        _ => 4,
     }
 }

@@ -8,6 +8,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use super::allow::Allowlist;
+use crate::ops::metrics::status_class_index;
 
 /// How one outbound request ended, for its `class` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,14 +38,7 @@ const CLASSES: [&str; 8] = [
 impl Outcome {
     fn index(self) -> usize {
         match self {
-            // As `status_class` reads a status.
-            Outcome::Status(status) => match status / 100 {
-                1 => 0,
-                2 => 1,
-                3 => 2,
-                4 => 3,
-                _ => 4,
-            },
+            Outcome::Status(status) => status_class_index(status),
             Outcome::Timeout => 5,
             Outcome::Error => 6,
             Outcome::OverLimit => 7,
